@@ -1,0 +1,1 @@
+//! Which backups to keep: a pure function of (backups, policy, now).
