@@ -1,1 +1,1063 @@
 //! Which backups to keep: a pure function of (backups, policy, now).
+//!
+//! The rules follow the rotation scheme of restic/rustic `forget`: `keep_last` keeps the
+//! N newest backups; `keep_daily`/`keep_weekly`/`keep_monthly`/`keep_yearly` keep the newest
+//! backup of each of the N most recent calendar periods (UTC days, ISO weeks, months, years)
+//! that contain backups; `max_age_days` keeps everything younger than D days. A backup is kept
+//! when any rule keeps it, and [`plan`] records every rule that did.
+//!
+//! Two safety rules sit on top: the newest backup is always kept, and once any rule is set, a
+//! backup dated after `now` (clock skew) is kept rather than deleted. An empty policy keeps
+//! everything.
+//!
+//! Nothing here performs I/O or reads the clock; `now` is a parameter, so the whole decision
+//! can be previewed (dry run) and tested exhaustively.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
+
+/// One complete backup that retention may keep or delete. (Incomplete and unmanaged files are
+/// never passed in.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Stable identifier of the backup (for example its file name).
+    pub id: String,
+    /// When the backup was taken.
+    pub time: DateTime<Utc>,
+}
+
+/// The retention policy; `None` means the rule is off. All rules off = keep everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Policy {
+    /// Keep the N newest backups.
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the N most recent UTC days that have backups.
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the N most recent ISO weeks that have backups.
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the N most recent months that have backups.
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the N most recent years that have backups.
+    pub keep_yearly: Option<u32>,
+    /// Keep backups younger than this many days (BACKUP_RETENTION_DAYS).
+    pub max_age_days: Option<u32>,
+}
+
+impl Policy {
+    /// True when every rule is off (`None`); such a policy keeps every backup.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
+            && self.keep_yearly.is_none()
+            && self.max_age_days.is_none()
+    }
+}
+
+/// Why a backup is kept (or deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// The newest backup, which is always kept.
+    Newest,
+    /// No retention rule is set, so everything is kept.
+    NoPolicy,
+    /// Among the `keep_last` newest backups.
+    Last,
+    /// Newest backup of one of the `keep_daily` most recent days.
+    Daily,
+    /// Newest backup of one of the `keep_weekly` most recent ISO weeks.
+    Weekly,
+    /// Newest backup of one of the `keep_monthly` most recent months.
+    Monthly,
+    /// Newest backup of one of the `keep_yearly` most recent years.
+    Yearly,
+    /// Younger than `max_age_days`.
+    WithinAge,
+    /// Dated after `now`; kept because its age cannot be trusted.
+    Future,
+    /// No rule keeps it: the backup is deleted.
+    Unmatched,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Reason::Newest => "newest backup",
+            Reason::NoPolicy => "no retention policy",
+            Reason::Last => "keep-last",
+            Reason::Daily => "daily",
+            Reason::Weekly => "weekly",
+            Reason::Monthly => "monthly",
+            Reason::Yearly => "yearly",
+            Reason::WithinAge => "within max age",
+            Reason::Future => "dated in the future",
+            Reason::Unmatched => "matched no rule",
+        };
+        f.write_str(text)
+    }
+}
+
+/// The verdict for one candidate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    /// The candidate's id.
+    pub id: String,
+    /// The candidate's time.
+    pub time: DateTime<Utc>,
+    /// True to keep the backup, false to delete it.
+    pub keep: bool,
+    /// Every rule that keeps the backup, in declaration order of [`Reason`];
+    /// exactly `[Reason::Unmatched]` when it is deleted.
+    pub reasons: Vec<Reason>,
+}
+
+/// Newest first; ties in time broken by id, descending. A total, deterministic order.
+fn newest_first(a: &Candidate, b: &Candidate) -> Ordering {
+    b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id))
+}
+
+/// Maps a time to the calendar period (day, ISO week, month, year) it falls in.
+type PeriodKey = fn(&DateTime<Utc>) -> (i32, u32);
+
+/// For candidates sorted newest first, marks the newest backup of each of the `n` most recent
+/// periods that contain backups, where `period` maps a time to its period key.
+///
+/// `period` must be monotone in time (later time => same or later period), so the backups of one
+/// period are contiguous in the sorted list and a period starts wherever the key changes.
+fn newest_per_period<K: PartialEq>(
+    sorted: &[&Candidate],
+    n: u32,
+    period: impl Fn(&DateTime<Utc>) -> K,
+) -> Vec<bool> {
+    let mut kept = vec![false; sorted.len()];
+    let mut periods_used: u32 = 0;
+    let mut last_key: Option<K> = None;
+    for (slot, candidate) in kept.iter_mut().zip(sorted) {
+        if periods_used >= n {
+            break;
+        }
+        let key = period(&candidate.time);
+        if last_key.as_ref() != Some(&key) {
+            *slot = true;
+            periods_used += 1;
+            last_key = Some(key);
+        }
+    }
+    kept
+}
+
+/// Decides, for every candidate, keep or delete. Output: one Decision per candidate, newest first
+/// (ties broken by id, descending, so the order is total and deterministic).
+///
+/// See the module documentation for the rules. A backup dated after `now` is never counted as
+/// [`Reason::WithinAge`]; it gets [`Reason::Future`] instead (when any rule is set). It still
+/// takes part in the count-based rules like any other backup.
+#[must_use]
+pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by(|a, b| newest_first(a, b));
+
+    let mut reasons: Vec<Vec<Reason>> = vec![Vec::new(); sorted.len()];
+
+    // Rules are applied in the declaration order of `Reason`, so each list comes out ordered.
+    if let Some(newest) = reasons.first_mut() {
+        newest.push(Reason::Newest);
+    }
+
+    if policy.is_empty() {
+        for r in &mut reasons {
+            r.push(Reason::NoPolicy);
+        }
+    } else {
+        if let Some(n) = policy.keep_last {
+            // u32 -> usize cannot lose information on the 32/64-bit targets we build for;
+            // saturate anyway rather than unwrap.
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            for r in reasons.iter_mut().take(n) {
+                r.push(Reason::Last);
+            }
+        }
+
+        let period_rules: [(Option<u32>, Reason, PeriodKey); 4] = [
+            (policy.keep_daily, Reason::Daily, |t| {
+                (t.year(), t.ordinal())
+            }),
+            (policy.keep_weekly, Reason::Weekly, |t| {
+                let week = t.iso_week();
+                (week.year(), week.week())
+            }),
+            (policy.keep_monthly, Reason::Monthly, |t| {
+                (t.year(), t.month())
+            }),
+            (policy.keep_yearly, Reason::Yearly, |t| (t.year(), 0)),
+        ];
+        for (count, reason, period) in period_rules {
+            if let Some(n) = count {
+                let kept = newest_per_period(&sorted, n, period);
+                for (r, keep) in reasons.iter_mut().zip(kept) {
+                    if keep {
+                        r.push(reason);
+                    }
+                }
+            }
+        }
+
+        // TimeDelta::days panics only beyond ~1e11 days (i64::MAX ms); u32::MAX (~4.3e9) is below.
+        // `now - time` cannot overflow either: chrono documents the difference of any two
+        // DateTimes as always in range.
+        let max_age = policy
+            .max_age_days
+            .map(|days| TimeDelta::days(i64::from(days)));
+        for (r, candidate) in reasons.iter_mut().zip(&sorted) {
+            // Future and WithinAge are exclusive, so the list stays in declaration order.
+            let age = now.signed_duration_since(candidate.time);
+            if age < TimeDelta::zero() {
+                r.push(Reason::Future);
+            } else if max_age.is_some_and(|max| age < max) {
+                r.push(Reason::WithinAge);
+            }
+        }
+    }
+
+    sorted
+        .into_iter()
+        .zip(reasons)
+        .map(|(candidate, mut reasons)| {
+            let keep = !reasons.is_empty();
+            if !keep {
+                reasons.push(Reason::Unmatched);
+            }
+            Decision {
+                id: candidate.id.clone(),
+                time: candidate.time,
+                keep,
+                reasons,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use Reason::{
+        Daily, Future, Last, Monthly, Newest, NoPolicy, Unmatched, Weekly, WithinAge, Yearly,
+    };
+
+    /// Parses an RFC 3339 timestamp such as `2024-01-01T03:00:00Z`.
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .unwrap_or_else(|e| panic!("bad test timestamp {s:?}: {e}"))
+            .with_timezone(&Utc)
+    }
+
+    fn cand(id: &str, time: &str) -> Candidate {
+        Candidate {
+            id: id.to_owned(),
+            time: at(time),
+        }
+    }
+
+    /// One backup per day at 03:00 UTC, from `first` to `last` inclusive, id = `YYYY-MM-DD`.
+    fn daily_backups(first: &str, last: &str) -> Vec<Candidate> {
+        let first: NaiveDate = first.parse().unwrap();
+        let last: NaiveDate = last.parse().unwrap();
+        first
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .map(|d| Candidate {
+                id: d.to_string(),
+                time: d.and_hms_opt(3, 0, 0).unwrap().and_utc(),
+            })
+            .collect()
+    }
+
+    /// Daily backups 2024-01-01 ..= 2024-03-31 (a Monday to a Sunday), seen at noon on the last day.
+    fn q1() -> Vec<Candidate> {
+        daily_backups("2024-01-01", "2024-03-31")
+    }
+    const Q1_NOW: &str = "2024-03-31T12:00:00Z";
+
+    fn policy(f: impl FnOnce(&mut Policy)) -> Policy {
+        let mut p = Policy::default();
+        f(&mut p);
+        p
+    }
+
+    fn kept_ids(decisions: &[Decision]) -> BTreeSet<String> {
+        decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    struct Case {
+        name: &'static str,
+        candidates: Vec<Candidate>,
+        policy: Policy,
+        now: &'static str,
+        /// Exactly the ids that must be kept.
+        kept: &'static [&'static str],
+        /// Full reason lists to check for some ids.
+        reasons: &'static [(&'static str, &'static [Reason])],
+    }
+
+    fn cases() -> Vec<Case> {
+        vec![
+            Case {
+                name: "empty input",
+                candidates: vec![],
+                policy: policy(|p| p.keep_last = Some(3)),
+                now: Q1_NOW,
+                kept: &[],
+                reasons: &[],
+            },
+            Case {
+                name: "empty input, empty policy",
+                candidates: vec![],
+                policy: Policy::default(),
+                now: Q1_NOW,
+                kept: &[],
+                reasons: &[],
+            },
+            Case {
+                name: "empty policy keeps everything",
+                candidates: daily_backups("2024-03-29", "2024-03-31"),
+                policy: Policy::default(),
+                now: Q1_NOW,
+                kept: &["2024-03-29", "2024-03-30", "2024-03-31"],
+                reasons: &[
+                    ("2024-03-31", &[Newest, NoPolicy]),
+                    ("2024-03-30", &[NoPolicy]),
+                    ("2024-03-29", &[NoPolicy]),
+                ],
+            },
+            Case {
+                name: "only keep_last",
+                candidates: q1(),
+                policy: policy(|p| p.keep_last = Some(3)),
+                now: Q1_NOW,
+                kept: &["2024-03-29", "2024-03-30", "2024-03-31"],
+                reasons: &[
+                    ("2024-03-31", &[Newest, Last]),
+                    ("2024-03-30", &[Last]),
+                    ("2024-03-28", &[Unmatched]),
+                ],
+            },
+            Case {
+                name: "keep_last 0 keeps only the newest",
+                candidates: q1(),
+                policy: policy(|p| p.keep_last = Some(0)),
+                now: Q1_NOW,
+                kept: &["2024-03-31"],
+                reasons: &[("2024-03-31", &[Newest])],
+            },
+            Case {
+                name: "keep_last larger than available",
+                candidates: daily_backups("2024-03-30", "2024-03-31"),
+                policy: policy(|p| p.keep_last = Some(10)),
+                now: Q1_NOW,
+                kept: &["2024-03-30", "2024-03-31"],
+                reasons: &[("2024-03-30", &[Last])],
+            },
+            Case {
+                name: "only age: strictly younger than D days",
+                candidates: q1(),
+                policy: policy(|p| p.max_age_days = Some(10)),
+                now: Q1_NOW,
+                // 03-22 03:00 is 9d9h old; 03-21 03:00 is 10d9h old.
+                kept: &[
+                    "2024-03-22",
+                    "2024-03-23",
+                    "2024-03-24",
+                    "2024-03-25",
+                    "2024-03-26",
+                    "2024-03-27",
+                    "2024-03-28",
+                    "2024-03-29",
+                    "2024-03-30",
+                    "2024-03-31",
+                ],
+                reasons: &[
+                    ("2024-03-31", &[Newest, WithinAge]),
+                    ("2024-03-22", &[WithinAge]),
+                    ("2024-03-21", &[Unmatched]),
+                ],
+            },
+            Case {
+                name: "age boundary: exactly D days old is deleted",
+                candidates: vec![
+                    cand("exact", "2024-03-29T12:00:00Z"),
+                    cand("just-younger", "2024-03-29T12:00:01Z"),
+                    cand("newest", "2024-03-31T11:00:00Z"),
+                ],
+                policy: policy(|p| p.max_age_days = Some(2)),
+                now: Q1_NOW,
+                kept: &["just-younger", "newest"],
+                reasons: &[("exact", &[Unmatched]), ("just-younger", &[WithinAge])],
+            },
+            Case {
+                name: "max_age 0 keeps only the newest",
+                candidates: q1(),
+                policy: policy(|p| p.max_age_days = Some(0)),
+                now: Q1_NOW,
+                kept: &["2024-03-31"],
+                reasons: &[("2024-03-31", &[Newest])],
+            },
+            Case {
+                name: "keep_last 0 with age rule",
+                candidates: q1(),
+                policy: policy(|p| {
+                    p.keep_last = Some(0);
+                    p.max_age_days = Some(2);
+                }),
+                now: Q1_NOW,
+                kept: &["2024-03-30", "2024-03-31"],
+                reasons: &[
+                    ("2024-03-31", &[Newest, WithinAge]),
+                    ("2024-03-30", &[WithinAge]),
+                ],
+            },
+            Case {
+                name: "keep_daily",
+                candidates: q1(),
+                policy: policy(|p| p.keep_daily = Some(7)),
+                now: Q1_NOW,
+                kept: &[
+                    "2024-03-25",
+                    "2024-03-26",
+                    "2024-03-27",
+                    "2024-03-28",
+                    "2024-03-29",
+                    "2024-03-30",
+                    "2024-03-31",
+                ],
+                reasons: &[("2024-03-31", &[Newest, Daily]), ("2024-03-25", &[Daily])],
+            },
+            Case {
+                name: "keep_daily 0 keeps only the newest",
+                candidates: q1(),
+                policy: policy(|p| p.keep_daily = Some(0)),
+                now: Q1_NOW,
+                kept: &["2024-03-31"],
+                reasons: &[("2024-03-31", &[Newest])],
+            },
+            Case {
+                name: "keep_weekly keeps the Sunday of each ISO week",
+                candidates: q1(),
+                policy: policy(|p| p.keep_weekly = Some(4)),
+                now: Q1_NOW,
+                kept: &["2024-03-10", "2024-03-17", "2024-03-24", "2024-03-31"],
+                reasons: &[("2024-03-24", &[Weekly])],
+            },
+            Case {
+                name: "keep_monthly keeps the last day of each month",
+                candidates: q1(),
+                policy: policy(|p| p.keep_monthly = Some(2)),
+                now: Q1_NOW,
+                kept: &["2024-02-29", "2024-03-31"],
+                reasons: &[("2024-02-29", &[Monthly])],
+            },
+            Case {
+                name: "keep_monthly larger than available",
+                candidates: q1(),
+                policy: policy(|p| p.keep_monthly = Some(12)),
+                now: Q1_NOW,
+                kept: &["2024-01-31", "2024-02-29", "2024-03-31"],
+                reasons: &[("2024-01-31", &[Monthly])],
+            },
+            Case {
+                name: "keep_yearly with a single year",
+                candidates: q1(),
+                policy: policy(|p| p.keep_yearly = Some(2)),
+                now: Q1_NOW,
+                kept: &["2024-03-31"],
+                reasons: &[("2024-03-31", &[Newest, Yearly])],
+            },
+            Case {
+                name: "keep_yearly over several years",
+                candidates: daily_backups("2021-12-29", "2023-01-02"),
+                policy: policy(|p| p.keep_yearly = Some(3)),
+                now: "2023-01-02T12:00:00Z",
+                kept: &["2021-12-31", "2022-12-31", "2023-01-02"],
+                reasons: &[("2021-12-31", &[Yearly]), ("2022-12-31", &[Yearly])],
+            },
+            Case {
+                name: "combination of daily, weekly and monthly",
+                candidates: q1(),
+                policy: policy(|p| {
+                    p.keep_daily = Some(3);
+                    p.keep_weekly = Some(2);
+                    p.keep_monthly = Some(2);
+                }),
+                now: Q1_NOW,
+                kept: &[
+                    "2024-02-29",
+                    "2024-03-24",
+                    "2024-03-29",
+                    "2024-03-30",
+                    "2024-03-31",
+                ],
+                reasons: &[
+                    ("2024-03-31", &[Newest, Daily, Weekly, Monthly]),
+                    ("2024-03-24", &[Weekly]),
+                    ("2024-03-30", &[Daily]),
+                    ("2024-02-29", &[Monthly]),
+                    ("2024-03-01", &[Unmatched]),
+                ],
+            },
+            Case {
+                name: "combination of everything",
+                candidates: q1(),
+                policy: policy(|p| {
+                    p.keep_last = Some(2);
+                    p.keep_daily = Some(3);
+                    p.keep_weekly = Some(1);
+                    p.keep_monthly = Some(1);
+                    p.keep_yearly = Some(1);
+                    p.max_age_days = Some(5);
+                }),
+                now: Q1_NOW,
+                kept: &[
+                    "2024-03-27",
+                    "2024-03-28",
+                    "2024-03-29",
+                    "2024-03-30",
+                    "2024-03-31",
+                ],
+                reasons: &[
+                    (
+                        "2024-03-31",
+                        &[Newest, Last, Daily, Weekly, Monthly, Yearly, WithinAge],
+                    ),
+                    ("2024-03-30", &[Last, Daily, WithinAge]),
+                    ("2024-03-29", &[Daily, WithinAge]),
+                    ("2024-03-27", &[WithinAge]),
+                ],
+            },
+            Case {
+                name: "periods without backups are skipped",
+                candidates: vec![
+                    cand("jun-early", "2023-06-01T00:00:00Z"),
+                    cand("jun-late", "2023-06-30T00:00:00Z"),
+                    cand("oct", "2023-10-15T00:00:00Z"),
+                    cand("jan", "2024-01-10T00:00:00Z"),
+                ],
+                policy: policy(|p| p.keep_monthly = Some(3)),
+                now: "2024-06-01T00:00:00Z",
+                kept: &["jan", "jun-late", "oct"],
+                reasons: &[("jun-late", &[Monthly]), ("jun-early", &[Unmatched])],
+            },
+            Case {
+                name: "days are UTC calendar days; newest of each day wins",
+                candidates: vec![
+                    cand("d1-early", "2024-01-01T00:30:00Z"),
+                    cand("d1-late", "2024-01-01T23:30:00Z"),
+                    cand("d2-early", "2024-01-02T00:30:00Z"),
+                    cand("d2-late", "2024-01-02T18:00:00Z"),
+                    cand("d0", "2023-12-31T23:59:59Z"),
+                ],
+                policy: policy(|p| p.keep_daily = Some(2)),
+                now: "2024-01-03T00:00:00Z",
+                kept: &["d1-late", "d2-late"],
+                reasons: &[("d2-late", &[Newest, Daily]), ("d1-late", &[Daily])],
+            },
+            Case {
+                name: "ISO week 2020-W53 spans the year boundary",
+                candidates: vec![
+                    cand("2020-12-21", "2020-12-21T03:00:00Z"), // 2020-W52
+                    cand("2020-12-31", "2020-12-31T03:00:00Z"), // 2020-W53
+                    cand("2021-01-01", "2021-01-01T03:00:00Z"), // 2020-W53
+                ],
+                policy: policy(|p| p.keep_weekly = Some(2)),
+                now: "2021-01-02T00:00:00Z",
+                kept: &["2020-12-21", "2021-01-01"],
+                reasons: &[("2020-12-31", &[Unmatched]), ("2020-12-21", &[Weekly])],
+            },
+            Case {
+                name: "yearly splits what ISO weeks join",
+                candidates: vec![
+                    cand("2020-12-21", "2020-12-21T03:00:00Z"),
+                    cand("2020-12-31", "2020-12-31T03:00:00Z"),
+                    cand("2021-01-01", "2021-01-01T03:00:00Z"),
+                ],
+                policy: policy(|p| p.keep_yearly = Some(2)),
+                now: "2021-01-02T00:00:00Z",
+                kept: &["2020-12-31", "2021-01-01"],
+                reasons: &[("2020-12-31", &[Yearly])],
+            },
+            Case {
+                name: "ISO week 2021-W01 starts on Monday 2021-01-04",
+                candidates: daily_backups("2020-12-27", "2021-01-04"),
+                policy: policy(|p| p.keep_weekly = Some(3)),
+                now: "2021-01-05T00:00:00Z",
+                // 12-27 is the Sunday of W52, 01-03 the Sunday of W53, 01-04 is W01.
+                kept: &["2020-12-27", "2021-01-03", "2021-01-04"],
+                reasons: &[("2021-01-03", &[Weekly]), ("2020-12-28", &[Unmatched])],
+            },
+            Case {
+                name: "ties in time: greatest id is the newest",
+                candidates: vec![
+                    cand("a", "2024-03-30T03:00:00Z"),
+                    cand("c", "2024-03-30T03:00:00Z"),
+                    cand("b", "2024-03-30T03:00:00Z"),
+                ],
+                policy: policy(|p| p.keep_daily = Some(5)),
+                now: Q1_NOW,
+                kept: &["c"],
+                reasons: &[("c", &[Newest, Daily]), ("b", &[Unmatched])],
+            },
+            Case {
+                name: "ties in time with keep_last",
+                candidates: vec![
+                    cand("a", "2024-03-30T03:00:00Z"),
+                    cand("c", "2024-03-30T03:00:00Z"),
+                    cand("b", "2024-03-30T03:00:00Z"),
+                ],
+                policy: policy(|p| p.keep_last = Some(2)),
+                now: Q1_NOW,
+                kept: &["b", "c"],
+                reasons: &[("b", &[Last]), ("a", &[Unmatched])],
+            },
+            Case {
+                name: "future backups are kept when a rule is set",
+                candidates: vec![
+                    cand("past", "2024-03-20T03:00:00Z"),
+                    cand("now", Q1_NOW),
+                    cand("future", "2024-04-01T03:00:00Z"),
+                ],
+                policy: policy(|p| p.max_age_days = Some(0)),
+                now: Q1_NOW,
+                kept: &["future"],
+                reasons: &[
+                    ("future", &[Newest, Future]),
+                    ("now", &[Unmatched]),
+                    ("past", &[Unmatched]),
+                ],
+            },
+            Case {
+                name: "future backups are never within age, only Future",
+                candidates: vec![
+                    cand("past", "2024-03-31T03:00:00Z"),
+                    cand("future", "2024-04-01T03:00:00Z"),
+                ],
+                policy: policy(|p| p.max_age_days = Some(7)),
+                now: Q1_NOW,
+                kept: &["future", "past"],
+                reasons: &[("future", &[Newest, Future]), ("past", &[WithinAge])],
+            },
+            Case {
+                // Documents current behaviour: future backups take part in the count rules.
+                name: "future backups count towards keep_last",
+                candidates: vec![
+                    cand("past", "2024-03-31T03:00:00Z"),
+                    cand("future-1", "2024-04-01T03:00:00Z"),
+                    cand("future-2", "2024-04-02T03:00:00Z"),
+                ],
+                policy: policy(|p| p.keep_last = Some(1)),
+                now: Q1_NOW,
+                kept: &["future-1", "future-2"],
+                reasons: &[
+                    ("future-2", &[Newest, Last, Future]),
+                    ("future-1", &[Future]),
+                    ("past", &[Unmatched]),
+                ],
+            },
+            Case {
+                name: "future backups with an empty policy: only NoPolicy",
+                candidates: vec![
+                    cand("past", "2024-03-31T03:00:00Z"),
+                    cand("future", "2024-04-01T03:00:00Z"),
+                ],
+                policy: Policy::default(),
+                now: Q1_NOW,
+                kept: &["future", "past"],
+                reasons: &[("future", &[Newest, NoPolicy]), ("past", &[NoPolicy])],
+            },
+        ]
+    }
+
+    #[test]
+    fn table() {
+        for case in cases() {
+            let decisions = plan(&case.candidates, &case.policy, at(case.now));
+            let name = case.name;
+
+            assert_eq!(
+                decisions.len(),
+                case.candidates.len(),
+                "{name}: one decision per candidate"
+            );
+            let expected: BTreeSet<String> = case.kept.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(kept_ids(&decisions), expected, "{name}: kept ids");
+
+            for (id, reasons) in case.reasons {
+                let decision = decisions
+                    .iter()
+                    .find(|d| d.id == *id)
+                    .unwrap_or_else(|| panic!("{name}: no decision for {id}"));
+                assert_eq!(decision.reasons, *reasons, "{name}: reasons of {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn output_is_newest_first_with_ties_by_id_descending() {
+        let candidates = vec![
+            cand("b", "2024-01-02T00:00:00Z"),
+            cand("x", "2024-01-01T00:00:00Z"),
+            cand("a", "2024-01-02T00:00:00Z"),
+            cand("z", "2024-01-03T00:00:00Z"),
+        ];
+        let ids: Vec<String> = plan(&candidates, &Policy::default(), at(Q1_NOW))
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, ["z", "b", "a", "x"]);
+    }
+
+    #[test]
+    fn decisions_carry_the_candidate_time() {
+        let candidates = vec![cand("a", "2024-01-02T03:04:05Z")];
+        let decisions = plan(&candidates, &Policy::default(), at(Q1_NOW));
+        assert_eq!(decisions[0].time, at("2024-01-02T03:04:05Z"));
+    }
+
+    #[test]
+    fn duplicate_ids_do_not_panic() {
+        let candidates = vec![
+            cand("dup", "2024-03-30T03:00:00Z"),
+            cand("dup", "2024-03-30T03:00:00Z"),
+            cand("dup", "2024-03-29T03:00:00Z"),
+        ];
+        let decisions = plan(&candidates, &policy(|p| p.keep_last = Some(1)), at(Q1_NOW));
+        let keeps: Vec<bool> = decisions.iter().map(|d| d.keep).collect();
+        assert_eq!(keeps, [true, false, false]);
+    }
+
+    #[test]
+    fn policy_is_empty_only_when_every_rule_is_off() {
+        assert!(Policy::default().is_empty());
+        let setters: [fn(&mut Policy); 6] = [
+            |p| p.keep_last = Some(0),
+            |p| p.keep_daily = Some(0),
+            |p| p.keep_weekly = Some(0),
+            |p| p.keep_monthly = Some(0),
+            |p| p.keep_yearly = Some(0),
+            |p| p.max_age_days = Some(0),
+        ];
+        for set in setters {
+            assert!(!policy(set).is_empty());
+        }
+    }
+
+    #[test]
+    fn reason_display_and_serialization() {
+        let all = [
+            (Newest, "newest backup", "newest"),
+            (NoPolicy, "no retention policy", "no-policy"),
+            (Last, "keep-last", "last"),
+            (Daily, "daily", "daily"),
+            (Weekly, "weekly", "weekly"),
+            (Monthly, "monthly", "monthly"),
+            (Yearly, "yearly", "yearly"),
+            (WithinAge, "within max age", "within-age"),
+            (Future, "dated in the future", "future"),
+            (Unmatched, "matched no rule", "unmatched"),
+        ];
+        for (reason, text, json) in all {
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(serde_json::to_value(reason).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn policy_serde_round_trip() {
+        let p = policy(|p| {
+            p.keep_daily = Some(7);
+            p.max_age_days = Some(30);
+        });
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
+    }
+
+    // ---------------------------------------------------------------- property tests
+
+    fn fixed_now() -> DateTime<Utc> {
+        at("2024-06-15T12:00:00Z")
+    }
+
+    /// Times within about three years before and one month after `fixed_now`; whole-hour
+    /// offsets make ties in time and several backups per day common.
+    fn offset_seconds() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            -3 * 365 * 86_400_i64..30 * 86_400,
+            (-2_000_i64..48).prop_map(|hours| hours * 3_600),
+        ]
+    }
+
+    /// 0..60 candidates with unique ids.
+    fn candidates() -> impl Strategy<Value = Vec<Candidate>> {
+        prop::collection::vec(offset_seconds(), 0..60).prop_map(|offsets| {
+            offsets
+                .into_iter()
+                .enumerate()
+                .map(|(i, secs)| Candidate {
+                    id: format!("b{i:02}"),
+                    time: fixed_now() + TimeDelta::seconds(secs),
+                })
+                .collect()
+        })
+    }
+
+    fn policies() -> impl Strategy<Value = Policy> {
+        let rule = || prop::option::of(0_u32..10);
+        (rule(), rule(), rule(), rule(), rule(), rule()).prop_map(
+            |(keep_last, keep_daily, keep_weekly, keep_monthly, keep_yearly, max_age_days)| {
+                Policy {
+                    keep_last,
+                    keep_daily,
+                    keep_weekly,
+                    keep_monthly,
+                    keep_yearly,
+                    max_age_days,
+                }
+            },
+        )
+    }
+
+    fn rule_mut(p: &mut Policy, index: usize) -> &mut Option<u32> {
+        match index {
+            0 => &mut p.keep_last,
+            1 => &mut p.keep_daily,
+            2 => &mut p.keep_weekly,
+            3 => &mut p.keep_monthly,
+            4 => &mut p.keep_yearly,
+            _ => &mut p.max_age_days,
+        }
+    }
+
+    /// Set-based oracle for a period rule: the distinct periods, newest first, the first `n` of
+    /// them, and the newest backup (by the output order) within each.
+    fn oracle_period_keeps<K: Ord>(
+        decisions: &[Decision],
+        n: u32,
+        period: impl Fn(&DateTime<Utc>) -> K,
+    ) -> BTreeSet<String> {
+        let mut newest_in_period: BTreeMap<K, &Decision> = BTreeMap::new();
+        for d in decisions {
+            // `decisions` is newest first, so the first one seen per period is its newest.
+            newest_in_period.entry(period(&d.time)).or_insert(d);
+        }
+        newest_in_period
+            .values()
+            .rev()
+            .take(n as usize)
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    fn ids_with(decisions: &[Decision], reason: Reason) -> BTreeSet<String> {
+        decisions
+            .iter()
+            .filter(|d| d.reasons.contains(&reason))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    proptest! {
+        /// 1. One decision per candidate, same ids, newest-first order.
+        #[test]
+        fn prop_one_decision_per_candidate_newest_first(cs in candidates(), p in policies()) {
+            let decisions = plan(&cs, &p, fixed_now());
+            prop_assert_eq!(decisions.len(), cs.len());
+
+            let mut input_ids: Vec<&str> = cs.iter().map(|c| c.id.as_str()).collect();
+            let mut output_ids: Vec<&str> = decisions.iter().map(|d| d.id.as_str()).collect();
+            input_ids.sort_unstable();
+            output_ids.sort_unstable();
+            prop_assert_eq!(input_ids, output_ids);
+
+            for d in &decisions {
+                let c = cs.iter().find(|c| c.id == d.id).unwrap();
+                prop_assert_eq!(c.time, d.time);
+            }
+            for pair in decisions.windows(2) {
+                prop_assert!(
+                    (pair[0].time, &pair[0].id) > (pair[1].time, &pair[1].id),
+                    "not strictly newest first: {:?} then {:?}", pair[0], pair[1]
+                );
+            }
+        }
+
+        /// 2. The newest backup is always kept, with reason Newest, and no other has it.
+        #[test]
+        fn prop_newest_is_always_kept(cs in candidates(), p in policies()) {
+            let decisions = plan(&cs, &p, fixed_now());
+            if let Some(newest_input) = cs.iter().max_by(|a, b| newest_first(b, a)) {
+                let first = &decisions[0];
+                prop_assert_eq!(&first.id, &newest_input.id);
+                prop_assert!(first.keep);
+                prop_assert!(first.reasons.contains(&Newest));
+                prop_assert!(decisions[1..].iter().all(|d| !d.reasons.contains(&Newest)));
+            }
+        }
+
+        /// 3. An empty policy keeps everything, with reason NoPolicy.
+        #[test]
+        fn prop_empty_policy_keeps_everything(cs in candidates()) {
+            for d in plan(&cs, &Policy::default(), fixed_now()) {
+                prop_assert!(d.keep);
+                prop_assert!(d.reasons.contains(&NoPolicy));
+            }
+        }
+
+        /// 4. The result does not depend on the input order.
+        #[test]
+        fn prop_independent_of_input_order(
+            (cs, shuffled) in candidates()
+                .prop_flat_map(|cs| (Just(cs.clone()), Just(cs).prop_shuffle())),
+            p in policies(),
+        ) {
+            let expected = plan(&cs, &p, fixed_now());
+            prop_assert_eq!(&plan(&shuffled, &p, fixed_now()), &expected);
+            let reversed: Vec<Candidate> = cs.iter().rev().cloned().collect();
+            prop_assert_eq!(&plan(&reversed, &p, fixed_now()), &expected);
+        }
+
+        /// 5. Raising a count (or enabling a rule on a non-empty policy) never deletes a
+        ///    backup that was kept before.
+        #[test]
+        fn prop_monotone_in_every_rule(
+            cs in candidates(),
+            p in policies(),
+            rule in 0_usize..6,
+            increase in 0_u32..10,
+        ) {
+            let mut bigger = p.clone();
+            let slot = rule_mut(&mut bigger, rule);
+            match *slot {
+                Some(n) => *slot = Some(n + increase),
+                // Enabling the first rule turns "keep everything" into a real policy,
+                // which may delete; that is the one allowed exception.
+                None => {
+                    prop_assume!(!p.is_empty());
+                    *slot = Some(increase);
+                }
+            }
+            let before = kept_ids(&plan(&cs, &p, fixed_now()));
+            let after = kept_ids(&plan(&cs, &bigger, fixed_now()));
+            prop_assert!(
+                before.is_subset(&after),
+                "{:?} -> {:?} stopped keeping {:?}", p, bigger, before.difference(&after)
+            );
+        }
+
+        /// 6. keep_last N keeps at least min(N, len) backups (the newest ones); nothing ever
+        ///    deletes more than len - 1.
+        #[test]
+        fn prop_keep_last_lower_bound(cs in candidates(), p in policies(), n in 0_u32..70) {
+            let any = plan(&cs, &p, fixed_now());
+            let deleted = any.iter().filter(|d| !d.keep).count();
+            prop_assert!(deleted <= cs.len().saturating_sub(1));
+
+            let with_last = Policy { keep_last: Some(n), ..p };
+            let decisions = plan(&cs, &with_last, fixed_now());
+            let wanted = cs.len().min(n as usize);
+            prop_assert!(decisions.iter().filter(|d| d.keep).count() >= wanted);
+            for d in &decisions[..wanted] {
+                prop_assert!(d.keep && d.reasons.contains(&Last));
+            }
+            for d in &decisions[wanted..] {
+                prop_assert!(!d.reasons.contains(&Last));
+            }
+        }
+
+        /// 7. Kept backups have reasons without Unmatched; deleted ones exactly [Unmatched].
+        #[test]
+        fn prop_reasons_are_consistent(cs in candidates(), p in policies()) {
+            for d in plan(&cs, &p, fixed_now()) {
+                if d.keep {
+                    prop_assert!(!d.reasons.is_empty());
+                    prop_assert!(!d.reasons.contains(&Unmatched));
+                } else {
+                    prop_assert_eq!(&d.reasons, &vec![Unmatched]);
+                }
+            }
+        }
+
+        /// The period rules agree with a set-based oracle (guards the contiguity shortcut).
+        #[test]
+        fn prop_period_rules_match_oracle(cs in candidates(), n in 0_u32..10) {
+            let p = Policy {
+                keep_daily: Some(n),
+                keep_weekly: Some(n),
+                keep_monthly: Some(n),
+                keep_yearly: Some(n),
+                ..Policy::default()
+            };
+            let decisions = plan(&cs, &p, fixed_now());
+            prop_assert_eq!(
+                ids_with(&decisions, Daily),
+                oracle_period_keeps(&decisions, n, |t| t.date_naive())
+            );
+            prop_assert_eq!(
+                ids_with(&decisions, Weekly),
+                oracle_period_keeps(&decisions, n, |t| (t.iso_week().year(), t.iso_week().week()))
+            );
+            prop_assert_eq!(
+                ids_with(&decisions, Monthly),
+                oracle_period_keeps(&decisions, n, |t| (t.year(), t.month()))
+            );
+            prop_assert_eq!(
+                ids_with(&decisions, Yearly),
+                oracle_period_keeps(&decisions, n, |t| t.year())
+            );
+        }
+
+        /// The age and future rules: exactly the young past backups are WithinAge, exactly the
+        /// future ones are Future (when a rule is set), and both are kept.
+        #[test]
+        fn prop_age_and_future(cs in candidates(), p in policies()) {
+            let now = fixed_now();
+            for d in plan(&cs, &p, now) {
+                let future = d.time > now;
+                let young = p
+                    .max_age_days
+                    .is_some_and(|days| !future && now - d.time < TimeDelta::days(days.into()));
+                prop_assert_eq!(d.reasons.contains(&Future), future && !p.is_empty());
+                prop_assert_eq!(d.reasons.contains(&WithinAge), young);
+                if young || (future && !p.is_empty()) {
+                    prop_assert!(d.keep);
+                }
+            }
+        }
+
+        /// Duplicated ids (not expected) do not panic and still give one decision each.
+        #[test]
+        fn prop_duplicate_ids_do_not_panic(
+            raw in prop::collection::vec(("[a-c]", offset_seconds()), 0..30),
+            p in policies(),
+        ) {
+            let cs: Vec<Candidate> = raw
+                .into_iter()
+                .map(|(id, secs)| Candidate { id, time: fixed_now() + TimeDelta::seconds(secs) })
+                .collect();
+            let decisions = plan(&cs, &p, fixed_now());
+            prop_assert_eq!(decisions.len(), cs.len());
+            if !cs.is_empty() {
+                prop_assert!(decisions[0].keep);
+            }
+        }
+    }
+}
