@@ -174,11 +174,16 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
             r.push(Reason::NoPolicy);
         }
     } else {
+        // Backups dated after `now` are a prefix of the newest-first order. They are kept anyway
+        // (reason Future), so they must not use up keep-last or calendar slots: otherwise two
+        // backups with a skewed clock could push the real, current backup out.
+        let first_past = sorted.iter().position(|c| c.time <= now).unwrap_or(sorted.len());
+        let (past, past_reasons) = (&sorted[first_past..], &mut reasons[first_past..]);
         if let Some(n) = policy.keep_last {
             // u32 -> usize cannot lose information on the 32/64-bit targets we build for;
             // saturate anyway rather than unwrap.
             let n = usize::try_from(n).unwrap_or(usize::MAX);
-            for r in reasons.iter_mut().take(n) {
+            for r in past_reasons.iter_mut().take(n) {
                 r.push(Reason::Last);
             }
         }
@@ -198,8 +203,8 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
         ];
         for (count, reason, period) in period_rules {
             if let Some(n) = count {
-                let kept = newest_per_period(&sorted, n, period);
-                for (r, keep) in reasons.iter_mut().zip(kept) {
+                let kept = newest_per_period(past, n, period);
+                for (r, keep) in past_reasons.iter_mut().zip(kept) {
                     if keep {
                         r.push(reason);
                     }
@@ -657,8 +662,8 @@ mod tests {
                 reasons: &[("future", &[Newest, Future]), ("past", &[WithinAge])],
             },
             Case {
-                // Documents current behaviour: future backups take part in the count rules.
-                name: "future backups count towards keep_last",
+                // Future-dated backups are kept anyway and do not use up keep_last slots.
+                name: "future backups do not count towards keep_last",
                 candidates: vec![
                     cand("past", "2024-03-31T03:00:00Z"),
                     cand("future-1", "2024-04-01T03:00:00Z"),
@@ -666,11 +671,11 @@ mod tests {
                 ],
                 policy: policy(|p| p.keep_last = Some(1)),
                 now: Q1_NOW,
-                kept: &["future-1", "future-2"],
+                kept: &["future-1", "future-2", "past"],
                 reasons: &[
-                    ("future-2", &[Newest, Last, Future]),
+                    ("future-2", &[Newest, Future]),
                     ("future-1", &[Future]),
-                    ("past", &[Unmatched]),
+                    ("past", &[Last]),
                 ],
             },
             Case {

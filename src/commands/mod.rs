@@ -1,0 +1,166 @@
+//! One module per subcommand; this one holds what they share: the resolved settings, output
+//! helpers and the connection.
+
+pub mod backup;
+pub mod config;
+pub mod list;
+pub mod prune;
+pub mod restore;
+pub mod verify;
+
+use crate::cli::{Cli, Command};
+use crate::config::Settings;
+use crate::conninfo::ConnInfo;
+use crate::error::Error;
+use crate::tools::Locator;
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+/// What every command needs.
+pub struct Ctx {
+    pub settings: Settings,
+    pub json: bool,
+    /// Show progress bars (stderr is a terminal, not quiet, text logs).
+    pub progress: bool,
+    /// "Now", injectable for tests through `AOS_BACKUP_NOW` (RFC 3339).
+    pub now: DateTime<Utc>,
+}
+
+impl Ctx {
+    /// The parsed `DATABASE_URL`, with its password registered for scrubbing.
+    pub fn conninfo(&self) -> Result<ConnInfo> {
+        let Some(url) = &self.settings.database_url else {
+            return Err(Error::usage("DATABASE_URL is not set")
+                .hint("export DATABASE_URL=postgresql://user:password@host:5432/dbname, put it in ./.env, or pass --database-url")
+                .into());
+        };
+        let conn = ConnInfo::parse(&url.value).map_err(|e| {
+            Error::usage(format!("invalid DATABASE_URL (from {}): {e}", url.source))
+                .hint("expected postgresql://user:password@host:port/dbname (percent-encode special characters in the password)")
+        })?;
+        if let Some(p) = conn.password() {
+            crate::redact::register(p);
+            if url.source == crate::config::Source::Flag {
+                tracing::warn!("--database-url holds a password, which other users can see in `ps`; prefer DATABASE_URL in the environment or .env");
+            }
+        }
+        for name in conn.dropped_params() {
+            tracing::debug!("ignoring URL parameter {name:?} (not a libpq parameter)");
+        }
+        Ok(conn)
+    }
+
+    /// Where pg_dump and friends are looked for.
+    #[must_use]
+    pub fn locator(&self) -> Locator {
+        Locator::new(self.settings.pg_bin.as_ref().map(|p| p.value.clone()))
+    }
+
+    #[must_use]
+    pub fn backup_dir(&self) -> PathBuf {
+        self.settings.backup_dir.value.clone()
+    }
+
+    /// The identities/passphrase for reading encrypted backups, flags over settings.
+    #[must_use]
+    pub fn keys(&self, args: &crate::cli::KeyArgs) -> crate::crypto::KeySource {
+        crate::crypto::KeySource {
+            identity_file: args.identity.clone().or_else(|| self.settings.encryption.identity_file.clone()),
+            passphrase_file: args
+                .passphrase_file
+                .clone()
+                .or_else(|| self.settings.encryption.passphrase_file.clone()),
+        }
+    }
+
+    /// Prints a result on stdout: `text` normally, `json` with `--json`.
+    pub fn emit(&self, text: &str, json: &serde_json::Value) {
+        use std::io::Write;
+        let out = if self.json {
+            serde_json::to_string_pretty(json).unwrap_or_default()
+        } else {
+            text.to_string()
+        };
+        if out.is_empty() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{out}");
+        let _ = stdout.flush();
+    }
+}
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
+    match &cli.command {
+        Command::Backup(a) => backup::run(&ctx, a).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::List => list::run(&ctx),
+        Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Config => config::run(&ctx),
+    }
+}
+
+/// Bytes as a human-readable size.
+#[must_use]
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A duration like `3.2s` or `2m05s`.
+#[must_use]
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let whole = d.as_secs();
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// An age like `3h`, `2d`, `45s`.
+#[must_use]
+pub fn human_age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
+    if secs < 0 {
+        return "future".into();
+    }
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        7200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanized_numbers() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(125 * 1024 * 1024), "125.0 MiB");
+        assert_eq!(human_duration(std::time::Duration::from_millis(3200)), "3.2s");
+        assert_eq!(human_duration(std::time::Duration::from_secs(125)), "2m05s");
+        let now = Utc::now();
+        assert_eq!(human_age(now - chrono::Duration::hours(5), now), "5h");
+        assert_eq!(human_age(now - chrono::Duration::days(3), now), "3d");
+    }
+}

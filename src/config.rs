@@ -1,0 +1,495 @@
+//! Configuration, merged in one place: flags over the environment over `./.env` over the TOML
+//! config file over defaults. Nothing else reads the environment.
+
+use crate::cli::{Cli, PolicyArgs};
+use crate::error::Error;
+use crate::format::{Algorithm, Compression, DumpFormat};
+use crate::retention::Policy;
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a setting came from, shown by `aos-backup config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env,
+    DotEnv,
+    File,
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "flag",
+            Source::Env => "environment",
+            Source::DotEnv => ".env",
+            Source::File => "config file",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// The process environment with `./.env` underneath it (the process wins).
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    process: HashMap<String, String>,
+    dotenv: HashMap<String, String>,
+}
+
+impl Env {
+    /// Reads the process environment and `.env` in `cwd` (if present).
+    pub fn load(cwd: &Path) -> Result<Env> {
+        let process = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let mut dotenv = HashMap::new();
+        let path = cwd.join(".env");
+        if path.is_file() {
+            let iter = dotenvy::from_path_iter(&path).map_err(|e| {
+                Error::usage(format!("cannot read {}: {e}", path.display()))
+                    .hint("fix the .env file (KEY=value per line) or remove it")
+            })?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| {
+                    Error::usage(format!("cannot parse {}: {e}", path.display()))
+                        .hint("fix the .env file (KEY=value per line) or remove it")
+                })?;
+                dotenv.insert(k, v);
+            }
+        }
+        Ok(Env { process, dotenv })
+    }
+
+    /// An environment made of exactly these variables (for tests).
+    #[must_use]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env {
+            process: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            dotenv: HashMap::new(),
+        }
+    }
+
+    /// A variable and where it came from; empty values count as unset.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<(&str, Source)> {
+        if let Some(v) = self.process.get(key).filter(|v| !v.is_empty()) {
+            return Some((v, Source::Env));
+        }
+        self.dotenv
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| (v.as_str(), Source::DotEnv))
+    }
+
+    /// Just the value.
+    #[must_use]
+    pub fn var(&self, key: &str) -> Option<String> {
+        self.get(key).map(|(v, _)| v.to_string())
+    }
+
+    /// The variable that says this is production, if any: `NODE_ENV`, `APP_ENV`, `RAILS_ENV` or
+    /// `ENVIRONMENT` set to `production` (or `prod`), any case.
+    #[must_use]
+    pub fn production_marker(&self) -> Option<(String, String)> {
+        ["NODE_ENV", "APP_ENV", "RAILS_ENV", "ENVIRONMENT"]
+            .iter()
+            .find_map(|k| {
+                let (v, _) = self.get(k)?;
+                let lower = v.trim().to_ascii_lowercase();
+                (lower == "production" || lower == "prod").then(|| ((*k).to_string(), v.to_string()))
+            })
+    }
+}
+
+/// The TOML config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    backup_dir: Option<PathBuf>,
+    pg_bin: Option<PathBuf>,
+    #[serde(default)]
+    backup: FileBackup,
+    #[serde(default)]
+    encryption: FileEncryption,
+    #[serde(default)]
+    retention: Policy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    format: Option<DumpFormat>,
+    compression: Option<String>,
+    compression_level: Option<i32>,
+    jobs: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEncryption {
+    enabled: Option<bool>,
+    recipients: Option<Vec<String>>,
+    recipients_file: Option<PathBuf>,
+    identity_file: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+}
+
+/// A value and its source.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    fn new(value: T, source: Source) -> Self {
+        Sourced { value, source }
+    }
+}
+
+/// Where age recipients come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// `age1...` keys given inline.
+    Keys(Vec<String>),
+    /// A file of recipients, one per line.
+    File(PathBuf),
+}
+
+/// Encryption settings, before any key is read.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionSettings {
+    pub enabled: bool,
+    pub recipients: Option<Recipients>,
+    pub identity_file: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Every setting, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<Sourced<String>>,
+    pub backup_dir: Sourced<PathBuf>,
+    pub pg_bin: Option<Sourced<PathBuf>>,
+    pub format: Sourced<DumpFormat>,
+    pub compression: Sourced<Compression>,
+    pub jobs: Option<u32>,
+    pub encryption: EncryptionSettings,
+    pub retention: Policy,
+    pub config_file: Option<PathBuf>,
+    pub env: Env,
+}
+
+fn parse_env<T: std::str::FromStr>(env: &Env, key: &str) -> Result<Option<T>> {
+    match env.get(key) {
+        None => Ok(None),
+        Some((v, src)) => v.trim().parse().map(Some).map_err(|_| {
+            Error::usage(format!("invalid {key}={v:?} (from {src})"))
+                .hint(format!("set {key} to a whole number, or unset it"))
+                .into()
+        }),
+    }
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "age" => Ok(true),
+        "0" | "false" | "no" | "off" | "none" | "" => Ok(false),
+        _ => Err(Error::usage(format!("invalid {key}={v:?}"))
+            .hint(format!("set {key} to `age` to encrypt, or `none`"))
+            .into()),
+    }
+}
+
+impl Settings {
+    /// Resolves the settings from the command line, the environment and the config file.
+    pub fn resolve(cli: &Cli, env: Env, cwd: &Path) -> Result<Settings> {
+        let (file, config_file) = load_file(cli, &env, cwd)?;
+
+        let database_url = if let Some(u) = &cli.database_url {
+            Some(Sourced::new(u.clone(), Source::Flag))
+        } else if let Some((u, src)) = env.get("DATABASE_URL") {
+            Some(Sourced::new(u.to_string(), src))
+        } else {
+            file.database_url
+                .clone()
+                .map(|u| Sourced::new(u, Source::File))
+        };
+
+        let backup_dir = pick_path(cli.backup_dir.clone(), &env, "BACKUP_DIR", file.backup_dir.clone())
+            .unwrap_or_else(|| Sourced::new(PathBuf::from("backups"), Source::Default));
+        let pg_bin = pick_path(cli.pg_bin.clone(), &env, "PG_BIN", file.pg_bin.clone());
+
+        let format = if let Some((v, src)) = env.get("BACKUP_FORMAT") {
+            let f = match v.trim().to_ascii_lowercase().as_str() {
+                "custom" | "c" => DumpFormat::Custom,
+                "plain" | "p" | "sql" => DumpFormat::Plain,
+                "directory" | "d" | "dir" => DumpFormat::Directory,
+                _ => {
+                    return Err(Error::usage(format!("invalid BACKUP_FORMAT={v:?}"))
+                        .hint("use custom, plain or directory")
+                        .into())
+                }
+            };
+            Sourced::new(f, src)
+        } else if let Some(f) = file.backup.format {
+            Sourced::new(f, Source::File)
+        } else {
+            Sourced::new(DumpFormat::Custom, Source::Default)
+        };
+
+        let (algorithm, alg_src) = if let Some((v, src)) = env.get("BACKUP_COMPRESSION") {
+            let a = Algorithm::parse_loose(v).ok_or_else(|| {
+                Error::usage(format!("invalid BACKUP_COMPRESSION={v:?}"))
+                    .hint("use zstd, gzip, pg_dump or none")
+            })?;
+            (a, src)
+        } else if let Some(v) = &file.backup.compression {
+            let a = Algorithm::parse_loose(v).ok_or_else(|| {
+                Error::usage(format!("invalid compression {v:?} in the config file"))
+                    .hint("use zstd, gzip, pg_dump or none")
+            })?;
+            (a, Source::File)
+        } else {
+            (Algorithm::Zstd, Source::Default)
+        };
+        let level = parse_env::<i32>(&env, "BACKUP_COMPRESSION_LEVEL")?
+            .or(file.backup.compression_level)
+            .unwrap_or_else(|| algorithm.default_level());
+        let compression = Sourced::new(Compression { algorithm, level }, alg_src);
+        let jobs = parse_env::<u32>(&env, "BACKUP_JOBS")?.or(file.backup.jobs);
+
+        let enabled = match env.get("BACKUP_ENCRYPTION") {
+            Some((v, _)) => parse_bool("BACKUP_ENCRYPTION", v)?,
+            None => file.encryption.enabled.unwrap_or(false),
+        };
+        let recipients = match env.get("BACKUP_AGE_RECIPIENTS") {
+            Some((v, _)) => Some(parse_recipients(v)),
+            None => file
+                .encryption
+                .recipients
+                .clone()
+                .map(Recipients::Keys)
+                .or_else(|| file.encryption.recipients_file.clone().map(Recipients::File)),
+        };
+        let encryption = EncryptionSettings {
+            enabled,
+            recipients,
+            identity_file: env
+                .var("BACKUP_AGE_IDENTITY")
+                .map(PathBuf::from)
+                .or(file.encryption.identity_file.clone()),
+            passphrase_file: env
+                .var("BACKUP_PASSPHRASE_FILE")
+                .map(PathBuf::from)
+                .or(file.encryption.passphrase_file.clone()),
+        };
+
+        let mut retention = file.retention.clone();
+        let env_policy = PolicyArgs {
+            keep_last: parse_env(&env, "BACKUP_KEEP_LAST")?,
+            keep_daily: parse_env(&env, "BACKUP_KEEP_DAILY")?,
+            keep_weekly: parse_env(&env, "BACKUP_KEEP_WEEKLY")?,
+            keep_monthly: parse_env(&env, "BACKUP_KEEP_MONTHLY")?,
+            keep_yearly: parse_env(&env, "BACKUP_KEEP_YEARLY")?,
+            max_age_days: parse_env(&env, "BACKUP_RETENTION_DAYS")?,
+        };
+        overlay_policy(&mut retention, &env_policy);
+
+        Ok(Settings {
+            database_url,
+            backup_dir,
+            pg_bin,
+            format,
+            compression,
+            jobs,
+            encryption,
+            retention,
+            config_file,
+            env,
+        })
+    }
+}
+
+/// Applies the rules set in `args` over `policy`.
+pub fn overlay_policy(policy: &mut Policy, args: &PolicyArgs) {
+    let pairs = [
+        (&mut policy.keep_last, args.keep_last),
+        (&mut policy.keep_daily, args.keep_daily),
+        (&mut policy.keep_weekly, args.keep_weekly),
+        (&mut policy.keep_monthly, args.keep_monthly),
+        (&mut policy.keep_yearly, args.keep_yearly),
+        (&mut policy.max_age_days, args.max_age_days),
+    ];
+    for (slot, value) in pairs {
+        if value.is_some() {
+            *slot = value;
+        }
+    }
+}
+
+/// `BACKUP_AGE_RECIPIENTS`: comma-separated `age1...` keys, or the path of a recipients file.
+fn parse_recipients(v: &str) -> Recipients {
+    let parts: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !parts.is_empty() && parts.iter().all(|p| p.starts_with("age1")) {
+        Recipients::Keys(parts)
+    } else {
+        Recipients::File(PathBuf::from(v.trim()))
+    }
+}
+
+fn pick_path(flag: Option<PathBuf>, env: &Env, key: &str, file: Option<PathBuf>) -> Option<Sourced<PathBuf>> {
+    if let Some(p) = flag {
+        return Some(Sourced::new(p, Source::Flag));
+    }
+    if let Some((v, src)) = env.get(key) {
+        return Some(Sourced::new(PathBuf::from(v), src));
+    }
+    file.map(|p| Sourced::new(p, Source::File))
+}
+
+fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<PathBuf>)> {
+    let explicit = cli
+        .config
+        .clone()
+        .or_else(|| env.var("AOS_BACKUP_CONFIG").map(PathBuf::from));
+    let path = match explicit {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(Error::usage(format!("config file {} not found", p.display()))
+                    .hint("check --config / AOS_BACKUP_CONFIG")
+                    .into());
+            }
+            p
+        }
+        None => {
+            let p = cwd.join("aos-backup.toml");
+            if !p.is_file() {
+                return Ok((FileConfig::default(), None));
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+        let first = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+        Error::usage(format!("invalid config file {}: {first}", path.display()))
+            .hint("see the README's Configuration section for the keys")
+    })?;
+    Ok((file, Some(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str], env: &[(&str, &str)]) -> Result<Settings> {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        Settings::resolve(&cli, Env::from_pairs(env), dir.path())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&["aos-backup", "list"], &[]).unwrap();
+        assert_eq!(s.backup_dir.value, PathBuf::from("backups"));
+        assert_eq!(s.backup_dir.source, Source::Default);
+        assert_eq!(s.format.value, DumpFormat::Custom);
+        assert_eq!(s.compression.value.algorithm, Algorithm::Zstd);
+        assert!(s.retention.is_empty());
+        assert!(!s.encryption.enabled);
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let s = settings(
+            &["aos-backup", "--backup-dir", "/flag", "list"],
+            &[("BACKUP_DIR", "/env"), ("BACKUP_RETENTION_DAYS", "30")],
+        )
+        .unwrap();
+        assert_eq!(s.backup_dir.value, PathBuf::from("/flag"));
+        assert_eq!(s.backup_dir.source, Source::Flag);
+        assert_eq!(s.retention.max_age_days, Some(30));
+    }
+
+    #[test]
+    fn seed_style_values_are_understood() {
+        let s = settings(
+            &["aos-backup", "list"],
+            &[("BACKUP_COMPRESSION", "true"), ("BACKUP_ENCRYPTION", "false")],
+        )
+        .unwrap();
+        assert_eq!(s.compression.value.algorithm, Algorithm::Zstd);
+        assert!(!s.encryption.enabled);
+        let s = settings(&["aos-backup", "list"], &[("BACKUP_COMPRESSION", "false")]).unwrap();
+        assert_eq!(s.compression.value.algorithm, Algorithm::None);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_variable() {
+        for (k, v) in [
+            ("BACKUP_RETENTION_DAYS", "thirty"),
+            ("BACKUP_COMPRESSION", "lzma"),
+            ("BACKUP_ENCRYPTION", "maybe"),
+            ("BACKUP_FORMAT", "xml"),
+        ] {
+            let err = settings(&["aos-backup", "list"], &[(k, v)]).unwrap_err();
+            let e = crate::error::find(&err).expect("typed error");
+            assert_eq!(e.kind, crate::error::Kind::Usage);
+            assert!(e.message.contains(k), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn recipients_inline_or_file() {
+        assert_eq!(
+            parse_recipients("age1abc, age1def"),
+            Recipients::Keys(vec!["age1abc".into(), "age1def".into()])
+        );
+        assert_eq!(
+            parse_recipients("/etc/keys.txt"),
+            Recipients::File(PathBuf::from("/etc/keys.txt"))
+        );
+    }
+
+    #[test]
+    fn production_marker() {
+        assert!(Env::from_pairs(&[("NODE_ENV", "production")]).production_marker().is_some());
+        assert!(Env::from_pairs(&[("RAILS_ENV", "PRODUCTION")]).production_marker().is_some());
+        assert!(Env::from_pairs(&[("APP_ENV", "staging")]).production_marker().is_none());
+        assert!(Env::from_pairs(&[]).production_marker().is_none());
+    }
+
+    #[test]
+    fn config_file_is_read_and_unknown_keys_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aos-backup.toml"),
+            "backup_dir = \"/srv/b\"\n[retention]\nkeep_last = 3\n[backup]\ncompression = \"gzip\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["aos-backup", "list"]).unwrap();
+        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        assert_eq!(s.backup_dir.value, PathBuf::from("/srv/b"));
+        assert_eq!(s.retention.keep_last, Some(3));
+        assert_eq!(s.compression.value.algorithm, Algorithm::Gzip);
+        std::fs::write(dir.path().join("aos-backup.toml"), "bakup_dir = 1\n").unwrap();
+        let err = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, crate::error::Kind::Usage);
+    }
+}

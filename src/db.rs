@@ -1,0 +1,120 @@
+//! Talking to the server through tokio-postgres (no psql needed): its version, and how many
+//! tables the database holds, for the version check, the restore guard and the metadata.
+
+use crate::config::Env;
+use crate::conninfo::ConnInfo;
+use crate::error::{Error, Kind};
+use anyhow::Result;
+use std::time::Duration;
+
+/// What we learn about the server when we connect.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// e.g. `15.18`.
+    pub version: String,
+    pub major: u32,
+    pub database: String,
+    pub user: String,
+}
+
+/// A connection to the database in `DATABASE_URL`.
+pub struct Db {
+    client: tokio_postgres::Client,
+    pub info: ServerInfo,
+}
+
+/// Tables (plain, partitioned, foreign, materialized views) in user schemas, not counting
+/// those that belong to an extension.
+const TABLE_COUNT_SQL: &str = "\
+SELECT count(*) FROM pg_catalog.pg_class c \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+WHERE c.relkind IN ('r', 'p', 'f', 'm') \
+  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
+
+impl Db {
+    /// Connects, with a timeout, and reads the server version.
+    pub async fn connect(conn: &ConnInfo, env: &Env) -> Result<Db> {
+        let lookup = |k: &str| env.var(k);
+        let mut config = conn.tokio_config(&lookup);
+        let timeout = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(15));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(timeout);
+        }
+        let target = format!("database {:?} at {}", conn.effective_dbname(&lookup), conn.host_display());
+        let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| {
+                Error::new(Kind::Connection, format!("cannot connect to {target}: timed out after {}s", timeout.as_secs()))
+                    .hint("the server did not answer in time: check host, port and firewalls")
+            })?;
+        let (client, connection) = connected.map_err(|e| connect_error(&target, &e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection closed: {}", crate::redact::scrub(&e.to_string()));
+            }
+        });
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int, current_database(), current_user",
+                &[],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the server version: {}", error_text(&e)))?;
+        let full: String = row.get(0);
+        let num: i32 = row.get(1);
+        let version = full.split_whitespace().next().unwrap_or(&full).to_string();
+        let num = u32::try_from(num).unwrap_or(0);
+        let major = if num >= 100_000 { num / 10_000 } else { num / 100 / 100 };
+        let info = ServerInfo {
+            version,
+            major,
+            database: row.get(2),
+            user: row.get(3),
+        };
+        tracing::debug!(server = %info.version, database = %info.database, "connected");
+        Ok(Db { client, info })
+    }
+
+    /// How many user tables the database holds.
+    pub async fn table_count(&self) -> Result<u64> {
+        let row = self
+            .client
+            .query_one(TABLE_COUNT_SQL, &[])
+            .await
+            .map_err(|e| anyhow::anyhow!("counting tables: {}", error_text(&e)))?;
+        let n: i64 = row.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// The full text of a tokio-postgres error, including the server's message and causes.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    crate::redact::scrub(&text)
+}
+
+fn connect_error(target: &str, e: &tokio_postgres::Error) -> anyhow::Error {
+    let text = error_text(e);
+    let (kind, hint) = crate::process::classify(&text);
+    let kind = if kind == Kind::Failure && e.as_db_error().is_none() {
+        Kind::Connection
+    } else if kind == Kind::Failure {
+        Kind::Connection
+    } else {
+        kind
+    };
+    let mut err = Error::new(kind, format!("cannot connect to {target}: {text}"));
+    err = err.hint(hint.unwrap_or_else(|| "check DATABASE_URL and that the server is running".into()));
+    err.into()
+}

@@ -1,0 +1,163 @@
+//! Atomic files: private creation, fsync of files and folders, and renames that never overwrite.
+
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Creates a new file readable by the owner only; fails if it exists.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Creates a folder (and parents) readable by the owner only, if missing.
+pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Flushes a folder's entries (a rename or a new file in it) to disk.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let c_from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let c_to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Filesystems without RENAME_NOREPLACE: a hard link is just as exclusive for files.
+        Some(libc::EINVAL | libc::ENOSYS) if from.is_file() => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        Some(libc::EINVAL | libc::ENOSYS) => {
+            if to.exists() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            std::fs::rename(from, to)
+        }
+        _ => Err(err),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a private temp file, fsync, no-replace rename, folder fsync.
+pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = partial_path(path);
+    let result = (|| -> Result<()> {
+        let mut f = create_private(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        rename_noreplace(&tmp, path).with_context(|| format!("creating {}", path.display()))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("syncing the folder of {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The name a file has while it is being written: `<name>.partial`.
+#[must_use]
+pub fn partial_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(crate::naming::PARTIAL_SUFFIX);
+    path.with_file_name(name)
+}
+
+/// Removes a file or a folder tree; a missing one is not an error.
+pub fn remove_any(path: &Path) -> io::Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Free bytes available to us on the filesystem holding `path`.
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: statvfs is plain old data; zeroed is a valid initial value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_noreplace_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, "new").unwrap();
+        std::fs::write(&b, "old").unwrap();
+        let err = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "old");
+        assert!(a.exists());
+    }
+
+    #[test]
+    fn private_files_are_owner_only_and_exclusive() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        create_private(&p).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(create_private(&p).is_err());
+    }
+
+    #[test]
+    fn write_new_atomic_leaves_no_partial_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        write_new_atomic(&p, b"one").unwrap();
+        assert!(write_new_atomic(&p, b"two").is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        assert!(!partial_path(&p).exists());
+    }
+}

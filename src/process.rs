@@ -1,0 +1,299 @@
+//! Running pg_dump, pg_restore and psql: argv without secrets (the connection goes through the
+//! environment), the tail of stderr kept for messages, and children and temp files cleaned up
+//! when we are interrupted.
+
+use crate::error::{Error, Kind};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// Held while a finished backup is made visible, so a signal can't remove half of it.
+static COMMIT: Mutex<()> = Mutex::new(());
+
+/// The signal that interrupted us, if any.
+#[must_use]
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The error for an interruption by `sig`.
+#[must_use]
+pub fn interrupted_error(sig: i32) -> Error {
+    if sig == libc::SIGTERM {
+        Error::new(Kind::Terminated, "terminated (SIGTERM); nothing was kept")
+    } else {
+        Error::new(Kind::Interrupted, "interrupted (Ctrl-C); nothing was kept")
+    }
+}
+
+/// Registers a temp file or folder to remove if we are interrupted.
+pub fn register_temp(path: &Path) {
+    lock(&TEMPS).push(path.to_path_buf());
+}
+
+/// Forgets a temp path (it was renamed or removed).
+pub fn unregister_temp(path: &Path) {
+    lock(&TEMPS).retain(|p| p != path);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` (making a backup visible) unless we were interrupted; a signal waits for it.
+pub fn commit<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let _guard = lock(&COMMIT);
+    if let Some(sig) = interrupted() {
+        return Err(interrupted_error(sig).into());
+    }
+    f()
+}
+
+/// Handles SIGINT/SIGTERM: stops the children, removes temp files. The caller then exits.
+pub fn on_signal(sig: i32) {
+    INTERRUPTED.store(sig, Ordering::SeqCst);
+    for pid in lock(&CHILDREN).iter() {
+        if let Ok(pid) = i32::try_from(*pid) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let _guard = lock(&COMMIT);
+    for p in lock(&TEMPS).drain(..) {
+        let _ = crate::fsutil::remove_any(&p);
+    }
+}
+
+/// Removes the registered temp files (normal exit path after an error).
+pub fn cleanup_temps() {
+    for p in lock(&TEMPS).drain(..) {
+        let _ = crate::fsutil::remove_any(&p);
+    }
+}
+
+/// A running child with its stderr collected in the background.
+pub struct Running {
+    pub name: String,
+    pub child: Child,
+    stderr: Option<JoinHandle<Vec<String>>>,
+}
+
+/// Keeps this many of the last stderr lines for error messages.
+const TAIL_LINES: usize = 30;
+
+/// Spawns `cmd` (stderr must be piped), registering it for signal forwarding.
+pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
+    cmd.stderr(std::process::Stdio::piped());
+    tracing::debug!(program = %cmd.get_program().to_string_lossy(),
+        args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::new(Kind::Tools, format!("cannot start {name}: {e}"))
+            .hint("check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable")
+    })?;
+    lock(&CHILDREN).push(child.id());
+    let stderr = child.stderr.take().map(|s| {
+        let name = name.to_string();
+        std::thread::spawn(move || collect_tail(&name, s))
+    });
+    Ok(Running {
+        name: name.to_string(),
+        child,
+        stderr,
+    })
+}
+
+fn collect_tail(name: &str, stream: impl Read) -> Vec<String> {
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    for line in BufReader::new(stream).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        tracing::debug!("{name}: {}", crate::redact::scrub(&line));
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    tail.into()
+}
+
+/// How a child ended.
+pub struct Finished {
+    pub name: String,
+    pub status: ExitStatus,
+    pub stderr: Vec<String>,
+}
+
+impl Running {
+    /// Waits for the child and its stderr.
+    pub fn wait(mut self) -> anyhow::Result<Finished> {
+        let status = self.child.wait();
+        lock(&CHILDREN).retain(|p| *p != self.child.id());
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let status = status.map_err(|e| anyhow::anyhow!("waiting for {}: {e}", self.name))?;
+        Ok(Finished {
+            name: self.name.clone(),
+            status,
+            stderr,
+        })
+    }
+
+    /// Stops the child (SIGTERM, then SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.wait();
+    }
+}
+
+impl Finished {
+    /// Ok when the child succeeded, else a typed error built from its stderr.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.status.success() {
+            return Ok(());
+        }
+        if let Some(sig) = interrupted() {
+            return Err(interrupted_error(sig).into());
+        }
+        Err(failure(&self.name, &self.status, &self.stderr).into())
+    }
+}
+
+/// Describes an exit status: `exit code 1` or `killed by signal 9`.
+#[must_use]
+pub fn describe_status(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".to_string(),
+    }
+}
+
+/// A one-line error for a failed child, with a hint for the typical causes.
+#[must_use]
+pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
+    let important = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains("error") || l.contains("FATAL") || l.contains("ERROR"))
+        .or_else(|| stderr.last())
+        .map(|l| crate::redact::scrub(l));
+    let what = important.unwrap_or_else(|| "no error message".to_string());
+    let (kind, hint) = classify(&stderr.join("\n"));
+    let mut err = Error::new(kind, format!("{name} failed ({}): {what}", describe_status(status)));
+    if let Some(h) = hint {
+        err = err.hint(h);
+    }
+    err
+}
+
+/// Recognizes the typical failures (seed 000's list) in a tool's or library's message.
+#[must_use]
+pub fn classify(text: &str) -> (Kind, Option<String>) {
+    let t = text.to_ascii_lowercase();
+    let conn = Kind::Connection;
+    if t.contains("password authentication failed") || t.contains("no password supplied") {
+        (conn, Some("check the user and password in DATABASE_URL (percent-encode special characters: @ is %40)".into()))
+    } else if t.contains("database") && t.contains("does not exist") {
+        (conn, Some("create the database first (createdb NAME) or fix its name in DATABASE_URL".into()))
+    } else if t.contains("role") && t.contains("does not exist") {
+        (conn, Some("fix the user name in DATABASE_URL, or create the role".into()))
+    } else if t.contains("no pg_hba.conf entry") {
+        (conn, Some("the server does not accept this host/user/database: add a pg_hba.conf entry or check sslmode".into()))
+    } else if t.contains("connection refused")
+        || t.contains("could not connect")
+        || t.contains("no such file or directory") && t.contains("socket")
+    {
+        (conn, Some("is PostgreSQL running? check the host and port in DATABASE_URL".into()))
+    } else if t.contains("could not translate host name") || t.contains("name or service not known") {
+        (conn, Some("the host name in DATABASE_URL does not resolve: check it".into()))
+    } else if t.contains("timeout expired") || t.contains("timed out") {
+        (conn, Some("the server did not answer in time: check host, port and firewalls".into()))
+    } else if t.contains("server version mismatch") {
+        (Kind::Tools, Some("use pg_dump of the server's major version or newer (set PG_BIN)".into()))
+    } else if t.contains("unsupported version") && t.contains("file header") {
+        (Kind::Tools, Some("the archive was made by a newer pg_dump: use a pg_restore at least as new (set PG_BIN)".into()))
+    } else if t.contains("no space left on device") {
+        (Kind::Failure, Some("the disk is full: free space in the backup folder (or prune old backups) and retry".into()))
+    } else if t.contains("permission denied") {
+        (Kind::Failure, Some("the database user lacks privileges: use a role that owns (or can read) every object, e.g. the database owner".into()))
+    } else if t.contains("must be owner of") {
+        (Kind::Failure, Some("objects in the target are owned by another role: restore as that role or as a superuser".into()))
+    } else {
+        (Kind::Failure, None)
+    }
+}
+
+/// Shares a first error between pipeline threads.
+pub type SharedError = Arc<Mutex<Option<anyhow::Error>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typical_failures_are_classified() {
+        let cases = [
+            ("FATAL:  password authentication failed for user \"app\"", Kind::Connection, "password"),
+            ("FATAL:  database \"nope\" does not exist", Kind::Connection, "createdb"),
+            ("connection to server at \"127.0.0.1\", port 1 failed: Connection refused", Kind::Connection, "running"),
+            ("pg_dump: error: query failed: ERROR:  permission denied for table t", Kind::Failure, "privileges"),
+            ("pg_dump: error: could not write: No space left on device", Kind::Failure, "disk is full"),
+            ("aborting because of server version mismatch", Kind::Tools, "pg_dump"),
+        ];
+        for (text, kind, hint) in cases {
+            let (k, h) = classify(text);
+            assert_eq!(k, kind, "{text}");
+            assert!(h.unwrap().contains(hint), "{text}");
+        }
+        assert_eq!(classify("something odd"), (Kind::Failure, None));
+    }
+
+    #[test]
+    fn failure_message_is_one_line_with_the_error_line() {
+        let status = Command::new("sh").args(["-c", "exit 1"]).status().unwrap();
+        let e = failure("pg_dump", &status, &["pg_dump: last".into(), "pg_dump: error: boom".into()]);
+        assert_eq!(e.message, "pg_dump failed (exit code 1): pg_dump: error: boom");
+        assert!(!e.message.contains('\n'));
+    }
+
+    #[test]
+    fn stderr_tail_is_collected() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo one >&2; echo two >&2; exit 3"]);
+        let f = spawn("sh", &mut cmd).unwrap().wait().unwrap();
+        assert_eq!(f.stderr, vec!["one".to_string(), "two".to_string()]);
+        assert_eq!(f.status.code(), Some(3));
+        assert!(f.check().is_err());
+    }
+}
