@@ -1,0 +1,508 @@
+//! `aos-backup backup`: pg_dump through the pipeline into a temp file, synced, renamed without
+//! overwriting, then the metadata sidecar; then retention when a policy is configured.
+
+use super::Ctx;
+use crate::catalog::{FileEntry, Meta, META_FORMAT_VERSION};
+use crate::cli::BackupArgs;
+use crate::config::{Recipients, Settings};
+use crate::crypto::{self, Sealer};
+use crate::db::Db;
+use crate::error::Error;
+use crate::format::{Algorithm, Compression, DumpFormat};
+use crate::fsutil;
+use crate::naming;
+use crate::pipeline::{self, Sink, Written};
+use crate::process;
+use crate::retention::Policy;
+use crate::tools::Tool;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+/// How backups get encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncryptionPlan {
+    Recipients(Recipients),
+    Passphrase(PathBuf),
+}
+
+/// A validated backup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPlan {
+    pub dir: PathBuf,
+    pub label: Option<String>,
+    pub format: DumpFormat,
+    pub compression: Compression,
+    pub jobs: Option<u32>,
+    pub encryption: Option<EncryptionPlan>,
+    /// The retention policy to apply after a successful backup, if any.
+    pub prune: Option<Policy>,
+}
+
+impl BackupPlan {
+    /// Validates the flags over the settings.
+    pub fn new(settings: &Settings, args: &BackupArgs) -> Result<BackupPlan> {
+        if let Some(l) = &args.name {
+            naming::validate_label(l).map_err(|m| Error::usage(m).hint("e.g. --name pre-deploy"))?;
+        }
+        let format = args.format.unwrap_or(settings.format.value);
+        let jobs = args.jobs.or(settings.jobs);
+        if jobs == Some(0) {
+            return Err(Error::usage("--jobs must be at least 1").into());
+        }
+        if jobs.is_some_and(|j| j > 1) && format != DumpFormat::Directory {
+            return Err(Error::usage(format!("--jobs needs --format directory (the {format} format is written by one process)"))
+                .hint("pg_dump can only dump in parallel into a directory: add --format directory")
+                .into());
+        }
+        let algorithm = args.compression.unwrap_or(settings.compression.value.algorithm);
+        let level = match (args.compression_level, args.compression) {
+            (Some(l), _) => l,
+            // A new algorithm on the command line gets its own default level.
+            (None, Some(a)) if a != settings.compression.value.algorithm => a.default_level(),
+            (None, _) => settings.compression.value.level,
+        };
+        let mut compression = Compression { algorithm, level };
+        match format {
+            // pg_dump compresses each file of a directory archive itself (gzip, on its jobs).
+            DumpFormat::Directory => {
+                if matches!(algorithm, Algorithm::Zstd | Algorithm::Gzip) {
+                    compression = Compression { algorithm: Algorithm::PgDump, level: -1 };
+                }
+            }
+            DumpFormat::Plain if algorithm == Algorithm::PgDump => {
+                compression = Compression { algorithm: Algorithm::Gzip, level: Algorithm::Gzip.default_level() };
+            }
+            _ => {}
+        }
+        let levels = compression.algorithm.levels();
+        if compression.level != -1 && !levels.contains(&compression.level) && compression.algorithm != Algorithm::None {
+            return Err(Error::usage(format!(
+                "compression level {} is out of range for {} ({}-{})",
+                compression.level,
+                compression.algorithm,
+                levels.start(),
+                levels.end()
+            ))
+            .into());
+        }
+        if compression.algorithm == Algorithm::None {
+            compression.level = 0;
+        }
+
+        let enc = &settings.encryption;
+        let passphrase = args.passphrase_file.clone().or_else(|| enc.passphrase_file.clone());
+        let recipients = args.recipients_file.clone().map(Recipients::File).or_else(|| enc.recipients.clone());
+        let wanted = !args.no_encrypt
+            && (args.encrypt || enc.enabled || args.recipients_file.is_some() || args.passphrase_file.is_some());
+        let encryption = if wanted {
+            Some(match (recipients, passphrase) {
+                (Some(r), _) => EncryptionPlan::Recipients(r),
+                (None, Some(p)) => EncryptionPlan::Passphrase(p),
+                (None, None) => {
+                    return Err(Error::usage("encryption is on, but no age recipients or passphrase file are configured")
+                        .hint("set BACKUP_AGE_RECIPIENTS to age1... public keys (or a recipients file), or BACKUP_PASSPHRASE_FILE")
+                        .into())
+                }
+            })
+        } else {
+            None
+        };
+        if encryption.is_some() && format == DumpFormat::Directory {
+            return Err(Error::usage("a directory archive cannot be encrypted")
+                .hint("use --format custom (the default) or plain to encrypt")
+                .into());
+        }
+        let prune = (!args.no_prune && !settings.retention.is_empty()).then(|| settings.retention.clone());
+        Ok(BackupPlan {
+            dir: settings.backup_dir.value.clone(),
+            label: args.name.clone(),
+            format,
+            compression,
+            jobs,
+            encryption,
+            prune,
+        })
+    }
+
+    /// Loads the keys (before anything else, so a bad key fails early).
+    pub fn sealer(&self) -> Result<Option<Sealer>> {
+        Ok(match &self.encryption {
+            None => None,
+            Some(EncryptionPlan::Recipients(r)) => Some(Sealer::Recipients(crypto::load_recipients(r)?)),
+            Some(EncryptionPlan::Passphrase(p)) => Some(Sealer::Passphrase(crypto::read_passphrase(p)?)),
+        })
+    }
+
+    /// pg_dump's arguments (no connection details: they go through the environment).
+    #[must_use]
+    pub fn pg_dump_args(&self, target: Option<&Path>) -> Vec<String> {
+        let mut a = vec![format!("--format={}", self.format), "--no-owner".into(), "--no-acl".into(), "--no-password".into()];
+        match self.format {
+            DumpFormat::Plain => {
+                a.push("--clean".into());
+                a.push("--if-exists".into());
+            }
+            DumpFormat::Custom | DumpFormat::Directory | DumpFormat::Tar => match self.compression.algorithm {
+                Algorithm::PgDump if self.compression.level >= 0 => a.push(format!("--compress={}", self.compression.level)),
+                Algorithm::PgDump => {}
+                _ => a.push("--compress=0".into()),
+            },
+        }
+        if let Some(j) = self.jobs.filter(|_| self.format == DumpFormat::Directory) {
+            a.push(format!("--jobs={j}"));
+        }
+        if let Some(t) = target {
+            a.push(format!("--file={}", t.display()));
+        }
+        a
+    }
+}
+
+/// Runs a backup.
+pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let plan = BackupPlan::new(&ctx.settings, args)?;
+    let conn = ctx.conninfo()?;
+    let sealer = plan.sealer()?;
+    fsutil::create_private_dir_all(&plan.dir).map_err(|e| {
+        Error::new(crate::error::Kind::Failure, format!("cannot create the backup folder {}: {e}", plan.dir.display()))
+            .hint("check the permissions of BACKUP_DIR's parent, or set BACKUP_DIR to a writable folder")
+    })?;
+    let lock = crate::lock::acquire(&plan.dir, "backup")?;
+
+    let db = Db::connect(&conn, &ctx.settings.env).await?;
+    let tables = db.table_count().await?;
+    let pg_dump = ctx.locator().find("pg_dump", Some(db.info.major))?;
+    crate::tools::check_not_older(&pg_dump, &db.info.version, db.info.major)?;
+    drop(db);
+
+    let started_at = ctx.now;
+    let id = naming::make_id(started_at, plan.label.as_deref());
+    let ext = naming::extension(plan.format, plan.compression.algorithm, sealer.is_some());
+    tracing::info!(
+        "backing up database {:?} on {} with {} ({} tables)",
+        conn.effective_dbname(&|k| ctx.settings.env.var(k)),
+        conn.host_display(),
+        pg_dump.version_line,
+        tables
+    );
+    let started = Instant::now();
+    let progress = crate::progress::Progress::new(ctx.progress, "dumping", None);
+    let job = Job {
+        plan: plan.clone(),
+        pg_dump: pg_dump.clone(),
+        env: conn.child_env(),
+        dbname: conn.conninfo_without_password(),
+        id: id.clone(),
+        ext,
+        counter: progress.counter.clone(),
+    };
+    let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_ref()))
+        .await
+        .context("the backup thread failed")??;
+    drop(progress);
+    let elapsed = started.elapsed();
+
+    let meta = Meta {
+        format_version: META_FORMAT_VERSION,
+        id: outcome.id.clone(),
+        label: plan.label.clone(),
+        file: outcome.path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        started_at,
+        finished_at: started_at + chrono::Duration::from_std(elapsed).unwrap_or_default(),
+        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        database: conn.effective_dbname(&|k| ctx.settings.env.var(k)),
+        host: conn.host_display(),
+        port: conn.port(),
+        server_version: db_version(&pg_dump, &outcome),
+        pg_dump_version: pg_dump.version.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        format: plan.format.to_string(),
+        compression: plan.compression.algorithm.to_string(),
+        compression_level: plan.compression.level,
+        encryption: outcome.encryption.as_str().to_string(),
+        size_bytes: outcome.written.stored_bytes,
+        dump_bytes: outcome.written.dump_bytes,
+        sha256: outcome.written.sha256.clone(),
+        tables,
+        files: outcome.files.clone(),
+    };
+    // The sidecar is written last: its presence marks the backup complete.
+    let meta_path = Meta::path_for(&outcome.path);
+    process::commit(|| {
+        meta.write(&meta_path).inspect_err(|_| {
+            let _ = fsutil::remove_any(&outcome.path);
+        })
+    })
+    .with_context(|| format!("writing the metadata of {}", outcome.path.display()))?;
+
+    let ratio = if meta.size_bytes > 0 && meta.dump_bytes > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let r = meta.dump_bytes as f64 / meta.size_bytes as f64;
+        format!(", {} dumped, ratio {r:.1}x", super::human_bytes(meta.dump_bytes))
+    } else {
+        String::new()
+    };
+    tracing::info!(
+        "backup complete: {} ({}{ratio}, {} tables) in {}",
+        outcome.path.display(),
+        super::human_bytes(meta.size_bytes),
+        tables,
+        super::human_duration(elapsed)
+    );
+    let mut json = serde_json::to_value(&meta).unwrap_or_default();
+    json["path"] = serde_json::Value::String(outcome.path.display().to_string());
+    ctx.emit(&outcome.path.display().to_string(), &json);
+
+    if let Some(policy) = &plan.prune {
+        super::prune::apply(ctx, &plan.dir, policy, false, Some(&lock))
+            .with_context(|| format!("the backup {} succeeded, but pruning old backups failed", outcome.path.display()))?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+fn db_version(_tool: &Tool, outcome: &Outcome) -> String {
+    outcome.server_version.clone()
+}
+
+/// The blocking part of a backup, run on its own thread.
+struct Job {
+    plan: BackupPlan,
+    pg_dump: Tool,
+    env: Vec<(String, String)>,
+    dbname: String,
+    id: String,
+    ext: String,
+    counter: std::sync::Arc<AtomicU64>,
+}
+
+struct Outcome {
+    path: PathBuf,
+    id: String,
+    written: Written,
+    files: Vec<FileEntry>,
+    encryption: crate::format::EncryptionKind,
+    server_version: String,
+}
+
+impl Job {
+    fn command(&self, target: Option<&Path>) -> Command {
+        let mut cmd = Command::new(&self.pg_dump.path);
+        cmd.args(self.plan.pg_dump_args(target));
+        if !self.dbname.is_empty() {
+            cmd.arg(format!("--dbname={}", self.dbname));
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(self, sealer: Option<&Sealer>) -> Result<Outcome> {
+        let final_path = self.plan.dir.join(naming::file_name(&self.id, &self.ext));
+        let tmp = fsutil::partial_path(&final_path);
+        process::register_temp(&tmp);
+        let result = self.dump(&tmp, sealer);
+        let result = result.and_then(|(written, files)| {
+            process::commit(|| {
+                let (path, id) = self.publish(&tmp)?;
+                process::unregister_temp(&tmp);
+                Ok((path, id))
+            })
+            .map(|(path, id)| (path, id, written, files))
+        });
+        match result {
+            Ok((path, id, written, files)) => Ok(Outcome {
+                path,
+                id,
+                written,
+                files,
+                encryption: sealer.map_or(crate::format::EncryptionKind::None, Sealer::kind),
+                server_version: String::new(),
+            }),
+            Err(e) => {
+                let _ = fsutil::remove_any(&tmp);
+                process::unregister_temp(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs pg_dump into `tmp` (a file through the pipeline, or a folder for -Fd).
+    fn dump(&self, tmp: &Path, sealer: Option<&Sealer>) -> Result<(Written, Vec<FileEntry>)> {
+        if self.plan.format == DumpFormat::Directory {
+            let mut cmd = self.command(Some(tmp));
+            cmd.stdout(Stdio::null());
+            let running = process::spawn("pg_dump", &mut cmd)?;
+            running.wait()?.check()?;
+            return hash_directory(tmp, &self.counter);
+        }
+        let file = fsutil::create_private(tmp).map_err(|e| {
+            let (kind, hint) = process::classify(&e.to_string());
+            let mut err = Error::new(kind, format!("cannot create {}: {e}", tmp.display()));
+            if let Some(h) = hint {
+                err = err.hint(h);
+            }
+            err
+        })?;
+        let mut sink = Sink::new(file, self.plan.compression, sealer)?;
+        let mut cmd = self.command(None);
+        cmd.stdout(Stdio::piped());
+        let mut running = process::spawn("pg_dump", &mut cmd)?;
+        let Some(mut stdout) = running.child.stdout.take() else {
+            running.kill();
+            anyhow::bail!("pg_dump has no stdout");
+        };
+        if let Err(e) = pipeline::pump(&mut stdout, &mut sink, &self.counter) {
+            running.kill();
+            return Err(write_error(tmp, &e));
+        }
+        drop(stdout);
+        running.wait()?.check()?;
+        sink.finish().map_err(|e| {
+            let text = format!("{e:#}");
+            match process::classify(&text) {
+                (kind, Some(hint)) => Error::new(kind, format!("writing {}: {text}", tmp.display())).hint(hint).into(),
+                _ => e,
+            }
+        }).map(|w| (w, Vec::new()))
+    }
+
+    /// Renames the finished temp file to its final name, never replacing a file: on a clash
+    /// (two backups in one second), the id gets a `-2`, `-3`... suffix.
+    fn publish(&self, tmp: &Path) -> Result<(PathBuf, String)> {
+        for n in 1..100 {
+            let id = if n == 1 { self.id.clone() } else { format!("{}-{n}", self.id) };
+            let path = self.plan.dir.join(naming::file_name(&id, &self.ext));
+            // A sidecar without its file would make the name look taken by a complete backup.
+            if Meta::path_for(&path).exists() {
+                continue;
+            }
+            match fsutil::rename_noreplace(tmp, &path) {
+                Ok(()) => {
+                    fsutil::sync_dir(&self.plan.dir).context("syncing the backup folder")?;
+                    return Ok((path, id));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display())),
+            }
+        }
+        anyhow::bail!("no free file name for backup {}", self.id)
+    }
+}
+
+fn write_error(tmp: &Path, e: &std::io::Error) -> anyhow::Error {
+    let (kind, hint) = process::classify(&e.to_string());
+    let mut err = Error::new(kind, format!("writing {}: {e}", tmp.display()));
+    if let Some(h) = hint {
+        err = err.hint(h);
+    }
+    err.into()
+}
+
+/// Hashes every file of a directory archive (sorted), fsyncs them, and returns the manifest.
+fn hash_directory(dir: &Path, counter: &AtomicU64) -> Result<(Written, Vec<FileEntry>)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut files = Vec::new();
+    let mut total = 0;
+    for name in names {
+        let p = dir.join(&name);
+        let (sha256, size) = pipeline::hash_file(&p, counter).with_context(|| format!("reading {}", p.display()))?;
+        std::fs::File::open(&p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
+        total += size;
+        files.push(FileEntry { path: name, size, sha256 });
+    }
+    fsutil::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+    Ok((
+        Written { sha256: manifest_sha256(&files), stored_bytes: total, dump_bytes: 0 },
+        files,
+    ))
+}
+
+/// The SHA-256 of a directory archive: of its manifest lines `sha256  size  name`.
+#[must_use]
+pub fn manifest_sha256(files: &[FileEntry]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(format!("{}  {}  {}\n", f.sha256, f.size, f.path).as_bytes());
+    }
+    pipeline::hex(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command as Sub};
+    use crate::config::Env;
+    use clap::Parser;
+
+    fn plan(args: &[&str], env: &[(&str, &str)]) -> Result<BackupPlan> {
+        let mut full = vec!["aos-backup", "backup"];
+        full.extend_from_slice(args);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::resolve(&cli, Env::from_pairs(env), dir.path())?;
+        let Sub::Backup(a) = &cli.command else { unreachable!() };
+        BackupPlan::new(&settings, a)
+    }
+
+    fn usage_message(r: Result<BackupPlan>) -> String {
+        let err = r.unwrap_err();
+        let e = crate::error::find(&err).expect("typed");
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+        e.message.clone()
+    }
+
+    #[test]
+    fn default_plan_is_custom_zstd_unencrypted() {
+        let p = plan(&[], &[]).unwrap();
+        assert_eq!(p.format, DumpFormat::Custom);
+        assert_eq!(p.compression, Compression { algorithm: Algorithm::Zstd, level: 1 });
+        assert!(p.encryption.is_none() && p.prune.is_none());
+        let args = p.pg_dump_args(None);
+        assert!(args.contains(&"--compress=0".to_string()), "{args:?}");
+        assert!(args.contains(&"--no-owner".to_string()) && args.contains(&"--no-acl".to_string()));
+    }
+
+    #[test]
+    fn pg_dump_compression_keeps_pg_dumps_default() {
+        let p = plan(&["--compression", "pg_dump"], &[]).unwrap();
+        assert!(!p.pg_dump_args(None).iter().any(|a| a.starts_with("--compress")));
+        let p = plan(&["--compression", "gzip", "--compression-level", "9"], &[]).unwrap();
+        assert_eq!(p.compression.level, 9);
+    }
+
+    #[test]
+    fn invalid_combinations_are_usage_errors() {
+        assert!(usage_message(plan(&["--jobs", "4"], &[])).contains("--format directory"));
+        assert!(usage_message(plan(&["--name", "a/b"], &[])).contains("label"));
+        assert!(usage_message(plan(&["--compression-level", "42"], &[])).contains("out of range"));
+        assert!(usage_message(plan(&["--encrypt"], &[])).contains("no age recipients"));
+        assert!(usage_message(plan(&["--format", "directory", "--encrypt"], &[("BACKUP_AGE_RECIPIENTS", "age1x")]))
+            .contains("directory"));
+    }
+
+    #[test]
+    fn directory_format_uses_pg_dumps_compression_and_jobs() {
+        let p = plan(&["--format", "directory", "--jobs", "2"], &[]).unwrap();
+        assert_eq!(p.compression.algorithm, Algorithm::PgDump);
+        let args = p.pg_dump_args(Some(Path::new("/x")));
+        assert!(args.contains(&"--jobs=2".to_string()) && args.contains(&"--file=/x".to_string()));
+    }
+
+    #[test]
+    fn encryption_and_retention_come_from_the_environment() {
+        let p = plan(&[], &[("BACKUP_ENCRYPTION", "age"), ("BACKUP_AGE_RECIPIENTS", "age1abc"), ("BACKUP_KEEP_LAST", "3")]).unwrap();
+        assert_eq!(p.encryption, Some(EncryptionPlan::Recipients(Recipients::Keys(vec!["age1abc".into()]))));
+        assert_eq!(p.prune.unwrap().keep_last, Some(3));
+        let p = plan(&["--no-encrypt", "--no-prune"], &[("BACKUP_ENCRYPTION", "age"), ("BACKUP_KEEP_LAST", "3")]).unwrap();
+        assert!(p.encryption.is_none() && p.prune.is_none());
+    }
+}
