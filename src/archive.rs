@@ -64,9 +64,12 @@ fn looks_like_sql(head: &[u8]) -> bool {
         return false;
     }
     let t = text.trim_start().to_ascii_uppercase();
-    ["--", "/*", "SET ", "CREATE ", "BEGIN", "SELECT ", "INSERT ", "COPY ", "\\", "DROP ", "ALTER "]
-        .iter()
-        .any(|p| t.starts_with(p))
+    [
+        "--", "/*", "SET ", "CREATE ", "BEGIN", "SELECT ", "INSERT ", "COPY ", "\\", "DROP ",
+        "ALTER ",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
 }
 
 /// A reader that has read its first bytes ahead.
@@ -89,7 +92,11 @@ impl<R: Read> Peeked<R> {
             }
         }
         head.truncate(filled);
-        Ok(Peeked { head, pos: 0, inner })
+        Ok(Peeked {
+            head,
+            pos: 0,
+            inner,
+        })
     }
 }
 
@@ -126,8 +133,9 @@ impl Opened {
 pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
     let what = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| {
-        Error::usage(format!("cannot open {what}: {e}"))
-            .hint("give the path of a backup file, a backup id, or `latest` (see `aos-backup list`)")
+        Error::usage(format!("cannot open {what}: {e}")).hint(
+            "give the path of a backup file, a backup id, or `latest` (see `aos-backup list`)",
+        )
     })?;
     if meta.is_dir() {
         if path.join("toc.dat").is_file() {
@@ -137,13 +145,17 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
                 reader: None,
             });
         }
-        return Err(Error::usage(format!("{what} is a folder but not a pg_dump directory archive (no toc.dat)"))
-            .hint("give a backup file, or a folder written by pg_dump --format=directory")
-            .into());
+        return Err(Error::usage(format!(
+            "{what} is a folder but not a pg_dump directory archive (no toc.dat)"
+        ))
+        .hint("give a backup file, or a folder written by pg_dump --format=directory")
+        .into());
     }
     if meta.len() == 0 {
         return Err(Error::usage(format!("{what} is empty: it is not a backup"))
-            .hint("the backup that wrote it probably failed; use another backup (`aos-backup list`)")
+            .hint(
+                "the backup that wrote it probably failed; use another backup (`aos-backup list`)",
+            )
             .into());
     }
     let file = File::open(path).map_err(|e| Error::usage(format!("cannot open {what}: {e}")))?;
@@ -153,9 +165,12 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
         let peeked = Peeked::new(reader).map_err(|e| damaged(&what, &layers, &e))?;
         let kind = sniff(&peeked.head);
         if peeked.head.is_empty() {
-            return Err(Error::integrity(format!("{what}: nothing inside the {} layer", describe(&layers)))
-                .hint("the file is damaged; use another backup")
-                .into());
+            return Err(Error::integrity(format!(
+                "{what}: nothing inside the {} layer",
+                describe(&layers)
+            ))
+            .hint("the file is damaged; use another backup")
+            .into());
         }
         match kind {
             Sniff::Format(format) => {
@@ -222,11 +237,23 @@ mod tests {
     #[test]
     fn sniffs_each_kind() {
         assert_eq!(sniff(b"PGDMP\x01\x0f"), Sniff::Format(DumpFormat::Custom));
-        assert_eq!(sniff(b"--\n-- PostgreSQL database dump\n"), Sniff::Format(DumpFormat::Plain));
-        assert_eq!(sniff(b"SET statement_timeout = 0;"), Sniff::Format(DumpFormat::Plain));
+        assert_eq!(
+            sniff(b"--\n-- PostgreSQL database dump\n"),
+            Sniff::Format(DumpFormat::Plain)
+        );
+        assert_eq!(
+            sniff(b"SET statement_timeout = 0;"),
+            Sniff::Format(DumpFormat::Plain)
+        );
         assert_eq!(sniff(&[0x1f, 0x8b, 8, 0]), Sniff::Layer(Layer::Gzip));
-        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Sniff::Layer(Layer::Zstd));
-        assert_eq!(sniff(b"age-encryption.org/v1\n-> X25519"), Sniff::Layer(Layer::Age));
+        assert_eq!(
+            sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
+            Sniff::Layer(Layer::Zstd)
+        );
+        assert_eq!(
+            sniff(b"age-encryption.org/v1\n-> X25519"),
+            Sniff::Layer(Layer::Age)
+        );
         assert_eq!(sniff(b"hello world"), Sniff::Unknown);
         assert_eq!(sniff(&[0u8, 1, 2, 3]), Sniff::Unknown);
         let mut tar = vec![0u8; 512];
@@ -241,7 +268,8 @@ mod tests {
         let p = dir.path().join("misnamed.dump");
         let sql = b"--\n-- PostgreSQL database dump\n--\nSELECT 1;\n";
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&zstd::encode_all(&sql[..], 3).unwrap()).unwrap();
+        gz.write_all(&zstd::encode_all(&sql[..], 3).unwrap())
+            .unwrap();
         std::fs::write(&p, gz.finish().unwrap()).unwrap();
         let mut opened = open(&p, &KeySource::default()).unwrap();
         assert_eq!(opened.layers, vec![Layer::Gzip, Layer::Zstd]);

@@ -127,7 +127,8 @@ pub struct Entry {
 }
 
 fn mtime(md: &std::fs::Metadata) -> DateTime<Utc> {
-    md.modified().map_or_else(|_| DateTime::<Utc>::UNIX_EPOCH, DateTime::<Utc>::from)
+    md.modified()
+        .map_or_else(|_| DateTime::<Utc>::UNIX_EPOCH, DateTime::<Utc>::from)
 }
 
 /// Lists the backup folder. A missing folder is an empty catalog.
@@ -135,7 +136,9 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     let read = match std::fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading the backup folder {}", dir.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the backup folder {}", dir.display()))
+        }
     };
     let mut names = std::collections::BTreeSet::new();
     for item in read {
@@ -149,7 +152,9 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
         let path = dir.join(name);
         if let Some(base) = name.strip_suffix(PARTIAL_SUFFIX) {
             // `x.partial` and `x.meta.json.partial` are leftovers of interrupted runs.
-            if naming::looks_like_backup(base.trim_end_matches(META_SUFFIX)) || base.ends_with(META_SUFFIX) {
+            if naming::looks_like_backup(base.trim_end_matches(META_SUFFIX))
+                || base.ends_with(META_SUFFIX)
+            {
                 let md = std::fs::symlink_metadata(&path).ok();
                 entries.push(Entry {
                     path,
@@ -172,7 +177,9 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
                     name: name.clone(),
                     status: Status::Orphaned,
                     id: meta.as_ref().map(|m| m.id.clone()),
-                    time: meta.as_ref().map_or(DateTime::<Utc>::UNIX_EPOCH, |m| m.started_at),
+                    time: meta
+                        .as_ref()
+                        .map_or(DateTime::<Utc>::UNIX_EPOCH, |m| m.started_at),
                     size: 0,
                     meta,
                     meta_error: None,
@@ -238,7 +245,11 @@ pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a
                     .into()
             });
     }
-    if let Some(e) = entries.iter().filter(usable).find(|e| e.id.as_deref() == Some(wanted) || e.name == wanted) {
+    if let Some(e) = entries
+        .iter()
+        .filter(usable)
+        .find(|e| e.id.as_deref() == Some(wanted) || e.name == wanted)
+    {
         return Ok(e);
     }
     let matches: Vec<&Entry> = entries
@@ -257,7 +268,11 @@ pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a
         many => Err(Error::usage(format!(
             "{wanted:?} matches {} backups ({})",
             many.len(),
-            many.iter().filter_map(|e| e.id.clone()).take(5).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .filter_map(|e| e.id.clone())
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
         .hint("give more of the id")
         .into()),
@@ -304,11 +319,17 @@ mod tests {
         for (id, secs) in [("20240101-000000", 0), ("20240102-000000", 10)] {
             let name = format!("aos-backup-{id}.dump.zst");
             std::fs::write(d.join(&name), "abc").unwrap();
-            meta(id, &name, secs).write(&Meta::path_for(&d.join(&name))).unwrap();
+            meta(id, &name, secs)
+                .write(&Meta::path_for(&d.join(&name)))
+                .unwrap();
         }
         std::fs::write(d.join("backup_2024.sql.gz"), "x").unwrap();
         std::fs::write(d.join("aos-backup-20240103-000000.dump.zst.partial"), "x").unwrap();
-        std::fs::write(d.join("aos-backup-20231231-000000.dump.meta.json"), serde_json::to_vec(&meta("20231231-000000", "gone", -5)).unwrap()).unwrap();
+        std::fs::write(
+            d.join("aos-backup-20231231-000000.dump.meta.json"),
+            serde_json::to_vec(&meta("20231231-000000", "gone", -5)).unwrap(),
+        )
+        .unwrap();
         std::fs::write(d.join("notes.txt"), "x").unwrap();
         let entries = scan(d).unwrap();
         let by = |s: Status| entries.iter().filter(|e| e.status == s).count();
@@ -317,14 +338,22 @@ mod tests {
         assert_eq!(by(Status::Incomplete), 1);
         assert_eq!(by(Status::Orphaned), 1);
         assert_eq!(entries.len(), 5);
-        assert_eq!(resolve(&entries, "latest", d).unwrap().id.as_deref(), Some("20240102-000000"));
-        assert_eq!(resolve(&entries, "20240101", d).unwrap().id.as_deref(), Some("20240101-000000"));
+        assert_eq!(
+            resolve(&entries, "latest", d).unwrap().id.as_deref(),
+            Some("20240102-000000")
+        );
+        assert_eq!(
+            resolve(&entries, "20240101", d).unwrap().id.as_deref(),
+            Some("20240101-000000")
+        );
         assert!(resolve(&entries, "2024010", d).is_err(), "ambiguous prefix");
         assert!(resolve(&entries, "nope", d).is_err());
     }
 
     #[test]
     fn missing_folder_is_empty() {
-        assert!(scan(Path::new("/nonexistent/aos-backup-test")).unwrap().is_empty());
+        assert!(scan(Path::new("/nonexistent/aos-backup-test"))
+            .unwrap()
+            .is_empty());
     }
 }

@@ -103,7 +103,8 @@ impl Env {
             .find_map(|k| {
                 let (v, _) = self.get(k)?;
                 let lower = v.trim().to_ascii_lowercase();
-                (lower == "production" || lower == "prod").then(|| ((*k).to_string(), v.to_string()))
+                (lower == "production" || lower == "prod")
+                    .then(|| ((*k).to_string(), v.to_string()))
             })
     }
 }
@@ -224,8 +225,13 @@ impl Settings {
                 .map(|u| Sourced::new(u, Source::File))
         };
 
-        let backup_dir = pick_path(cli.backup_dir.clone(), &env, "BACKUP_DIR", file.backup_dir.clone())
-            .unwrap_or_else(|| Sourced::new(PathBuf::from("backups"), Source::Default));
+        let backup_dir = pick_path(
+            cli.backup_dir.clone(),
+            &env,
+            "BACKUP_DIR",
+            file.backup_dir.clone(),
+        )
+        .unwrap_or_else(|| Sourced::new(PathBuf::from("backups"), Source::Default));
         let pg_bin = pick_path(cli.pg_bin.clone(), &env, "PG_BIN", file.pg_bin.clone());
 
         let format = if let Some((v, src)) = env.get("BACKUP_FORMAT") {
@@ -278,7 +284,12 @@ impl Settings {
                 .recipients
                 .clone()
                 .map(Recipients::Keys)
-                .or_else(|| file.encryption.recipients_file.clone().map(Recipients::File)),
+                .or_else(|| {
+                    file.encryption
+                        .recipients_file
+                        .clone()
+                        .map(Recipients::File)
+                }),
         };
         let encryption = EncryptionSettings {
             enabled,
@@ -351,7 +362,12 @@ fn parse_recipients(v: &str) -> Recipients {
     }
 }
 
-fn pick_path(flag: Option<PathBuf>, env: &Env, key: &str, file: Option<PathBuf>) -> Option<Sourced<PathBuf>> {
+fn pick_path(
+    flag: Option<PathBuf>,
+    env: &Env,
+    key: &str,
+    file: Option<PathBuf>,
+) -> Option<Sourced<PathBuf>> {
     if let Some(p) = flag {
         return Some(Sourced::new(p, Source::Flag));
     }
@@ -369,9 +385,11 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
     let path = match explicit {
         Some(p) => {
             if !p.is_file() {
-                return Err(Error::usage(format!("config file {} not found", p.display()))
-                    .hint("check --config / AOS_BACKUP_CONFIG")
-                    .into());
+                return Err(
+                    Error::usage(format!("config file {} not found", p.display()))
+                        .hint("check --config / AOS_BACKUP_CONFIG")
+                        .into(),
+                );
             }
             p
         }
@@ -386,7 +404,12 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     let file: FileConfig = toml::from_str(&text).map_err(|e| {
-        let first = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+        let first = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
         Error::usage(format!("invalid config file {}: {first}", path.display()))
             .hint("see the README's Configuration section for the keys")
     })?;
@@ -431,7 +454,10 @@ mod tests {
     fn seed_style_values_are_understood() {
         let s = settings(
             &["aos-backup", "list"],
-            &[("BACKUP_COMPRESSION", "true"), ("BACKUP_ENCRYPTION", "false")],
+            &[
+                ("BACKUP_COMPRESSION", "true"),
+                ("BACKUP_ENCRYPTION", "false"),
+            ],
         )
         .unwrap();
         assert_eq!(s.compression.value.algorithm, Algorithm::Zstd);
@@ -469,9 +495,15 @@ mod tests {
 
     #[test]
     fn production_marker() {
-        assert!(Env::from_pairs(&[("NODE_ENV", "production")]).production_marker().is_some());
-        assert!(Env::from_pairs(&[("RAILS_ENV", "PRODUCTION")]).production_marker().is_some());
-        assert!(Env::from_pairs(&[("APP_ENV", "staging")]).production_marker().is_none());
+        assert!(Env::from_pairs(&[("NODE_ENV", "production")])
+            .production_marker()
+            .is_some());
+        assert!(Env::from_pairs(&[("RAILS_ENV", "PRODUCTION")])
+            .production_marker()
+            .is_some());
+        assert!(Env::from_pairs(&[("APP_ENV", "staging")])
+            .production_marker()
+            .is_none());
         assert!(Env::from_pairs(&[]).production_marker().is_none());
     }
 
@@ -490,6 +522,9 @@ mod tests {
         assert_eq!(s.compression.value.algorithm, Algorithm::Gzip);
         std::fs::write(dir.path().join("aos-backup.toml"), "bakup_dir = 1\n").unwrap();
         let err = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap_err();
-        assert_eq!(crate::error::find(&err).unwrap().kind, crate::error::Kind::Usage);
+        assert_eq!(
+            crate::error::find(&err).unwrap().kind,
+            crate::error::Kind::Usage
+        );
     }
 }

@@ -19,8 +19,10 @@ impl Sealer {
     /// An age encryptor ready to wrap the output.
     pub fn encryptor(&self) -> Result<age::Encryptor> {
         match self {
-            Sealer::Recipients(rs) => age::Encryptor::with_recipients(rs.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-                .map_err(|e| anyhow::anyhow!("setting up age encryption: {e}")),
+            Sealer::Recipients(rs) => age::Encryptor::with_recipients(
+                rs.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+            )
+            .map_err(|e| anyhow::anyhow!("setting up age encryption: {e}")),
             Sealer::Passphrase(p) => Ok(age::Encryptor::with_user_passphrase(p.clone())),
         }
     }
@@ -43,11 +45,18 @@ pub fn load_recipients(source: &Recipients) -> Result<Vec<Box<dyn age::Recipient
                 Error::usage(format!("cannot read the age recipients file {}: {e}", path.display()))
                     .hint("set BACKUP_AGE_RECIPIENTS to age1... keys (comma-separated) or to a readable file of them")
             })?;
-            (text.lines().map(str::to_string).collect(), path.display().to_string())
+            (
+                text.lines().map(str::to_string).collect(),
+                path.display().to_string(),
+            )
         }
     };
     let mut out: Vec<Box<dyn age::Recipient + Send>> = Vec::new();
-    for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let r = age::x25519::Recipient::from_str(line).map_err(|e| {
             Error::usage(format!("invalid age recipient {line:?} in {origin}: {e}"))
                 .hint("recipients are public keys starting with age1 (make one with age-keygen)")
@@ -65,14 +74,19 @@ pub fn load_recipients(source: &Recipients) -> Result<Vec<Box<dyn age::Recipient
 /// Reads a passphrase from the first line of a file (never from argv).
 pub fn read_passphrase(path: &Path) -> Result<SecretString> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::usage(format!("cannot read the passphrase file {}: {e}", path.display()))
-            .hint("BACKUP_PASSPHRASE_FILE must name a readable file whose first line is the passphrase")
+        Error::usage(format!(
+            "cannot read the passphrase file {}: {e}",
+            path.display()
+        ))
+        .hint("BACKUP_PASSPHRASE_FILE must name a readable file whose first line is the passphrase")
     })?;
     let first = text.lines().next().unwrap_or("").to_string();
     if first.is_empty() {
-        return Err(Error::usage(format!("the passphrase file {} is empty", path.display()))
-            .hint("put the passphrase on its first line")
-            .into());
+        return Err(
+            Error::usage(format!("the passphrase file {} is empty", path.display()))
+                .hint("put the passphrase on its first line")
+                .into(),
+        );
     }
     crate::redact::register(&first);
     Ok(SecretString::from(first))
@@ -93,16 +107,22 @@ impl KeySource {
 
     /// Wraps `input` (an age file) in a decrypting reader, or fails before anything is read
     /// past the header: no key, wrong key, damaged header.
-    pub fn open<R: Read + Send + 'static>(&self, input: R, what: &str) -> Result<Box<dyn Read + Send>> {
+    pub fn open<R: Read + Send + 'static>(
+        &self,
+        input: R,
+        what: &str,
+    ) -> Result<Box<dyn Read + Send>> {
         let decryptor = age::Decryptor::new(input).map_err(|e| {
             Error::integrity(format!("{what}: damaged age header: {e}"))
                 .hint("the file is not a readable age file; use another backup")
         })?;
         let identities: Vec<Box<dyn age::Identity>> = if decryptor.is_scrypt() {
             let Some(p) = &self.passphrase_file else {
-                return Err(Error::usage(format!("{what} is encrypted with a passphrase, and none was given"))
-                    .hint("set BACKUP_PASSPHRASE_FILE (or --passphrase-file) to the file holding it")
-                    .into());
+                return Err(Error::usage(format!(
+                    "{what} is encrypted with a passphrase, and none was given"
+                ))
+                .hint("set BACKUP_PASSPHRASE_FILE (or --passphrase-file) to the file holding it")
+                .into());
             };
             vec![Box::new(age::scrypt::Identity::new(read_passphrase(p)?))]
         } else {
@@ -111,10 +131,14 @@ impl KeySource {
                     .hint("set BACKUP_AGE_IDENTITY (or --identity) to the age identity file that matches the backup's recipient")
                     .into());
             };
-            let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned()).map_err(|e| {
-                Error::usage(format!("cannot read the age identity file {}: {e}", path.display()))
+            let file =
+                age::IdentityFile::from_file(path.to_string_lossy().into_owned()).map_err(|e| {
+                    Error::usage(format!(
+                        "cannot read the age identity file {}: {e}",
+                        path.display()
+                    ))
                     .hint("BACKUP_AGE_IDENTITY must name a file made by age-keygen")
-            })?;
+                })?;
             file.into_identities()
                 .with_context(|| format!("reading identities from {}", path.display()))?
         };

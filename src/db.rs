@@ -38,21 +38,40 @@ impl Db {
     pub async fn connect(conn: &ConnInfo, env: &Env) -> Result<Db> {
         let lookup = |k: &str| env.var(k);
         let mut config = conn.tokio_config(&lookup);
-        let timeout = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(15));
+        let timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(Duration::from_secs(15));
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(timeout);
         }
-        let target = format!("database {:?} at {}", conn.effective_dbname(&lookup), conn.host_display());
-        let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(tokio_postgres::NoTls))
-            .await
-            .map_err(|_| {
-                Error::new(Kind::Connection, format!("cannot connect to {target}: timed out after {}s", timeout.as_secs()))
-                    .hint("the server did not answer in time: check host, port and firewalls")
-            })?;
+        let target = format!(
+            "database {:?} at {}",
+            conn.effective_dbname(&lookup),
+            conn.host_display()
+        );
+        let connected = tokio::time::timeout(
+            timeout + Duration::from_secs(1),
+            config.connect(tokio_postgres::NoTls),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                Kind::Connection,
+                format!(
+                    "cannot connect to {target}: timed out after {}s",
+                    timeout.as_secs()
+                ),
+            )
+            .hint("the server did not answer in time: check host, port and firewalls")
+        })?;
         let (client, connection) = connected.map_err(|e| connect_error(&target, &e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!("connection closed: {}", crate::redact::scrub(&e.to_string()));
+                tracing::debug!(
+                    "connection closed: {}",
+                    crate::redact::scrub(&e.to_string())
+                );
             }
         });
         let row = client
@@ -66,7 +85,11 @@ impl Db {
         let num: i32 = row.get(1);
         let version = full.split_whitespace().next().unwrap_or(&full).to_string();
         let num = u32::try_from(num).unwrap_or(0);
-        let major = if num >= 100_000 { num / 10_000 } else { num / 100 / 100 };
+        let major = if num >= 100_000 {
+            num / 10_000
+        } else {
+            num / 100 / 100
+        };
         let info = ServerInfo {
             version,
             major,
@@ -106,15 +129,11 @@ fn error_text(e: &tokio_postgres::Error) -> String {
 
 fn connect_error(target: &str, e: &tokio_postgres::Error) -> anyhow::Error {
     let text = error_text(e);
-    let (kind, hint) = crate::process::classify(&text);
-    let kind = if kind == Kind::Failure && e.as_db_error().is_none() {
-        Kind::Connection
-    } else if kind == Kind::Failure {
-        Kind::Connection
-    } else {
-        kind
-    };
+    // Whatever went wrong, it went wrong reaching the database.
+    let (_, hint) = crate::process::classify(&text);
+    let kind = Kind::Connection;
     let mut err = Error::new(kind, format!("cannot connect to {target}: {text}"));
-    err = err.hint(hint.unwrap_or_else(|| "check DATABASE_URL and that the server is running".into()));
+    err = err
+        .hint(hint.unwrap_or_else(|| "check DATABASE_URL and that the server is running".into()));
     err.into()
 }

@@ -35,13 +35,31 @@ impl ExitCode {
     /// Every exit code with its meaning, for `--help` and the README.
     pub const TABLE: &'static [(i32, &'static str)] = &[
         (0, "success"),
-        (1, "failure: the operation failed (pg_dump/pg_restore error, I/O error, disk full)"),
-        (2, "usage: bad command line, configuration or input file; nothing was done"),
-        (3, "refused by a safety guard (production, no confirmation); nothing was done"),
-        (4, "integrity: a backup failed verification (checksum, damage, missing metadata)"),
+        (
+            1,
+            "failure: the operation failed (pg_dump/pg_restore error, I/O error, disk full)",
+        ),
+        (
+            2,
+            "usage: bad command line, configuration or input file; nothing was done",
+        ),
+        (
+            3,
+            "refused by a safety guard (production, no confirmation); nothing was done",
+        ),
+        (
+            4,
+            "integrity: a backup failed verification (checksum, damage, missing metadata)",
+        ),
         (5, "locked: another aos-backup run holds the backup folder"),
-        (6, "tools: pg_dump/pg_restore/psql missing or older than the server"),
-        (7, "connection: the database could not be reached or refused the login"),
+        (
+            6,
+            "tools: pg_dump/pg_restore/psql missing or older than the server",
+        ),
+        (
+            7,
+            "connection: the database could not be reached or refused the login",
+        ),
         (130, "interrupted by Ctrl-C (SIGINT)"),
         (143, "terminated by SIGTERM"),
     ];

@@ -1,14 +1,150 @@
 //! aos-backup: back up and restore PostgreSQL databases safely by driving pg_dump and pg_restore.
 //!
-//! The binary is a thin wrapper around [`run`]; every concern lives in its own module.
+//! The binary is a thin wrapper around [`run`]: parse the command line, resolve the settings,
+//! run the subcommand while watching for signals, and map the outcome to an exit code.
 
+pub mod archive;
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod conninfo;
+pub mod crypto;
+pub mod db;
 pub mod error;
 pub mod exit;
+pub mod format;
+pub mod fsutil;
+pub mod lock;
+pub mod logging;
+pub mod naming;
+pub mod pipeline;
+pub mod process;
+pub mod progress;
+pub mod redact;
 pub mod retention;
+pub mod tools;
+
+use clap::Parser;
+use exit::ExitCode;
 
 /// Runs the command line and returns the process exit status.
 #[must_use]
 pub fn run() -> i32 {
-    0
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                ExitCode::Success.code()
+            };
+        }
+    };
+    let verbosity = if cli.quiet {
+        -1
+    } else {
+        i8::try_from(cli.verbose).unwrap_or(i8::MAX)
+    };
+    logging::init(verbosity, cli.log_format);
+    let json = cli.json;
+    let log_format = cli.log_format;
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Failure.code();
+        }
+    };
+    let result = runtime.block_on(async move {
+        let ctx = build_ctx(&cli)?;
+        tokio::select! {
+            r = commands::dispatch(cli, ctx) => r,
+            sig = signals() => {
+                process::on_signal(sig);
+                Err(process::interrupted_error(sig).into())
+            }
+        }
+    });
+    process::cleanup_temps();
+    // Blocking threads (a pipeline that was interrupted) must not hold up the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::Success.code(),
+        Err(e) => report(&e, json, log_format).code(),
+    }
+}
+
+fn build_ctx(cli: &cli::Cli) -> anyhow::Result<commands::Ctx> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| anyhow::anyhow!("cannot read the current folder: {e}"))?;
+    let env = config::Env::load(&cwd)?;
+    let now = match env.var("AOS_BACKUP_NOW") {
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map_err(|e| error::Error::usage(format!("invalid AOS_BACKUP_NOW={s:?}: {e}")))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let settings = config::Settings::resolve(cli, env, &cwd)?;
+    Ok(commands::Ctx {
+        settings,
+        json: cli.json,
+        progress: logging::stderr_is_terminal()
+            && !cli.quiet
+            && cli.log_format == logging::LogFormat::Text,
+        now,
+    })
+}
+
+/// Resolves when SIGINT or SIGTERM arrives, with the signal number.
+async fn signals() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+    }
+}
+
+/// Prints the error as one line (plus a hint) and returns its exit code.
+fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
+    let typed = error::find(err);
+    let kind = typed.map_or(error::Kind::Failure, |t| t.kind);
+    let message = redact::scrub(&format!("{err:#}")).replace('\n', " ");
+    let hint = typed
+        .and_then(|t| t.hint.clone())
+        .or_else(|| process::classify(&message).1)
+        .map(|h| redact::scrub(&h));
+    let code = kind.exit_code();
+    if json {
+        let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    match format {
+        logging::LogFormat::Json => {
+            tracing::error!(
+                exit_code = code.code(),
+                hint = hint.as_deref().unwrap_or(""),
+                "{message}"
+            );
+        }
+        logging::LogFormat::Text => progress::suspend(|| {
+            eprintln!("error: {message}");
+            if let Some(h) = hint {
+                eprintln!("hint: {h}");
+            }
+        }),
+    }
+    code
 }

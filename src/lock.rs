@@ -41,14 +41,23 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         let holder = holder.trim();
-        let who = if holder.is_empty() { "another aos-backup run".to_string() } else { format!("another aos-backup run ({holder})") };
+        let who = if holder.is_empty() {
+            "another aos-backup run".to_string()
+        } else {
+            format!("another aos-backup run ({holder})")
+        };
         return Err(Error::new(Kind::Locked, format!("{who} holds the lock on {}; not starting {what}", dir.display()))
             .hint("wait for it to finish (the lock frees itself when that process exits), or use another BACKUP_DIR")
             .into());
     }
     let _ = file.set_len(0);
     let _ = file.rewind();
-    let _ = write!(file, "pid {}, {what} since {}", std::process::id(), chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = write!(
+        file,
+        "pid {}, {what} since {}",
+        std::process::id(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+    );
     let _ = file.flush();
     Ok(FolderLock { _file: file, path })
 }
@@ -64,7 +73,11 @@ mod tests {
         let err = acquire(dir.path(), "prune").unwrap_err();
         let e = crate::error::find(&err).unwrap();
         assert_eq!(e.kind, Kind::Locked);
-        assert!(e.message.contains(&format!("pid {}", std::process::id())), "{}", e.message);
+        assert!(
+            e.message.contains(&format!("pid {}", std::process::id())),
+            "{}",
+            e.message
+        );
         drop(first);
         assert!(acquire(dir.path(), "prune").is_ok());
     }

@@ -28,10 +28,7 @@ pub fn init(verbosity: i8, format: LogFormat) {
         .with_target(false);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder
-            .with_ansi(color_enabled())
-            .without_time()
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(color_enabled()).without_time().try_init(),
     };
     // A second init (tests calling run twice) keeps the first subscriber.
     drop(result);

@@ -47,10 +47,12 @@ impl<W: Write> Write for HashingWriter<W> {
 #[must_use]
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 type Disk = HashingWriter<BufWriter<File>>;
@@ -137,7 +139,11 @@ impl Sink {
         let disk = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         let sealed = match sealer {
             None => Sealed::Plain(disk),
-            Some(s) => Sealed::Age(s.encryptor()?.wrap_output(disk).context("starting age encryption")?),
+            Some(s) => Sealed::Age(
+                s.encryptor()?
+                    .wrap_output(disk)
+                    .context("starting age encryption")?,
+            ),
         };
         let stage = match compression.algorithm {
             Algorithm::Zstd => {
@@ -156,7 +162,10 @@ impl Sink {
             )),
             Algorithm::None | Algorithm::PgDump => Compressed::None(sealed),
         };
-        Ok(Sink { stage, dump_bytes: 0 })
+        Ok(Sink {
+            stage,
+            dump_bytes: 0,
+        })
     }
 
     /// Finishes every stage and syncs the file to disk.
@@ -168,7 +177,10 @@ impl Sink {
         };
         let disk = sealed.finish().context("finishing age encryption")?;
         let (buf, sha256, stored_bytes) = disk.finish();
-        let file = buf.into_inner().map_err(|e| e.into_error()).context("writing the backup file")?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("writing the backup file")?;
         file.sync_all().context("syncing the backup file to disk")?;
         Ok(Written {
             sha256,
@@ -222,8 +234,18 @@ mod tests {
     fn roundtrip(alg: Algorithm, level: i32) {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
-        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-        let mut sink = Sink::new(File::create(&p).unwrap(), Compression { algorithm: alg, level }, None).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let mut sink = Sink::new(
+            File::create(&p).unwrap(),
+            Compression {
+                algorithm: alg,
+                level,
+            },
+            None,
+        )
+        .unwrap();
         let counter = AtomicU64::new(0);
         pump(&mut &data[..], &mut sink, &counter).unwrap();
         let w = sink.finish().unwrap();
@@ -236,7 +258,9 @@ mod tests {
             Algorithm::Zstd => zstd::decode_all(&stored[..]).unwrap(),
             Algorithm::Gzip => {
                 let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&stored[..]).read_to_end(&mut out).unwrap();
+                flate2::read::GzDecoder::new(&stored[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
                 out
             }
             _ => stored.clone(),
@@ -263,7 +287,10 @@ mod tests {
         let p = dir.path().join("x.age");
         let mut sink = Sink::new(
             File::create(&p).unwrap(),
-            Compression { algorithm: Algorithm::Zstd, level: 1 },
+            Compression {
+                algorithm: Algorithm::Zstd,
+                level: 1,
+            },
             Some(&sealer),
         )
         .unwrap();
@@ -274,7 +301,10 @@ mod tests {
         assert!(stored.starts_with(b"age-encryption.org/v1"));
         let idfile = dir.path().join("id.txt");
         std::fs::write(&idfile, id.to_string().expose_secret()).unwrap();
-        let keys = crate::crypto::KeySource { identity_file: Some(idfile), passphrase_file: None };
+        let keys = crate::crypto::KeySource {
+            identity_file: Some(idfile),
+            passphrase_file: None,
+        };
         let mut opened = crate::archive::open(&p, &keys).unwrap();
         let mut out = Vec::new();
         opened.reader.take().unwrap().read_to_end(&mut out).unwrap();

@@ -99,8 +99,9 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     tracing::debug!(program = %cmd.get_program().to_string_lossy(),
         args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
     let mut child = cmd.spawn().map_err(|e| {
-        Error::new(Kind::Tools, format!("cannot start {name}: {e}"))
-            .hint("check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable")
+        Error::new(Kind::Tools, format!("cannot start {name}: {e}")).hint(
+            "check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable",
+        )
     })?;
     lock(&CHILDREN).push(child.id());
     let stderr = child.stderr.take().map(|s| {
@@ -210,7 +211,10 @@ pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
         .map(|l| crate::redact::scrub(l));
     let what = important.unwrap_or_else(|| "no error message".to_string());
     let (kind, hint) = classify(&stderr.join("\n"));
-    let mut err = Error::new(kind, format!("{name} failed ({}): {what}", describe_status(status)));
+    let mut err = Error::new(
+        kind,
+        format!("{name} failed ({}): {what}", describe_status(status)),
+    );
     if let Some(h) = hint {
         err = err.hint(h);
     }
@@ -225,22 +229,43 @@ pub fn classify(text: &str) -> (Kind, Option<String>) {
     if t.contains("password authentication failed") || t.contains("no password supplied") {
         (conn, Some("check the user and password in DATABASE_URL (percent-encode special characters: @ is %40)".into()))
     } else if t.contains("database") && t.contains("does not exist") {
-        (conn, Some("create the database first (createdb NAME) or fix its name in DATABASE_URL".into()))
+        (
+            conn,
+            Some(
+                "create the database first (createdb NAME) or fix its name in DATABASE_URL".into(),
+            ),
+        )
     } else if t.contains("role") && t.contains("does not exist") {
-        (conn, Some("fix the user name in DATABASE_URL, or create the role".into()))
+        (
+            conn,
+            Some("fix the user name in DATABASE_URL, or create the role".into()),
+        )
     } else if t.contains("no pg_hba.conf entry") {
         (conn, Some("the server does not accept this host/user/database: add a pg_hba.conf entry or check sslmode".into()))
     } else if t.contains("connection refused")
         || t.contains("could not connect")
         || t.contains("no such file or directory") && t.contains("socket")
     {
-        (conn, Some("is PostgreSQL running? check the host and port in DATABASE_URL".into()))
-    } else if t.contains("could not translate host name") || t.contains("name or service not known") {
-        (conn, Some("the host name in DATABASE_URL does not resolve: check it".into()))
+        (
+            conn,
+            Some("is PostgreSQL running? check the host and port in DATABASE_URL".into()),
+        )
+    } else if t.contains("could not translate host name") || t.contains("name or service not known")
+    {
+        (
+            conn,
+            Some("the host name in DATABASE_URL does not resolve: check it".into()),
+        )
     } else if t.contains("timeout expired") || t.contains("timed out") {
-        (conn, Some("the server did not answer in time: check host, port and firewalls".into()))
+        (
+            conn,
+            Some("the server did not answer in time: check host, port and firewalls".into()),
+        )
     } else if t.contains("server version mismatch") {
-        (Kind::Tools, Some("use pg_dump of the server's major version or newer (set PG_BIN)".into()))
+        (
+            Kind::Tools,
+            Some("use pg_dump of the server's major version or newer (set PG_BIN)".into()),
+        )
     } else if t.contains("unsupported version") && t.contains("file header") {
         (Kind::Tools, Some("the archive was made by a newer pg_dump: use a pg_restore at least as new (set PG_BIN)".into()))
     } else if t.contains("no space left on device") {
@@ -264,12 +289,36 @@ mod tests {
     #[test]
     fn typical_failures_are_classified() {
         let cases = [
-            ("FATAL:  password authentication failed for user \"app\"", Kind::Connection, "password"),
-            ("FATAL:  database \"nope\" does not exist", Kind::Connection, "createdb"),
-            ("connection to server at \"127.0.0.1\", port 1 failed: Connection refused", Kind::Connection, "running"),
-            ("pg_dump: error: query failed: ERROR:  permission denied for table t", Kind::Failure, "privileges"),
-            ("pg_dump: error: could not write: No space left on device", Kind::Failure, "disk is full"),
-            ("aborting because of server version mismatch", Kind::Tools, "pg_dump"),
+            (
+                "FATAL:  password authentication failed for user \"app\"",
+                Kind::Connection,
+                "password",
+            ),
+            (
+                "FATAL:  database \"nope\" does not exist",
+                Kind::Connection,
+                "createdb",
+            ),
+            (
+                "connection to server at \"127.0.0.1\", port 1 failed: Connection refused",
+                Kind::Connection,
+                "running",
+            ),
+            (
+                "pg_dump: error: query failed: ERROR:  permission denied for table t",
+                Kind::Failure,
+                "privileges",
+            ),
+            (
+                "pg_dump: error: could not write: No space left on device",
+                Kind::Failure,
+                "disk is full",
+            ),
+            (
+                "aborting because of server version mismatch",
+                Kind::Tools,
+                "pg_dump",
+            ),
         ];
         for (text, kind, hint) in cases {
             let (k, h) = classify(text);
@@ -282,8 +331,15 @@ mod tests {
     #[test]
     fn failure_message_is_one_line_with_the_error_line() {
         let status = Command::new("sh").args(["-c", "exit 1"]).status().unwrap();
-        let e = failure("pg_dump", &status, &["pg_dump: last".into(), "pg_dump: error: boom".into()]);
-        assert_eq!(e.message, "pg_dump failed (exit code 1): pg_dump: error: boom");
+        let e = failure(
+            "pg_dump",
+            &status,
+            &["pg_dump: last".into(), "pg_dump: error: boom".into()],
+        );
+        assert_eq!(
+            e.message,
+            "pg_dump failed (exit code 1): pg_dump: error: boom"
+        );
         assert!(!e.message.contains('\n'));
     }
 

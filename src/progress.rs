@@ -9,7 +9,10 @@ static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Runs `f` with any progress bar hidden, so log lines don't tear it.
 pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
-    let bar = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let bar = ACTIVE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     match bar {
         Some(b) => b.suspend(f),
         None => f(),
@@ -31,14 +34,22 @@ impl Progress {
         let counter = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if !enabled {
-            return Progress { counter, bar: None, ticker: None, stop };
+            return Progress {
+                counter,
+                bar: None,
+                ticker: None,
+                stop,
+            };
         }
         let bar = match total {
-            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}")
+            Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+                    )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
-            ),
+                ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
                 ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -53,7 +64,12 @@ impl Progress {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        Progress { counter, bar: Some(bar), ticker: Some(ticker), stop }
+        Progress {
+            counter,
+            bar: Some(bar),
+            ticker: Some(ticker),
+            stop,
+        }
     }
 }
 

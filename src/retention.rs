@@ -177,7 +177,10 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
         // Backups dated after `now` are a prefix of the newest-first order. They are kept anyway
         // (reason Future), so they must not use up keep-last or calendar slots: otherwise two
         // backups with a skewed clock could push the real, current backup out.
-        let first_past = sorted.iter().position(|c| c.time <= now).unwrap_or(sorted.len());
+        let first_past = sorted
+            .iter()
+            .position(|c| c.time <= now)
+            .unwrap_or(sorted.len());
         let (past, past_reasons) = (&sorted[first_past..], &mut reasons[first_past..]);
         if let Some(n) = policy.keep_last {
             // u32 -> usize cannot lose information on the 32/64-bit targets we build for;
@@ -860,7 +863,8 @@ mod tests {
         period: impl Fn(&DateTime<Utc>) -> K,
     ) -> BTreeSet<String> {
         let mut newest_in_period: BTreeMap<K, &Decision> = BTreeMap::new();
-        for d in decisions {
+        // Backups dated after now never take a period slot.
+        for d in decisions.iter().filter(|d| d.time <= fixed_now()) {
             // `decisions` is newest first, so the first one seen per period is its newest.
             newest_in_period.entry(period(&d.time)).or_insert(d);
         }
@@ -978,13 +982,19 @@ mod tests {
 
             let with_last = Policy { keep_last: Some(n), ..p };
             let decisions = plan(&cs, &with_last, fixed_now());
-            let wanted = cs.len().min(n as usize);
-            prop_assert!(decisions.iter().filter(|d| d.keep).count() >= wanted);
-            for d in &decisions[..wanted] {
+            prop_assert!(decisions.iter().filter(|d| d.keep).count() >= cs.len().min(n as usize));
+            // Future-dated backups are kept anyway and take no keep-last slot: the N newest of
+            // the others get Last.
+            let past: Vec<&Decision> = decisions.iter().filter(|d| d.time <= fixed_now()).collect();
+            let wanted = past.len().min(n as usize);
+            for d in &past[..wanted] {
                 prop_assert!(d.keep && d.reasons.contains(&Last));
             }
-            for d in &decisions[wanted..] {
+            for d in &past[wanted..] {
                 prop_assert!(!d.reasons.contains(&Last));
+            }
+            for d in decisions.iter().filter(|d| d.time > fixed_now()) {
+                prop_assert!(d.keep && !d.reasons.contains(&Last));
             }
         }
 

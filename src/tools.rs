@@ -46,7 +46,10 @@ impl Locator {
         let (version, major) = parse_version(&version_line).ok_or_else(|| {
             Error::new(
                 Kind::Tools,
-                format!("cannot read the version of {} (it printed {version_line:?})", path.display()),
+                format!(
+                    "cannot read the version of {} (it printed {version_line:?})",
+                    path.display()
+                ),
             )
             .hint("set PG_BIN to the bin folder of a PostgreSQL client installation")
         })?;
@@ -76,14 +79,20 @@ impl Locator {
             .into());
         }
         if let Some(major) = server_major {
-            let p = self.debian_root.join(major.to_string()).join("bin").join(name);
+            let p = self
+                .debian_root
+                .join(major.to_string())
+                .join("bin")
+                .join(name);
             if is_executable(&p) {
                 return Ok(p);
             }
         }
-        if let Some(p) = self.path_var.as_ref().and_then(|pv| {
-            which::which_in(name, Some(pv), std::env::current_dir().ok()?).ok()
-        }) {
+        if let Some(p) = self
+            .path_var
+            .as_ref()
+            .and_then(|pv| which::which_in(name, Some(pv), std::env::current_dir().ok()?).ok())
+        {
             return Ok(p);
         }
         // Debian installs the real binaries outside PATH when only the server package is there.
@@ -125,8 +134,9 @@ fn is_executable(p: &Path) -> bool {
 
 fn version_line(name: &str, path: &Path) -> Result<String> {
     let out = Command::new(path).arg("--version").output().map_err(|e| {
-        Error::new(Kind::Tools, format!("cannot run {}: {e}", path.display()))
-            .hint(format!("check that {name} is an executable PostgreSQL client program"))
+        Error::new(Kind::Tools, format!("cannot run {}: {e}", path.display())).hint(format!(
+            "check that {name} is an executable PostgreSQL client program"
+        ))
     })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next().unwrap_or("").trim().to_string();
@@ -184,15 +194,25 @@ mod tests {
             parse_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
             Some(("15.18".into(), 15))
         );
-        assert_eq!(parse_version("pg_restore (PostgreSQL) 9.6.3"), Some(("9.6.3".into(), 9)));
-        assert_eq!(parse_version("psql (PostgreSQL) 17devel"), Some(("17".into(), 17)));
+        assert_eq!(
+            parse_version("pg_restore (PostgreSQL) 9.6.3"),
+            Some(("9.6.3".into(), 9))
+        );
+        assert_eq!(
+            parse_version("psql (PostgreSQL) 17devel"),
+            Some(("17".into(), 17))
+        );
         assert_eq!(parse_version("garbage"), None);
     }
 
     fn fake_tool(dir: &Path, name: &str, version: &str) {
         use std::os::unix::fs::PermissionsExt;
         let p = dir.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho '{name} (PostgreSQL) {version}'\n")).unwrap();
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho '{name} (PostgreSQL) {version}'\n"),
+        )
+        .unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
@@ -248,7 +268,11 @@ mod tests {
         };
         let err = check_not_older(&t, "16.1", 16).unwrap_err();
         let e = crate::error::find(&err).unwrap();
-        assert!(e.message.contains("14.2") && e.message.contains("16.1"), "{}", e.message);
+        assert!(
+            e.message.contains("14.2") && e.message.contains("16.1"),
+            "{}",
+            e.message
+        );
         assert!(e.hint.as_deref().unwrap().contains("postgresql-client-16"));
         assert!(check_not_older(&t, "14.9", 14).is_ok());
     }

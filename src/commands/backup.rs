@@ -45,7 +45,8 @@ impl BackupPlan {
     /// Validates the flags over the settings.
     pub fn new(settings: &Settings, args: &BackupArgs) -> Result<BackupPlan> {
         if let Some(l) = &args.name {
-            naming::validate_label(l).map_err(|m| Error::usage(m).hint("e.g. --name pre-deploy"))?;
+            naming::validate_label(l)
+                .map_err(|m| Error::usage(m).hint("e.g. --name pre-deploy"))?;
         }
         let format = args.format.unwrap_or(settings.format.value);
         let jobs = args.jobs.or(settings.jobs);
@@ -53,11 +54,15 @@ impl BackupPlan {
             return Err(Error::usage("--jobs must be at least 1").into());
         }
         if jobs.is_some_and(|j| j > 1) && format != DumpFormat::Directory {
-            return Err(Error::usage(format!("--jobs needs --format directory (the {format} format is written by one process)"))
-                .hint("pg_dump can only dump in parallel into a directory: add --format directory")
-                .into());
+            return Err(Error::usage(format!(
+                "--jobs needs --format directory (the {format} format is written by one process)"
+            ))
+            .hint("pg_dump can only dump in parallel into a directory: add --format directory")
+            .into());
         }
-        let algorithm = args.compression.unwrap_or(settings.compression.value.algorithm);
+        let algorithm = args
+            .compression
+            .unwrap_or(settings.compression.value.algorithm);
         let level = match (args.compression_level, args.compression) {
             (Some(l), _) => l,
             // A new algorithm on the command line gets its own default level.
@@ -69,16 +74,25 @@ impl BackupPlan {
             // pg_dump compresses each file of a directory archive itself (gzip, on its jobs).
             DumpFormat::Directory => {
                 if matches!(algorithm, Algorithm::Zstd | Algorithm::Gzip) {
-                    compression = Compression { algorithm: Algorithm::PgDump, level: -1 };
+                    compression = Compression {
+                        algorithm: Algorithm::PgDump,
+                        level: -1,
+                    };
                 }
             }
             DumpFormat::Plain if algorithm == Algorithm::PgDump => {
-                compression = Compression { algorithm: Algorithm::Gzip, level: Algorithm::Gzip.default_level() };
+                compression = Compression {
+                    algorithm: Algorithm::Gzip,
+                    level: Algorithm::Gzip.default_level(),
+                };
             }
             _ => {}
         }
         let levels = compression.algorithm.levels();
-        if compression.level != -1 && !levels.contains(&compression.level) && compression.algorithm != Algorithm::None {
+        if compression.level != -1
+            && !levels.contains(&compression.level)
+            && compression.algorithm != Algorithm::None
+        {
             return Err(Error::usage(format!(
                 "compression level {} is out of range for {} ({}-{})",
                 compression.level,
@@ -93,10 +107,20 @@ impl BackupPlan {
         }
 
         let enc = &settings.encryption;
-        let passphrase = args.passphrase_file.clone().or_else(|| enc.passphrase_file.clone());
-        let recipients = args.recipients_file.clone().map(Recipients::File).or_else(|| enc.recipients.clone());
+        let passphrase = args
+            .passphrase_file
+            .clone()
+            .or_else(|| enc.passphrase_file.clone());
+        let recipients = args
+            .recipients_file
+            .clone()
+            .map(Recipients::File)
+            .or_else(|| enc.recipients.clone());
         let wanted = !args.no_encrypt
-            && (args.encrypt || enc.enabled || args.recipients_file.is_some() || args.passphrase_file.is_some());
+            && (args.encrypt
+                || enc.enabled
+                || args.recipients_file.is_some()
+                || args.passphrase_file.is_some());
         let encryption = if wanted {
             Some(match (recipients, passphrase) {
                 (Some(r), _) => EncryptionPlan::Recipients(r),
@@ -115,7 +139,8 @@ impl BackupPlan {
                 .hint("use --format custom (the default) or plain to encrypt")
                 .into());
         }
-        let prune = (!args.no_prune && !settings.retention.is_empty()).then(|| settings.retention.clone());
+        let prune =
+            (!args.no_prune && !settings.retention.is_empty()).then(|| settings.retention.clone());
         Ok(BackupPlan {
             dir: settings.backup_dir.value.clone(),
             label: args.name.clone(),
@@ -131,25 +156,38 @@ impl BackupPlan {
     pub fn sealer(&self) -> Result<Option<Sealer>> {
         Ok(match &self.encryption {
             None => None,
-            Some(EncryptionPlan::Recipients(r)) => Some(Sealer::Recipients(crypto::load_recipients(r)?)),
-            Some(EncryptionPlan::Passphrase(p)) => Some(Sealer::Passphrase(crypto::read_passphrase(p)?)),
+            Some(EncryptionPlan::Recipients(r)) => {
+                Some(Sealer::Recipients(crypto::load_recipients(r)?))
+            }
+            Some(EncryptionPlan::Passphrase(p)) => {
+                Some(Sealer::Passphrase(crypto::read_passphrase(p)?))
+            }
         })
     }
 
     /// pg_dump's arguments (no connection details: they go through the environment).
     #[must_use]
     pub fn pg_dump_args(&self, target: Option<&Path>) -> Vec<String> {
-        let mut a = vec![format!("--format={}", self.format), "--no-owner".into(), "--no-acl".into(), "--no-password".into()];
+        let mut a = vec![
+            format!("--format={}", self.format),
+            "--no-owner".into(),
+            "--no-acl".into(),
+            "--no-password".into(),
+        ];
         match self.format {
             DumpFormat::Plain => {
                 a.push("--clean".into());
                 a.push("--if-exists".into());
             }
-            DumpFormat::Custom | DumpFormat::Directory | DumpFormat::Tar => match self.compression.algorithm {
-                Algorithm::PgDump if self.compression.level >= 0 => a.push(format!("--compress={}", self.compression.level)),
-                Algorithm::PgDump => {}
-                _ => a.push("--compress=0".into()),
-            },
+            DumpFormat::Custom | DumpFormat::Directory | DumpFormat::Tar => {
+                match self.compression.algorithm {
+                    Algorithm::PgDump if self.compression.level >= 0 => {
+                        a.push(format!("--compress={}", self.compression.level))
+                    }
+                    Algorithm::PgDump => {}
+                    _ => a.push("--compress=0".into()),
+                }
+            }
         }
         if let Some(j) = self.jobs.filter(|_| self.format == DumpFormat::Directory) {
             a.push(format!("--jobs={j}"));
@@ -167,8 +205,16 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let conn = ctx.conninfo()?;
     let sealer = plan.sealer()?;
     fsutil::create_private_dir_all(&plan.dir).map_err(|e| {
-        Error::new(crate::error::Kind::Failure, format!("cannot create the backup folder {}: {e}", plan.dir.display()))
-            .hint("check the permissions of BACKUP_DIR's parent, or set BACKUP_DIR to a writable folder")
+        Error::new(
+            crate::error::Kind::Failure,
+            format!(
+                "cannot create the backup folder {}: {e}",
+                plan.dir.display()
+            ),
+        )
+        .hint(
+            "check the permissions of BACKUP_DIR's parent, or set BACKUP_DIR to a writable folder",
+        )
     })?;
     let lock = crate::lock::acquire(&plan.dir, "backup")?;
 
@@ -209,7 +255,12 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         format_version: META_FORMAT_VERSION,
         id: outcome.id.clone(),
         label: plan.label.clone(),
-        file: outcome.path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        file: outcome
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
         started_at,
         finished_at: started_at + chrono::Duration::from_std(elapsed).unwrap_or_default(),
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
@@ -241,7 +292,10 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let ratio = if meta.size_bytes > 0 && meta.dump_bytes > 0 {
         #[allow(clippy::cast_precision_loss)]
         let r = meta.dump_bytes as f64 / meta.size_bytes as f64;
-        format!(", {} dumped, ratio {r:.1}x", super::human_bytes(meta.dump_bytes))
+        format!(
+            ", {} dumped, ratio {r:.1}x",
+            super::human_bytes(meta.dump_bytes)
+        )
     } else {
         String::new()
     };
@@ -257,8 +311,12 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     ctx.emit(&outcome.path.display().to_string(), &json);
 
     if let Some(policy) = &plan.prune {
-        super::prune::apply(ctx, &plan.dir, policy, false, Some(&lock))
-            .with_context(|| format!("the backup {} succeeded, but pruning old backups failed", outcome.path.display()))?;
+        super::prune::apply(ctx, &plan.dir, policy, false, false, &lock).with_context(|| {
+            format!(
+                "the backup {} succeeded, but pruning old backups failed",
+                outcome.path.display()
+            )
+        })?;
     }
     drop(lock);
     Ok(())
@@ -361,20 +419,30 @@ impl Job {
         }
         drop(stdout);
         running.wait()?.check()?;
-        sink.finish().map_err(|e| {
-            let text = format!("{e:#}");
-            match process::classify(&text) {
-                (kind, Some(hint)) => Error::new(kind, format!("writing {}: {text}", tmp.display())).hint(hint).into(),
-                _ => e,
-            }
-        }).map(|w| (w, Vec::new()))
+        sink.finish()
+            .map_err(|e| {
+                let text = format!("{e:#}");
+                match process::classify(&text) {
+                    (kind, Some(hint)) => {
+                        Error::new(kind, format!("writing {}: {text}", tmp.display()))
+                            .hint(hint)
+                            .into()
+                    }
+                    _ => e,
+                }
+            })
+            .map(|w| (w, Vec::new()))
     }
 
     /// Renames the finished temp file to its final name, never replacing a file: on a clash
     /// (two backups in one second), the id gets a `-2`, `-3`... suffix.
     fn publish(&self, tmp: &Path) -> Result<(PathBuf, String)> {
         for n in 1..100 {
-            let id = if n == 1 { self.id.clone() } else { format!("{}-{n}", self.id) };
+            let id = if n == 1 {
+                self.id.clone()
+            } else {
+                format!("{}-{n}", self.id)
+            };
             let path = self.plan.dir.join(naming::file_name(&id, &self.ext));
             // A sidecar without its file would make the name look taken by a complete backup.
             if Meta::path_for(&path).exists() {
@@ -386,7 +454,11 @@ impl Job {
                     return Ok((path, id));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("renaming {} to {}", tmp.display(), path.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("renaming {} to {}", tmp.display(), path.display())
+                    })
+                }
             }
         }
         anyhow::bail!("no free file name for backup {}", self.id)
@@ -413,14 +485,25 @@ fn hash_directory(dir: &Path, counter: &AtomicU64) -> Result<(Written, Vec<FileE
     let mut total = 0;
     for name in names {
         let p = dir.join(&name);
-        let (sha256, size) = pipeline::hash_file(&p, counter).with_context(|| format!("reading {}", p.display()))?;
-        std::fs::File::open(&p).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", p.display()))?;
+        let (sha256, size) =
+            pipeline::hash_file(&p, counter).with_context(|| format!("reading {}", p.display()))?;
+        std::fs::File::open(&p)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", p.display()))?;
         total += size;
-        files.push(FileEntry { path: name, size, sha256 });
+        files.push(FileEntry {
+            path: name,
+            size,
+            sha256,
+        });
     }
     fsutil::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
     Ok((
-        Written { sha256: manifest_sha256(&files), stored_bytes: total, dump_bytes: 0 },
+        Written {
+            sha256: manifest_sha256(&files),
+            stored_bytes: total,
+            dump_bytes: 0,
+        },
         files,
     ))
 }
@@ -449,7 +532,9 @@ mod tests {
         let cli = Cli::try_parse_from(full).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::resolve(&cli, Env::from_pairs(env), dir.path())?;
-        let Sub::Backup(a) = &cli.command else { unreachable!() };
+        let Sub::Backup(a) = &cli.command else {
+            unreachable!()
+        };
         BackupPlan::new(&settings, a)
     }
 
@@ -464,7 +549,13 @@ mod tests {
     fn default_plan_is_custom_zstd_unencrypted() {
         let p = plan(&[], &[]).unwrap();
         assert_eq!(p.format, DumpFormat::Custom);
-        assert_eq!(p.compression, Compression { algorithm: Algorithm::Zstd, level: 1 });
+        assert_eq!(
+            p.compression,
+            Compression {
+                algorithm: Algorithm::Zstd,
+                level: 1
+            }
+        );
         assert!(p.encryption.is_none() && p.prune.is_none());
         let args = p.pg_dump_args(None);
         assert!(args.contains(&"--compress=0".to_string()), "{args:?}");
@@ -474,7 +565,10 @@ mod tests {
     #[test]
     fn pg_dump_compression_keeps_pg_dumps_default() {
         let p = plan(&["--compression", "pg_dump"], &[]).unwrap();
-        assert!(!p.pg_dump_args(None).iter().any(|a| a.starts_with("--compress")));
+        assert!(!p
+            .pg_dump_args(None)
+            .iter()
+            .any(|a| a.starts_with("--compress")));
         let p = plan(&["--compression", "gzip", "--compression-level", "9"], &[]).unwrap();
         assert_eq!(p.compression.level, 9);
     }
@@ -485,8 +579,11 @@ mod tests {
         assert!(usage_message(plan(&["--name", "a/b"], &[])).contains("label"));
         assert!(usage_message(plan(&["--compression-level", "42"], &[])).contains("out of range"));
         assert!(usage_message(plan(&["--encrypt"], &[])).contains("no age recipients"));
-        assert!(usage_message(plan(&["--format", "directory", "--encrypt"], &[("BACKUP_AGE_RECIPIENTS", "age1x")]))
-            .contains("directory"));
+        assert!(usage_message(plan(
+            &["--format", "directory", "--encrypt"],
+            &[("BACKUP_AGE_RECIPIENTS", "age1x")]
+        ))
+        .contains("directory"));
     }
 
     #[test]
@@ -499,10 +596,27 @@ mod tests {
 
     #[test]
     fn encryption_and_retention_come_from_the_environment() {
-        let p = plan(&[], &[("BACKUP_ENCRYPTION", "age"), ("BACKUP_AGE_RECIPIENTS", "age1abc"), ("BACKUP_KEEP_LAST", "3")]).unwrap();
-        assert_eq!(p.encryption, Some(EncryptionPlan::Recipients(Recipients::Keys(vec!["age1abc".into()]))));
+        let p = plan(
+            &[],
+            &[
+                ("BACKUP_ENCRYPTION", "age"),
+                ("BACKUP_AGE_RECIPIENTS", "age1abc"),
+                ("BACKUP_KEEP_LAST", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            p.encryption,
+            Some(EncryptionPlan::Recipients(Recipients::Keys(vec![
+                "age1abc".into()
+            ])))
+        );
         assert_eq!(p.prune.unwrap().keep_last, Some(3));
-        let p = plan(&["--no-encrypt", "--no-prune"], &[("BACKUP_ENCRYPTION", "age"), ("BACKUP_KEEP_LAST", "3")]).unwrap();
+        let p = plan(
+            &["--no-encrypt", "--no-prune"],
+            &[("BACKUP_ENCRYPTION", "age"), ("BACKUP_KEEP_LAST", "3")],
+        )
+        .unwrap();
         assert!(p.encryption.is_none() && p.prune.is_none());
     }
 }

@@ -66,7 +66,10 @@ impl Ctx {
     #[must_use]
     pub fn keys(&self, args: &crate::cli::KeyArgs) -> crate::crypto::KeySource {
         crate::crypto::KeySource {
-            identity_file: args.identity.clone().or_else(|| self.settings.encryption.identity_file.clone()),
+            identity_file: args
+                .identity
+                .clone()
+                .or_else(|| self.settings.encryption.identity_file.clone()),
             passphrase_file: args
                 .passphrase_file
                 .clone()
@@ -157,7 +160,10 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(125 * 1024 * 1024), "125.0 MiB");
-        assert_eq!(human_duration(std::time::Duration::from_millis(3200)), "3.2s");
+        assert_eq!(
+            human_duration(std::time::Duration::from_millis(3200)),
+            "3.2s"
+        );
         assert_eq!(human_duration(std::time::Duration::from_secs(125)), "2m05s");
         let now = Utc::now();
         assert_eq!(human_age(now - chrono::Duration::hours(5), now), "5h");

@@ -51,14 +51,20 @@ pub fn check_against_meta(path: &Path, counter: &AtomicU64) -> Result<Option<Met
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let dir = ctx.backup_dir();
     let path = resolve_target(&args.target, &dir)?;
-    let _lock = if dir.is_dir() { Some(crate::lock::acquire(&dir, "restore")?) } else { None };
+    let _lock = if dir.is_dir() {
+        Some(crate::lock::acquire(&dir, "restore")?)
+    } else {
+        None
+    };
 
     // Guard: production.
     if let Some((var, value)) = ctx.settings.env.production_marker() {
         if !args.force {
-            return Err(Error::refused(format!("refusing to restore: {var}={value} says this is production"))
-                .hint("restoring replaces the data in the database; if you really mean it, add --force")
-                .into());
+            return Err(Error::refused(format!(
+                "refusing to restore: {var}={value} says this is production"
+            ))
+            .hint("restoring replaces the data in the database; if you really mean it, add --force")
+            .into());
         }
         tracing::warn!("{var}={value}: restoring into production because --force was given");
     }
@@ -69,25 +75,37 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let progress = crate::progress::Progress::new(
         ctx.progress,
         "verifying",
-        std::fs::metadata(&path).ok().filter(std::fs::Metadata::is_file).map(|m| m.len()),
+        std::fs::metadata(&path)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len()),
     );
     let counter = progress.counter.clone();
     let p2 = path.clone();
     let meta = tokio::task::spawn_blocking(move || check_against_meta(&p2, &counter))
         .await
         .context("the verify thread failed")?
-        .map_err(|e| e.context("refusing to restore: the backup failed its checksum; the database was not touched"))?;
+        .map_err(|e| {
+            e.context(
+                "refusing to restore: the backup failed its checksum; the database was not touched",
+            )
+        })?;
     drop(progress);
     if meta.is_some() {
         tracing::info!("checksum verified: {}", path.display());
     } else {
-        tracing::debug!("{} has no metadata; restoring without a checksum", path.display());
+        tracing::debug!(
+            "{} has no metadata; restoring without a checksum",
+            path.display()
+        );
     }
     let opened = archive::open(&path, &keys)?;
     if opened.format == DumpFormat::Plain && args.jobs.is_some_and(|j| j > 1) {
         tracing::warn!("--jobs is ignored for plain SQL (psql runs it as one transaction)");
     }
-    let jobs = args.jobs.filter(|j| *j > 1 && opened.format != DumpFormat::Plain);
+    let jobs = args
+        .jobs
+        .filter(|j| *j > 1 && opened.format != DumpFormat::Plain);
 
     // Guard: the target.
     let db = Db::connect(&conn, &ctx.settings.env).await?;
@@ -107,7 +125,11 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     if tables > 0 && !args.yes {
         confirm(&dbname, &host, tables).await?;
     }
-    let tool_name = if opened.format == DumpFormat::Plain { "psql" } else { "pg_restore" };
+    let tool_name = if opened.format == DumpFormat::Plain {
+        "psql"
+    } else {
+        "pg_restore"
+    };
     let tool = ctx.locator().find(tool_name, Some(db.info.major))?;
     drop(db);
 
@@ -116,7 +138,11 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         path.display(),
         opened.format,
         layers_note(&opened),
-        if jobs.is_some() { "" } else { " in one transaction" }
+        if jobs.is_some() {
+            ""
+        } else {
+            " in one transaction"
+        }
     );
     let started = Instant::now();
     let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0);
@@ -130,18 +156,26 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         counter: progress.counter.clone(),
         expected_dump_bytes: meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0),
     };
-    let result = tokio::task::spawn_blocking(move || job.run(opened)).await.context("the restore thread failed")?;
+    let result = tokio::task::spawn_blocking(move || job.run(opened))
+        .await
+        .context("the restore thread failed")?;
     drop(progress);
     if let Err(e) = result {
         let note = if jobs.is_some() {
-            format!("restore failed; it ran in parallel (--jobs), so {dbname:?} may be partly restored")
+            format!(
+                "restore failed; it ran in parallel (--jobs), so {dbname:?} may be partly restored"
+            )
         } else {
             format!("restore failed and was rolled back: {dbname:?} is as it was")
         };
         return Err(e.context(note));
     }
     let elapsed = started.elapsed();
-    tracing::info!("restore complete: {} into {dbname:?} in {}", path.display(), super::human_duration(elapsed));
+    tracing::info!(
+        "restore complete: {} into {dbname:?} in {}",
+        path.display(),
+        super::human_duration(elapsed)
+    );
     ctx.emit(
         "",
         &serde_json::json!({
@@ -218,7 +252,14 @@ impl RestoreJob {
 
     fn pg_restore(&self, input: Option<&Path>) -> Command {
         let mut cmd = self.base();
-        cmd.args(["--clean", "--if-exists", "--no-owner", "--no-acl", "--exit-on-error", "--no-password"]);
+        cmd.args([
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-acl",
+            "--exit-on-error",
+            "--no-password",
+        ]);
         match self.jobs {
             Some(j) => cmd.arg(format!("--jobs={j}")),
             None => cmd.arg("--single-transaction"),
@@ -232,7 +273,14 @@ impl RestoreJob {
 
     fn psql(&self) -> Command {
         let mut cmd = self.base();
-        cmd.args(["-X", "--quiet", "--no-password", "--single-transaction", "-v", "ON_ERROR_STOP=1"]);
+        cmd.args([
+            "-X",
+            "--quiet",
+            "--no-password",
+            "--single-transaction",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]);
         cmd.arg(format!("--dbname={}", self.dbname_arg));
         cmd.args(["-f", "-"]);
         cmd
@@ -277,9 +325,12 @@ impl RestoreJob {
             }
             Err(e) => {
                 running.kill();
-                return Err(Error::integrity(format!("{}: cannot read the backup: {e}", self.path.display()))
-                    .hint("the file is damaged or truncated (or was altered); use another backup")
-                    .into());
+                return Err(Error::integrity(format!(
+                    "{}: cannot read the backup: {e}",
+                    self.path.display()
+                ))
+                .hint("the file is damaged or truncated (or was altered); use another backup")
+                .into());
             }
         }
         if let Err(msg) = sink.verdict() {
@@ -321,8 +372,11 @@ impl RestoreJob {
         let result = (|| {
             let mut file = tmp.as_file();
             crate::pipeline::pump(&mut reader, &mut file, &self.counter).map_err(|e| {
-                Error::integrity(format!("{}: cannot read the backup: {e}", self.path.display()))
-                    .hint("the file is damaged or truncated; use another backup")
+                Error::integrity(format!(
+                    "{}: cannot read the backup: {e}",
+                    self.path.display()
+                ))
+                .hint("the file is damaged or truncated; use another backup")
             })?;
             file.flush()?;
             self.wait(self.pg_restore(Some(tmp.path())), None)
@@ -347,7 +401,12 @@ const SQL_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
 
 impl<W: Write> TrailerCheck<W> {
     fn new(inner: W, is_sql: bool) -> Self {
-        TrailerCheck { inner, is_sql, head: Vec::new(), tail: Vec::new() }
+        TrailerCheck {
+            inner,
+            is_sql,
+            head: Vec::new(),
+            tail: Vec::new(),
+        }
     }
 
     fn verdict(&self) -> std::result::Result<(), String> {
@@ -355,7 +414,10 @@ impl<W: Write> TrailerCheck<W> {
             return Ok(());
         }
         let made_by_pg_dump = self.head.windows(SQL_HEADER.len()).any(|w| w == SQL_HEADER);
-        let complete = self.tail.windows(SQL_TRAILER.len()).any(|w| w == SQL_TRAILER);
+        let complete = self
+            .tail
+            .windows(SQL_TRAILER.len())
+            .any(|w| w == SQL_TRAILER);
         if made_by_pg_dump && !complete {
             return Err("the SQL dump is cut short (no \"PostgreSQL database dump complete\" line at its end)".into());
         }
@@ -402,6 +464,9 @@ mod tests {
         assert!(cut.verdict().is_err());
         let mut handmade = TrailerCheck::new(Vec::new(), true);
         handmade.write_all(b"CREATE TABLE t();").unwrap();
-        assert!(handmade.verdict().is_ok(), "SQL not made by pg_dump has no trailer to check");
+        assert!(
+            handmade.verdict().is_ok(),
+            "SQL not made by pg_dump has no trailer to check"
+        );
     }
 }

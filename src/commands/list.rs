@@ -1,0 +1,75 @@
+//! `aos-backup list`: every backup in the folder, newest first, with its status.
+
+use super::Ctx;
+use crate::catalog::{self, Status};
+use anyhow::Result;
+
+/// Runs list.
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let dir = ctx.backup_dir();
+    let entries = catalog::scan(&dir)?;
+    let mut json = Vec::with_capacity(entries.len());
+    let mut rows = vec![format!(
+        "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
+        "ID", "CREATED (UTC)", "AGE", "SIZE", "LABEL", "DATABASE", "STATUS"
+    )];
+    for e in &entries {
+        let meta = e.meta.as_ref();
+        let label = meta.and_then(|m| m.label.clone()).unwrap_or_default();
+        let database = meta.map(|m| m.database.clone()).unwrap_or_default();
+        rows.push(format!(
+            "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
+            e.id.clone().unwrap_or_else(|| "-".into()),
+            e.time.format("%Y-%m-%d %H:%M:%S"),
+            super::human_age(e.time, ctx.now),
+            super::human_bytes(e.size),
+            if label.is_empty() {
+                "-".into()
+            } else {
+                sanitize(&label)
+            },
+            if database.is_empty() {
+                "-".into()
+            } else {
+                sanitize(&database)
+            },
+            e.status.as_str()
+        ));
+        json.push(serde_json::json!({
+            "id": e.id,
+            "file": e.name,
+            "path": e.path.display().to_string(),
+            "time": e.time,
+            "age_seconds": (ctx.now - e.time).num_seconds(),
+            "size_bytes": e.size,
+            "label": meta.and_then(|m| m.label.clone()),
+            "database": meta.map(|m| m.database.clone()),
+            "format": meta.map(|m| m.format.clone()),
+            "compression": meta.map(|m| m.compression.clone()),
+            "encryption": meta.map(|m| m.encryption.clone()),
+            "status": e.status,
+        }));
+    }
+    if entries.is_empty() && !ctx.json {
+        tracing::info!("no backups in {}", dir.display());
+        return Ok(());
+    }
+    ctx.emit(&rows.join("\n"), &serde_json::Value::Array(json));
+    let incomplete = entries
+        .iter()
+        .filter(|e| e.status == Status::Incomplete)
+        .count();
+    if incomplete > 0 {
+        tracing::info!(
+            "{incomplete} leftover(s) of interrupted runs; `aos-backup prune` removes them"
+        );
+    }
+    Ok(())
+}
+
+/// Names from metadata may hold anything; keep control characters off the terminal.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}

@@ -1,0 +1,305 @@
+//! `aos-backup verify`: recompute the checksum against the metadata, then read the whole archive
+//! through (decrypting and decompressing, and pg_restore over every data block).
+
+use super::Ctx;
+use crate::archive;
+use crate::catalog::{self, Entry, Meta, Status};
+use crate::cli::VerifyArgs;
+use crate::crypto::KeySource;
+use crate::error::{Error, Kind};
+use crate::format::DumpFormat;
+use crate::pipeline;
+use crate::tools::Locator;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicU64;
+
+/// Checks a stored backup against its metadata: the file the sidecar names, its size and its
+/// SHA-256 (for a directory archive: every file of its manifest).
+pub fn check_stored(path: &Path, meta: &Meta, counter: &AtomicU64) -> Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if meta.file != name {
+        return Err(Error::integrity(format!(
+            "{}: the metadata describes another file ({})",
+            path.display(),
+            meta.file
+        ))
+        .hint("the sidecar was copied or edited; the backup cannot be verified")
+        .into());
+    }
+    if path.is_dir() {
+        return check_directory(path, meta, counter);
+    }
+    let (sha, size) = pipeline::hash_file(path, counter)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if sha == meta.sha256 && size == meta.size_bytes {
+        return Ok(());
+    }
+    let what = if size == 0 {
+        format!(
+            "the file is empty; the metadata says {} bytes",
+            meta.size_bytes
+        )
+    } else if size < meta.size_bytes {
+        format!(
+            "truncated: {size} of {} bytes (checksum mismatch)",
+            meta.size_bytes
+        )
+    } else if size > meta.size_bytes {
+        format!(
+            "{} bytes more than the metadata says: data appended (checksum mismatch)",
+            size - meta.size_bytes
+        )
+    } else {
+        format!(
+            "checksum mismatch: SHA-256 is {sha}, the metadata says {} (same size: bytes changed)",
+            meta.sha256
+        )
+    };
+    Err(Error::integrity(format!("{}: {what}", path.display()))
+        .hint("this backup is damaged; restore another one (see `aos-backup list`)")
+        .into())
+}
+
+fn check_directory(path: &Path, meta: &Meta, counter: &AtomicU64) -> Result<()> {
+    let mut present: Vec<String> = std::fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    present.sort();
+    let listed: Vec<String> = meta.files.iter().map(|f| f.path.clone()).collect();
+    if present != listed {
+        let missing: Vec<&String> = listed.iter().filter(|f| !present.contains(f)).collect();
+        let extra: Vec<&String> = present.iter().filter(|f| !listed.contains(f)).collect();
+        return Err(Error::integrity(format!(
+            "{}: files differ from the metadata (missing: {missing:?}, unexpected: {extra:?})",
+            path.display()
+        ))
+        .hint("this backup is damaged; restore another one")
+        .into());
+    }
+    for f in &meta.files {
+        let p = path.join(&f.path);
+        let (sha, size) =
+            pipeline::hash_file(&p, counter).with_context(|| format!("reading {}", p.display()))?;
+        if sha != f.sha256 || size != f.size {
+            return Err(Error::integrity(format!(
+                "{}: checksum mismatch in {} ({size} bytes, metadata says {})",
+                path.display(),
+                f.path,
+                f.size
+            ))
+            .hint("this backup is damaged; restore another one")
+            .into());
+        }
+    }
+    if crate::commands::backup::manifest_sha256(&meta.files) != meta.sha256 {
+        return Err(Error::integrity(format!(
+            "{}: the metadata's manifest checksum does not match",
+            path.display()
+        ))
+        .hint("the sidecar was edited; the backup cannot be verified")
+        .into());
+    }
+    Ok(())
+}
+
+/// Reads the archive through: decryption and decompression check their own integrity, and
+/// pg_restore converts every entry (data blocks included) to SQL that goes nowhere.
+pub fn read_through(path: &Path, keys: &KeySource, locator: &Locator) -> Result<&'static str> {
+    let mut opened = archive::open(path, keys)?;
+    let counter = AtomicU64::new(0);
+    match opened.format {
+        DumpFormat::Plain => {
+            let mut r = opened.reader.take().context("no reader")?;
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| damaged(path, &e))?;
+            Ok("SQL read through")
+        }
+        format => {
+            let tool = locator.find("pg_restore", None)?;
+            let mut cmd = Command::new(&tool.path);
+            cmd.args(["--file=/dev/null"]).stdout(Stdio::null());
+            let reader = opened.reader.take();
+            if format == DumpFormat::Directory || opened.is_bare() {
+                cmd.arg(path).stdin(Stdio::null());
+                crate::process::spawn("pg_restore", &mut cmd)?
+                    .wait()?
+                    .check()
+                    .map_err(|e| integrity_from(path, &e))?;
+            } else {
+                let mut r = reader.context("no reader")?;
+                cmd.stdin(Stdio::piped());
+                let mut running = crate::process::spawn("pg_restore", &mut cmd)?;
+                let mut stdin = running.child.stdin.take().context("no stdin")?;
+                let copied = pipeline::pump(&mut r, &mut stdin, &counter);
+                drop(stdin);
+                match copied {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        running.kill();
+                        return Err(damaged(path, &e));
+                    }
+                    _ => running
+                        .wait()?
+                        .check()
+                        .map_err(|e| integrity_from(path, &e))?,
+                }
+            }
+            Ok("archive read through by pg_restore")
+        }
+    }
+}
+
+fn damaged(path: &Path, e: &std::io::Error) -> anyhow::Error {
+    Error::integrity(format!(
+        "{}: cannot read the backup through: {e}",
+        path.display()
+    ))
+    .hint("the file is damaged or truncated; restore another one")
+    .into()
+}
+
+fn integrity_from(path: &Path, e: &anyhow::Error) -> anyhow::Error {
+    match crate::error::find(e) {
+        Some(t) if t.kind == Kind::Tools => anyhow::anyhow!("{e:#}"),
+        _ => Error::integrity(format!(
+            "{}: the archive does not read through: {e:#}",
+            path.display()
+        ))
+        .hint("the backup is damaged; restore another one")
+        .into(),
+    }
+}
+
+/// The result of verifying one backup.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    id: Option<String>,
+    file: String,
+    ok: bool,
+    checks: Vec<String>,
+    error: Option<String>,
+}
+
+fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
+    let mut report = Report {
+        id: entry.id.clone(),
+        file: entry.path.display().to_string(),
+        ok: false,
+        checks: Vec::new(),
+        error: None,
+    };
+    let result = (|| -> Result<()> {
+        match entry.status {
+            Status::Orphaned => {
+                return Err(Error::integrity(format!(
+                    "{}: the backup file is missing",
+                    entry.path.display()
+                ))
+                .hint("the backup was deleted or moved; its metadata is left over")
+                .into())
+            }
+            Status::Incomplete => {
+                return Err(Error::integrity(format!(
+                    "{}: a leftover of an interrupted backup",
+                    entry.path.display()
+                ))
+                .hint("`aos-backup prune` removes it")
+                .into())
+            }
+            Status::Unmanaged => {
+                if let Some(e) = &entry.meta_error {
+                    return Err(Error::integrity(e.clone()).into());
+                }
+                return Err(Error::integrity(format!(
+                    "{}: no metadata ({} is missing), so there is no checksum to verify",
+                    entry.path.display(),
+                    Meta::path_for(&entry.path).display()
+                ))
+                .hint("a backup without its sidecar cannot be verified; make a new backup")
+                .into());
+            }
+            Status::Complete => {}
+        }
+        let meta = entry.meta.as_ref().context("metadata")?;
+        check_stored(&entry.path, meta, &AtomicU64::new(0))?;
+        report.checks.push("checksum".into());
+        if meta.encryption != "none" && keys.is_empty() {
+            report
+                .checks
+                .push("content not read: encrypted, and no identity or passphrase given".into());
+            return Ok(());
+        }
+        report
+            .checks
+            .push(read_through(&entry.path, keys, locator)?.to_string());
+        Ok(())
+    })();
+    match result {
+        Ok(()) => report.ok = true,
+        Err(e) => report.error = Some(crate::redact::scrub(&format!("{e:#}"))),
+    }
+    report
+}
+
+/// Runs verify.
+pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
+    let dir = ctx.backup_dir();
+    let keys = ctx.keys(&args.keys);
+    let locator = ctx.locator();
+    let entries = catalog::scan(&dir)?;
+    let targets: Vec<Entry> = if args.all {
+        entries
+            .iter()
+            .filter(|e| match e.status {
+                Status::Complete | Status::Orphaned => true,
+                // Our own files without a sidecar are suspicious; foreign ones are just skipped.
+                Status::Unmanaged => e.id.is_some() || e.meta_error.is_some(),
+                Status::Incomplete => false,
+            })
+            .cloned()
+            .collect()
+    } else {
+        let wanted = args.target.clone().unwrap_or_else(|| "latest".into());
+        let p = Path::new(&wanted);
+        if p.exists() {
+            let single = catalog::scan(p.parent().unwrap_or(Path::new(".")))?
+                .into_iter()
+                .find(|e| e.path.file_name() == p.file_name());
+            vec![single.with_context(|| format!("{wanted} is not a backup file"))?]
+        } else {
+            vec![catalog::resolve(&entries, &wanted, &dir)?.clone()]
+        }
+    };
+    if targets.is_empty() {
+        return Err(Error::usage(format!("no backups to verify in {}", dir.display())).into());
+    }
+    let reports = tokio::task::spawn_blocking(move || {
+        targets
+            .iter()
+            .map(|e| verify_entry(e, &keys, &locator))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .context("the verify thread failed")?;
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    let text = reports
+        .iter()
+        .map(|r| match &r.error {
+            None => format!("ok    {}  ({})", r.file, r.checks.join(", ")),
+            Some(e) => format!("FAIL  {e}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    ctx.emit(&text, &serde_json::to_value(&reports).unwrap_or_default());
+    if failed > 0 {
+        return Err(Error::new(
+            Kind::Integrity,
+            format!("{failed} of {} backups failed verification", reports.len()),
+        )
+        .hint("do not rely on the failed backups; make a new backup and check the storage")
+        .into());
+    }
+    tracing::info!("{} backup(s) verified", reports.len());
+    Ok(())
+}
