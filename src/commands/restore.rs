@@ -70,6 +70,13 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     }
     let conn = ctx.conninfo()?;
     let keys = ctx.keys(&args.keys);
+    let host = conn.host_display();
+    if !conn.is_local() {
+        tracing::warn!(
+            "the target is on a remote host: {host} (database {:?}); make sure this is the server you mean",
+            conn.effective_dbname(&|k| ctx.settings.env.var(k))
+        );
+    }
 
     // Guard: the file. Checksum first (when we made it), then its content, before the target is touched.
     let progress = crate::progress::Progress::new(
@@ -111,10 +118,6 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let db = Db::connect(&conn, &ctx.settings.env).await?;
     let tables = db.table_count().await?;
     let dbname = db.info.database.clone();
-    let host = conn.host_display();
-    if !conn.is_local() {
-        tracing::warn!("the target is on a remote host: {host} (database {dbname:?})");
-    }
     if tables > 0 && jobs.is_some() && !args.force {
         return Err(Error::refused(format!(
             "refusing a parallel restore into {dbname:?}, which holds {tables} tables: --jobs cannot run in one transaction, so a failure would leave it half-restored"
