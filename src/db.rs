@@ -50,21 +50,19 @@ impl Db {
             conn.effective_dbname(&lookup),
             conn.host_display()
         );
-        let connected = tokio::time::timeout(
-            timeout + Duration::from_secs(1),
-            config.connect(tokio_postgres::NoTls),
-        )
-        .await
-        .map_err(|_| {
-            Error::new(
-                Kind::Connection,
-                format!(
-                    "cannot connect to {target}: timed out after {}s",
-                    timeout.as_secs()
-                ),
-            )
-            .hint("the server did not answer in time: check host, port and firewalls")
-        })?;
+        let tls = crate::tls::connector(conn, &lookup)?;
+        let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(tls))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    Kind::Connection,
+                    format!(
+                        "cannot connect to {target}: timed out after {}s",
+                        timeout.as_secs()
+                    ),
+                )
+                .hint("the server did not answer in time: check host, port and firewalls")
+            })?;
         let (client, connection) = connected.map_err(|e| connect_error(&target, &e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {

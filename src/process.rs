@@ -226,7 +226,12 @@ pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
 pub fn classify(text: &str) -> (Kind, Option<String>) {
     let t = text.to_ascii_lowercase();
     let conn = Kind::Connection;
-    if t.contains("password authentication failed") || t.contains("no password supplied") {
+    if t.contains("certificate")
+        || t.contains("tls handshake")
+        || t.contains("ssl") && t.contains("not support")
+    {
+        (conn, Some("TLS failed: check sslmode and sslrootcert in DATABASE_URL (verify-full needs the CA that signed the server's certificate, and a host name the certificate names)".into()))
+    } else if t.contains("password authentication failed") || t.contains("no password supplied") {
         (conn, Some("check the user and password in DATABASE_URL (percent-encode special characters: @ is %40)".into()))
     } else if t.contains("database") && t.contains("does not exist") {
         (

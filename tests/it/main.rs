@@ -4,3 +4,4 @@
 mod cmd;
 mod harness;
 mod smoke;
+mod tls;
