@@ -211,14 +211,13 @@ pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
         .map(|l| crate::redact::scrub(l));
     let what = important.unwrap_or_else(|| "no error message".to_string());
     let (kind, hint) = classify(&stderr.join("\n"));
-    let mut err = Error::new(
+    // The message shows one line of the tool's stderr; -v logs every line.
+    let hint = hint.unwrap_or_else(|| format!("run again with -v to see all of {name}'s messages"));
+    Error::new(
         kind,
         format!("{name} failed ({}): {what}", describe_status(status)),
-    );
-    if let Some(h) = hint {
-        err = err.hint(h);
-    }
-    err
+    )
+    .hint(hint)
 }
 
 /// Recognizes the typical failures (seed 000's list) in a tool's or library's message.
@@ -346,6 +345,10 @@ mod tests {
             "pg_dump failed (exit code 1): pg_dump: error: boom"
         );
         assert!(!e.message.contains('\n'));
+        assert!(
+            e.hint.unwrap().contains("-v"),
+            "an unknown failure still gets a hint"
+        );
     }
 
     #[test]

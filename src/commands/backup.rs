@@ -205,6 +205,16 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let conn = ctx.conninfo()?;
     let sealer = plan.sealer()?;
     fsutil::create_private_dir_all(&plan.dir).map_err(|e| {
+        // A file where the folder (or one of its parents) should be: the setting is wrong, and
+        // permissions have nothing to do with it.
+        if e.kind() == std::io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTDIR)
+        {
+            return Error::usage(format!(
+                "the backup folder {} is not a folder: a file is in the way ({e})",
+                plan.dir.display()
+            ))
+            .hint("set BACKUP_DIR (or --backup-dir) to a folder, or move that file away");
+        }
         Error::new(
             crate::error::Kind::Failure,
             format!(
