@@ -23,6 +23,7 @@ pub mod process;
 pub mod progress;
 pub mod redact;
 pub mod retention;
+pub mod sqlfeed;
 pub mod tls;
 pub mod tools;
 

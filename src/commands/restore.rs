@@ -128,12 +128,18 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     if tables > 0 && !args.yes {
         confirm(&dbname, &host, tables).await?;
     }
-    let tool_name = if opened.format == DumpFormat::Plain {
-        "psql"
+    // Serial restores go through psql (one transaction we control); --jobs uses pg_restore alone.
+    let locator = ctx.locator();
+    let pg_restore = if opened.format == DumpFormat::Plain {
+        None
     } else {
-        "pg_restore"
+        Some(locator.find("pg_restore", Some(db.info.major))?)
     };
-    let tool = ctx.locator().find(tool_name, Some(db.info.major))?;
+    let psql = if jobs.is_some() && opened.format != DumpFormat::Plain {
+        None
+    } else {
+        Some(locator.find("psql", Some(db.info.major))?.path)
+    };
     drop(db);
 
     tracing::info!(
@@ -151,7 +157,8 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0);
     let progress = crate::progress::Progress::new(ctx.progress, "restoring", total);
     let job = RestoreJob {
-        tool,
+        pg_restore,
+        psql,
         env: conn.child_env(),
         dbname_arg: conn.conninfo_without_password(),
         path: path.clone(),
@@ -236,7 +243,8 @@ async fn confirm(dbname: &str, host: &str, tables: u64) -> Result<()> {
 }
 
 struct RestoreJob {
-    tool: Tool,
+    pg_restore: Option<Tool>,
+    psql: Option<PathBuf>,
     env: Vec<(String, String)>,
     dbname_arg: String,
     path: PathBuf,
@@ -247,13 +255,18 @@ struct RestoreJob {
 
 impl RestoreJob {
     fn base(&self) -> Command {
-        let mut cmd = Command::new(&self.tool.path);
+        let path = self
+            .pg_restore
+            .as_ref()
+            .map_or_else(|| PathBuf::from("pg_restore"), |t| t.path.clone());
+        let mut cmd = Command::new(path);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::null());
         cmd
     }
 
-    fn pg_restore(&self, input: Option<&Path>) -> Command {
+    /// pg_restore straight into the database, in parallel: only for `--jobs`.
+    fn pg_restore_parallel(&self, input: &Path, jobs: u32) -> Command {
         let mut cmd = self.base();
         cmd.args([
             "--clean",
@@ -263,19 +276,34 @@ impl RestoreJob {
             "--exit-on-error",
             "--no-password",
         ]);
-        match self.jobs {
-            Some(j) => cmd.arg(format!("--jobs={j}")),
-            None => cmd.arg("--single-transaction"),
-        };
+        cmd.arg(format!("--jobs={jobs}"));
         cmd.arg(format!("--dbname={}", self.dbname_arg));
-        if let Some(p) = input {
-            cmd.arg(p);
-        }
+        cmd.arg(input);
         cmd
     }
 
-    fn psql(&self) -> Command {
+    /// pg_restore as a converter: the archive in, the SQL script out on stdout.
+    fn pg_restore_script(&self, input: Option<&Path>) -> Command {
         let mut cmd = self.base();
+        cmd.args([
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-acl",
+            "--file=-",
+        ]);
+        if let Some(p) = input {
+            cmd.arg(p);
+        }
+        cmd.stdout(Stdio::piped());
+        cmd
+    }
+
+    fn psql(&self) -> Result<Command> {
+        let path = self.psql.as_ref().context("psql was not found")?;
+        let mut cmd = Command::new(path);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdout(Stdio::null()).stdin(Stdio::piped());
         cmd.args([
             "-X",
             "--quiet",
@@ -286,69 +314,154 @@ impl RestoreJob {
         ]);
         cmd.arg(format!("--dbname={}", self.dbname_arg));
         cmd.args(["-f", "-"]);
-        cmd
+        Ok(cmd)
     }
 
     fn run(self, mut opened: Opened) -> Result<()> {
         let reader = opened.reader.take();
-        match (opened.format, reader) {
-            (DumpFormat::Directory, _) => self.wait(self.pg_restore(Some(&self.path)), None),
-            (DumpFormat::Plain, Some(r)) => self.wait(self.psql(), Some((r, true))),
-            // A bare archive: pg_restore reads the file itself (seekable, so --jobs works).
-            (_, Some(_)) if opened.is_bare() => self.wait(self.pg_restore(Some(&self.path)), None),
-            (_, Some(r)) if self.jobs.is_some() => self.unpacked(r),
-            (_, Some(r)) => self.wait(self.pg_restore(None), Some((r, false))),
-            (_, None) => anyhow::bail!("nothing to read in {}", self.path.display()),
+        let bare_or_dir = opened.format == DumpFormat::Directory || opened.is_bare();
+        match (opened.format, reader, self.jobs) {
+            (DumpFormat::Plain, Some(mut r), _) => self.into_psql(&mut r, true, &mut || Ok(())),
+            (_, _, Some(j)) if bare_or_dir => {
+                let mut cmd = self.pg_restore_parallel(&self.path, j);
+                cmd.stdin(Stdio::null());
+                process::spawn("pg_restore", &mut cmd)?.wait()?.check()
+            }
+            (_, Some(r), Some(j)) => self.unpacked(r, j),
+            (_, _, None) if bare_or_dir => self.via_script(None),
+            (_, Some(r), None) => self.via_script(Some(r)),
+            (_, None, _) => anyhow::bail!("nothing to read in {}", self.path.display()),
         }
     }
 
-    /// Runs `cmd`, feeding it `input` when given. A read error (damaged, truncated or altered
-    /// data) stops the child before it sees the end of its input, so it can never commit.
-    fn wait(&self, mut cmd: Command, input: Option<(Box<dyn Read + Send>, bool)>) -> Result<()> {
-        let name = self.tool.name;
-        let Some((mut reader, is_sql)) = input else {
-            cmd.stdin(Stdio::null());
-            return process::spawn(name, &mut cmd)?.wait()?.check();
-        };
-        cmd.stdin(Stdio::piped());
-        let mut running = process::spawn(name, &mut cmd)?;
+    /// Streams SQL into psql, which runs it in one transaction. psql sees the end of its input
+    /// (and commits) only when the SQL was read whole and `before_commit` agrees; on any failure it
+    /// is stopped first, so the transaction rolls back.
+    fn into_psql(
+        &self,
+        sql: &mut dyn Read,
+        check_trailer: bool,
+        before_commit: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let mut cmd = self.psql()?;
+        let mut running = process::spawn("psql", &mut cmd)?;
         let Some(stdin) = running.child.stdin.take() else {
             running.kill();
-            anyhow::bail!("{name} has no stdin");
+            anyhow::bail!("psql has no stdin");
         };
-        let mut sink = TrailerCheck::new(stdin, is_sql);
-        match crate::pipeline::pump(&mut reader, &mut sink, &self.counter) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                // The child stopped reading: its own error says why.
-                drop(sink);
-                let finished = running.wait()?;
-                finished.check()?;
-                anyhow::bail!("{name} stopped reading its input");
+        let mut feed = crate::sqlfeed::SqlFeed::new(stdin, check_trailer);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match sql.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    running.kill();
+                    return Err(Error::integrity(format!(
+                        "{}: cannot read the backup: {e}",
+                        self.path.display()
+                    ))
+                    .hint("the file is damaged or truncated (or was altered); use another backup")
+                    .into());
+                }
+            };
+            if let Err(e) = feed.write_all(&buf[..n]) {
+                // psql stopped reading: its own error says why.
+                drop(feed);
+                running.wait()?.check()?;
+                anyhow::bail!("psql stopped reading its input: {e}");
             }
-            Err(e) => {
-                running.kill();
-                return Err(Error::integrity(format!(
-                    "{}: cannot read the backup: {e}",
-                    self.path.display()
-                ))
-                .hint("the file is damaged or truncated (or was altered); use another backup")
-                .into());
-            }
+            self.counter
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
-        if let Err(msg) = sink.verdict() {
+        let verdict = feed
+            .finish()
+            .map_err(|msg| {
+                anyhow::Error::new(
+                    Error::integrity(format!("{}: {msg}", self.path.display()))
+                        .hint("the dump is incomplete; use another backup"),
+                )
+            })
+            .and_then(|()| before_commit());
+        if let Err(e) = verdict {
             running.kill();
-            return Err(Error::integrity(format!("{}: {msg}", self.path.display()))
-                .hint("the SQL dump is incomplete; use another backup")
-                .into());
+            return Err(e);
         }
-        drop(sink);
+        tracing::debug!("{} clean statement(s) guarded", feed.wrapped);
+        drop(feed);
         running.wait()?.check()
+    }
+
+    /// pg_restore turns the archive (a path, or a stream on its stdin) into SQL for psql.
+    fn via_script(&self, input: Option<Box<dyn Read + Send>>) -> Result<()> {
+        let path = if input.is_none() {
+            Some(self.path.as_path())
+        } else {
+            None
+        };
+        let mut cmd = self.pg_restore_script(path);
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut producer = process::spawn("pg_restore", &mut cmd)?;
+        let stdout = producer.child.stdout.take();
+        let feeder = match (input, producer.child.stdin.take()) {
+            (Some(mut r), Some(mut stdin)) => {
+                Some(std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        let n = match r.read(&mut buf) {
+                            Ok(0) => return Ok(()),
+                            Ok(n) => n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(e),
+                        };
+                        // pg_restore stopped reading: its exit status tells why.
+                        if stdin.write_all(&buf[..n]).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        let Some(mut stdout) = stdout else {
+            producer.kill();
+            anyhow::bail!("pg_restore has no stdout");
+        };
+        let mut producer = Some(producer);
+        let mut feeder = feeder;
+        let result = self.into_psql(&mut stdout, false, &mut || {
+            if let Some(h) = feeder.take() {
+                let read = h
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
+                if let Err(e) = read {
+                    return Err(Error::integrity(format!(
+                        "{}: cannot read the backup: {e}",
+                        self.path.display()
+                    ))
+                    .hint("the file is damaged or truncated (or was altered); use another backup")
+                    .into());
+                }
+            }
+            match producer.take() {
+                Some(p) => p.wait()?.check(),
+                None => Ok(()),
+            }
+        });
+        if let Some(p) = producer.take() {
+            p.kill();
+        }
+        result
     }
 
     /// Unpacks a compressed or encrypted archive into a temp file, so that pg_restore can seek
     /// in it for --jobs; the file is removed afterwards.
-    fn unpacked(&self, mut reader: Box<dyn Read + Send>) -> Result<()> {
+    fn unpacked(&self, mut reader: Box<dyn Read + Send>, jobs: u32) -> Result<()> {
         let tmp_dir = std::env::temp_dir();
         if let Some(need) = self.expected_dump_bytes {
             let free = crate::fsutil::free_space(&tmp_dir).unwrap_or(u64::MAX);
@@ -382,94 +495,12 @@ impl RestoreJob {
                 .hint("the file is damaged or truncated; use another backup")
             })?;
             file.flush()?;
-            self.wait(self.pg_restore(Some(tmp.path())), None)
+            let mut cmd = self.pg_restore_parallel(tmp.path(), jobs);
+            cmd.stdin(Stdio::null());
+            process::spawn("pg_restore", &mut cmd)?.wait()?.check()
         })();
         process::unregister_temp(tmp.path());
         drop(tmp);
         result
-    }
-}
-
-/// Passes bytes through, and for SQL made by pg_dump checks that it ends with pg_dump's
-/// "dump complete" line: a plain dump cut short would otherwise commit half a database.
-struct TrailerCheck<W> {
-    inner: W,
-    is_sql: bool,
-    head: Vec<u8>,
-    tail: Vec<u8>,
-}
-
-const SQL_HEADER: &[u8] = b"-- PostgreSQL database dump";
-const SQL_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
-
-impl<W: Write> TrailerCheck<W> {
-    fn new(inner: W, is_sql: bool) -> Self {
-        TrailerCheck {
-            inner,
-            is_sql,
-            head: Vec::new(),
-            tail: Vec::new(),
-        }
-    }
-
-    fn verdict(&self) -> std::result::Result<(), String> {
-        if !self.is_sql {
-            return Ok(());
-        }
-        let made_by_pg_dump = self.head.windows(SQL_HEADER.len()).any(|w| w == SQL_HEADER);
-        let complete = self
-            .tail
-            .windows(SQL_TRAILER.len())
-            .any(|w| w == SQL_TRAILER);
-        if made_by_pg_dump && !complete {
-            return Err("the SQL dump is cut short (no \"PostgreSQL database dump complete\" line at its end)".into());
-        }
-        Ok(())
-    }
-}
-
-impl<W: Write> Write for TrailerCheck<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        if self.is_sql {
-            if self.head.len() < 256 {
-                let take = (256 - self.head.len()).min(n);
-                self.head.extend_from_slice(&buf[..take]);
-            }
-            self.tail.extend_from_slice(&buf[..n]);
-            if self.tail.len() > 512 {
-                let cut = self.tail.len() - 256;
-                self.tail.drain(..cut);
-            }
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trailer_check_catches_a_cut_pg_dump_sql() {
-        let full = b"--\n-- PostgreSQL database dump\n--\nCREATE TABLE t();\n--\n-- PostgreSQL database dump complete\n--\n";
-        let mut ok = TrailerCheck::new(Vec::new(), true);
-        for chunk in full.chunks(7) {
-            ok.write_all(chunk).unwrap();
-        }
-        assert!(ok.verdict().is_ok());
-        assert_eq!(ok.inner, full.to_vec());
-        let mut cut = TrailerCheck::new(Vec::new(), true);
-        cut.write_all(&full[..50]).unwrap();
-        assert!(cut.verdict().is_err());
-        let mut handmade = TrailerCheck::new(Vec::new(), true);
-        handmade.write_all(b"CREATE TABLE t();").unwrap();
-        assert!(
-            handmade.verdict().is_ok(),
-            "SQL not made by pg_dump has no trailer to check"
-        );
     }
 }
