@@ -94,6 +94,7 @@ pub enum Status {
     /// A leftover of an interrupted run (`*.partial`).
     Incomplete,
     /// Metadata whose backup file is gone.
+    #[serde(rename = "orphaned-metadata")]
     Orphaned,
 }
 
@@ -348,6 +349,18 @@ mod tests {
         );
         assert!(resolve(&entries, "2024010", d).is_err(), "ambiguous prefix");
         assert!(resolve(&entries, "nope", d).is_err());
+    }
+
+    #[test]
+    fn json_status_is_the_text_status() {
+        for s in [
+            Status::Complete,
+            Status::Unmanaged,
+            Status::Incomplete,
+            Status::Orphaned,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 
     #[test]

@@ -520,11 +520,14 @@ mod tests {
         assert_eq!(s.backup_dir.value, PathBuf::from("/srv/b"));
         assert_eq!(s.retention.keep_last, Some(3));
         assert_eq!(s.compression.value.algorithm, Algorithm::Gzip);
-        std::fs::write(dir.path().join("aos-backup.toml"), "bakup_dir = 1\n").unwrap();
-        let err = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap_err();
-        assert_eq!(
-            crate::error::find(&err).unwrap().kind,
-            crate::error::Kind::Usage
-        );
+        for text in ["bakup_dir = 1\n", "[retention]\nkeep_lats = 3\n"] {
+            std::fs::write(dir.path().join("aos-backup.toml"), text).unwrap();
+            let err = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap_err();
+            assert_eq!(
+                crate::error::find(&err).unwrap().kind,
+                crate::error::Kind::Usage,
+                "{text}"
+            );
+        }
     }
 }

@@ -30,6 +30,8 @@ pub struct Candidate {
 
 /// The retention policy; `None` means the rule is off. All rules off = keep everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+// The `[retention]` table of the config file: a misspelt rule must not silently keep everything.
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Keep the N newest backups.
     pub keep_last: Option<u32>,

@@ -232,6 +232,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let tables = db.table_count().await?;
     let pg_dump = ctx.locator().find("pg_dump", Some(db.info.major))?;
     crate::tools::check_not_older(&pg_dump, &db.info.version, db.info.major)?;
+    let server_version = db.info.version.clone();
     drop(db);
 
     let started_at = ctx.now;
@@ -277,7 +278,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         database: conn.effective_dbname(&|k| ctx.settings.env.var(k)),
         host: conn.host_display(),
         port: conn.port(),
-        server_version: db_version(&pg_dump, &outcome),
+        server_version,
         pg_dump_version: pg_dump.version.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         format: plan.format.to_string(),
@@ -332,10 +333,6 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     Ok(())
 }
 
-fn db_version(_tool: &Tool, outcome: &Outcome) -> String {
-    outcome.server_version.clone()
-}
-
 /// The blocking part of a backup, run on its own thread.
 struct Job {
     plan: BackupPlan,
@@ -353,7 +350,6 @@ struct Outcome {
     written: Written,
     files: Vec<FileEntry>,
     encryption: crate::format::EncryptionKind,
-    server_version: String,
 }
 
 impl Job {
@@ -388,7 +384,6 @@ impl Job {
                 written,
                 files,
                 encryption: sealer.map_or(crate::format::EncryptionKind::None, Sealer::kind),
-                server_version: String::new(),
             }),
             Err(e) => {
                 let _ = fsutil::remove_any(&tmp);

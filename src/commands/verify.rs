@@ -263,12 +263,23 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
         let wanted = args.target.clone().unwrap_or_else(|| "latest".into());
         let p = Path::new(&wanted);
         if p.exists() {
-            let single = catalog::scan(p.parent().unwrap_or(Path::new(".")))?
+            // A bare file name has an empty parent: it is in the current folder.
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let single = catalog::scan(parent.unwrap_or(Path::new(".")))?
                 .into_iter()
                 .find(|e| e.path.file_name() == p.file_name());
             vec![single.with_context(|| format!("{wanted} is not a backup file"))?]
         } else {
-            vec![catalog::resolve(&entries, &wanted, &dir)?.clone()]
+            match catalog::resolve(&entries, &wanted, &dir) {
+                Ok(e) => vec![e.clone()],
+                // The id of a backup whose file is gone (`list` shows it): that backup fails
+                // verification, as with --all or the sidecar's path; it is not an unknown id.
+                Err(e) => vec![entries
+                    .iter()
+                    .find(|o| o.status == Status::Orphaned && o.id.as_deref() == Some(&*wanted))
+                    .cloned()
+                    .ok_or(e)?],
+            }
         }
     };
     if targets.is_empty() {

@@ -1,6 +1,7 @@
 //! The single integration-test binary of aos-backup: a real PostgreSQL server (`harness`), a builder
 //! that runs the real `aos-backup` binary (`cmd`), and the test modules that use them.
 
+mod catalog;
 mod cmd;
 mod core;
 mod harness;
