@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -150,6 +150,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let started = Instant::now();
     let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0);
     let progress = crate::progress::Progress::new(ctx.progress, "restoring", total);
+    let tool_started = Arc::new(AtomicBool::new(false));
     let job = RestoreJob {
         tool,
         env: conn.child_env(),
@@ -158,13 +159,17 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         jobs,
         counter: progress.counter.clone(),
         expected_dump_bytes: meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0),
+        tool_started: tool_started.clone(),
     };
     let result = tokio::task::spawn_blocking(move || job.run(opened))
         .await
         .context("the restore thread failed")?;
     drop(progress);
     if let Err(e) = result {
-        let note = if jobs.is_some() {
+        let note = if jobs.is_some() && !tool_started.load(Ordering::SeqCst) {
+            // Unpacking for --jobs failed (damaged archive, no temp space): pg_restore never ran.
+            format!("restore failed before pg_restore started: {dbname:?} was not touched")
+        } else if jobs.is_some() {
             format!(
                 "restore failed; it ran in parallel (--jobs), so {dbname:?} may be partly restored"
             )
@@ -243,6 +248,8 @@ struct RestoreJob {
     jobs: Option<u32>,
     counter: Arc<AtomicU64>,
     expected_dump_bytes: Option<u64>,
+    /// Set when the restore tool is started: from then on the target may change.
+    tool_started: Arc<AtomicBool>,
 }
 
 impl RestoreJob {
@@ -306,6 +313,7 @@ impl RestoreJob {
     /// data) stops the child before it sees the end of its input, so it can never commit.
     fn wait(&self, mut cmd: Command, input: Option<(Box<dyn Read + Send>, bool)>) -> Result<()> {
         let name = self.tool.name;
+        self.tool_started.store(true, Ordering::SeqCst);
         let Some((mut reader, is_sql)) = input else {
             cmd.stdin(Stdio::null());
             return process::spawn(name, &mut cmd)?.wait()?.check();
