@@ -3,4 +3,5 @@
 
 mod cmd;
 mod harness;
+mod pipeline;
 mod smoke;
