@@ -26,6 +26,8 @@ pub enum Sniff {
 }
 
 const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
+/// First line of an ASCII-armored age file (`age --armor`).
+const AGE_ARMOR_MAGIC: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 /// How many bytes [`sniff`] wants to see.
@@ -34,7 +36,7 @@ pub const SNIFF_LEN: usize = 512;
 /// Classifies a file from its first bytes.
 #[must_use]
 pub fn sniff(head: &[u8]) -> Sniff {
-    if head.starts_with(AGE_MAGIC) || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") {
+    if head.starts_with(AGE_MAGIC) || head.starts_with(AGE_ARMOR_MAGIC) {
         Sniff::Layer(Layer::Age)
     } else if head.starts_with(ZSTD_MAGIC) {
         Sniff::Layer(Layer::Zstd)
@@ -200,7 +202,11 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
                                 .hint("set BACKUP_AGE_IDENTITY (or --identity) to the identity file, or BACKUP_PASSPHRASE_FILE for passphrase backups")
                                 .into());
                         }
-                        keys.open(peeked, &what)?
+                        if peeked.head.starts_with(AGE_ARMOR_MAGIC) {
+                            keys.open(age::armor::ArmoredReader::new(peeked), &what)?
+                        } else {
+                            keys.open(peeked, &what)?
+                        }
                     }
                     Layer::Zstd => Box::new(
                         zstd::stream::read::Decoder::new(peeked).map_err(|e| damaged(&what, &layers, &e))?,

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -156,6 +156,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let started = Instant::now();
     let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0);
     let progress = crate::progress::Progress::new(ctx.progress, "restoring", total);
+    let tool_started = Arc::new(AtomicBool::new(false));
     let job = RestoreJob {
         pg_restore,
         psql,
@@ -165,13 +166,17 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         jobs,
         counter: progress.counter.clone(),
         expected_dump_bytes: meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0),
+        tool_started: tool_started.clone(),
     };
     let result = tokio::task::spawn_blocking(move || job.run(opened))
         .await
         .context("the restore thread failed")?;
     drop(progress);
     if let Err(e) = result {
-        let note = if jobs.is_some() {
+        let note = if jobs.is_some() && !tool_started.load(Ordering::SeqCst) {
+            // Unpacking for --jobs failed (damaged archive, no temp space): pg_restore never ran.
+            format!("restore failed before pg_restore started: {dbname:?} was not touched")
+        } else if jobs.is_some() {
             format!(
                 "restore failed; it ran in parallel (--jobs), so {dbname:?} may be partly restored"
             )
@@ -251,6 +256,8 @@ struct RestoreJob {
     jobs: Option<u32>,
     counter: Arc<AtomicU64>,
     expected_dump_bytes: Option<u64>,
+    /// Set when the restore tool is started: from then on the target may change.
+    tool_started: Arc<AtomicBool>,
 }
 
 impl RestoreJob {
@@ -325,6 +332,7 @@ impl RestoreJob {
             (_, _, Some(j)) if bare_or_dir => {
                 let mut cmd = self.pg_restore_parallel(&self.path, j);
                 cmd.stdin(Stdio::null());
+                self.tool_started.store(true, Ordering::SeqCst);
                 process::spawn("pg_restore", &mut cmd)?.wait()?.check()
             }
             (_, Some(r), Some(j)) => self.unpacked(r, j),
@@ -497,6 +505,7 @@ impl RestoreJob {
             file.flush()?;
             let mut cmd = self.pg_restore_parallel(tmp.path(), jobs);
             cmd.stdin(Stdio::null());
+            self.tool_started.store(true, Ordering::SeqCst);
             process::spawn("pg_restore", &mut cmd)?.wait()?.check()
         })();
         process::unregister_temp(tmp.path());

@@ -378,7 +378,6 @@ fn rich_schema_without_partition_keys_restores_over_a_populated_copy() {
 /// different restore path (such as dropping the archive's partitioned tables in the restore's
 /// transaction first), a design decision beyond a test fix.
 #[test]
-#[ignore = "known bug: pg_restore --clean cannot drop a partition's inherited primary key"]
 fn rich_schema_restores_over_a_populated_copy() {
     let pg = server();
     let source = pg.create_db("core_rich_full_src");

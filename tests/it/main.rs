@@ -5,5 +5,6 @@ mod catalog;
 mod cmd;
 mod core;
 mod harness;
+mod pipeline;
 mod smoke;
 mod tls;
