@@ -129,7 +129,7 @@ fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCo
         .or_else(|| process::classify(&message).1)
         .map(|h| redact::scrub(&h));
     let code = kind.exit_code();
-    if json {
+    if json && !commands::STDOUT_USED.load(std::sync::atomic::Ordering::SeqCst) {
         let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }

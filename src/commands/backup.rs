@@ -276,7 +276,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         finished_at: started_at + chrono::Duration::from_std(elapsed).unwrap_or_default(),
         duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         database: conn.effective_dbname(&|k| ctx.settings.env.var(k)),
-        host: conn.host_display(),
+        host: conn.host().unwrap_or("default socket").to_string(),
         port: conn.port(),
         server_version,
         pg_dump_version: pg_dump.version.clone(),
@@ -449,8 +449,9 @@ impl Job {
                 format!("{}-{n}", self.id)
             };
             let path = self.plan.dir.join(naming::file_name(&id, &self.ext));
-            // A sidecar without its file would make the name look taken by a complete backup.
-            if Meta::path_for(&path).exists() {
+            // Ids are unique across extensions (a .dump.zst and a .sql.gz made in the same second
+            // must not share one), and a sidecar without its file also takes its name.
+            if Meta::path_for(&path).exists() || id_taken(&self.plan.dir, &id, tmp)? {
                 continue;
             }
             match fsutil::rename_noreplace(tmp, &path) {
@@ -468,6 +469,23 @@ impl Job {
         }
         anyhow::bail!("no free file name for backup {}", self.id)
     }
+}
+
+/// Whether a backup (of any extension) already has `id` in `dir`; `tmp` itself doesn't count.
+fn id_taken(dir: &Path, id: &str, tmp: &Path) -> Result<bool> {
+    let tmp_name = tmp.file_name();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let name = entry?.file_name();
+        if Some(name.as_os_str()) == tmp_name {
+            continue;
+        }
+        let name = name.to_string_lossy();
+        let base = name.strip_suffix(naming::META_SUFFIX).unwrap_or(&name);
+        if naming::id_of(base) == Some(id) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn write_error(tmp: &Path, e: &std::io::Error) -> anyhow::Error {

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let database = meta.map(|m| m.database.clone()).unwrap_or_default();
         rows.push(format!(
             "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
-            e.id.clone().unwrap_or_else(|| "-".into()),
+            e.id.clone().unwrap_or_else(|| sanitize(&e.name)),
             e.time.format("%Y-%m-%d %H:%M:%S"),
             super::human_age(e.time, ctx.now),
             super::human_bytes(e.size),

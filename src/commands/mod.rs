@@ -88,11 +88,16 @@ impl Ctx {
         if out.is_empty() {
             return;
         }
+        STDOUT_USED.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{out}");
         let _ = stdout.flush();
     }
 }
+
+/// Set once a command has printed its result: an error after that goes to stderr only, so that
+/// stdout stays one JSON document with `--json`.
+pub static STDOUT_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Runs the chosen subcommand.
 pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {

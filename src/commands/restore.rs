@@ -328,7 +328,7 @@ impl RestoreJob {
         let reader = opened.reader.take();
         let bare_or_dir = opened.format == DumpFormat::Directory || opened.is_bare();
         match (opened.format, reader, self.jobs) {
-            (DumpFormat::Plain, Some(mut r), _) => self.into_psql(&mut r, true, &mut || Ok(())),
+            (DumpFormat::Plain, Some(mut r), _) => self.feed_psql(&mut r, true, &mut || Ok(())),
             (_, _, Some(j)) if bare_or_dir => {
                 let mut cmd = self.pg_restore_parallel(&self.path, j);
                 cmd.stdin(Stdio::null());
@@ -345,7 +345,7 @@ impl RestoreJob {
     /// Streams SQL into psql, which runs it in one transaction. psql sees the end of its input
     /// (and commits) only when the SQL was read whole and `before_commit` agrees; on any failure it
     /// is stopped first, so the transaction rolls back.
-    fn into_psql(
+    fn feed_psql(
         &self,
         sql: &mut dyn Read,
         check_trailer: bool,
@@ -442,7 +442,7 @@ impl RestoreJob {
         };
         let mut producer = Some(producer);
         let mut feeder = feeder;
-        let result = self.into_psql(&mut stdout, false, &mut || {
+        let result = self.feed_psql(&mut stdout, false, &mut || {
             if let Some(h) = feeder.take() {
                 let read = h
                     .join()

@@ -353,7 +353,7 @@ fn assert_restores_over_a_populated_copy(source: &str, target: &str) {
 #[test]
 fn rich_schema_without_partition_keys_restores_over_a_populated_copy() {
     // Everything of the rich schema but the primary key of its partitioned table (and the foreign
-    // key that needs it): see the ignored test below for why.
+    // key that needs it): the restore path without the partition case of the test below.
     let pg = server();
     let source = pg.create_db("core_rich_nopk_src");
     let target = pg.create_db("core_rich_nopk_dst");
@@ -370,13 +370,11 @@ fn rich_schema_without_partition_keys_restores_over_a_populated_copy() {
     pg.drop_db(&target);
 }
 
-/// KNOWN BUG, not fixed: `pg_restore --clean` drops the primary key of each partition on its own
+/// Regression: bare `pg_restore --clean` drops the primary key of each partition on its own
 /// (`ALTER TABLE ONLY billing.invoices_2025 DROP CONSTRAINT invoices_2025_pkey`) before the
-/// parent's, which PostgreSQL refuses ("cannot drop inherited constraint"). The restore fails and
-/// is rolled back (nothing is lost), but a backup of a database with a partitioned table that has
-/// a primary key or unique constraint cannot be restored over that database. Fixing it takes a
-/// different restore path (such as dropping the archive's partitioned tables in the restore's
-/// transaction first), a design decision beyond a test fix.
+/// parent's, which PostgreSQL refuses ("cannot drop inherited constraint"), so a database with a
+/// partitioned table that has a primary key could not be restored over itself. aos-backup feeds
+/// pg_restore's script to psql and guards the clean phase (`src/sqlfeed.rs`).
 #[test]
 fn rich_schema_restores_over_a_populated_copy() {
     let pg = server();
