@@ -209,7 +209,18 @@ pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
         .find(|l| l.contains("error") || l.contains("FATAL") || l.contains("ERROR"))
         .or_else(|| stderr.last())
         .map(|l| crate::redact::scrub(l));
-    let what = important.unwrap_or_else(|| "no error message".to_string());
+    let mut what = important.unwrap_or_else(|| "no error message".to_string());
+    // A restore's clean step skips what it cannot drop; when the restore then fails, that is
+    // usually the real reason (a view of the target depends on a table, another role owns it).
+    if let Some(skipped) = stderr.iter().find_map(|l| {
+        l.split_once(crate::sqlfeed::SKIPPED_MARK)
+            .map(|(_, why)| why)
+    }) {
+        what = format!(
+            "{what} (earlier, the clean step could not drop an object: {})",
+            crate::redact::scrub(skipped)
+        );
+    }
     let (kind, hint) = classify(&stderr.join("\n"));
     // The message shows one line of the tool's stderr; -v logs every line.
     let hint = hint.unwrap_or_else(|| format!("run again with -v to see all of {name}'s messages"));

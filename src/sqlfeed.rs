@@ -13,6 +13,8 @@ use std::io::{self, Write};
 
 const SQL_HEADER: &[u8] = b"-- PostgreSQL database dump";
 const SQL_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
+/// What the `DO` block says when it skips a statement; [`crate::process::failure`] looks for it.
+pub const SKIPPED_MARK: &str = "skipped during clean: ";
 /// A first "line" longer than this ends the clean phase (no real drop statement is this long).
 const MAX_LINE: usize = 1 << 20;
 
@@ -159,7 +161,7 @@ fn classify(line: &[u8]) -> Line<'_> {
 fn wrap(stmt: &str) -> String {
     format!(
         "DO $aos_clean$BEGIN EXECUTE $aos_stmt${stmt}$aos_stmt$; \
-         EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'aos-backup: skipped during clean: %', SQLERRM; END$aos_clean$;\n"
+         EXCEPTION WHEN OTHERS THEN RAISE WARNING 'aos-backup: skipped during clean: %', SQLERRM; END$aos_clean$;\n"
     )
 }
 

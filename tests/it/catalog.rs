@@ -626,12 +626,12 @@ fn list_shows_every_status_newest_first_in_text_and_json() {
         assert_contains(&out, line, needles);
     }
     assert!(
-        lines[4].starts_with("- "),
-        "no id for a foreign file: {out}"
+        lines[4].starts_with("manual.dump "),
+        "a foreign file has no id and is listed by name: {out}"
     );
     assert!(
-        lines[6].starts_with("- "),
-        "no id for a foreign file: {out}"
+        lines[6].starts_with("backup_2024.sql.gz "),
+        "a foreign file has no id and is listed by name: {out}"
     );
     assert!(!out.stdout.contains("notes.txt") && !out.stdout.contains(LOCK_FILE));
     assert_contains(&out, &out.stderr, &["leftover", "prune"]);

@@ -408,7 +408,13 @@ fn a_failed_restore_over_a_populated_database_leaves_it_as_it_was() {
     assert_failure(
         &out,
         1,
-        &["rolled back", &target, "pg_restore failed", "depend"],
+        &[
+            "rolled back",
+            &target,
+            "psql failed",
+            "could not drop",
+            "depend",
+        ],
         &["-v"],
     );
     assert_eq!(
