@@ -154,7 +154,10 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         }
     );
     let started = Instant::now();
-    let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0);
+    // A total only where the bytes we count are the dump's: streamed archives and plain SQL.
+    let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| {
+        *n > 0 && (!opened.is_bare() || opened.format == DumpFormat::Plain) && jobs.is_none()
+    });
     let progress = crate::progress::Progress::new(ctx.progress, "restoring", total);
     let tool_started = Arc::new(AtomicBool::new(false));
     let job = RestoreJob {
@@ -328,7 +331,9 @@ impl RestoreJob {
         let reader = opened.reader.take();
         let bare_or_dir = opened.format == DumpFormat::Directory || opened.is_bare();
         match (opened.format, reader, self.jobs) {
-            (DumpFormat::Plain, Some(mut r), _) => self.feed_psql(&mut r, true, &mut || Ok(())),
+            (DumpFormat::Plain, Some(mut r), _) => {
+                self.feed_psql(&mut r, true, true, &mut || Ok(()))
+            }
             (_, _, Some(j)) if bare_or_dir => {
                 let mut cmd = self.pg_restore_parallel(&self.path, j);
                 cmd.stdin(Stdio::null());
@@ -349,6 +354,7 @@ impl RestoreJob {
         &self,
         sql: &mut dyn Read,
         check_trailer: bool,
+        count: bool,
         before_commit: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
         let mut cmd = self.psql()?;
@@ -380,8 +386,9 @@ impl RestoreJob {
                 running.wait()?.check()?;
                 anyhow::bail!("psql stopped reading its input: {e}");
             }
-            self.counter
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            if count {
+                self.counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
         }
         let verdict = feed
             .finish()
@@ -416,6 +423,9 @@ impl RestoreJob {
         });
         let mut producer = process::spawn("pg_restore", &mut cmd)?;
         let stdout = producer.child.stdout.take();
+        // Progress counts the archive's bytes when we stream it, else the SQL (no total then).
+        let streamed = input.is_some();
+        let counter = self.counter.clone();
         let feeder = match (input, producer.child.stdin.take()) {
             (Some(mut r), Some(mut stdin)) => {
                 Some(std::thread::spawn(move || -> std::io::Result<()> {
@@ -431,6 +441,7 @@ impl RestoreJob {
                         if stdin.write_all(&buf[..n]).is_err() {
                             return Ok(());
                         }
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }))
             }
@@ -442,7 +453,7 @@ impl RestoreJob {
         };
         let mut producer = Some(producer);
         let mut feeder = feeder;
-        let result = self.feed_psql(&mut stdout, false, &mut || {
+        let result = self.feed_psql(&mut stdout, false, !streamed, &mut || {
             if let Some(h) = feeder.take() {
                 let read = h
                     .join()
