@@ -250,6 +250,9 @@ async fn confirm(dbname: &str, host: &str, tables: u64) -> Result<()> {
     }
 }
 
+/// What every restore does: drop and recreate the archive's objects, owned by the restoring user.
+const PG_RESTORE_FLAGS: [&str; 4] = ["--clean", "--if-exists", "--no-owner", "--no-acl"];
+
 struct RestoreJob {
     pg_restore: Option<Tool>,
     psql: Option<PathBuf>,
@@ -278,14 +281,8 @@ impl RestoreJob {
     /// pg_restore straight into the database, in parallel: only for `--jobs`.
     fn pg_restore_parallel(&self, input: &Path, jobs: u32) -> Command {
         let mut cmd = self.base();
-        cmd.args([
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-acl",
-            "--exit-on-error",
-            "--no-password",
-        ]);
+        cmd.args(PG_RESTORE_FLAGS);
+        cmd.args(["--exit-on-error", "--no-password"]);
         cmd.arg(format!("--jobs={jobs}"));
         cmd.arg(format!("--dbname={}", self.dbname_arg));
         cmd.arg(input);
@@ -295,13 +292,8 @@ impl RestoreJob {
     /// pg_restore as a converter: the archive in, the SQL script out on stdout.
     fn pg_restore_script(&self, input: Option<&Path>) -> Command {
         let mut cmd = self.base();
-        cmd.args([
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-acl",
-            "--file=-",
-        ]);
+        cmd.args(PG_RESTORE_FLAGS);
+        cmd.arg("--file=-");
         if let Some(p) = input {
             cmd.arg(p);
         }
