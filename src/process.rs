@@ -179,10 +179,20 @@ impl Running {
 impl Finished {
     /// Ok when the child succeeded, else a typed error built from its stderr.
     pub fn check(&self) -> anyhow::Result<()> {
+        use std::os::unix::process::ExitStatusExt;
         if self.status.success() {
             return Ok(());
         }
         if let Some(sig) = interrupted() {
+            return Err(interrupted_error(sig).into());
+        }
+        // Ctrl-C (or a SIGTERM to the whole process group, as systemd sends) reaches the child
+        // and us at once, and the child's death may be seen before our own handler has run.
+        if let Some(sig) = self
+            .status
+            .signal()
+            .filter(|s| matches!(*s, libc::SIGINT | libc::SIGTERM))
+        {
             return Err(interrupted_error(sig).into());
         }
         Err(failure(&self.name, &self.status, &self.stderr).into())
@@ -351,5 +361,39 @@ mod tests {
         assert_eq!(f.stderr, vec!["one".to_string(), "two".to_string()]);
         assert_eq!(f.status.code(), Some(3));
         assert!(f.check().is_err());
+    }
+
+    #[test]
+    fn a_child_killed_by_sigint_or_sigterm_is_an_interruption() {
+        use std::os::unix::process::CommandExt;
+        for (sig, kind) in [("INT", Kind::Interrupted), ("TERM", Kind::Terminated)] {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &format!("kill -{sig} $$")]);
+            // SAFETY: signal() is async-signal-safe. (A shell started in the background ignores
+            // SIGINT, and so would its children.)
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                    libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
+            let err = spawn("sh", &mut cmd)
+                .unwrap()
+                .wait()
+                .unwrap()
+                .check()
+                .unwrap_err();
+            assert_eq!(crate::error::find(&err).unwrap().kind, kind, "SIG{sig}");
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -KILL $$"]);
+        let err = spawn("sh", &mut cmd)
+            .unwrap()
+            .wait()
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Failure);
     }
 }
