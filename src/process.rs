@@ -98,12 +98,19 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     cmd.stderr(std::process::Stdio::piped());
     tracing::debug!(program = %cmd.get_program().to_string_lossy(),
         args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
+    // Spawned and registered under the lock, so that `on_signal` (which sets INTERRUPTED, then
+    // takes the lock) either finds the child to stop, or we see INTERRUPTED and start nothing.
+    let mut children = lock(&CHILDREN);
+    if let Some(sig) = interrupted() {
+        return Err(interrupted_error(sig).into());
+    }
     let mut child = cmd.spawn().map_err(|e| {
         Error::new(Kind::Tools, format!("cannot start {name}: {e}")).hint(
             "check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable",
         )
     })?;
-    lock(&CHILDREN).push(child.id());
+    children.push(child.id());
+    drop(children);
     let stderr = child.stderr.take().map(|s| {
         let name = name.to_string();
         std::thread::spawn(move || collect_tail(&name, s))
