@@ -2,5 +2,6 @@
 //! that runs the real `aos-backup` binary (`cmd`), and the test modules that use them.
 
 mod cmd;
+mod guards;
 mod harness;
 mod smoke;
