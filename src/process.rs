@@ -98,12 +98,19 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     cmd.stderr(std::process::Stdio::piped());
     tracing::debug!(program = %cmd.get_program().to_string_lossy(),
         args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
+    // Spawned and registered under the lock, so that `on_signal` (which sets INTERRUPTED, then
+    // takes the lock) either finds the child to stop, or we see INTERRUPTED and start nothing.
+    let mut children = lock(&CHILDREN);
+    if let Some(sig) = interrupted() {
+        return Err(interrupted_error(sig).into());
+    }
     let mut child = cmd.spawn().map_err(|e| {
         Error::new(Kind::Tools, format!("cannot start {name}: {e}")).hint(
             "check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable",
         )
     })?;
-    lock(&CHILDREN).push(child.id());
+    children.push(child.id());
+    drop(children);
     let stderr = child.stderr.take().map(|s| {
         let name = name.to_string();
         std::thread::spawn(move || collect_tail(&name, s))
@@ -179,10 +186,20 @@ impl Running {
 impl Finished {
     /// Ok when the child succeeded, else a typed error built from its stderr.
     pub fn check(&self) -> anyhow::Result<()> {
+        use std::os::unix::process::ExitStatusExt;
         if self.status.success() {
             return Ok(());
         }
         if let Some(sig) = interrupted() {
+            return Err(interrupted_error(sig).into());
+        }
+        // Ctrl-C (or a SIGTERM to the whole process group, as systemd sends) reaches the child
+        // and us at once, and the child's death may be seen before our own handler has run.
+        if let Some(sig) = self
+            .status
+            .signal()
+            .filter(|s| matches!(*s, libc::SIGINT | libc::SIGTERM))
+        {
             return Err(interrupted_error(sig).into());
         }
         Err(failure(&self.name, &self.status, &self.stderr).into())
@@ -370,5 +387,39 @@ mod tests {
         assert_eq!(f.stderr, vec!["one".to_string(), "two".to_string()]);
         assert_eq!(f.status.code(), Some(3));
         assert!(f.check().is_err());
+    }
+
+    #[test]
+    fn a_child_killed_by_sigint_or_sigterm_is_an_interruption() {
+        use std::os::unix::process::CommandExt;
+        for (sig, kind) in [("INT", Kind::Interrupted), ("TERM", Kind::Terminated)] {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &format!("kill -{sig} $$")]);
+            // SAFETY: signal() is async-signal-safe. (A shell started in the background ignores
+            // SIGINT, and so would its children.)
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                    libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
+            let err = spawn("sh", &mut cmd)
+                .unwrap()
+                .wait()
+                .unwrap()
+                .check()
+                .unwrap_err();
+            assert_eq!(crate::error::find(&err).unwrap().kind, kind, "SIG{sig}");
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -KILL $$"]);
+        let err = spawn("sh", &mut cmd)
+            .unwrap()
+            .wait()
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Failure);
     }
 }

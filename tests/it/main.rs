@@ -4,6 +4,7 @@
 mod catalog;
 mod cmd;
 mod core;
+mod guards;
 mod harness;
 mod pipeline;
 mod smoke;
