@@ -64,6 +64,7 @@ pub fn run() -> i32 {
             return ExitCode::Failure.code();
         }
     };
+    process::install_signal_flag();
     let result = runtime.block_on(async move {
         let ctx = build_ctx(&cli)?;
         tokio::select! {

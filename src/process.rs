@@ -17,6 +17,23 @@ static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 /// Held while a finished backup is made visible, so a signal can't remove half of it.
 static COMMIT: Mutex<()> = Mutex::new(());
 
+/// Records SIGINT/SIGTERM the moment they arrive, in the signal handler itself, so that a child
+/// that dies of the same Ctrl-C is never mistaken for a failure. (The async task that stops
+/// children and removes temp files runs a little later.)
+pub fn install_signal_flag() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the action only does an atomic store, which is async-signal-safe.
+        let registered = unsafe {
+            signal_hook_registry::register(sig, move || {
+                let _ = INTERRUPTED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+            })
+        };
+        if let Err(e) = registered {
+            tracing::debug!("cannot watch signal {sig}: {e}");
+        }
+    }
+}
+
 /// The signal that interrupted us, if any.
 #[must_use]
 pub fn interrupted() -> Option<i32> {

@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
 
     // Guard: the file. Checksum first (when we made it), then its content, before the target is touched.
     let progress = crate::progress::Progress::new(
-        ctx.progress,
+        ctx.progress && Meta::path_for(&path).exists(),
         "verifying",
         std::fs::metadata(&path)
             .ok()
