@@ -266,11 +266,8 @@ pub fn pump_buffered(
         }
     });
     let mut total = 0u64;
-    loop {
-        let buf = match full_rx.recv() {
-            Ok(msg) => msg?,
-            Err(_) => break,
-        };
+    while let Ok(msg) = full_rx.recv() {
+        let buf = msg?;
         if buf.is_empty() {
             break;
         }
