@@ -47,12 +47,12 @@ echo "== database size: $($PSQL -d bench -Atc "select pg_size_pretty(pg_database
 clean="rm -rf $OUT/aos $OUT/*.dump $OUT/*.gz $OUT/*.zst"
 echo
 echo "== backup (lower is better)"
-hyperfine --runs "$RUNS" --warmup 1 --prepare "$clean" --export-markdown "$WORK/backup.md" \
+hyperfine --runs "$RUNS" --warmup 1 --prepare "$clean" --export-markdown "$WORK/backup.md" --export-json "$WORK/backup.json" \
   -n 'pg_dump -Fc (its default gzip)' "$BIN/pg_dump -Fc -f $OUT/bare.dump" \
   -n 'aos-backup backup --compression pg_dump (same work as pg_dump -Fc)' "$AOS -q backup --compression pg_dump" \
   -n 'aos-backup backup (default: zstd)' "$AOS -q backup" \
   -n 'aos-backup backup, age-encrypted' "BACKUP_ENCRYPTION=age BACKUP_AGE_RECIPIENTS=$RECIPIENT $AOS -q backup" \
-  -n 'pg_dump -Fc -Z0 > /dev/null (pg_dump own rate)' "$BIN/pg_dump -Fc -Z0 -f /dev/null" \
+  -n 'pg_dump -Fc -Z0 > /dev/null (pg_dump own rate)' "$BIN/pg_dump -Fc -Z0 > /dev/null" \
   -n 'pg_dump | gzip (plain SQL)' "$BIN/pg_dump | gzip > $OUT/plain.sql.gz" \
   -n 'pg_dump -Fc + sha256sum (pg_back style)' "$BIN/pg_dump -Fc -f $OUT/pgback.dump && sha256sum $OUT/pgback.dump"
 
@@ -78,7 +78,7 @@ ZST=$(ls "$OUT"/aos/*-zstd.dump.zst)
 PGD=$(ls "$OUT"/aos/*-pgdump.dump)
 reset="$PSQL -d postgres -c 'drop database if exists target' -c 'create database target'"
 restore_flags="--clean --if-exists --no-owner --no-acl --exit-on-error --single-transaction"
-hyperfine --runs "$RUNS" --prepare "$reset" --export-markdown "$WORK/restore.md" \
+hyperfine --runs "$RUNS" --prepare "$reset" --export-markdown "$WORK/restore.md" --export-json "$WORK/restore.json" \
   -n 'pg_restore -1 of pg_dump -Fc file' "$BIN/pg_restore $restore_flags -d target $OUT/bare.dump" \
   -n 'aos-backup restore of the same kind of file' "DATABASE_URL=postgresql://postgres@/target?host=$WORK\&port=$PORT $AOS -q restore --yes $PGD" \
   -n 'aos-backup restore of the default .dump.zst' "DATABASE_URL=postgresql://postgres@/target?host=$WORK\&port=$PORT $AOS -q restore --yes $ZST"
