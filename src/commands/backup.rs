@@ -239,11 +239,11 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let id = naming::make_id(started_at, plan.label.as_deref());
     let ext = naming::extension(plan.format, plan.compression.algorithm, sealer.is_some());
     tracing::info!(
-        "backing up database {:?} on {} with {} ({} tables)",
+        "backing up database {:?} on {} with {} ({})",
         conn.effective_dbname(&|k| ctx.settings.env.var(k)),
         conn.host_display(),
         pg_dump.version_line,
-        tables
+        super::count(tables, "table")
     );
     let started = Instant::now();
     let progress = crate::progress::Progress::new(ctx.progress, "dumping", None);
@@ -311,10 +311,10 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         String::new()
     };
     tracing::info!(
-        "backup complete: {} ({}{ratio}, {} tables) in {}",
+        "backup complete: {} ({}{ratio}, {}) in {}",
         outcome.path.display(),
         super::human_bytes(meta.size_bytes),
-        tables,
+        super::count(tables, "table"),
         super::human_duration(elapsed)
     );
     let mut json = serde_json::to_value(&meta).unwrap_or_default();

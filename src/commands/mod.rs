@@ -129,6 +129,16 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `1 table`, `3 tables`.
+#[must_use]
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A duration like `3.2s` or `2m05s`.
 #[must_use]
 pub fn human_duration(d: std::time::Duration) -> String {
@@ -162,6 +172,8 @@ mod tests {
 
     #[test]
     fn humanized_numbers() {
+        assert_eq!(count(1, "table"), "1 table");
+        assert_eq!(count(0, "table"), "0 tables");
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(125 * 1024 * 1024), "125.0 MiB");
