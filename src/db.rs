@@ -38,6 +38,12 @@ impl Db {
     pub async fn connect(conn: &ConnInfo, env: &Env) -> Result<Db> {
         let lookup = |k: &str| env.var(k);
         let mut config = conn.tokio_config(&lookup);
+        if config.get_password().is_none() {
+            if let Some(pw) = password_from_file(&config, conn, &lookup) {
+                crate::redact::register(&pw);
+                config.password(pw);
+            }
+        }
         let timeout = config
             .get_connect_timeout()
             .copied()
@@ -108,6 +114,31 @@ impl Db {
         let n: i64 = row.get(0);
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// The password libpq would take from `~/.pgpass` (or `PGPASSFILE`) for this connection.
+fn password_from_file(
+    config: &tokio_postgres::Config,
+    conn: &ConnInfo,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first()? {
+        Host::Tcp(h) => h.clone(),
+        Host::Unix(p) => p.display().to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let dbname = conn.effective_dbname(lookup);
+    let user = conn.effective_user(lookup);
+    crate::pgpass::find(
+        lookup,
+        &crate::pgpass::Target {
+            host: &host,
+            port,
+            dbname: &dbname,
+            user: &user,
+        },
+    )
 }
 
 /// The full text of a tokio-postgres error, including the server's message and causes.

@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod lock;
 pub mod logging;
 pub mod naming;
+pub mod pgpass;
 pub mod pipeline;
 pub mod process;
 pub mod progress;

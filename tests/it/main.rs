@@ -6,6 +6,7 @@ mod cmd;
 mod core;
 mod guards;
 mod harness;
+mod pgpass;
 mod pipeline;
 mod smoke;
 mod tls;
