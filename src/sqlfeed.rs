@@ -6,6 +6,11 @@
 //!   statement of the leading clean phase is wrapped in a `DO` block that skips it if it fails.
 //!   That is safe because the later `CREATE` of anything not dropped fails, and the whole
 //!   transaction rolls back.
+//! - pg_dump and pg_restore put their own `BEGIN;` ... `COMMIT;` around large-object data. Inside
+//!   `psql --single-transaction`, that inner `COMMIT` would commit everything before it, and a
+//!   later failure would leave a half-restored database. So standalone transaction-control lines
+//!   outside COPY data are removed: psql's one transaction, committed at the end of input that
+//!   aos-backup controls, is the only one.
 //! - A SQL dump written by pg_dump must end with pg_dump's "dump complete" line. Without it, a
 //!   file cut short at a statement boundary would commit half a database.
 
@@ -15,20 +20,45 @@ const SQL_HEADER: &[u8] = b"-- PostgreSQL database dump";
 const SQL_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
 /// What the `DO` block says when it skips a statement; [`crate::process::failure`] looks for it.
 pub const SKIPPED_MARK: &str = "skipped during clean: ";
-/// A first "line" longer than this ends the clean phase (no real drop statement is this long).
-const MAX_LINE: usize = 1 << 20;
 
-/// A writer that transforms the clean phase and remembers the head and tail of the stream.
+/// Where in the script we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The leading run of DROP statements (`--clean`).
+    Clean,
+    /// Ordinary SQL.
+    Sql,
+    /// COPY data, up to its `\.` line.
+    Copy,
+}
+
+/// What to do with one line.
+enum Decision {
+    Keep,
+    Drop,
+    Replace(String),
+}
+
+/// A line longer than this is passed through unexamined (COPY data rows can be huge; no line
+/// we must recognize is this long).
+const MAX_PARTIAL: usize = 64 << 10;
+
+/// A writer that transforms the script on its way to psql and remembers its head and tail.
 pub struct SqlFeed<W> {
     inner: W,
     /// Check pg_dump's trailer at the end (plain SQL files; pg_restore's own output needs no check).
     check_trailer: bool,
-    in_clean_phase: bool,
-    line: Vec<u8>,
+    state: State,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// The current line was too long to examine and is being passed through.
+    passthrough: bool,
     head: Vec<u8>,
     tail: Vec<u8>,
     /// How many clean statements were wrapped.
     pub wrapped: u64,
+    /// How many transaction-control lines were removed.
+    pub transaction_lines_removed: u64,
 }
 
 impl<W: Write> SqlFeed<W> {
@@ -36,19 +66,21 @@ impl<W: Write> SqlFeed<W> {
         SqlFeed {
             inner,
             check_trailer,
-            in_clean_phase: true,
-            line: Vec::new(),
+            state: State::Clean,
+            partial: Vec::new(),
+            passthrough: false,
             head: Vec::new(),
             tail: Vec::new(),
             wrapped: 0,
+            transaction_lines_removed: 0,
         }
     }
 
     /// Call at the end of the input: flushes what is buffered and checks the trailer.
     pub fn finish(&mut self) -> Result<(), String> {
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.emit_line(&line)
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.emit_owned(&line)
                 .map_err(|e| format!("writing to psql: {e}"))?;
         }
         self.inner
@@ -73,58 +105,144 @@ impl<W: Write> SqlFeed<W> {
             let take = (256 - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);
         }
-        self.tail.extend_from_slice(data);
-        if self.tail.len() > 1024 {
-            let cut = self.tail.len() - 512;
-            self.tail.drain(..cut);
+        if data.len() >= 512 {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - 512..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            if self.tail.len() > 1024 {
+                let cut = self.tail.len() - 512;
+                self.tail.drain(..cut);
+            }
         }
     }
 
-    fn emit_line(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.in_clean_phase {
-            match classify(line) {
-                Line::Neutral => {}
+    /// Decides about one whole line (with its newline, if any), updating the state.
+    fn decide(&mut self, line: &[u8]) -> Decision {
+        match self.state {
+            State::Copy => {
+                if line == b"\\.\n" || line == b"\\.\r\n" || line == b"\\." {
+                    self.state = State::Sql;
+                }
+                Decision::Keep
+            }
+            State::Clean => match classify(line) {
+                Line::Neutral => Decision::Keep,
                 Line::Drop(stmt) => {
                     self.wrapped += 1;
-                    return self.inner.write_all(wrap(stmt).as_bytes());
+                    Decision::Replace(wrap(stmt))
                 }
-                Line::Other => self.in_clean_phase = false,
+                Line::Other => {
+                    self.state = State::Sql;
+                    self.decide(line)
+                }
+            },
+            State::Sql => {
+                if is_transaction_control(line) {
+                    self.transaction_lines_removed += 1;
+                    Decision::Drop
+                } else {
+                    if is_copy_from_stdin(line) {
+                        self.state = State::Copy;
+                    }
+                    Decision::Keep
+                }
             }
         }
-        self.inner.write_all(line)
+    }
+
+    fn emit_owned(&mut self, line: &[u8]) -> io::Result<()> {
+        match self.decide(line) {
+            Decision::Keep => self.inner.write_all(line),
+            Decision::Drop => Ok(()),
+            Decision::Replace(text) => self.inner.write_all(text.as_bytes()),
+        }
     }
 }
 
 impl<W: Write> Write for SqlFeed<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.remember(data);
-        if !self.in_clean_phase {
-            self.inner.write_all(data)?;
-            return Ok(data.len());
-        }
-        let mut rest = data;
-        while self.in_clean_phase {
-            let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
-                self.line.extend_from_slice(rest);
-                if self.line.len() > MAX_LINE {
-                    self.in_clean_phase = false;
-                    let line = std::mem::take(&mut self.line);
-                    self.inner.write_all(&line)?;
+        // Bytes from `start` on are not written yet; kept lines are written in long runs.
+        let mut start = 0;
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(end) = memchr::memchr(b'\n', &data[pos..]).map(|i| pos + i) else {
+                // The last line goes on in the next chunk.
+                self.inner.write_all(&data[start..pos])?;
+                if self.passthrough {
+                    self.inner.write_all(&data[pos..])?;
+                } else {
+                    self.partial.extend_from_slice(&data[pos..]);
+                    if self.partial.len() > MAX_PARTIAL {
+                        let long = std::mem::take(&mut self.partial);
+                        self.inner.write_all(&long)?;
+                        self.passthrough = true;
+                    }
                 }
                 return Ok(data.len());
             };
-            self.line.extend_from_slice(&rest[..=nl]);
-            rest = &rest[nl + 1..];
-            let line = std::mem::take(&mut self.line);
-            self.emit_line(&line)?;
+            if self.passthrough {
+                // The end of a long line: it stays in the run, unexamined.
+                self.passthrough = false;
+            } else if !self.partial.is_empty() {
+                // A line that began in an earlier chunk (so `start == pos` here).
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&data[pos..=end]);
+                self.inner.write_all(&data[start..pos])?;
+                self.emit_owned(&line)?;
+                start = end + 1;
+            } else {
+                match self.decide(&data[pos..=end]) {
+                    Decision::Keep => {}
+                    Decision::Drop => {
+                        self.inner.write_all(&data[start..pos])?;
+                        start = end + 1;
+                    }
+                    Decision::Replace(text) => {
+                        self.inner.write_all(&data[start..pos])?;
+                        self.inner.write_all(text.as_bytes())?;
+                        start = end + 1;
+                    }
+                }
+            }
+            pos = end + 1;
         }
-        self.inner.write_all(rest)?;
+        self.inner.write_all(&data[start..])?;
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// `BEGIN;`, `COMMIT;` and their spellings, alone on a line.
+fn is_transaction_control(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    t.len() <= 20
+        && [
+            "BEGIN;",
+            "BEGIN TRANSACTION;",
+            "BEGIN WORK;",
+            "START TRANSACTION;",
+            "COMMIT;",
+            "COMMIT TRANSACTION;",
+            "COMMIT WORK;",
+            "END;",
+            "END TRANSACTION;",
+            "END WORK;",
+        ]
+        .iter()
+        .any(|k| t.eq_ignore_ascii_case(k.as_bytes()))
+}
+
+/// `COPY ... FROM stdin;`: COPY data follows, up to a `\.` line.
+fn is_copy_from_stdin(line: &[u8]) -> bool {
+    let t = line.trim_ascii();
+    t.len() > 16
+        && t[..5].eq_ignore_ascii_case(b"COPY ")
+        && t[t.len() - 11..].eq_ignore_ascii_case(b"FROM stdin;")
 }
 
 enum Line<'a> {
@@ -207,6 +325,38 @@ ALTER TABLE public.p DROP COLUMN x;\n\\unrestrict abc\n--\n-- PostgreSQL databas
             "pg_restore's own output is checked by its exit status"
         );
         assert!(feed("CREATE TABLE t();\n", 3, true).1.is_ok());
+    }
+
+    #[test]
+    fn inner_begin_and_commit_are_removed_but_not_inside_copy_data() {
+        let script =
+            "CREATE TABLE t (x text);\nCOPY public.t (x) FROM stdin;\nCOMMIT;\nBEGIN;\n\\.\n\
+BEGIN;\n\nSELECT pg_catalog.lo_open('1', 131072);\nCOMMIT;\ncommit;\nCREATE INDEX i ON t (x);\n";
+        for chunk in [1, 3, 16, 1000] {
+            let (out, r, _) = feed(script, chunk, false);
+            assert!(r.is_ok());
+            assert_eq!(
+                out,
+                "CREATE TABLE t (x text);\nCOPY public.t (x) FROM stdin;\nCOMMIT;\nBEGIN;\n\\.\n\
+\nSELECT pg_catalog.lo_open('1', 131072);\nCREATE INDEX i ON t (x);\n",
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn very_long_lines_pass_through_whole() {
+        let long = "x".repeat(200_000);
+        let script =
+            format!("CREATE TABLE t (x text);\nCOPY t (x) FROM stdin;\n{long}\n\\.\nCOMMIT;\n");
+        for chunk in [4096, 70_000, 1 << 20] {
+            let (out, r, _) = feed(&script, chunk, false);
+            assert!(r.is_ok());
+            assert_eq!(
+                out,
+                format!("CREATE TABLE t (x text);\nCOPY t (x) FROM stdin;\n{long}\n\\.\n")
+            );
+        }
     }
 
     #[test]

@@ -293,12 +293,20 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     };
     // The sidecar is written last: its presence marks the backup complete.
     let meta_path = Meta::path_for(&outcome.path);
-    process::commit(|| {
-        meta.write(&meta_path).inspect_err(|_| {
-            let _ = fsutil::remove_any(&outcome.path);
-        })
-    })
-    .with_context(|| format!("writing the metadata of {}", outcome.path.display()))?;
+    // Under the commit lock: a signal either finds the backup complete or removes it whole.
+    let written = process::commit(|| {
+        meta.write(&meta_path)?;
+        process::unregister_temp(&outcome.path);
+        Ok(())
+    });
+    if let Err(e) = written {
+        let _ = fsutil::remove_any(&outcome.path);
+        process::unregister_temp(&outcome.path);
+        return Err(e.context(format!(
+            "writing the metadata of {}",
+            outcome.path.display()
+        )));
+    }
 
     let ratio = if meta.size_bytes > 0 && meta.dump_bytes > 0 {
         #[allow(clippy::cast_precision_loss)]
@@ -373,6 +381,9 @@ impl Job {
             process::commit(|| {
                 let (path, id) = self.publish(&tmp)?;
                 process::unregister_temp(&tmp);
+                // Until its sidecar is written, the backup is not complete: an interruption
+                // now must remove it like any temp file.
+                process::register_temp(&path);
                 Ok((path, id))
             })
             .map(|(path, id)| (path, id, written, files))

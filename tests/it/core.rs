@@ -1308,3 +1308,37 @@ fn stderr_has_no_ansi_escapes_when_it_is_not_a_terminal() {
     pg.drop_db(&db);
     pg.drop_db(&target);
 }
+
+/// Regression: pg_dump and pg_restore wrap large-object data in their own `BEGIN;`/`COMMIT;`.
+/// Inside psql's single transaction, that inner COMMIT committed the clean phase and the data, so
+/// a failure after the data section (here: an index whose name a target table already uses) left
+/// a half-restored database while the restore reported a rollback.
+#[test]
+fn a_failure_after_large_object_data_still_rolls_everything_back() {
+    let pg = server();
+    let source = pg.create_db("core_lo_src");
+    pg.psql(
+        &source,
+        "SET ROLE app;
+         CREATE TABLE t AS SELECT g AS id, md5(g::text) AS val FROM generate_series(1, 1000) g;
+         CREATE INDEX t_val_idx ON t (val);
+         SELECT lo_from_bytea(0, 'hello large object');",
+    );
+    for format in ["custom", "plain"] {
+        let cmd = backup(&pg.tcp_url(&source), &["--format", format]);
+        let (_, file) = backed_up(&cmd);
+        let target = pg.create_db("core_lo_dst");
+        pg.psql(&target, &format!("SET ROLE app; CREATE TABLE t (id int, val text); CREATE TABLE t_val_idx (x int); SELECT lo_from_bytea(0, 'target lo');"));
+        let before = (pg.table_contents(&target), pg.dump_schema(&target));
+        let out = restore(&pg.tcp_url(&target), &file).run();
+        out.assert_code(1);
+        assert!(out.stderr.contains("rolled back"), "{format}: {out}");
+        assert_eq!(
+            (pg.table_contents(&target), pg.dump_schema(&target)),
+            before,
+            "{format}: the target changed although the restore failed:\n{out}"
+        );
+        pg.drop_db(&target);
+    }
+    pg.drop_db(&source);
+}
