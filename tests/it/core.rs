@@ -1328,7 +1328,7 @@ fn a_failure_after_large_object_data_still_rolls_everything_back() {
         let cmd = backup(&pg.tcp_url(&source), &["--format", format]);
         let (_, file) = backed_up(&cmd);
         let target = pg.create_db("core_lo_dst");
-        pg.psql(&target, &format!("SET ROLE app; CREATE TABLE t (id int, val text); CREATE TABLE t_val_idx (x int); SELECT lo_from_bytea(0, 'target lo');"));
+        pg.psql(&target, "SET ROLE app; CREATE TABLE t (id int, val text); CREATE TABLE t_val_idx (x int); SELECT lo_from_bytea(0, 'target lo');");
         let before = (pg.table_contents(&target), pg.dump_schema(&target));
         let out = restore(&pg.tcp_url(&target), &file).run();
         out.assert_code(1);
