@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -327,9 +327,6 @@ pub fn classify(text: &str) -> (Kind, Option<String>) {
         (Kind::Failure, None)
     }
 }
-
-/// Shares a first error between pipeline threads.
-pub type SharedError = Arc<Mutex<Option<anyhow::Error>>>;
 
 #[cfg(test)]
 mod tests {
