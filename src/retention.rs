@@ -6,9 +6,13 @@
 //! that contain backups; `max_age_days` keeps everything younger than D days. A backup is kept
 //! when any rule keeps it, and [`plan`] records every rule that did.
 //!
-//! Two safety rules sit on top: the newest backup is always kept, and once any rule is set, a
-//! backup dated after `now` (clock skew) is kept rather than deleted. An empty policy keeps
-//! everything.
+//! A count or age of 0 turns its rule off (as in restic and borg), so a policy whose rules are
+//! all 0 or unset keeps everything.
+//!
+//! Safety rules sit on top: the newest backup that is not dated after `now` is always kept; the
+//! backups the caller names as protected (the one a backup run just wrote) are always kept; and
+//! once any rule is on, a backup dated after `now` (clock skew, a file copied from another host)
+//! is kept rather than deleted, without taking the place of a real one in any rule.
 //!
 //! Nothing here performs I/O or reads the clock; `now` is a parameter, so the whole decision
 //! can be previewed (dry run) and tested exhaustively.
@@ -28,7 +32,8 @@ pub struct Candidate {
     pub time: DateTime<Utc>,
 }
 
-/// The retention policy; `None` means the rule is off. All rules off = keep everything.
+/// The retention policy; `None` or `Some(0)` means the rule is off. All rules off = keep
+/// everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 // The `[retention]` table of the config file: a misspelt rule must not silently keep everything.
 #[serde(deny_unknown_fields)]
@@ -48,24 +53,35 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// True when every rule is off (`None`); such a policy keeps every backup.
+    /// True when every rule is off (`None` or 0); such a policy keeps every backup.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.keep_last.is_none()
-            && self.keep_daily.is_none()
-            && self.keep_weekly.is_none()
-            && self.keep_monthly.is_none()
-            && self.keep_yearly.is_none()
-            && self.max_age_days.is_none()
+        [
+            self.keep_last,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+            self.max_age_days,
+        ]
+        .iter()
+        .all(|rule| on(*rule).is_none())
     }
+}
+
+/// A rule's count when it is on: 0 means off, like unset.
+fn on(rule: Option<u32>) -> Option<u32> {
+    rule.filter(|n| *n > 0)
 }
 
 /// Why a backup is kept (or deleted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
-    /// The newest backup, which is always kept.
+    /// The newest backup not dated in the future, which is always kept.
     Newest,
+    /// Named as protected by the caller (the backup just written), so always kept.
+    Protected,
     /// No retention rule is set, so everything is kept.
     NoPolicy,
     /// Among the `keep_last` newest backups.
@@ -90,6 +106,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             Reason::Newest => "newest backup",
+            Reason::Protected => "protected",
             Reason::NoPolicy => "no retention policy",
             Reason::Last => "keep-last",
             Reason::Daily => "daily",
@@ -157,18 +174,44 @@ fn newest_per_period<K: PartialEq>(
 /// (ties broken by id, descending, so the order is total and deterministic).
 ///
 /// See the module documentation for the rules. A backup dated after `now` is never counted as
-/// [`Reason::WithinAge`]; it gets [`Reason::Future`] instead (when any rule is set). It still
-/// takes part in the count-based rules like any other backup.
+/// [`Reason::WithinAge`]; it gets [`Reason::Future`] instead (when any rule is on), and takes no
+/// slot of the count-based rules.
 #[must_use]
 pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
+    plan_protecting(candidates, policy, now, &[])
+}
+
+/// [`plan`], and every candidate whose id is in `protected` is kept ([`Reason::Protected`]).
+/// A backup run passes the id of the backup it just wrote: whatever the dates say, the prune that
+/// follows a backup never deletes that backup.
+#[must_use]
+pub fn plan_protecting(
+    candidates: &[Candidate],
+    policy: &Policy,
+    now: DateTime<Utc>,
+    protected: &[&str],
+) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by(|a, b| newest_first(a, b));
 
     let mut reasons: Vec<Vec<Reason>> = vec![Vec::new(); sorted.len()];
 
+    // Backups dated after `now` are a prefix of the newest-first order.
+    let first_past = sorted
+        .iter()
+        .position(|c| c.time <= now)
+        .unwrap_or(sorted.len());
+
     // Rules are applied in the declaration order of `Reason`, so each list comes out ordered.
-    if let Some(newest) = reasons.first_mut() {
+    // The floor: the newest backup that is not dated in the future. (A future-dated one cannot
+    // take its place: when every backup is future-dated, each is kept anyway.)
+    if let Some(newest) = reasons.get_mut(first_past) {
         newest.push(Reason::Newest);
+    }
+    for (r, candidate) in reasons.iter_mut().zip(&sorted) {
+        if protected.contains(&candidate.id.as_str()) {
+            r.push(Reason::Protected);
+        }
     }
 
     if policy.is_empty() {
@@ -176,15 +219,11 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
             r.push(Reason::NoPolicy);
         }
     } else {
-        // Backups dated after `now` are a prefix of the newest-first order. They are kept anyway
-        // (reason Future), so they must not use up keep-last or calendar slots: otherwise two
-        // backups with a skewed clock could push the real, current backup out.
-        let first_past = sorted
-            .iter()
-            .position(|c| c.time <= now)
-            .unwrap_or(sorted.len());
+        // Backups dated after `now` are kept anyway (reason Future), so they must not use up
+        // keep-last or calendar slots: otherwise two backups with a skewed clock could push the
+        // real, current backup out.
         let (past, past_reasons) = (&sorted[first_past..], &mut reasons[first_past..]);
-        if let Some(n) = policy.keep_last {
+        if let Some(n) = on(policy.keep_last) {
             // u32 -> usize cannot lose information on the 32/64-bit targets we build for;
             // saturate anyway rather than unwrap.
             let n = usize::try_from(n).unwrap_or(usize::MAX);
@@ -207,7 +246,7 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
             (policy.keep_yearly, Reason::Yearly, |t| (t.year(), 0)),
         ];
         for (count, reason, period) in period_rules {
-            if let Some(n) = count {
+            if let Some(n) = on(count) {
                 let kept = newest_per_period(past, n, period);
                 for (r, keep) in past_reasons.iter_mut().zip(kept) {
                     if keep {
@@ -220,9 +259,7 @@ pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Ve
         // TimeDelta::days panics only beyond ~1e11 days (i64::MAX ms); u32::MAX (~4.3e9) is below.
         // `now - time` cannot overflow either: chrono documents the difference of any two
         // DateTimes as always in range.
-        let max_age = policy
-            .max_age_days
-            .map(|days| TimeDelta::days(i64::from(days)));
+        let max_age = on(policy.max_age_days).map(|days| TimeDelta::days(i64::from(days)));
         for (r, candidate) in reasons.iter_mut().zip(&sorted) {
             // Future and WithinAge are exclusive, so the list stays in declaration order.
             let age = now.signed_duration_since(candidate.time);
@@ -260,7 +297,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use Reason::{
-        Daily, Future, Last, Monthly, Newest, NoPolicy, Unmatched, Weekly, WithinAge, Yearly,
+        Daily, Future, Last, Monthly, Newest, NoPolicy, Protected, Unmatched, Weekly, WithinAge,
+        Yearly,
     };
 
     /// Parses an RFC 3339 timestamp such as `2024-01-01T03:00:00Z`.
@@ -365,12 +403,15 @@ mod tests {
                 ],
             },
             Case {
-                name: "keep_last 0 keeps only the newest",
-                candidates: q1(),
+                name: "keep_last 0 is off: with no other rule, everything is kept",
+                candidates: daily_backups("2024-03-29", "2024-03-31"),
                 policy: policy(|p| p.keep_last = Some(0)),
                 now: Q1_NOW,
-                kept: &["2024-03-31"],
-                reasons: &[("2024-03-31", &[Newest])],
+                kept: &["2024-03-29", "2024-03-30", "2024-03-31"],
+                reasons: &[
+                    ("2024-03-31", &[Newest, NoPolicy]),
+                    ("2024-03-29", &[NoPolicy]),
+                ],
             },
             Case {
                 name: "keep_last larger than available",
@@ -417,12 +458,38 @@ mod tests {
                 reasons: &[("exact", &[Unmatched]), ("just-younger", &[WithinAge])],
             },
             Case {
-                name: "max_age 0 keeps only the newest",
-                candidates: q1(),
+                name: "max_age 0 is off: with no other rule, everything is kept",
+                candidates: daily_backups("2024-03-29", "2024-03-31"),
                 policy: policy(|p| p.max_age_days = Some(0)),
                 now: Q1_NOW,
-                kept: &["2024-03-31"],
-                reasons: &[("2024-03-31", &[Newest])],
+                kept: &["2024-03-29", "2024-03-30", "2024-03-31"],
+                reasons: &[("2024-03-30", &[NoPolicy])],
+            },
+            Case {
+                name: "every rule 0: everything is kept",
+                candidates: daily_backups("2024-03-29", "2024-03-31"),
+                policy: Policy {
+                    keep_last: Some(0),
+                    keep_daily: Some(0),
+                    keep_weekly: Some(0),
+                    keep_monthly: Some(0),
+                    keep_yearly: Some(0),
+                    max_age_days: Some(0),
+                },
+                now: Q1_NOW,
+                kept: &["2024-03-29", "2024-03-30", "2024-03-31"],
+                reasons: &[("2024-03-29", &[NoPolicy])],
+            },
+            Case {
+                name: "a rule at 0 is off next to one that is on",
+                candidates: q1(),
+                policy: policy(|p| {
+                    p.max_age_days = Some(0);
+                    p.keep_last = Some(2);
+                }),
+                now: Q1_NOW,
+                kept: &["2024-03-30", "2024-03-31"],
+                reasons: &[("2024-03-31", &[Newest, Last]), ("2024-03-30", &[Last])],
             },
             Case {
                 name: "keep_last 0 with age rule",
@@ -455,12 +522,12 @@ mod tests {
                 reasons: &[("2024-03-31", &[Newest, Daily]), ("2024-03-25", &[Daily])],
             },
             Case {
-                name: "keep_daily 0 keeps only the newest",
-                candidates: q1(),
+                name: "keep_daily 0 is off",
+                candidates: daily_backups("2024-03-30", "2024-03-31"),
                 policy: policy(|p| p.keep_daily = Some(0)),
                 now: Q1_NOW,
-                kept: &["2024-03-31"],
-                reasons: &[("2024-03-31", &[Newest])],
+                kept: &["2024-03-30", "2024-03-31"],
+                reasons: &[("2024-03-30", &[NoPolicy])],
             },
             Case {
                 name: "keep_weekly keeps the Sunday of each ISO week",
@@ -646,12 +713,12 @@ mod tests {
                     cand("now", Q1_NOW),
                     cand("future", "2024-04-01T03:00:00Z"),
                 ],
-                policy: policy(|p| p.max_age_days = Some(0)),
+                policy: policy(|p| p.max_age_days = Some(1)),
                 now: Q1_NOW,
-                kept: &["future"],
+                kept: &["future", "now"],
                 reasons: &[
-                    ("future", &[Newest, Future]),
-                    ("now", &[Unmatched]),
+                    ("future", &[Future]),
+                    ("now", &[Newest, WithinAge]),
                     ("past", &[Unmatched]),
                 ],
             },
@@ -664,7 +731,7 @@ mod tests {
                 policy: policy(|p| p.max_age_days = Some(7)),
                 now: Q1_NOW,
                 kept: &["future", "past"],
-                reasons: &[("future", &[Newest, Future]), ("past", &[WithinAge])],
+                reasons: &[("future", &[Future]), ("past", &[Newest, WithinAge])],
             },
             Case {
                 // Future-dated backups are kept anyway and do not use up keep_last slots.
@@ -678,9 +745,9 @@ mod tests {
                 now: Q1_NOW,
                 kept: &["future-1", "future-2", "past"],
                 reasons: &[
-                    ("future-2", &[Newest, Future]),
+                    ("future-2", &[Future]),
                     ("future-1", &[Future]),
-                    ("past", &[Last]),
+                    ("past", &[Newest, Last]),
                 ],
             },
             Case {
@@ -692,7 +759,36 @@ mod tests {
                 policy: Policy::default(),
                 now: Q1_NOW,
                 kept: &["future", "past"],
-                reasons: &[("future", &[Newest, NoPolicy]), ("past", &[NoPolicy])],
+                reasons: &[("future", &[NoPolicy]), ("past", &[Newest, NoPolicy])],
+            },
+            Case {
+                // The reported case: a backup dated next year must not make the real ones
+                // (the one just written among them) fall out of every rule.
+                name: "a future-dated backup does not take the place of the newest real one",
+                candidates: vec![
+                    cand("old", "2024-03-20T03:00:00Z"),
+                    cand("real", "2024-03-30T03:00:00Z"),
+                    cand("next-year", "2025-03-31T03:00:00Z"),
+                ],
+                policy: policy(|p| p.max_age_days = Some(1)),
+                now: Q1_NOW,
+                kept: &["next-year", "real"],
+                reasons: &[
+                    ("next-year", &[Future]),
+                    ("real", &[Newest]),
+                    ("old", &[Unmatched]),
+                ],
+            },
+            Case {
+                name: "only future-dated backups: all kept, none is the newest",
+                candidates: vec![
+                    cand("f1", "2024-04-01T03:00:00Z"),
+                    cand("f2", "2024-04-02T03:00:00Z"),
+                ],
+                policy: policy(|p| p.keep_last = Some(1)),
+                now: Q1_NOW,
+                kept: &["f1", "f2"],
+                reasons: &[("f1", &[Future]), ("f2", &[Future])],
             },
         ]
     }
@@ -758,23 +854,47 @@ mod tests {
     #[test]
     fn policy_is_empty_only_when_every_rule_is_off() {
         assert!(Policy::default().is_empty());
-        let setters: [fn(&mut Policy); 6] = [
-            |p| p.keep_last = Some(0),
-            |p| p.keep_daily = Some(0),
-            |p| p.keep_weekly = Some(0),
-            |p| p.keep_monthly = Some(0),
-            |p| p.keep_yearly = Some(0),
-            |p| p.max_age_days = Some(0),
-        ];
-        for set in setters {
-            assert!(!policy(set).is_empty());
+        for index in 0..6 {
+            let mut p = Policy::default();
+            *rule_mut(&mut p, index) = Some(0);
+            assert!(p.is_empty(), "0 is off: {p:?}");
+            *rule_mut(&mut p, index) = Some(1);
+            assert!(!p.is_empty(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn protected_ids_are_kept_whatever_the_rules_say() {
+        let candidates = vec![
+            cand("old", "2024-03-01T03:00:00Z"),
+            cand("just-made", "2024-03-31T11:00:00Z"),
+            cand("future", "2025-01-01T00:00:00Z"),
+            cand("future-2", "2025-01-02T00:00:00Z"),
+        ];
+        let p = policy(|p| p.keep_last = Some(1));
+        // Unprotected, "just-made" is kept anyway as the newest real backup; protect the old one
+        // to see the rule at work, and both together.
+        let decisions = plan_protecting(&candidates, &p, at(Q1_NOW), &["old"]);
+        let old = decisions.iter().find(|d| d.id == "old").unwrap();
+        assert!(old.keep);
+        assert_eq!(old.reasons, [Protected]);
+        let made = decisions.iter().find(|d| d.id == "just-made").unwrap();
+        assert_eq!(made.reasons, [Newest, Last]);
+        let decisions = plan_protecting(&candidates, &p, at(Q1_NOW), &["just-made"]);
+        let made = decisions.iter().find(|d| d.id == "just-made").unwrap();
+        assert_eq!(made.reasons, [Newest, Protected, Last]);
+        assert!(!decisions.iter().find(|d| d.id == "old").unwrap().keep);
+        // Protected with an empty policy: kept for both reasons.
+        let decisions = plan_protecting(&candidates, &Policy::default(), at(Q1_NOW), &["old"]);
+        let old = decisions.iter().find(|d| d.id == "old").unwrap();
+        assert_eq!(old.reasons, [Protected, NoPolicy]);
     }
 
     #[test]
     fn reason_display_and_serialization() {
         let all = [
             (Newest, "newest backup", "newest"),
+            (Protected, "protected", "protected"),
             (NoPolicy, "no retention policy", "no-policy"),
             (Last, "keep-last", "last"),
             (Daily, "daily", "daily"),
@@ -911,16 +1031,63 @@ mod tests {
             }
         }
 
-        /// 2. The newest backup is always kept, with reason Newest, and no other has it.
+        /// 2. The newest backup not dated in the future is always kept, with reason Newest, and
+        ///    no other has it; future-dated backups are always kept too.
         #[test]
         fn prop_newest_is_always_kept(cs in candidates(), p in policies()) {
             let decisions = plan(&cs, &p, fixed_now());
-            if let Some(newest_input) = cs.iter().max_by(|a, b| newest_first(b, a)) {
-                let first = &decisions[0];
-                prop_assert_eq!(&first.id, &newest_input.id);
-                prop_assert!(first.keep);
-                prop_assert!(first.reasons.contains(&Newest));
-                prop_assert!(decisions[1..].iter().all(|d| !d.reasons.contains(&Newest)));
+            let newest_real = cs
+                .iter()
+                .filter(|c| c.time <= fixed_now())
+                .max_by(|a, b| newest_first(b, a));
+            for d in &decisions {
+                let is_floor = newest_real.is_some_and(|c| c.id == d.id);
+                prop_assert_eq!(d.reasons.contains(&Newest), is_floor, "{:?}", d);
+                if is_floor || d.time > fixed_now() {
+                    prop_assert!(d.keep, "{:?}", d);
+                }
+            }
+        }
+
+        /// Protected ids are always kept with reason Protected; protecting never deletes
+        /// anything the plain plan keeps.
+        #[test]
+        fn prop_protected_are_kept(
+            cs in candidates(),
+            p in policies(),
+            picks in prop::collection::vec(0_usize..60, 0..4),
+        ) {
+            let protected: Vec<&str> = picks
+                .iter()
+                .filter_map(|i| cs.get(*i).map(|c| c.id.as_str()))
+                .collect();
+            let plain = kept_ids(&plan(&cs, &p, fixed_now()));
+            let decisions = plan_protecting(&cs, &p, fixed_now(), &protected);
+            for d in &decisions {
+                let is_protected = protected.contains(&d.id.as_str());
+                prop_assert_eq!(d.reasons.contains(&Protected), is_protected);
+                if is_protected {
+                    prop_assert!(d.keep);
+                }
+            }
+            prop_assert!(plain.is_subset(&kept_ids(&decisions)));
+        }
+
+        /// A policy whose rules are all 0 or unset deletes nothing.
+        #[test]
+        fn prop_all_zero_policy_deletes_nothing(
+            cs in candidates(),
+            zeros in prop::collection::vec(any::<bool>(), 6),
+        ) {
+            let mut p = Policy::default();
+            for (index, zero) in zeros.into_iter().enumerate() {
+                if zero {
+                    *rule_mut(&mut p, index) = Some(0);
+                }
+            }
+            prop_assert!(p.is_empty());
+            for d in plan(&cs, &p, fixed_now()) {
+                prop_assert!(d.keep && d.reasons.contains(&NoPolicy));
             }
         }
 
@@ -958,10 +1125,10 @@ mod tests {
             let mut bigger = p.clone();
             let slot = rule_mut(&mut bigger, rule);
             match *slot {
-                Some(n) => *slot = Some(n + increase),
-                // Enabling the first rule turns "keep everything" into a real policy,
-                // which may delete; that is the one allowed exception.
-                None => {
+                Some(n) if n > 0 => *slot = Some(n + increase),
+                // Turning on the first rule (it was unset or 0) turns "keep everything" into a
+                // real policy, which may delete; that is the one allowed exception.
+                _ => {
                     prop_assume!(!p.is_empty());
                     *slot = Some(increase);
                 }
