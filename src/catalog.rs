@@ -233,18 +233,73 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+impl Entry {
+    /// The database this backup belongs to, as its sidecar records it; `None` for files without
+    /// readable metadata (unmanaged, leftovers), which cannot be attributed to any.
+    #[must_use]
+    pub fn database(&self) -> Option<&str> {
+        self.meta.as_ref().map(|m| m.database.as_str())
+    }
+
+    /// Whether the backup is dated after `now` (clock skew, or a file from another host).
+    #[must_use]
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        self.time > now
+    }
+}
+
+/// What a lookup by `latest` or id prefix looks among.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Only this database's backups (plus, for an id prefix, files that belong to no known
+    /// database); `None`: every backup in the folder.
+    pub database: Option<&'a str>,
+    /// What counts as "dated in the future".
+    pub now: DateTime<Utc>,
+}
+
+impl Scope<'_> {
+    fn admits(&self, e: &Entry) -> bool {
+        match (self.database, e.database()) {
+            (None, _) | (_, None) => true,
+            (Some(wanted), Some(db)) => wanted == db,
+        }
+    }
+
+    fn of_db(&self) -> String {
+        self.database
+            .map(|db| format!(" of database {db:?}"))
+            .unwrap_or_default()
+    }
+}
+
+/// The databases with complete backups in `entries`, sorted, without repeats.
+#[must_use]
+pub fn databases(entries: &[Entry]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.status == Status::Complete)
+        .filter_map(Entry::database)
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
 /// Finds a backup by `latest`, an id, a unique id prefix, or a file name in the folder.
-pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a Entry> {
+///
+/// `latest` is the newest complete backup of the scope's database that is not dated in the
+/// future; only when every one of them is future-dated, the newest of those, with a warning.
+/// Files without metadata are never `latest`. An id prefix matches the scope's backups and the
+/// files that cannot be attributed to a database; a full id or file name matches any backup
+/// (the caller checks whose it is).
+pub fn resolve<'a>(
+    entries: &'a [Entry],
+    wanted: &str,
+    dir: &Path,
+    scope: &Scope<'_>,
+) -> Result<&'a Entry> {
     let usable = |e: &&Entry| matches!(e.status, Status::Complete | Status::Unmanaged);
     if wanted == "latest" {
-        return entries
-            .iter()
-            .find(|e| e.status == Status::Complete)
-            .ok_or_else(|| {
-                Error::usage(format!("no complete backup in {}", dir.display()))
-                    .hint("make one with `aos-backup backup`, or give a file path")
-                    .into()
-            });
+        return latest(entries, dir, scope);
     }
     if let Some(e) = entries
         .iter()
@@ -253,22 +308,44 @@ pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a
     {
         return Ok(e);
     }
+    let prefixed = |e: &&Entry| e.id.as_deref().is_some_and(|id| id.starts_with(wanted));
     let matches: Vec<&Entry> = entries
         .iter()
         .filter(usable)
-        .filter(|e| e.id.as_deref().is_some_and(|id| id.starts_with(wanted)))
+        .filter(prefixed)
+        .filter(|e| scope.admits(e))
         .collect();
     match matches.as_slice() {
         [one] => Ok(one),
-        [] => Err(Error::usage(format!(
-            "{wanted:?} is neither a file nor a backup id in {}",
-            dir.display()
-        ))
-        .hint("see `aos-backup list` for ids, or give a path to a backup file")
-        .into()),
+        [] => {
+            let elsewhere: Vec<String> = entries
+                .iter()
+                .filter(usable)
+                .filter(prefixed)
+                .filter_map(|e| Some(format!("{} of {}", e.id.as_deref()?, e.database()?)))
+                .take(5)
+                .collect();
+            if elsewhere.is_empty() {
+                Err(Error::usage(format!(
+                    "{wanted:?} is neither a file nor a backup id in {}",
+                    dir.display()
+                ))
+                .hint("see `aos-backup list` for ids, or give a path to a backup file")
+                .into())
+            } else {
+                Err(Error::usage(format!(
+                    "{wanted:?} matches no backup{} but backups of other databases: {}",
+                    scope.of_db(),
+                    elsewhere.join(", ")
+                ))
+                .hint("to restore another database's backup, add --from-database NAME")
+                .into())
+            }
+        }
         many => Err(Error::usage(format!(
-            "{wanted:?} matches {} backups ({})",
+            "{wanted:?} matches {} backups{} ({})",
             many.len(),
+            scope.of_db(),
             many.iter()
                 .filter_map(|e| e.id.clone())
                 .take(5)
@@ -278,6 +355,46 @@ pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a
         .hint("give more of the id")
         .into()),
     }
+}
+
+/// `latest` within the scope; see [`resolve`].
+fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a Entry> {
+    let mut complete = entries
+        .iter()
+        .filter(|e| e.status == Status::Complete && scope.admits(e));
+    // Entries are sorted newest first.
+    let first = complete.clone().next();
+    if let Some(e) = complete.find(|e| !e.is_future(scope.now)) {
+        return Ok(e);
+    }
+    if let Some(e) = first {
+        tracing::warn!(
+            "every backup{} is dated in the future; `latest` is {}, dated {} (now is {}): check the clocks",
+            scope.of_db(),
+            e.id.as_deref().unwrap_or(&e.name),
+            e.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            scope.now.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        return Ok(e);
+    }
+    let others: Vec<String> = databases(entries)
+        .into_iter()
+        .filter(|db| Some(db.as_str()) != scope.database)
+        .collect();
+    let mut err = Error::usage(format!(
+        "no complete backup{} in {}",
+        scope.of_db(),
+        dir.display()
+    ));
+    err = if others.is_empty() {
+        err.hint("make one with `aos-backup backup`, or give a file path")
+    } else {
+        err.hint(format!(
+            "the folder holds backups of {}; to restore one of them, add --from-database NAME",
+            others.join(", ")
+        ))
+    };
+    Err(err.into())
 }
 
 #[cfg(test)]
@@ -339,16 +456,91 @@ mod tests {
         assert_eq!(by(Status::Incomplete), 1);
         assert_eq!(by(Status::Orphaned), 1);
         assert_eq!(entries.len(), 5);
+        let all = Scope {
+            database: None,
+            now: Utc::now(),
+        };
         assert_eq!(
-            resolve(&entries, "latest", d).unwrap().id.as_deref(),
+            resolve(&entries, "latest", d, &all).unwrap().id.as_deref(),
             Some("20240102-000000")
         );
         assert_eq!(
-            resolve(&entries, "20240101", d).unwrap().id.as_deref(),
+            resolve(&entries, "20240101", d, &all)
+                .unwrap()
+                .id
+                .as_deref(),
             Some("20240101-000000")
         );
-        assert!(resolve(&entries, "2024010", d).is_err(), "ambiguous prefix");
-        assert!(resolve(&entries, "nope", d).is_err());
+        assert!(
+            resolve(&entries, "2024010", d, &all).is_err(),
+            "ambiguous prefix"
+        );
+        assert!(resolve(&entries, "nope", d, &all).is_err());
+    }
+
+    #[test]
+    fn latest_and_prefixes_stay_within_the_database_and_skip_future_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // (id, database, seconds after the base time); "now" is base + 100.
+        for (id, db, secs) in [
+            ("20240101-000001", "shop", 1),
+            ("20240101-000002", "shop2", 2),
+            ("20240101-000003", "shop", 3),
+            ("20250101-000000", "shop", 1_000_000),
+            ("20240101-000004", "shop2", 4),
+        ] {
+            let name = format!("aos-backup-{id}.dump.zst");
+            std::fs::write(d.join(&name), "abc").unwrap();
+            let mut m = meta(id, &name, secs);
+            m.database = db.into();
+            m.write(&Meta::path_for(&d.join(&name))).unwrap();
+        }
+        // A file of ours without a sidecar, newer than all: never `latest`.
+        std::fs::write(d.join("aos-backup-20240101-000050.dump.zst"), "x").unwrap();
+        let entries = scan(d).unwrap();
+        let now = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+        let scope = |database| Scope { database, now };
+        let id = |wanted, database| {
+            resolve(&entries, wanted, d, &scope(database))
+                .map(|e| e.id.clone().unwrap())
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(id("latest", Some("shop")).unwrap(), "20240101-000003");
+        assert_eq!(id("latest", Some("shop2")).unwrap(), "20240101-000004");
+        assert_eq!(id("latest", None).unwrap(), "20240101-000004");
+        let err = id("latest", Some("shop3")).unwrap_err();
+        assert!(
+            err.contains("no complete backup of database \"shop3\""),
+            "{err}"
+        );
+        // Prefixes: ambiguous across the folder, unique within a database.
+        assert!(id("20240101-00000", None).is_err());
+        assert!(id("20240101-00000", Some("shop")).is_err(), "two of shop");
+        assert_eq!(
+            id("20240101-000002", Some("shop")).unwrap(),
+            "20240101-000002"
+        );
+        assert!(
+            id("20240101-0000", Some("shop2")).is_err(),
+            "two of shop2 and one without"
+        );
+        let err = id("20240101-00000", Some("shop3")).unwrap_err();
+        assert!(err.contains("other databases"), "{err}");
+        // The unmanaged file is found by its id and prefix (it has no database).
+        assert_eq!(
+            id("20240101-00005", Some("shop")).unwrap(),
+            "20240101-000050"
+        );
+        // Only future-dated backups: the newest of them, with a warning.
+        let only_future: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.id.as_deref() == Some("20250101-000000"))
+            .cloned()
+            .collect();
+        let e = resolve(&only_future, "latest", d, &scope(Some("shop"))).unwrap();
+        assert_eq!(e.id.as_deref(), Some("20250101-000000"));
+        assert_eq!(databases(&entries), ["shop", "shop2"]);
     }
 
     #[test]

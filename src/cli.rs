@@ -68,7 +68,7 @@ pub enum Command {
     /// Restore a backup (a path, an id, or `latest`) into the database.
     Restore(RestoreArgs),
     /// List the backups in the backup folder, newest first.
-    List,
+    List(ListArgs),
     /// Check backups against their checksums and read them through.
     Verify(VerifyArgs),
     /// Delete old backups according to the retention policy.
@@ -138,8 +138,20 @@ pub struct RestoreArgs {
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<u32>,
 
+    /// Restore a backup of database NAME (not the target's): `latest` and id prefixes look among
+    /// NAME's backups, and this is the consent needed to restore one into another database.
+    #[arg(long, value_name = "NAME")]
+    pub from_database: Option<String>,
+
     #[command(flatten)]
     pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ListArgs {
+    /// Only the backups of database NAME (default: every database in the folder).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +184,14 @@ pub struct PruneArgs {
     /// Print the plan (each backup, keep or delete, and why) without deleting anything.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+
+    /// Apply the policy to the backups of database NAME [default: DATABASE_URL's database].
+    #[arg(long, value_name = "NAME", conflicts_with = "all_databases")]
+    pub database: Option<String>,
+
+    /// Apply the policy to each database's backups in the folder, separately.
+    #[arg(long)]
+    pub all_databases: bool,
 
     #[command(flatten)]
     pub policy: PolicyArgs,

@@ -73,8 +73,11 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let tmp = partial_path(path);
+    // Only a temp file this call created is ever removed: an existing one is not ours.
+    let mut created = false;
     let result = (|| -> Result<()> {
         let mut f = create_private(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        created = true;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
         f.sync_all()
@@ -83,7 +86,7 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         sync_dir(path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("syncing the folder of {}", path.display()))
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         let _ = std::fs::remove_file(&tmp);
     }
     result
@@ -159,5 +162,10 @@ mod tests {
         assert!(write_new_atomic(&p, b"two").is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"one");
         assert!(!partial_path(&p).exists());
+        // Someone else's temp file is neither overwritten nor removed.
+        let q = dir.path().join("q.json");
+        std::fs::write(partial_path(&q), "theirs").unwrap();
+        assert!(write_new_atomic(&q, b"mine").is_err());
+        assert_eq!(std::fs::read(partial_path(&q)).unwrap(), b"theirs");
     }
 }

@@ -87,6 +87,42 @@ pub fn id_of(file_name: &str) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
+/// The id a folder entry holds, if it is one of our backups, its sidecar, or a leftover
+/// (`.partial`) of either: each of these makes its id taken.
+#[must_use]
+pub fn id_held_by(entry_name: &str) -> Option<&str> {
+    let base = entry_name
+        .strip_suffix(PARTIAL_SUFFIX)
+        .unwrap_or(entry_name);
+    let base = base.strip_suffix(META_SUFFIX).unwrap_or(base);
+    id_of(base)
+}
+
+/// The first free id for a new backup: `base`, else `base-2`, `base-3`... (up to 99), where an id
+/// is taken when any entry of `existing` (the folder's names) holds it: a backup of any
+/// extension, a sidecar, or a `.partial` left by an interrupted run, which the new run must not
+/// write over (or remove).
+#[must_use]
+pub fn free_id<'a>(
+    base: &str,
+    existing: impl IntoIterator<Item = &'a str> + Clone,
+) -> Option<String> {
+    (1..100)
+        .map(|n| {
+            if n == 1 {
+                base.to_string()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| {
+            !existing
+                .clone()
+                .into_iter()
+                .any(|name| id_held_by(name) == Some(id.as_str()))
+        })
+}
+
 /// Whether a name looks like a backup of any tool (by extension), ours or not.
 #[must_use]
 pub fn looks_like_backup(file_name: &str) -> bool {
@@ -127,6 +163,43 @@ mod tests {
         assert_eq!(id_of("aos-backup-20251213-120000.dump.partial"), None);
         assert!(looks_like_backup("backup_2024.sql.gz"));
         assert!(!looks_like_backup("notes.txt"));
+    }
+
+    #[test]
+    fn free_id_skips_backups_sidecars_and_leftovers() {
+        let base = "20240331-120000";
+        let none: [&str; 0] = [];
+        assert_eq!(free_id(base, none).as_deref(), Some(base));
+        for taken in [
+            "aos-backup-20240331-120000.dump.zst",
+            "aos-backup-20240331-120000.sql.gz",
+            "aos-backup-20240331-120000.dump.zst.meta.json",
+            "aos-backup-20240331-120000.dump.zst.partial",
+            "aos-backup-20240331-120000.dump.zst.meta.json.partial",
+            "aos-backup-20240331-120000.dir.partial",
+        ] {
+            assert_eq!(
+                free_id(base, [taken, "notes.txt"]).as_deref(),
+                Some("20240331-120000-2"),
+                "{taken}"
+            );
+        }
+        let names = [
+            "aos-backup-20240331-120000.dump.zst.partial",
+            "aos-backup-20240331-120000-2.dump.zst",
+            "aos-backup-20240331-120001.dump.zst",
+        ];
+        assert_eq!(free_id(base, names).as_deref(), Some("20240331-120000-3"));
+        let all: Vec<String> = (1..100)
+            .map(|n| {
+                if n == 1 {
+                    format!("aos-backup-{base}.dump")
+                } else {
+                    format!("aos-backup-{base}-{n}.dump")
+                }
+            })
+            .collect();
+        assert_eq!(free_id(base, all.iter().map(String::as_str)), None);
     }
 
     #[test]

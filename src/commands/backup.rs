@@ -236,7 +236,10 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     drop(db);
 
     let started_at = ctx.now;
-    let id = naming::make_id(started_at, plan.label.as_deref());
+    let id = choose_id(
+        &plan.dir,
+        &naming::make_id(started_at, plan.label.as_deref()),
+    )?;
     let ext = naming::extension(plan.format, plan.compression.algorithm, sealer.is_some());
     tracing::info!(
         "backing up database {:?} on {} with {} ({})",
@@ -330,7 +333,13 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     ctx.emit(&outcome.path.display().to_string(), &json);
 
     if let Some(policy) = &plan.prune {
-        super::prune::apply(ctx, &plan.dir, policy, false, false, &lock).with_context(|| {
+        // Only this database's backups, and never the one just written.
+        let which = super::prune::Databases::One(meta.database.clone());
+        let just_made = Some(meta.file.as_str());
+        super::prune::apply(
+            ctx, &plan.dir, policy, &which, just_made, false, false, &lock,
+        )
+        .with_context(|| {
             format!(
                 "the backup {} succeeded, but pruning old backups failed",
                 outcome.path.display()
@@ -375,6 +384,15 @@ impl Job {
     fn run(self, sealer: Option<&Sealer>) -> Result<Outcome> {
         let final_path = self.plan.dir.join(naming::file_name(&self.id, &self.ext));
         let tmp = fsutil::partial_path(&final_path);
+        if std::fs::symlink_metadata(&tmp).is_ok() {
+            // Not ours (the id was chosen free of leftovers): never write over it or remove it.
+            return Err(Error::new(
+                crate::error::Kind::Failure,
+                format!("{} appeared while the backup started", tmp.display()),
+            )
+            .hint("another program writes into the backup folder; nothing was changed")
+            .into());
+        }
         process::register_temp(&tmp);
         let result = self.dump(&tmp, sealer);
         let result = result.and_then(|(written, files)| {
@@ -481,6 +499,23 @@ impl Job {
         }
         anyhow::bail!("no free file name for backup {}", self.id)
     }
+}
+
+/// The id of the new backup: `base`, or `base-2`, `base-3`... when a backup, a sidecar or a
+/// leftover `.partial` of an interrupted run already holds it (see [`naming::free_id`]).
+fn choose_id(dir: &Path, base: &str) -> Result<String> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    naming::free_id(base, names.iter().map(String::as_str)).ok_or_else(|| {
+        Error::new(
+            crate::error::Kind::Failure,
+            format!("no free file name for backup {base} in {}", dir.display()),
+        )
+        .hint("remove leftovers with `aos-backup prune`, or wait a second")
+        .into()
+    })
 }
 
 /// Asks for a 1 MiB pipe from pg_dump (the default is 64 KiB): fewer wake-ups for both sides.

@@ -1,13 +1,20 @@
-//! `aos-backup list`: every backup in the folder, newest first, with its status.
+//! `aos-backup list`: every backup in the folder (or one database's), newest first, with its
+//! status; backups dated in the future are flagged.
 
 use super::Ctx;
 use crate::catalog::{self, Status};
+use crate::cli::ListArgs;
 use anyhow::Result;
 
 /// Runs list.
-pub fn run(ctx: &Ctx) -> Result<()> {
+pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let dir = ctx.backup_dir();
-    let entries = catalog::scan(&dir)?;
+    let mut entries = catalog::scan(&dir)?;
+    let databases = catalog::databases(&entries);
+    if let Some(db) = &args.database {
+        // Files without metadata belong to no known database: a filter leaves them out.
+        entries.retain(|e| e.database() == Some(db.as_str()));
+    }
     let mut json = Vec::with_capacity(entries.len());
     let mut rows = vec![format!(
         "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
@@ -17,6 +24,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         let meta = e.meta.as_ref();
         let label = meta.and_then(|m| m.label.clone()).unwrap_or_default();
         let database = meta.map(|m| m.database.clone()).unwrap_or_default();
+        let future = e.is_future(ctx.now);
         rows.push(format!(
             "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
             e.id.clone().unwrap_or_else(|| sanitize(&e.name)),
@@ -33,7 +41,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             } else {
                 sanitize(&database)
             },
-            e.status.as_str()
+            if future {
+                format!("{}, dated in the future", e.status.as_str())
+            } else {
+                e.status.as_str().to_string()
+            }
         ));
         json.push(serde_json::json!({
             "id": e.id,
@@ -44,6 +56,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "size_bytes": e.size,
             "label": meta.and_then(|m| m.label.clone()),
             "database": meta.map(|m| m.database.clone()),
+            "host": meta.map(|m| m.host.clone()),
+            "future": future,
             "format": meta.map(|m| m.format.clone()),
             "compression": meta.map(|m| m.compression.clone()),
             "encryption": meta.map(|m| m.encryption.clone()),
@@ -51,7 +65,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }));
     }
     if entries.is_empty() && !ctx.json {
-        tracing::info!("no backups in {}", dir.display());
+        match &args.database {
+            Some(db) if !databases.is_empty() => tracing::info!(
+                "no backups of database {db:?} in {}; it holds backups of {}",
+                dir.display(),
+                databases.join(", ")
+            ),
+            Some(db) => tracing::info!("no backups of database {db:?} in {}", dir.display()),
+            None => tracing::info!("no backups in {}", dir.display()),
+        }
         return Ok(());
     }
     ctx.emit(&rows.join("\n"), &serde_json::Value::Array(json));
@@ -59,6 +81,25 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         .iter()
         .filter(|e| e.status == Status::Incomplete)
         .count();
+    let future: Vec<String> = entries
+        .iter()
+        .filter(|e| e.status == Status::Complete && e.is_future(ctx.now))
+        .map(|e| sanitize(e.id.as_deref().unwrap_or(&e.name)))
+        .collect();
+    if !future.is_empty() {
+        tracing::warn!(
+            "{} backup(s) dated in the future ({}): check the clocks; prune keeps them, and `latest` picks them only when nothing else is left",
+            future.len(),
+            future.join(", ")
+        );
+    }
+    if args.database.is_none() && databases.len() > 1 {
+        tracing::info!(
+            "backups of {} databases: {}; `aos-backup list --database NAME` shows one",
+            databases.len(),
+            databases.join(", ")
+        );
+    }
     if incomplete > 0 {
         tracing::info!(
             "{incomplete} leftover(s) of interrupted runs; `aos-backup prune` removes them"

@@ -51,6 +51,16 @@ impl Ctx {
         Ok(conn)
     }
 
+    /// The database `DATABASE_URL` names (else `PGDATABASE`, else the user name, as libpq does),
+    /// read without connecting; `None` when `DATABASE_URL` is unset or does not parse (whatever
+    /// connects reports that).
+    #[must_use]
+    pub fn target_database(&self) -> Option<String> {
+        let url = self.settings.database_url.as_ref()?;
+        let conn = ConnInfo::parse(&url.value).ok()?;
+        Some(conn.effective_dbname(&|k| self.settings.env.var(k)))
+    }
+
     /// Where pg_dump and friends are looked for.
     #[must_use]
     pub fn locator(&self) -> Locator {
@@ -104,7 +114,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
     match &cli.command {
         Command::Backup(a) => backup::run(&ctx, a).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
-        Command::List => list::run(&ctx),
+        Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Config => config::run(&ctx),
@@ -151,6 +161,24 @@ pub fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// An age in words: `1 day ago`, `9 hours ago`, `2 minutes in the future`.
+#[must_use]
+pub fn age_phrase(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
+    let abs = secs.unsigned_abs();
+    let amount = match abs {
+        0..=119 => count(abs, "second"),
+        120..=7199 => count(abs / 60, "minute"),
+        7200..=172_799 => count(abs / 3600, "hour"),
+        _ => count(abs / 86400, "day"),
+    };
+    if secs < 0 {
+        format!("{amount} in the future")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
 /// An age like `3h`, `2d`, `45s`.
 #[must_use]
 pub fn human_age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -185,5 +213,17 @@ mod tests {
         let now = Utc::now();
         assert_eq!(human_age(now - chrono::Duration::hours(5), now), "5h");
         assert_eq!(human_age(now - chrono::Duration::days(3), now), "3d");
+        assert_eq!(
+            age_phrase(now - chrono::Duration::days(1), now),
+            "1 day ago"
+        );
+        assert_eq!(
+            age_phrase(now - chrono::Duration::hours(9), now),
+            "9 hours ago"
+        );
+        assert_eq!(
+            age_phrase(now + chrono::Duration::days(300), now),
+            "300 days in the future"
+        );
     }
 }

@@ -19,20 +19,88 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Finds the backup to restore: an existing path, else `latest` or an id in the backup folder.
-pub fn resolve_target(wanted: &str, dir: &Path) -> Result<PathBuf> {
+/// Finds the backup to restore: an existing path, else `latest` or an id in the backup folder
+/// (`latest` and id prefixes among the backups of `scope`'s database).
+pub fn resolve_target(wanted: &str, dir: &Path, scope: &catalog::Scope<'_>) -> Result<PathBuf> {
     let p = Path::new(wanted);
     if p.exists() {
         return Ok(p.to_path_buf());
     }
     let looks_like_path = wanted.contains('/') || crate::naming::looks_like_backup(wanted);
     let entries = catalog::scan(dir)?;
-    match catalog::resolve(&entries, wanted, dir) {
+    match catalog::resolve(&entries, wanted, dir, scope) {
         Ok(e) => Ok(e.path.clone()),
         Err(_) if looks_like_path => Err(Error::usage(format!("{wanted}: no such file"))
             .hint("check the path, or give a backup id or `latest` (see `aos-backup list`)")
             .into()),
         Err(e) => Err(e),
+    }
+}
+
+/// Picks the backup to restore among the target database's backups (or `--from-database`'s) and
+/// checks whose it is: a backup of another database than the target needs `--from-database`.
+/// Returns its path and how to name it to the user.
+fn choose_backup(ctx: &Ctx, args: &RestoreArgs, dir: &Path) -> Result<(PathBuf, String)> {
+    let target = ctx.target_database();
+    let scope = catalog::Scope {
+        database: args.from_database.as_deref().or(target.as_deref()),
+        now: ctx.now,
+    };
+    let path = resolve_target(&args.target, dir, &scope)?;
+    // An unreadable sidecar is refused by the checksum step; here it only names nothing.
+    let meta = Meta::read(&Meta::path_for(&path)).ok();
+    let about = describe_backup(meta.as_ref(), &path, ctx.now);
+    if let (Some(meta), Some(target)) = (&meta, &target) {
+        check_database(&meta.database, target, args.from_database.as_deref(), &path)?;
+    }
+    tracing::info!("restoring the {about}");
+    Ok((path, about))
+}
+
+/// `backup of "shop2" (from db1) taken 2026-11-28 02:15 UTC, 1 day ago`.
+fn describe_backup(meta: Option<&Meta>, path: &Path, now: chrono::DateTime<chrono::Utc>) -> String {
+    match meta {
+        Some(m) => format!(
+            "backup of {:?} (from {}) taken {}, {}",
+            m.database,
+            m.host.escape_debug(),
+            m.started_at.format("%Y-%m-%d %H:%M UTC"),
+            super::age_phrase(m.started_at, now)
+        ),
+        None => format!(
+            "file {} (no metadata: its database and date are unknown)",
+            path.display()
+        ),
+    }
+}
+
+/// Refuses (exit 3) a backup of another database than the target unless `--from-database` names
+/// that database, and any backup whose database is not the one `--from-database` names.
+fn check_database(backup_db: &str, target: &str, from: Option<&str>, path: &Path) -> Result<()> {
+    match from {
+        Some(from) if from != backup_db => Err(Error::refused(format!(
+            "refusing to restore: {} is a backup of database {backup_db:?}, not of {from:?} as --from-database says",
+            path.display()
+        ))
+        .hint(format!(
+            "check the backup; to restore it into {target:?}, pass --from-database {backup_db}"
+        ))
+        .into()),
+        None if backup_db != target => Err(Error::refused(format!(
+            "refusing to restore: {} is a backup of database {backup_db:?}, and the target is database {target:?}",
+            path.display()
+        ))
+        .hint(format!(
+            "to restore {backup_db:?}'s backup into {target:?}, add --from-database {backup_db}"
+        ))
+        .into()),
+        Some(_) if backup_db != target => {
+            tracing::warn!(
+                "restoring a backup of database {backup_db:?} into database {target:?} (--from-database)"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -50,7 +118,7 @@ pub fn check_against_meta(path: &Path, counter: &AtomicU64) -> Result<Option<Met
 /// Runs a restore.
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let dir = ctx.backup_dir();
-    let path = resolve_target(&args.target, &dir)?;
+    let (path, about) = choose_backup(ctx, args, &dir)?;
     let _lock = if dir.is_dir() {
         Some(crate::lock::acquire(&dir, "restore")?)
     } else {
@@ -126,7 +194,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         .into());
     }
     if tables > 0 && !args.yes {
-        confirm(&dbname, &host, tables).await?;
+        confirm(&dbname, &host, tables, &about).await?;
     }
     // Serial restores go through psql (one transaction we control); --jobs uses pg_restore alone.
     let locator = ctx.locator();
@@ -224,7 +292,7 @@ fn layers_note(o: &Opened) -> String {
 }
 
 /// Asks on the terminal; refuses at once when nobody can answer.
-async fn confirm(dbname: &str, host: &str, tables: u64) -> Result<()> {
+async fn confirm(dbname: &str, host: &str, tables: u64, about: &str) -> Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !interactive {
         return Err(Error::refused(format!(
@@ -234,7 +302,7 @@ async fn confirm(dbname: &str, host: &str, tables: u64) -> Result<()> {
         .into());
     }
     let prompt = format!(
-        "Database {dbname:?} on {host} holds {tables} tables. Replace its objects with the backup's?"
+        "Database {dbname:?} on {host} holds {tables} tables. Replace its objects with the {about}?"
     );
     let answer = tokio::task::spawn_blocking(move || {
         dialoguer::Confirm::new()

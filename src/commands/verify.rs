@@ -270,7 +270,11 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
                 .find(|e| e.path.file_name() == p.file_name());
             vec![single.with_context(|| format!("{wanted} is not a backup file"))?]
         } else {
-            match catalog::resolve(&entries, &wanted, &dir) {
+            let scope = catalog::Scope {
+                database: None,
+                now: ctx.now,
+            };
+            match catalog::resolve(&entries, &wanted, &dir, &scope) {
                 Ok(e) => vec![e.clone()],
                 // The id of a backup whose file is gone (`list` shows it): that backup fails
                 // verification, as with --all or the sidecar's path; it is not an unknown id.
