@@ -169,7 +169,7 @@ pub fn age_phrase(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let amount = match abs {
         0..=119 => count(abs, "second"),
         120..=7199 => count(abs / 60, "minute"),
-        7200..=172_799 => count(abs / 3600, "hour"),
+        7200..=86_399 => count(abs / 3600, "hour"),
         _ => count(abs / 86400, "day"),
     };
     if secs < 0 {

@@ -964,7 +964,7 @@ fn restore_by_id_latest_prefix_and_file_name() {
     let restore = |what: &str| {
         aos(dir.path())
             .env("DATABASE_URL", pg.tcp_url(&target))
-            .args(["restore", what, "--yes"])
+            .args(["restore", what, "--yes", "--from-database", &t.db])
             .run()
     };
 
@@ -1009,7 +1009,7 @@ fn restore_refuses_a_backup_with_a_flipped_byte_and_leaves_the_target_alone() {
     let schema = pg.dump_schema(&target);
     let out = aos(dir.path())
         .env("DATABASE_URL", pg.tcp_url(&target))
-        .args(["restore", A_ID, "--yes"])
+        .args(["restore", A_ID, "--yes", "--from-database", &template().db])
         .run();
     out.assert_code(4);
     assert_contains(
@@ -1035,7 +1035,7 @@ fn restore_refuses_a_backup_with_a_flipped_byte_and_leaves_the_target_alone() {
     for (id, fragment) in [(B_ID, "truncated"), (c_id.as_str(), "unreadable")] {
         let out = aos(dir.path())
             .env("DATABASE_URL", pg.tcp_url(&target))
-            .args(["restore", id, "--yes"])
+            .args(["restore", id, "--yes", "--from-database", &template().db])
             .run();
         out.assert_code(4);
         assert_contains(&out, &out.stderr, &["refusing to restore", fragment]);
@@ -1114,7 +1114,7 @@ fn prune_dry_run_prints_the_whole_plan_and_deletes_nothing() {
     retention_set(dir.path());
     let before = snapshot(dir.path());
     let out = aos(dir.path())
-        .args(["prune", "--dry-run", "--keep-last", "3"])
+        .args(["prune", "--all-databases", "--dry-run", "--keep-last", "3"])
         .run();
     out.assert_success();
     assert_eq!(snapshot(dir.path()), before, "a dry run deleted something");
@@ -1145,7 +1145,14 @@ fn prune_dry_run_prints_the_whole_plan_and_deletes_nothing() {
     assert_contains(&out, &out.stderr, &["would delete 7 backup(s), kept 3"]);
 
     let out = aos(dir.path())
-        .args(["prune", "-n", "--keep-last", "3", "--json"])
+        .args([
+            "prune",
+            "--all-databases",
+            "-n",
+            "--keep-last",
+            "3",
+            "--json",
+        ])
         .run();
     out.assert_success();
     let plan = out.json();
@@ -1164,7 +1171,9 @@ fn prune_dry_run_prints_the_whole_plan_and_deletes_nothing() {
 fn prune_keep_last_deletes_exactly_the_older_backups_and_their_sidecars() {
     let dir = tempdir();
     retention_set(dir.path());
-    let out = aos(dir.path()).args(["prune", "--keep-last", "3"]).run();
+    let out = aos(dir.path())
+        .args(["prune", "--all-databases", "--keep-last", "3"])
+        .run();
     out.assert_success();
     assert_kept(dir.path(), &["b08", "b09", "b10"], &[], &out);
     let plan = plan_lines(&out);
@@ -1175,7 +1184,9 @@ fn prune_keep_last_deletes_exactly_the_older_backups_and_their_sidecars() {
         .args(["verify", "--all"])
         .run()
         .assert_success();
-    let out = aos(dir.path()).args(["prune", "--keep-last", "3"]).run();
+    let out = aos(dir.path())
+        .args(["prune", "--all-databases", "--keep-last", "3"])
+        .run();
     out.assert_success();
     assert_kept(dir.path(), &["b08", "b09", "b10"], &[], &out);
 }
@@ -1206,7 +1217,10 @@ fn prune_applies_age_and_calendar_rules() {
     for (args, kept) in cases {
         let dir = tempdir();
         retention_set(dir.path());
-        let out = aos(dir.path()).arg("prune").args(args).run();
+        let out = aos(dir.path())
+            .args(["prune", "--all-databases"])
+            .args(args)
+            .run();
         out.assert_success();
         assert_kept(dir.path(), kept, &[], &out);
         let plan = plan_lines(&out);
@@ -1223,22 +1237,26 @@ fn prune_applies_age_and_calendar_rules() {
     retention_set(dir.path());
     let out = aos(dir.path())
         .env("AOS_BACKUP_NOW", "2024-03-30T00:00:00Z")
-        .args(["prune", "--keep-last", "2"])
+        .args(["prune", "--all-databases", "--keep-last", "2"])
         .run();
     out.assert_success();
     assert_kept(dir.path(), &["b06", "b07", "b08", "b09", "b10"], &[], &out);
     let plan = plan_lines(&out);
     assert!(
-        plan[&set_id("b10")]
-            .1
-            .ends_with("  newest backup, dated in the future"),
+        plan[&set_id("b10")].1.ends_with("  dated in the future"),
         "{out}"
     );
     assert!(
         plan[&set_id("b08")].1.ends_with("  dated in the future"),
         "{out}"
     );
-    assert!(plan[&set_id("b07")].1.ends_with("  keep-last"), "{out}");
+    // The newest backup is the newest one not dated in the future.
+    assert!(
+        plan[&set_id("b07")]
+            .1
+            .ends_with("  newest backup, keep-last"),
+        "{out}"
+    );
 
     // The reasons of the combined policy.
     let dir = tempdir();
@@ -1246,6 +1264,7 @@ fn prune_applies_age_and_calendar_rules() {
     let out = aos(dir.path())
         .args([
             "prune",
+            "--all-databases",
             "-n",
             "--keep-daily",
             "2",
@@ -1276,7 +1295,7 @@ fn prune_never_deletes_the_newest_backup() {
     retention_set(dir.path());
     let out = aos(dir.path())
         .env("AOS_BACKUP_NOW", "2024-06-01T00:00:00Z")
-        .args(["prune", "--max-age-days", "1"])
+        .args(["prune", "--all-databases", "--max-age-days", "1"])
         .run();
     out.assert_success();
     assert_kept(dir.path(), &["b10"], &[], &out);
@@ -1286,7 +1305,14 @@ fn prune_never_deletes_the_newest_backup() {
     // Over and over: the one that is left stays.
     let out = aos(dir.path())
         .env("AOS_BACKUP_NOW", "2030-01-01T00:00:00Z")
-        .args(["prune", "--max-age-days", "1", "--keep-last", "1"])
+        .args([
+            "prune",
+            "--all-databases",
+            "--max-age-days",
+            "1",
+            "--keep-last",
+            "1",
+        ])
         .run();
     out.assert_success();
     assert_kept(dir.path(), &["b10"], &[], &out);
@@ -1331,7 +1357,9 @@ fn prune_leaves_unmanaged_files_alone_and_removes_leftovers() {
         "aos-backup-20230102-000000.dump.zst",
         "aos-backup-20230102-000000.dump.zst.meta.json",
     ];
-    let out = aos(d).args(["prune", "--keep-last", "1"]).run();
+    let out = aos(d)
+        .args(["prune", "--all-databases", "--keep-last", "1"])
+        .run();
     out.assert_success();
     assert_kept(d, &["b10"], &unmanaged, &out);
     assert_contains(
@@ -1357,7 +1385,7 @@ fn prune_without_a_policy_is_a_usage_error() {
     let dir = tempdir();
     retention_set(dir.path());
     let before = snapshot(dir.path());
-    let out = aos(dir.path()).arg("prune").run();
+    let out = aos(dir.path()).args(["prune", "--all-databases"]).run();
     out.assert_code(2);
     assert_contains(
         &out,
@@ -1372,7 +1400,9 @@ fn prune_without_a_policy_is_a_usage_error() {
     assert_eq!(snapshot(dir.path()), before);
     // A folder that does not exist is a usage error too, and is not created.
     let missing = dir.path().join("nope");
-    let out = aos(&missing).args(["prune", "--keep-last", "1"]).run();
+    let out = aos(&missing)
+        .args(["prune", "--all-databases", "--keep-last", "1"])
+        .run();
     out.assert_code(2);
     assert!(!missing.exists());
 }
@@ -1394,7 +1424,9 @@ fn prune_and_backup_refuse_a_locked_folder() {
     assert_eq!(rc, 0);
     (&lock).write_all(b"pid 1, test holder").unwrap();
 
-    let out = aos(dir.path()).args(["prune", "--keep-last", "1"]).run();
+    let out = aos(dir.path())
+        .args(["prune", "--all-databases", "--keep-last", "1"])
+        .run();
     out.assert_code(5);
     assert_contains(&out, &out.stderr, &["holds the lock", "test holder"]);
     let out = aos(dir.path())
@@ -1407,14 +1439,22 @@ fn prune_and_backup_refuse_a_locked_folder() {
     let target = server().create_db("catalog_locked");
     let out = aos(dir.path())
         .env("DATABASE_URL", server().tcp_url(&target))
-        .args(["restore", "latest", "--yes"])
+        .args([
+            "restore",
+            "latest",
+            "--yes",
+            "--from-database",
+            &template().db,
+        ])
         .run();
     out.assert_code(5);
     assert_eq!(server().table_contents(&target), "");
     server().drop_db(&target);
 
     drop(lock);
-    let out = aos(dir.path()).args(["prune", "--keep-last", "1"]).run();
+    let out = aos(dir.path())
+        .args(["prune", "--all-databases", "--keep-last", "1"])
+        .run();
     out.assert_success();
     assert_kept(dir.path(), &["b10"], &[], &out);
 }
@@ -1546,7 +1586,10 @@ fn config_file_in_the_current_folder_takes_effect() {
     expected.extend([new.to_string(), format!("{new}.meta.json")]);
     assert_eq!(names(&store), expected, "{out}");
     // The gzip backup reads through.
-    let out = aos_in(p).args(["verify", "latest"]).run();
+    let out = aos_in(p)
+        .env("AOS_BACKUP_NOW", "2024-04-01T00:00:00Z")
+        .args(["verify", "latest"])
+        .run();
     out.assert_success();
     assert_contains(&out, &out.stdout, &[new]);
 
@@ -1668,7 +1711,10 @@ fn environment_beats_dotenv_beats_the_file_and_flags_beat_them_all() {
         config_line(&out, "retention.keep_last"),
         "retention.keep_last = 2"
     );
-    assert_eq!(kept(&env().args(["prune", "--dry-run"]).run()), 2);
+    assert_eq!(
+        kept(&env().args(["prune", "--all-databases", "--dry-run"]).run()),
+        2
+    );
 
     // Flags beat everything.
     assert_eq!(count(env().args(["--backup-dir", "from-flag"])), 3);
@@ -1678,12 +1724,22 @@ fn environment_beats_dotenv_beats_the_file_and_flags_beat_them_all() {
         "backup_dir = from-flag  (flag)"
     );
     assert_eq!(
-        kept(&env().args(["prune", "--dry-run", "--keep-last", "4"]).run()),
+        kept(
+            &env()
+                .args(["prune", "--all-databases", "--dry-run", "--keep-last", "4"])
+                .run()
+        ),
         4
     );
     // A flag adds to the policy from the environment, it does not replace it.
     let out = env()
-        .args(["prune", "--dry-run", "--max-age-days", "1"])
+        .args([
+            "prune",
+            "--all-databases",
+            "--dry-run",
+            "--max-age-days",
+            "1",
+        ])
         .run();
     let plan = plan_lines(&out);
     assert_eq!(kept(&out), 2, "{out}");
@@ -1709,7 +1765,11 @@ fn unknown_keys_in_the_config_file_are_usage_errors_naming_the_file() {
         ("[retension]\nkeep_last = 3\n", "retension"),
     ] {
         fs::write(&file, text).unwrap();
-        for args in [&["list"][..], &["config"], &["prune", "--keep-last", "1"]] {
+        for args in [
+            &["list"][..],
+            &["config"],
+            &["prune", "--all-databases", "--keep-last", "1"],
+        ] {
             let out = aos_in(p).args(args).run();
             out.assert_code(2);
             assert_contains(&out, &out.stderr, &[&file.display().to_string(), key]);
@@ -1781,7 +1841,7 @@ fn an_invalid_number_in_the_environment_is_a_usage_error_naming_the_variable() {
     for args in [
         &["config"][..],
         &["list"],
-        &["prune", "--keep-last", "1"],
+        &["prune", "--all-databases", "--keep-last", "1"],
         &["backup"],
     ] {
         let out = aos(&backups)

@@ -109,6 +109,22 @@ impl Cmd {
         self
     }
 
+    /// Adds `--from-database DB` when `backup` has a sidecar naming database DB: the consent
+    /// `restore` needs to restore one database's backup into another (the tests mostly restore
+    /// into a fresh database with another name). No sidecar: nothing is added.
+    pub fn from_database_of(self, backup: &Path) -> Self {
+        let mut name = backup.file_name().unwrap_or_default().to_os_string();
+        name.push(".meta.json");
+        let Ok(text) = std::fs::read_to_string(backup.with_file_name(name)) else {
+            return self;
+        };
+        let meta: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        match meta["database"].as_str() {
+            Some(db) => self.args(["--from-database", db]),
+            None => self,
+        }
+    }
+
     /// Runs in `dir` instead of [`Cmd::dir`].
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.current_dir = Some(dir.into());
