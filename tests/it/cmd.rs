@@ -112,7 +112,7 @@ impl Cmd {
     /// Adds `--from-database DB` when `backup` has a sidecar naming database DB: the consent
     /// `restore` needs to restore one database's backup into another (the tests mostly restore
     /// into a fresh database with another name). No sidecar: nothing is added.
-    pub fn from_database_of(self, backup: &Path) -> Self {
+    pub fn consent_from_database_of(self, backup: &Path) -> Self {
         let mut name = backup.file_name().unwrap_or_default().to_os_string();
         name.push(".meta.json");
         let Ok(text) = std::fs::read_to_string(backup.with_file_name(name)) else {

@@ -45,7 +45,7 @@ fn backup(url: &str, args: &[&str]) -> Cmd {
 fn restore(url: &str, file: &Path) -> Cmd {
     Cmd::new()
         .args(["restore", "--yes"])
-        .from_database_of(file)
+        .consent_from_database_of(file)
         .arg(file)
         .env("DATABASE_URL", url)
 }

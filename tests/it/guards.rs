@@ -155,7 +155,7 @@ fn restore_yes(db: &str, file: &Path, extra: &[&str]) -> Output {
     Cmd::new()
         .args(["restore", "--yes"])
         .args(extra)
-        .from_database_of(file)
+        .consent_from_database_of(file)
         .arg(file)
         .env("DATABASE_URL", server().tcp_url(db))
         .run()
@@ -1154,7 +1154,7 @@ fn sigterm_during_a_parallel_restore_removes_the_unpacked_archive() {
     let (target, before) = populated_target("guards_restore_jobs");
     let cmd = Cmd::new()
         .args(["restore", "--yes", "--force", "--jobs", "2"])
-        .from_database_of(&backup)
+        .consent_from_database_of(&backup)
         .arg(&backup)
         .env("DATABASE_URL", pg.tcp_url(&target))
         .env("PG_BIN", fake.path())

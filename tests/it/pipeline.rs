@@ -147,7 +147,7 @@ fn run_backup(cmd: &Cmd) -> (PathBuf, Output) {
 fn restore_cmd(db: &str, file: &Path) -> Cmd {
     Cmd::new()
         .args(["restore", "--yes"])
-        .from_database_of(file)
+        .consent_from_database_of(file)
         .arg(file)
         .env("DATABASE_URL", server().tcp_url(db))
 }
@@ -1274,7 +1274,7 @@ fn parallel_restore_of_a_compressed_archive_unpacks_to_tmpdir_and_cleans_up() {
     // An empty target needs no --yes.
     let out = Cmd::new()
         .args(["restore", "--json", "--jobs", "2"])
-        .from_database_of(&file)
+        .consent_from_database_of(&file)
         .arg(&file)
         .env("DATABASE_URL", pg.tcp_url(&target))
         .env("TMPDIR", &tmp)
