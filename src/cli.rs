@@ -198,9 +198,10 @@ pub struct PruneArgs {
 }
 
 /// Retention rules given on the command line; each overrides its environment/config value.
+/// 0 turns a rule off.
 #[derive(Debug, Args, Default)]
 pub struct PolicyArgs {
-    /// Keep the N newest backups [env: BACKUP_KEEP_LAST].
+    /// Keep the N newest backups; 0: off [env: BACKUP_KEEP_LAST].
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
     /// Keep the newest backup of each of the last N days [env: BACKUP_KEEP_DAILY].
@@ -215,7 +216,7 @@ pub struct PolicyArgs {
     /// Keep the newest backup of each of the last N years [env: BACKUP_KEEP_YEARLY].
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
-    /// Keep backups younger than N days [env: BACKUP_RETENTION_DAYS].
+    /// Keep backups younger than N days; 0: off [env: BACKUP_RETENTION_DAYS].
     #[arg(long, value_name = "DAYS", alias = "retention-days")]
     pub max_age_days: Option<u32>,
 }

@@ -15,7 +15,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
     };
     let p = &s.retention;
-    let show = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+    let show = |v: Option<u32>| match v {
+        None => "-".to_string(),
+        Some(0) => "0 (off)".to_string(),
+        Some(n) => n.to_string(),
+    };
     let enc = &s.encryption;
     let recipients = match &enc.recipients {
         None => "-".to_string(),
