@@ -11,6 +11,7 @@ pub mod config;
 pub mod conninfo;
 pub mod crypto;
 pub mod db;
+pub mod dumpcheck;
 pub mod error;
 pub mod exit;
 pub mod format;
