@@ -54,6 +54,22 @@ pub struct Meta {
     /// The files of a directory archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
+    /// `TABLE` entries in the archive's table of contents, as the completeness check counted
+    /// them while the backup streamed (absent for plain SQL and older sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_tables: Option<u64>,
+    /// Set when the backup shrank sharply against the previous one of the same database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<Suspect>,
+}
+
+/// Why a backup is suspect: it was kept, but not trusted to cause deletions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// What dropped, in words.
+    pub reason: String,
+    /// The backup it was compared with.
+    pub previous_id: String,
 }
 
 impl Meta {
@@ -233,24 +249,60 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
+/// The newest complete backup that is not suspect; newer suspect ones are passed over with a
+/// warning. When every complete backup is suspect, the newest of them, with a warning.
+fn latest(entries: &[Entry]) -> Option<&Entry> {
+    let complete = || entries.iter().filter(|e| e.status == Status::Complete);
+    let suspect = |e: &Entry| e.meta.as_ref().and_then(|m| m.suspect.clone());
+    if let Some(good) = complete().find(|e| suspect(e).is_none()) {
+        for e in complete().take_while(|e| e.name != good.name) {
+            if let Some(s) = suspect(e) {
+                tracing::warn!(
+                    "latest: passing over the newer backup {} because it is suspect ({}); give its id to use it",
+                    e.id.as_deref().unwrap_or(&e.name),
+                    s.reason
+                );
+            }
+        }
+        return Some(good);
+    }
+    let newest = complete().next()?;
+    if let Some(s) = suspect(newest) {
+        tracing::warn!(
+            "latest: every complete backup is suspect; using {} ({})",
+            newest.id.as_deref().unwrap_or(&newest.name),
+            s.reason
+        );
+    }
+    Some(newest)
+}
+
+fn warn_if_suspect(e: &Entry) {
+    if let Some(s) = e.meta.as_ref().and_then(|m| m.suspect.as_ref()) {
+        tracing::warn!(
+            "{} is marked suspect: {}",
+            e.id.as_deref().unwrap_or(&e.name),
+            s.reason
+        );
+    }
+}
+
 /// Finds a backup by `latest`, an id, a unique id prefix, or a file name in the folder.
 pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a Entry> {
     let usable = |e: &&Entry| matches!(e.status, Status::Complete | Status::Unmanaged);
     if wanted == "latest" {
-        return entries
-            .iter()
-            .find(|e| e.status == Status::Complete)
-            .ok_or_else(|| {
-                Error::usage(format!("no complete backup in {}", dir.display()))
-                    .hint("make one with `aos-backup backup`, or give a file path")
-                    .into()
-            });
+        return latest(entries).ok_or_else(|| {
+            Error::usage(format!("no complete backup in {}", dir.display()))
+                .hint("make one with `aos-backup backup`, or give a file path")
+                .into()
+        });
     }
     if let Some(e) = entries
         .iter()
         .filter(usable)
         .find(|e| e.id.as_deref() == Some(wanted) || e.name == wanted)
     {
+        warn_if_suspect(e);
         return Ok(e);
     }
     let matches: Vec<&Entry> = entries
@@ -259,7 +311,10 @@ pub fn resolve<'a>(entries: &'a [Entry], wanted: &str, dir: &Path) -> Result<&'a
         .filter(|e| e.id.as_deref().is_some_and(|id| id.starts_with(wanted)))
         .collect();
     match matches.as_slice() {
-        [one] => Ok(one),
+        [one] => {
+            warn_if_suspect(one);
+            Ok(one)
+        }
         [] => Err(Error::usage(format!(
             "{wanted:?} is neither a file nor a backup id in {}",
             dir.display()
@@ -310,6 +365,8 @@ mod tests {
             sha256: String::new(),
             tables: 1,
             files: vec![],
+            archive_tables: None,
+            suspect: None,
         }
     }
 

@@ -75,7 +75,9 @@ enum St {
     BlockType,
     BlockId(u8),
     /// A chunk length inside a data block (of a table, or of one large object); 0 ends it.
-    ChunkLen { blob: bool },
+    ChunkLen {
+        blob: bool,
+    },
     /// A large object's OID inside a blobs block; 0 ends the block.
     BlobOid,
     /// Something went wrong; nothing more is read.
@@ -270,7 +272,13 @@ impl ArchiveParser {
         match self.st {
             St::Head => self.head(b),
             St::Compression => self.st = St::Date(0),
-            St::Date(i) => self.st = if i == 6 { St::HeadStr(0) } else { St::Date(i + 1) },
+            St::Date(i) => {
+                self.st = if i == 6 {
+                    St::HeadStr(0)
+                } else {
+                    St::Date(i + 1)
+                }
+            }
             St::HeadStr(i) => {
                 self.string(b, false);
                 if self.keep_len.is_none() {
@@ -771,7 +779,10 @@ mod tests {
             Verdict::Incomplete("it is empty".into()),
             "an empty stream"
         );
-        assert!(matches!(custom(b"hello, not an archive"), Verdict::Incomplete(_)));
+        assert!(matches!(
+            custom(b"hello, not an archive"),
+            Verdict::Incomplete(_)
+        ));
     }
 
     #[test]
@@ -786,7 +797,10 @@ mod tests {
         }
         let mut more = OBJECTS.to_vec();
         more.push(7);
-        assert!(matches!(custom(&more), Verdict::Unknown(_)), "a block type 7");
+        assert!(
+            matches!(custom(&more), Verdict::Unknown(_)),
+            "a block type 7"
+        );
         let mut newer = OBJECTS.to_vec();
         newer[6] = 17;
         let v = custom(&newer);

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod redact;
 pub mod retention;
 pub mod sqlfeed;
+pub mod suspect;
 pub mod tls;
 pub mod tools;
 

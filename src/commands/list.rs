@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             } else {
                 sanitize(&database)
             },
-            e.status.as_str()
+            status_text(e)
         ));
         json.push(serde_json::json!({
             "id": e.id,
@@ -48,6 +48,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             "compression": meta.map(|m| m.compression.clone()),
             "encryption": meta.map(|m| m.encryption.clone()),
             "status": e.status,
+            "suspect": meta.and_then(|m| m.suspect.clone()),
         }));
     }
     if entries.is_empty() && !ctx.json {
@@ -59,12 +60,29 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         .iter()
         .filter(|e| e.status == Status::Incomplete)
         .count();
+    for e in &entries {
+        if let Some(s) = e.meta.as_ref().and_then(|m| m.suspect.as_ref()) {
+            tracing::warn!(
+                "{} is suspect: {}",
+                sanitize(e.id.as_deref().unwrap_or(&e.name)),
+                sanitize(&s.reason)
+            );
+        }
+    }
     if incomplete > 0 {
         tracing::info!(
             "{incomplete} leftover(s) of interrupted runs; `aos-backup prune` removes them"
         );
     }
     Ok(())
+}
+
+/// The STATUS column: a complete backup that shrank sharply is marked `suspect`.
+fn status_text(e: &catalog::Entry) -> &'static str {
+    match &e.meta {
+        Some(m) if m.suspect.is_some() && e.status == Status::Complete => "complete,suspect",
+        _ => e.status.as_str(),
+    }
 }
 
 /// Names from metadata may hold anything; keep control characters off the terminal.
