@@ -52,7 +52,9 @@ const fn version(major: u32, minor: u32, rev: u32) -> u32 {
 
 /// pg_dump's archive format codes (`ArchiveFormat`).
 const FORMAT_CUSTOM: u8 = 1;
-const FORMAT_DIRECTORY: u8 = 5;
+/// A directory archive's `toc.dat` carries the tar code: pg_dump writes it there, the two
+/// formats being compatible (pg_backup_directory.c, `_CloseArchive`).
+const FORMAT_TAR: u8 = 3;
 /// Data block types.
 const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
@@ -185,7 +187,7 @@ impl ArchiveParser {
     /// A parser of a directory archive's `toc.dat`.
     #[must_use]
     pub fn directory_toc() -> ArchiveParser {
-        ArchiveParser::new(FORMAT_DIRECTORY)
+        ArchiveParser::new(FORMAT_TAR)
     }
 
     fn int_len(&self) -> usize {
@@ -219,7 +221,7 @@ impl ArchiveParser {
             if self.st == St::Stopped {
                 return;
             }
-            if self.st == St::BlockType && self.expect_format == FORMAT_DIRECTORY {
+            if self.st == St::BlockType && self.expect_format == FORMAT_TAR {
                 self.stop(Verdict::Unknown(format!(
                     "toc.dat has {} unexpected byte(s) after its table of contents",
                     buf.len()
@@ -973,6 +975,38 @@ mod tests {
     }
 
     #[test]
+    fn a_real_directory_archive_is_complete_until_a_file_goes() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dumpcheck/objects.dir");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for e in std::fs::read_dir(&fixture).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        assert_eq!(check_directory(d), Verdict::Complete { tables: Some(4) });
+        let toc = std::fs::read(d.join("toc.dat")).unwrap();
+        for cut in 0..toc.len() {
+            std::fs::write(d.join("toc.dat"), &toc[..cut]).unwrap();
+            assert!(
+                matches!(check_directory(d), Verdict::Incomplete(_)),
+                "toc.dat cut at {cut}"
+            );
+        }
+        std::fs::write(d.join("toc.dat"), &toc).unwrap();
+        // Compressed data files count too.
+        let gz = std::fs::read(d.join("3359.dat")).unwrap();
+        std::fs::remove_file(d.join("3359.dat")).unwrap();
+        assert!(matches!(check_directory(d), Verdict::Incomplete(w) if w.contains("3359.dat")));
+        std::fs::write(d.join("3359.dat.gz"), gz).unwrap();
+        assert_eq!(check_directory(d), Verdict::Complete { tables: Some(4) });
+        std::fs::remove_file(d.join("blob_16427.dat")).unwrap();
+        assert!(
+            matches!(check_directory(d), Verdict::Incomplete(w) if w.contains("blob_16427.dat"))
+        );
+    }
+
+    #[test]
     fn a_directory_archive_needs_its_toc_and_data_files() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -981,7 +1015,7 @@ mod tests {
             out: b"PGDMP".to_vec(),
             minor: 14,
         };
-        w.out.extend_from_slice(&[1, 14, 0, 4, 8, FORMAT_DIRECTORY]);
+        w.out.extend_from_slice(&[1, 14, 0, 4, 8, FORMAT_TAR]);
         w.int(-1);
         for v in [0, 1, 2, 3, 4, 124, 0] {
             w.int(v);

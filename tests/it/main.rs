@@ -9,4 +9,5 @@ mod harness;
 mod pgpass;
 mod pipeline;
 mod smoke;
+mod suspect;
 mod tls;
