@@ -221,6 +221,13 @@ impl ArchiveParser {
             if self.st == St::Stopped {
                 return;
             }
+            if let St::ChunkLen { .. } = self.st {
+                // The hot path: chunk after chunk of table data, read straight from `buf`.
+                buf = self.skip_chunks(buf);
+                if buf.is_empty() || self.skip > 0 {
+                    continue;
+                }
+            }
             if self.st == St::BlockType && self.expect_format == FORMAT_TAR {
                 self.stop(Verdict::Unknown(format!(
                     "toc.dat has {} unexpected byte(s) after its table of contents",
@@ -242,6 +249,36 @@ impl ArchiveParser {
         }
     }
 
+    /// Skips whole chunks (length int, then data) lying in `buf`; returns the rest. Stops before
+    /// an end marker, an odd length or a length cut by the end of `buf` (left to [`Self::step`]),
+    /// and after a chunk whose data goes on past `buf` (left to `skip`).
+    fn skip_chunks<'a>(&mut self, mut buf: &'a [u8]) -> &'a [u8] {
+        let il = self.int_len();
+        if self.have != 0 {
+            return buf;
+        }
+        while buf.len() >= il {
+            let n = self.int(&buf[..il]);
+            if n <= 0 {
+                break;
+            }
+            let n = n.unsigned_abs();
+            let rest = buf.len() - il;
+            self.consumed += il as u64;
+            match usize::try_from(n) {
+                Ok(k) if k <= rest => {
+                    self.consumed += n;
+                    buf = &buf[il + k..];
+                }
+                _ => {
+                    self.skip = n;
+                    return &buf[il..];
+                }
+            }
+        }
+        buf
+    }
+
     fn stop(&mut self, v: Verdict) {
         if self.problem.is_none() {
             self.problem = Some(v);
@@ -258,6 +295,10 @@ impl ArchiveParser {
     }
 
     fn int(&self, b: &[u8]) -> i64 {
+        if let [sign, a, b, c, d] = *b {
+            let v = i64::from(u32::from_le_bytes([a, b, c, d]));
+            return if sign != 0 { -v } else { v };
+        }
         let mut v: i64 = 0;
         for (i, byte) in b[1..].iter().enumerate() {
             v |= i64::from(*byte) << (8 * i);
