@@ -54,6 +54,22 @@ pub struct Meta {
     /// The files of a directory archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
+    /// `TABLE` entries in the archive's table of contents, as the completeness check counted
+    /// them while the backup streamed (absent for plain SQL and older sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_tables: Option<u64>,
+    /// Set when the backup shrank sharply against the previous one of the same database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<Suspect>,
+}
+
+/// Why a backup is suspect: it was kept, but not trusted to cause deletions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// What dropped, in words.
+    pub reason: String,
+    /// The backup it was compared with.
+    pub previous_id: String,
 }
 
 impl Meta {
@@ -284,6 +300,43 @@ pub fn databases(entries: &[Entry]) -> Vec<String> {
     set.into_iter().map(str::to_string).collect()
 }
 
+/// Among `candidates` (newest first), the newest that is not suspect; newer suspect ones are
+/// passed over with a warning. When every candidate is suspect, the newest, with a warning.
+fn prefer_trusted<'a>(candidates: &[&'a Entry]) -> Option<&'a Entry> {
+    let suspect = |e: &Entry| e.meta.as_ref().and_then(|m| m.suspect.clone());
+    if let Some(good) = candidates.iter().copied().find(|e| suspect(e).is_none()) {
+        for e in candidates.iter().take_while(|e| e.name != good.name) {
+            if let Some(s) = suspect(e) {
+                tracing::warn!(
+                    "latest: passing over the newer backup {} because it is suspect ({}); give its id to use it",
+                    e.id.as_deref().unwrap_or(&e.name),
+                    s.reason
+                );
+            }
+        }
+        return Some(good);
+    }
+    let newest = candidates.first().copied()?;
+    if let Some(s) = suspect(newest) {
+        tracing::warn!(
+            "latest: every complete backup is suspect; using {} ({})",
+            newest.id.as_deref().unwrap_or(&newest.name),
+            s.reason
+        );
+    }
+    Some(newest)
+}
+
+fn warn_if_suspect(e: &Entry) {
+    if let Some(s) = e.meta.as_ref().and_then(|m| m.suspect.as_ref()) {
+        tracing::warn!(
+            "{} is marked suspect: {}",
+            e.id.as_deref().unwrap_or(&e.name),
+            s.reason
+        );
+    }
+}
+
 /// Finds a backup by `latest`, an id, a unique id prefix, or a file name in the folder.
 ///
 /// `latest` is the newest complete backup of the scope's database that is not dated in the
@@ -306,6 +359,7 @@ pub fn resolve<'a>(
         .filter(usable)
         .find(|e| e.id.as_deref() == Some(wanted) || e.name == wanted)
     {
+        warn_if_suspect(e);
         return Ok(e);
     }
     let prefixed = |e: &&Entry| e.id.as_deref().is_some_and(|id| id.starts_with(wanted));
@@ -316,7 +370,10 @@ pub fn resolve<'a>(
         .filter(|e| scope.admits(e))
         .collect();
     match matches.as_slice() {
-        [one] => Ok(one),
+        [one] => {
+            warn_if_suspect(one);
+            Ok(one)
+        }
         [] => {
             let elsewhere: Vec<String> = entries
                 .iter()
@@ -359,12 +416,13 @@ pub fn resolve<'a>(
 
 /// `latest` within the scope; see [`resolve`].
 fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a Entry> {
-    let mut complete = entries
+    let complete = entries
         .iter()
         .filter(|e| e.status == Status::Complete && scope.admits(e));
     // Entries are sorted newest first.
     let first = complete.clone().next();
-    if let Some(e) = complete.find(|e| !e.is_future(scope.now)) {
+    let current: Vec<&Entry> = complete.filter(|e| !e.is_future(scope.now)).collect();
+    if let Some(e) = prefer_trusted(&current) {
         return Ok(e);
     }
     if let Some(e) = first {
@@ -427,6 +485,8 @@ mod tests {
             sha256: String::new(),
             tables: 1,
             files: vec![],
+            archive_tables: None,
+            suspect: None,
         }
     }
 

@@ -131,6 +131,7 @@ struct FileBackup {
     compression: Option<String>,
     compression_level: Option<i32>,
     jobs: Option<u32>,
+    suspect_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,8 +186,38 @@ pub struct Settings {
     pub jobs: Option<u32>,
     pub encryption: EncryptionSettings,
     pub retention: Policy,
+    /// A new backup smaller than this fraction of the previous one (size or tables) is suspect;
+    /// 0 turns the comparison off.
+    pub suspect_ratio: Sourced<f64>,
     pub config_file: Option<PathBuf>,
     pub env: Env,
+}
+
+/// The default of [`Settings::suspect_ratio`]: a drop of more than half.
+pub const DEFAULT_SUSPECT_RATIO: f64 = 0.5;
+
+fn suspect_ratio(env: &Env, file: Option<f64>) -> Result<Sourced<f64>> {
+    let (v, source) = match env.get("BACKUP_SUSPECT_RATIO") {
+        Some((v, src)) => match v.trim().parse::<f64>() {
+            Ok(r) => (r, src),
+            Err(_) => (f64::NAN, src),
+        },
+        None => match file {
+            Some(r) => (r, Source::File),
+            None => (DEFAULT_SUSPECT_RATIO, Source::Default),
+        },
+    };
+    if !(0.0..=1.0).contains(&v) {
+        let shown = env
+            .var("BACKUP_SUSPECT_RATIO")
+            .unwrap_or_else(|| v.to_string());
+        return Err(Error::usage(format!(
+            "invalid suspect ratio {shown:?} (from {source})"
+        ))
+        .hint("set BACKUP_SUSPECT_RATIO (or [backup] suspect_ratio) to a fraction from 0 to 1, e.g. 0.5; 0 turns the check off")
+        .into());
+    }
+    Ok(Sourced::new(v, source))
 }
 
 fn parse_env<T: std::str::FromStr>(env: &Env, key: &str) -> Result<Option<T>> {
@@ -314,6 +345,7 @@ impl Settings {
             max_age_days: parse_env(&env, "BACKUP_RETENTION_DAYS")?,
         };
         overlay_policy(&mut retention, &env_policy);
+        let suspect_ratio = suspect_ratio(&env, file.backup.suspect_ratio)?;
 
         Ok(Settings {
             database_url,
@@ -324,6 +356,7 @@ impl Settings {
             jobs,
             encryption,
             retention,
+            suspect_ratio,
             config_file,
             env,
         })

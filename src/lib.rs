@@ -11,6 +11,7 @@ pub mod config;
 pub mod conninfo;
 pub mod crypto;
 pub mod db;
+pub mod dumpcheck;
 pub mod error;
 pub mod exit;
 pub mod format;
@@ -25,6 +26,7 @@ pub mod progress;
 pub mod redact;
 pub mod retention;
 pub mod sqlfeed;
+pub mod suspect;
 pub mod tls;
 pub mod tools;
 

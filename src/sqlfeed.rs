@@ -16,8 +16,7 @@
 
 use std::io::{self, Write};
 
-const SQL_HEADER: &[u8] = b"-- PostgreSQL database dump";
-const SQL_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
+use crate::dumpcheck::{SQL_HEADER, SQL_TRAILER};
 /// What the `DO` block says when it skips a statement; [`crate::process::failure`] looks for it.
 pub const SKIPPED_MARK: &str = "skipped during clean: ";
 

@@ -7,6 +7,7 @@ use crate::cli::BackupArgs;
 use crate::config::{Recipients, Settings};
 use crate::crypto::{self, Sealer};
 use crate::db::Db;
+use crate::dumpcheck::{self, StreamCheck, Verdict};
 use crate::error::Error;
 use crate::format::{Algorithm, Compression, DumpFormat};
 use crate::fsutil;
@@ -258,6 +259,8 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         id: id.clone(),
         ext,
         counter: progress.counter.clone(),
+        second_read: second_read_keys(ctx, &plan),
+        locator: ctx.locator(),
     };
     let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_ref()))
         .await
@@ -265,7 +268,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     drop(progress);
     let elapsed = started.elapsed();
 
-    let meta = Meta {
+    let mut meta = Meta {
         format_version: META_FORMAT_VERSION,
         id: outcome.id.clone(),
         label: plan.label.clone(),
@@ -293,7 +296,13 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         sha256: outcome.written.sha256.clone(),
         tables,
         files: outcome.files.clone(),
+        archive_tables: match outcome.checked {
+            Checked::Complete { tables } => tables,
+            Checked::Unchecked(_) => None,
+        },
+        suspect: None,
     };
+    meta.suspect = suspect_of(&plan.dir, &meta, ctx.settings.suspect_ratio.value);
     // The sidecar is written last: its presence marks the backup complete.
     let meta_path = Meta::path_for(&outcome.path);
     // Under the commit lock: a signal either finds the backup complete or removes it whole.
@@ -328,11 +337,22 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         super::count(tables, "table"),
         super::human_duration(elapsed)
     );
+    if let Some(s) = &meta.suspect {
+        tracing::warn!(
+            "backup {} is suspect: {}; it is kept and marked suspect in its metadata",
+            meta.id,
+            s.reason
+        );
+    }
     let mut json = serde_json::to_value(&meta).unwrap_or_default();
     json["path"] = serde_json::Value::String(outcome.path.display().to_string());
     ctx.emit(&outcome.path.display().to_string(), &json);
 
-    if let Some(policy) = &plan.prune {
+    let blocker = prune_blocker(&meta, &outcome.checked);
+    if let (Some(_), Some(why)) = (&plan.prune, &blocker) {
+        tracing::warn!("not pruning old backups: {why}");
+    }
+    if let Some(policy) = plan.prune.as_ref().filter(|_| blocker.is_none()) {
         // Only this database's backups, and never the one just written.
         let which = super::prune::Databases::One(meta.database.clone());
         let just_made = Some(meta.file.as_str());
@@ -359,6 +379,10 @@ struct Job {
     id: String,
     ext: String,
     counter: std::sync::Arc<AtomicU64>,
+    /// The keys to read the finished backup with, when the stream check cannot judge it (None:
+    /// it cannot be read back, being encrypted to recipients whose identity is not configured).
+    second_read: Option<crate::crypto::KeySource>,
+    locator: crate::tools::Locator,
 }
 
 struct Outcome {
@@ -367,6 +391,17 @@ struct Outcome {
     written: Written,
     files: Vec<FileEntry>,
     encryption: crate::format::EncryptionKind,
+    checked: Checked,
+}
+
+/// What is known about the completeness of a new backup's archive.
+#[derive(Debug, Clone)]
+enum Checked {
+    /// Checked complete; `tables`: its `TABLE` entries, when the format has a table of contents
+    /// and the stream check read it.
+    Complete { tables: Option<u64> },
+    /// Could not be checked (why): the backup is kept, but causes no deletion.
+    Unchecked(String),
 }
 
 impl Job {
@@ -395,7 +430,11 @@ impl Job {
         }
         process::register_temp(&tmp);
         let result = self.dump(&tmp, sealer);
-        let result = result.and_then(|(written, files)| {
+        let result = result.and_then(|(written, files, verdict)| {
+            let checked = self.completeness(&tmp, verdict)?;
+            Ok((written, files, checked))
+        });
+        let result = result.and_then(|(written, files, checked)| {
             process::commit(|| {
                 let (path, id) = self.publish(&tmp)?;
                 process::unregister_temp(&tmp);
@@ -404,14 +443,15 @@ impl Job {
                 process::register_temp(&path);
                 Ok((path, id))
             })
-            .map(|(path, id)| (path, id, written, files))
+            .map(|(path, id)| (path, id, written, files, checked))
         });
         match result {
-            Ok((path, id, written, files)) => Ok(Outcome {
+            Ok((path, id, written, files, checked)) => Ok(Outcome {
                 path,
                 id,
                 written,
                 files,
+                checked,
                 encryption: sealer.map_or(crate::format::EncryptionKind::None, Sealer::kind),
             }),
             Err(e) => {
@@ -423,13 +463,19 @@ impl Job {
     }
 
     /// Runs pg_dump into `tmp` (a file through the pipeline, or a folder for -Fd).
-    fn dump(&self, tmp: &Path, sealer: Option<&Sealer>) -> Result<(Written, Vec<FileEntry>)> {
+    fn dump(
+        &self,
+        tmp: &Path,
+        sealer: Option<&Sealer>,
+    ) -> Result<(Written, Vec<FileEntry>, Verdict)> {
         if self.plan.format == DumpFormat::Directory {
             let mut cmd = self.command(Some(tmp));
             cmd.stdout(Stdio::null());
             let running = process::spawn("pg_dump", &mut cmd)?;
             running.wait()?.check()?;
-            return hash_directory(tmp, &self.counter);
+            let verdict = dumpcheck::check_directory(tmp);
+            let (written, files) = hash_directory(tmp, &self.counter)?;
+            return Ok((written, files, verdict));
         }
         let file = fsutil::create_private(tmp).map_err(|e| {
             let (kind, hint) = process::classify(&e.to_string());
@@ -448,12 +494,33 @@ impl Job {
             anyhow::bail!("pg_dump has no stdout");
         };
         grow_pipe(&stdout);
-        // 8 MiB of read-ahead: pg_dump never waits on a chunk being compressed.
-        if let Err(e) = pipeline::pump_buffered(Box::new(stdout), &mut sink, &self.counter, 8) {
+        // The raw stream is shown to the completeness check on its way into the pipeline.
+        let mut check = StreamCheck::for_format(self.plan.format);
+        let pumped = match check.as_mut() {
+            Some(check) => {
+                let mut tee = dumpcheck::Tee {
+                    inner: &mut sink,
+                    check,
+                };
+                // 8 MiB of read-ahead: pg_dump never waits on a chunk being compressed.
+                pipeline::pump_buffered(Box::new(stdout), &mut tee, &self.counter, 8)
+            }
+            None => pipeline::pump_buffered(Box::new(stdout), &mut sink, &self.counter, 8),
+        };
+        if let Err(e) = pumped {
             running.kill();
             return Err(write_error(tmp, &e));
         }
         running.wait()?.check()?;
+        let verdict = check.map_or_else(
+            || {
+                Verdict::Unknown(format!(
+                    "no stream check for the {} format",
+                    self.plan.format
+                ))
+            },
+            |c| c.finish(),
+        );
         sink.finish()
             .map_err(|e| {
                 let text = format!("{e:#}");
@@ -466,7 +533,43 @@ impl Job {
                     _ => e,
                 }
             })
-            .map(|w| (w, Vec::new()))
+            .map(|w| (w, Vec::new(), verdict))
+    }
+
+    /// Turns the stream check's verdict into a decision: an incomplete archive fails the backup
+    /// (its temp file is then removed); one the check cannot judge is read through pg_restore,
+    /// as `verify` does, when it can be read back.
+    fn completeness(&self, tmp: &Path, verdict: Verdict) -> Result<Checked> {
+        let why = match verdict {
+            Verdict::Complete { tables } => {
+                tracing::debug!("the archive is complete ({tables:?} tables in its contents)");
+                return Ok(Checked::Complete { tables });
+            }
+            Verdict::Incomplete(why) => return Err(incomplete(&why)),
+            Verdict::Unknown(why) => why,
+        };
+        tracing::debug!(
+            "the stream check cannot judge this archive ({why}); reading it through pg_restore"
+        );
+        let Some(keys) = &self.second_read else {
+            return Ok(Checked::Unchecked(format!(
+                "{why}, and the backup cannot be read back (encrypted to recipients; no identity configured)"
+            )));
+        };
+        match super::verify::read_through(tmp, keys, &self.locator) {
+            Ok(_) => Ok(Checked::Complete { tables: None }),
+            Err(e)
+                if crate::error::find(&e)
+                    .is_some_and(|t| t.kind == crate::error::Kind::Integrity) =>
+            {
+                Err(incomplete(&format!(
+                    "pg_restore cannot read it through: {e:#}"
+                )))
+            }
+            Err(e) => Ok(Checked::Unchecked(format!(
+                "{why}, and reading it back failed: {e:#}"
+            ))),
+        }
     }
 
     /// Renames the finished temp file to its final name, never replacing a file: on a clash
@@ -516,6 +619,62 @@ fn choose_id(dir: &Path, base: &str) -> Result<String> {
         .hint("remove leftovers with `aos-backup prune`, or wait a second")
         .into()
     })
+}
+
+/// The error of an archive that pg_dump cut short while exiting 0.
+fn incomplete(why: &str) -> anyhow::Error {
+    Error::new(
+        crate::error::Kind::Failure,
+        format!("pg_dump exited 0, but its archive is incomplete: {why}"),
+    )
+    .hint("the partial backup was removed and nothing was pruned; run the backup again, and look for what cut pg_dump's output short")
+    .into()
+}
+
+/// The keys that can read a new backup back, or None when none can (encrypted to recipients,
+/// with no identity configured).
+fn second_read_keys(ctx: &Ctx, plan: &BackupPlan) -> Option<crate::crypto::KeySource> {
+    let enc = &ctx.settings.encryption;
+    let keys = crate::crypto::KeySource {
+        identity_file: enc.identity_file.clone(),
+        passphrase_file: enc.passphrase_file.clone(),
+    };
+    match plan.encryption {
+        Some(EncryptionPlan::Recipients(_)) if keys.identity_file.is_none() => None,
+        _ => Some(keys),
+    }
+}
+
+/// Whether `meta` shrank sharply against the previous trusted backup of its database.
+fn suspect_of(dir: &Path, meta: &Meta, ratio: f64) -> Option<crate::catalog::Suspect> {
+    if ratio <= 0.0 {
+        return None;
+    }
+    match crate::suspect::baseline(dir, &meta.database, &meta.id) {
+        Ok(Some(previous)) => crate::suspect::judge(meta, &previous, ratio),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("cannot compare with the previous backup: {e:#}");
+            None
+        }
+    }
+}
+
+/// Why the automatic prune must not run after this backup, if it must not.
+fn prune_blocker(meta: &Meta, checked: &Checked) -> Option<String> {
+    if meta.suspect.is_some() {
+        return Some(format!(
+            "backup {} is suspect (run `aos-backup prune` by hand if the drop is intended)",
+            meta.id
+        ));
+    }
+    if let Checked::Unchecked(why) = checked {
+        return Some(format!(
+            "the completeness of backup {} could not be checked ({why})",
+            meta.id
+        ));
+    }
+    None
 }
 
 /// Asks for a 1 MiB pipe from pg_dump (the default is 64 KiB): fewer wake-ups for both sides.

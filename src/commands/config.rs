@@ -75,6 +75,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         ("age_recipients", recipients, "-".into()),
         ("age_identity", path(&enc.identity_file), "-".into()),
         ("passphrase_file", path(&enc.passphrase_file), "-".into()),
+        (
+            "suspect_ratio",
+            s.suspect_ratio.value.to_string(),
+            s.suspect_ratio.source.to_string(),
+        ),
         ("retention.keep_last", show(p.keep_last), "-".into()),
         ("retention.keep_daily", show(p.keep_daily), "-".into()),
         ("retention.keep_weekly", show(p.keep_weekly), "-".into()),

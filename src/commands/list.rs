@@ -42,9 +42,9 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                 sanitize(&database)
             },
             if future {
-                format!("{}, dated in the future", e.status.as_str())
+                format!("{}, dated in the future", status_text(e))
             } else {
-                e.status.as_str().to_string()
+                status_text(e).to_string()
             }
         ));
         json.push(serde_json::json!({
@@ -62,6 +62,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
             "compression": meta.map(|m| m.compression.clone()),
             "encryption": meta.map(|m| m.encryption.clone()),
             "status": e.status,
+            "suspect": meta.and_then(|m| m.suspect.clone()),
         }));
     }
     if entries.is_empty() && !ctx.json {
@@ -81,6 +82,15 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         .iter()
         .filter(|e| e.status == Status::Incomplete)
         .count();
+    for e in &entries {
+        if let Some(s) = e.meta.as_ref().and_then(|m| m.suspect.as_ref()) {
+            tracing::warn!(
+                "{} is suspect: {}",
+                sanitize(e.id.as_deref().unwrap_or(&e.name)),
+                sanitize(&s.reason)
+            );
+        }
+    }
     let future: Vec<String> = entries
         .iter()
         .filter(|e| e.status == Status::Complete && e.is_future(ctx.now))
@@ -106,6 +116,14 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The STATUS column: a complete backup that shrank sharply is marked `suspect`.
+fn status_text(e: &catalog::Entry) -> &'static str {
+    match &e.meta {
+        Some(m) if m.suspect.is_some() && e.status == Status::Complete => "complete,suspect",
+        _ => e.status.as_str(),
+    }
 }
 
 /// Names from metadata may hold anything; keep control characters off the terminal.

@@ -10,4 +10,5 @@ mod perdb;
 mod pgpass;
 mod pipeline;
 mod smoke;
+mod suspect;
 mod tls;
