@@ -698,12 +698,161 @@ ALTER TABLE public.p DROP COLUMN x;\n\\unrestrict abc\n--\n-- PostgreSQL databas
             let (out, r, wrapped) = feed(SCRIPT, chunk, true);
             assert!(r.is_ok(), "{r:?}");
             assert_eq!(wrapped, 2, "chunk {chunk}");
-            assert!(out.contains("DO $aos_clean$BEGIN EXECUTE $aos_stmt$ALTER TABLE IF EXISTS ONLY public.p1 DROP CONSTRAINT IF EXISTS p1_pkey$aos_stmt$;"));
-            assert!(out.contains("EXECUTE $aos_stmt$DROP TABLE IF EXISTS public.p$aos_stmt$"));
+            assert!(out.contains("DO $aos_clean$DECLARE s text := $aos_stmt$ALTER TABLE IF EXISTS ONLY public.p1 DROP CONSTRAINT IF EXISTS p1_pkey$aos_stmt$; BEGIN EXECUTE s;"));
+            assert!(out.contains("s text := $aos_stmt$DROP TABLE IF EXISTS public.p$aos_stmt$"));
             // After the first CREATE, nothing is touched, not even an ALTER ... DROP.
             assert!(out.contains("\nALTER TABLE public.p DROP COLUMN x;\n"));
             assert!(out.contains("\\restrict abc\n") && out.ends_with("dump complete\n--\n"));
         }
+    }
+
+    /// pg_restore's clean section as PostgreSQL 15 writes it (abridged): no comments in it, a
+    /// dummy view over several lines, statements of every kind, odd quoted names.
+    const CLEAN_SCRIPT: &str = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k\n\n\
+SET client_min_messages = warning;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n\
+DROP POLICY IF EXISTS p ON public.base;\n\
+CREATE OR REPLACE VIEW public.by_key AS\nSELECT\n    NULL::integer AS key,\n    NULL::public.dom_nv AS d;\n\
+ALTER DOMAIN public.dom_nv DROP CONSTRAINT IF EXISTS dom_nv_ck;\n\
+SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16411';\n\
+DROP TABLE IF EXISTS hr.\"line\nbreak; \"\"x\"\"\";\n\
+DROP TABLE IF EXISTS public.base;\n\
+--\n-- Name: base; Type: TABLE; Schema: public; Owner: -\n--\n\n\
+CREATE TABLE public.base (\n    key integer\n);\n\
+DROP TABLE later;\n\
+CREATE OR REPLACE VIEW public.v AS SELECT 1;\n\
+\\unrestrict k\n--\n-- PostgreSQL database dump complete\n--\n";
+
+    #[test]
+    fn every_statement_up_to_the_first_entry_is_guarded_and_failed_drops_are_retried() {
+        for chunk in [1, 5, 64, 100_000] {
+            let (out, r, wrapped) = feed(CLEAN_SCRIPT, chunk, true);
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!(wrapped, 6, "chunk {chunk}:\n{out}");
+            assert!(out.contains(
+                "EXECUTE $aos_stmt$CREATE OR REPLACE VIEW public.by_key AS\nSELECT\n    NULL::integer AS key,\n    NULL::public.dom_nv AS d$aos_stmt$; EXCEPTION"
+            ), "{out}");
+            assert!(out.contains("$aos_stmt$ALTER DOMAIN public.dom_nv DROP CONSTRAINT IF EXISTS dom_nv_ck$aos_stmt$"));
+            assert!(out.contains("$aos_stmt$SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16411'$aos_stmt$"));
+            assert!(out.contains(
+                "$aos_stmt$DROP TABLE IF EXISTS hr.\"line\nbreak; \"\"x\"\"\"$aos_stmt$"
+            ));
+            // The retry runs once, after the clean section and before the first entry.
+            assert_eq!(out.matches("DO $aos_retry$").count(), 1);
+            let retry = out.find("DO $aos_retry$").unwrap();
+            assert!(retry > out.find("DROP TABLE IF EXISTS public.base").unwrap());
+            assert!(retry < out.find("-- Name: base").unwrap());
+            assert!(RETRY_BLOCK.contains(SKIPPED_MARK));
+            // After the first entry nothing is touched.
+            assert!(
+                out.contains("\nDROP TABLE later;\nCREATE OR REPLACE VIEW public.v AS SELECT 1;\n")
+            );
+            // The dummy view is never in the retry list.
+            let dummy = out
+                .split("CREATE OR REPLACE VIEW public.by_key")
+                .nth(1)
+                .unwrap();
+            let dummy = &dummy[..dummy.find("END$aos_clean$;").unwrap()];
+            assert!(!dummy.contains(FAILED_SETTING), "{dummy}");
+        }
+    }
+
+    #[test]
+    fn into_an_empty_database_the_clean_section_is_left_out() {
+        for chunk in [1, 7, 100_000] {
+            let mut f = SqlFeed::new(Vec::new(), true).skip_clean(true);
+            for c in CLEAN_SCRIPT.as_bytes().chunks(chunk) {
+                f.write_all(c).unwrap();
+            }
+            assert!(f.finish().is_ok());
+            let out = String::from_utf8(f.inner.clone()).unwrap();
+            assert_eq!(f.skipped_clean, 6);
+            assert_eq!(f.wrapped, 0);
+            assert!(!out.contains("aos_"), "{out}");
+            assert!(!out.contains("IF EXISTS"), "{out}");
+            assert!(out.contains(
+                "SELECT pg_catalog.set_config('search_path', '', false);\n\n--\n-- Name: base"
+            ));
+            assert!(out.contains("\nDROP TABLE later;\n"));
+        }
+    }
+
+    #[test]
+    fn a_handmade_script_keeps_its_own_create_or_replace_view_and_odd_statements() {
+        let script = "CREATE OR REPLACE VIEW v AS SELECT 1;\nDROP TABLE x;\n";
+        let (out, _, wrapped) = feed(script, 3, false);
+        assert_eq!((out.as_str(), wrapped), (script, 0));
+        // Two statements on a line, or one that never ends: passed on as they are.
+        for script in [
+            "DROP TABLE a; DROP TABLE b;\nCREATE TABLE c();\n",
+            "DROP TABLE a\n",
+            "DROP FUNCTION f$aos_x$;\n",
+        ] {
+            let (out, r, wrapped) = feed(script, 2, false);
+            assert!(r.is_ok());
+            assert_eq!((out.as_str(), wrapped), (script, 0), "{script:?}");
+        }
+    }
+
+    #[test]
+    fn statement_ends_follow_quotes_dollar_quotes_and_comments() {
+        let cases: [(&[&str], Scan); 8] = [
+            (&["DROP TABLE x;"], Scan::Complete),
+            (&["DROP TABLE \"a;b\";  "], Scan::Complete),
+            (&["DROP TABLE \"a", "b;\";"], Scan::Complete),
+            (&["SELECT 'it''s;' ;"], Scan::Complete),
+            (&["SELECT E'\\';' ;"], Scan::Complete),
+            (&["SELECT $f$;$f$, $1;"], Scan::Complete),
+            (&["SELECT /* ; /* ; */ ; */ 1 -- ;", ";"], Scan::Complete),
+            (&["DROP TABLE a; DROP TABLE b;"], Scan::Broken),
+        ];
+        for (lines, want) in cases {
+            let mut lex = Lex::Top;
+            let mut got = Scan::Open;
+            for l in lines {
+                got = scan(&mut lex, l);
+            }
+            assert_eq!(got, want, "{lines:?}");
+        }
+    }
+
+    fn peek(script: &str) -> CleanSection {
+        let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(script.as_bytes().to_vec()));
+        let (section, mut again) = peek_clean_section(reader).unwrap();
+        let mut all = String::new();
+        again.read_to_string(&mut all).unwrap();
+        assert_eq!(all, script, "the head is given back");
+        section
+    }
+
+    #[test]
+    fn the_head_of_a_plain_dump_tells_whether_it_drops_what_it_creates() {
+        let head = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k\n\nSET x = 1;\n\
+SELECT pg_catalog.set_config('search_path', '', false);\n\n";
+        assert_eq!(peek(CLEAN_SCRIPT), CleanSection::Present);
+        let create = format!(
+            "{head}--\n-- Name: s; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA s;\n"
+        );
+        assert_eq!(peek(&create), CleanSection::Missing);
+        let verbose = format!("{head}--\n-- TOC entry 5 (class 2615 OID 16385)\n-- Name: s; Type: SCHEMA; Schema: -; Owner: x\n--\n\nCREATE SCHEMA s;\n");
+        assert_eq!(peek(&verbose), CleanSection::Missing);
+        // Data-only dumps are meant for a database that has the schema.
+        for entry in [
+            "-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: -",
+            "-- Name: 16411; Type: BLOB; Schema: -; Owner: -",
+            "-- Name: s; Type: SEQUENCE SET; Schema: public; Owner: -",
+        ] {
+            assert_eq!(
+                peek(&format!("{head}--\n{entry}\n--\n\nSELECT 1;\n")),
+                CleanSection::Unknown
+            );
+        }
+        // Not made by pg_dump: nothing is known.
+        assert_eq!(
+            peek("-- Name: x; Type: TABLE\nCREATE TABLE x();\n"),
+            CleanSection::Unknown
+        );
+        assert_eq!(peek("CREATE TABLE x();\n"), CleanSection::Unknown);
+        assert_eq!(peek(head), CleanSection::Unknown);
     }
 
     #[test]

@@ -33,18 +33,20 @@ struct Case {
     modify: &'static str,
 }
 
-const VIEW_ON_PRIMARY_KEY: Case = Case {
-    name: "view_on_primary_key",
-    // The issue's repro: pg_dump makes by_key a dummy view in the clean section, which names
-    // the domain; into an empty database that failed with `type "public.dom_nv" does not exist`.
-    setup: r"
+/// The issue's repro: pg_dump makes by_key a dummy view in the clean section, which names the
+/// domain; into an empty database that failed with `type "public.dom_nv" does not exist`.
+const VIEW_ON_PRIMARY_KEY_SQL: &str = r"
 CREATE DOMAIN dom_nv AS int;
 ALTER DOMAIN dom_nv ADD CONSTRAINT dom_nv_ck CHECK (value > 0) NOT VALID;
 CREATE TABLE base (key int PRIMARY KEY, data text, d dom_nv);
 INSERT INTO base VALUES (1, 'one', 1), (2, 'two', 2);
 CREATE VIEW by_key AS SELECT * FROM base GROUP BY key;
 CREATE VIEW by_key_2 AS SELECT key, data FROM by_key;
-",
+";
+
+const VIEW_ON_PRIMARY_KEY: Case = Case {
+    name: "view_on_primary_key",
+    setup: VIEW_ON_PRIMARY_KEY_SQL,
     modify: r"
 DELETE FROM base WHERE key = 2;
 INSERT INTO base VALUES (3, 'three', 3);
@@ -473,6 +475,11 @@ fn reference(archive: &Path, prefix: &str) -> (String, String) {
 
 /// The whole check for the cases `cases` (their setups loaded together into one source).
 fn check(name: &str, cases: &[&Case]) {
+    check_targets(name, cases, &[false, true]);
+}
+
+/// [`check`] into the targets listed: `false` an empty one, `true` a populated one.
+fn check_targets(name: &str, cases: &[&Case], targets: &[bool]) {
     let pg = server();
     let work = work_dir();
     let setup: Vec<&str> = cases.iter().map(|c| c.setup).collect();
@@ -484,7 +491,7 @@ fn check(name: &str, cases: &[&Case]) {
     assert_eq!(snapshot(&source), expected, "{name}: bare pg_restore -1");
 
     for (format, file) in &archives {
-        for populated in [false, true] {
+        for &populated in targets {
             let target = if populated {
                 let mut sql = setup.clone();
                 sql.extend(&modify);
@@ -537,6 +544,36 @@ corpus_tests! {
     restores_sequences_and_identity_columns => SEQUENCES,
     restores_comments => COMMENTS,
     restores_several_schemas_with_odd_names => SCHEMAS,
+}
+
+/// Over an older version of the schema that lacks the domain and the views: the dummy view
+/// cannot be made (its column type does not exist), nor can the domain's constraint be
+/// dropped. Before, the dummy view ended the guarded part, and the restore failed.
+#[test]
+fn restores_over_an_older_schema_that_lacks_a_domain_and_views() {
+    let older = Case {
+        name: "older_schema",
+        setup: VIEW_ON_PRIMARY_KEY_SQL,
+        modify: r"
+DROP VIEW by_key_2;
+DROP VIEW by_key;
+ALTER TABLE base DROP COLUMN d;
+DROP DOMAIN dom_nv;
+DELETE FROM base WHERE key = 1;
+",
+    };
+    check_targets(older.name, &[&older], &[true]);
+}
+
+/// A dummy view first in the clean section, then the drops of partitioned indexes and keys,
+/// which fail unless guarded ("cannot drop index ... because other objects depend on it").
+#[test]
+fn restores_a_dummy_view_and_partitioned_indexes_over_a_populated_database() {
+    check_targets(
+        "dummy_and_partitions",
+        &[&VIEW_ON_PRIMARY_KEY, &PARTITIONED],
+        &[true],
+    );
 }
 
 /// Every kind at once: the dependencies between them shape the clean section too.
