@@ -576,6 +576,50 @@ fn restores_a_dummy_view_and_partitioned_indexes_over_a_populated_database() {
     );
 }
 
+/// The target's views depend on each other the other way round (an older version): pg_dump's
+/// clean order (v2, then v1) cannot drop v2 first. The failed drop is tried again once v1 is
+/// gone; without that, v2 would stay and its CREATE would fail.
+#[test]
+fn restores_over_views_that_depend_on_each_other_the_other_way() {
+    let inverted = Case {
+        name: "inverted_views",
+        setup: r"
+CREATE TABLE t (a int);
+INSERT INTO t VALUES (1), (2);
+CREATE VIEW v1 AS SELECT a FROM t;
+CREATE VIEW v2 AS SELECT a FROM v1;
+",
+        modify: r"
+DROP VIEW v2;
+DROP VIEW v1;
+CREATE VIEW v2 AS SELECT a, 'old' AS version FROM t;
+CREATE VIEW v1 AS SELECT a FROM v2;
+INSERT INTO t VALUES (3);
+",
+    };
+    check_targets(inverted.name, &[&inverted], &[true]);
+}
+
+/// `--jobs` runs pg_restore straight into the database; into an empty one it too leaves
+/// `--clean` out, whose dummy view could only fail there.
+#[test]
+fn a_parallel_restore_into_an_empty_database_needs_no_clean_section() {
+    let pg = server();
+    let work = work_dir();
+    let source = loaded("cp_jobs_src", &[VIEW_ON_PRIMARY_KEY.setup, SCHEMAS.setup]);
+    let archive = &archives(&source, work.path())[0].1;
+    let target = pg.create_db("cp_jobs_empty");
+    Cmd::new()
+        .args(["restore", "--yes", "--jobs", "2"])
+        .arg(archive)
+        .env("DATABASE_URL", server().socket_url(&target))
+        .run()
+        .assert_success();
+    assert_eq!(snapshot(&target), snapshot(&source));
+    pg.drop_db(&target);
+    pg.drop_db(&source);
+}
+
 /// Every kind at once: the dependencies between them shape the clean section too.
 #[test]
 fn restores_the_whole_corpus_at_once() {
