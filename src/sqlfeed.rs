@@ -411,11 +411,18 @@ fn entry_type(line: &str) -> Option<String> {
 }
 
 /// Entries of a data-only dump (`pg_dump --data-only` also writes large objects' and
-/// sequences' entries), which is meant for a target that has the schema.
+/// sequences' entries; PostgreSQL 17 names large objects `BLOB METADATA`), which is meant for a
+/// target that has the schema.
 fn is_data_entry(kind: &str) -> bool {
     matches!(
         kind,
-        "TABLE DATA" | "BLOB" | "BLOBS" | "LARGE OBJECT" | "LARGE OBJECTS" | "SEQUENCE SET"
+        "TABLE DATA"
+            | "BLOB"
+            | "BLOBS"
+            | "BLOB METADATA"
+            | "LARGE OBJECT"
+            | "LARGE OBJECTS"
+            | "SEQUENCE SET"
     )
 }
 

@@ -679,6 +679,22 @@ fn a_sql_dump_without_drops_is_refused_over_a_populated_database_and_restores_in
         }
     }
 
+    // --force tries anyway: over the populated copy it fails and rolls back; into the database
+    // that holds only an unrelated function it works.
+    let forced = |db: &str| {
+        Cmd::new()
+            .args(["restore", "--yes", "--force"])
+            .arg(&plain)
+            .env("DATABASE_URL", server().socket_url(db))
+            .run()
+    };
+    let out = forced(&populated);
+    out.assert_code(1);
+    assert!(out.stderr.contains("rolled back"), "{out}");
+    assert_eq!(snapshot(&populated), before);
+    forced(&function_only).assert_success();
+    assert_eq!(snapshot(&function_only).1, expected.1);
+
     // The same files restore into an empty database.
     for file in [&plain, &verbose] {
         let empty = pg.create_db("cp_noclean_empty");
