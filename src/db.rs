@@ -33,6 +33,41 @@ WHERE c.relkind IN ('r', 'p', 'f', 'm') \
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
                   WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')";
 
+/// Whether the database holds anything a restore's clean section could drop: any object made
+/// after `initdb` (oids from 16384 on; what `CREATE DATABASE` copies from a pristine template is
+/// below) outside the system schemas, and any large object, whatever its oid. Conservative: an
+/// extension, a function or a type counts as much as a table.
+const HOLDS_OBJECTS_SQL: &str = "\
+WITH user_ns AS (SELECT oid FROM pg_catalog.pg_namespace \
+                 WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%') \
+SELECT EXISTS (SELECT 1 FROM user_ns WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid >= 16384 AND relnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE oid >= 16384 AND typnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE oid >= 16384 AND pronamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_collation WHERE oid >= 16384 AND collnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_conversion WHERE oid >= 16384 AND connamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oid >= 16384 AND oprnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_opfamily WHERE oid >= 16384 AND opfnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_opclass WHERE oid >= 16384 AND opcnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext WHERE oid >= 16384 AND stxnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_ts_config WHERE oid >= 16384 AND cfgnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_ts_dict WHERE oid >= 16384 AND dictnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_ts_parser WHERE oid >= 16384 AND prsnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_ts_template WHERE oid >= 16384 AND tmplnamespace IN (SELECT oid FROM user_ns)) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_language WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_am WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_transform WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_data_wrapper WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_server WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_default_acl WHERE oid >= 16384) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata) \
+ OR EXISTS (SELECT 1 FROM pg_catalog.pg_subscription WHERE subdbid = \
+            (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))";
+
 impl Db {
     /// Connects, with a timeout, and reads the server version.
     pub async fn connect(conn: &ConnInfo, env: &Env) -> Result<Db> {
@@ -113,6 +148,22 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("counting tables: {}", error_text(&e)))?;
         let n: i64 = row.get(0);
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+impl Db {
+    /// Whether the database holds no objects at all (see [`HOLDS_OBJECTS_SQL`]): then a restore
+    /// needs no clean section, which could only fail there.
+    pub async fn is_empty(&self) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(HOLDS_OBJECTS_SQL, &[])
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("looking for objects in the database: {}", error_text(&e))
+            })?;
+        let holds: bool = row.get(0);
+        Ok(!holds)
     }
 }
 

@@ -1,11 +1,17 @@
 //! The SQL that aos-backup streams into `psql --single-transaction` during a restore, checked and
 //! made safe on the way:
 //!
-//! - pg_restore's `--clean` phase can fail on PostgreSQL's own objects. One example: a partition's
-//!   primary key "cannot be dropped" because its partitioned parent's key still needs it. So each
-//!   statement of the leading clean phase is wrapped in a `DO` block that skips it if it fails.
-//!   That is safe because the later `CREATE` of anything not dropped fails, and the whole
-//!   transaction rolls back.
+//! - The clean section of a script made by `pg_dump --clean` or `pg_restore --clean` (between the
+//!   `SET` preamble and the first entry's `-- Name:` comment) is not only DROPs: pg_dump also turns
+//!   views into dummies (`CREATE OR REPLACE VIEW ... AS SELECT NULL::...`), drops constraints and
+//!   column defaults with `ALTER ... DROP`, and unlinks large objects. Any of these can fail on a
+//!   populated target (a partition's key "cannot be dropped" while its parent's key needs it) or
+//!   on objects the target lacks. So each statement of that section runs in a `DO` block that
+//!   skips it if it fails; the DROP-like ones that failed are tried again, in order, once the
+//!   others have run, and what still fails is named in a warning. That is safe because the later
+//!   `CREATE` of anything not dropped fails, and the whole transaction rolls back.
+//! - Into an empty target the clean section can be left out ([`SqlFeed::skip_clean`]): then the
+//!   restore is exactly a restore without `--clean`.
 //! - pg_dump and pg_restore put their own `BEGIN;` ... `COMMIT;` around large-object data. Inside
 //!   `psql --single-transaction`, that inner `COMMIT` would commit everything before it, and a
 //!   later failure would leave a half-restored database. So standalone transaction-control lines
@@ -14,7 +20,7 @@
 //! - A SQL dump written by pg_dump must end with pg_dump's "dump complete" line. Without it, a
 //!   file cut short at a statement boundary would commit half a database.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use crate::dumpcheck::{SQL_HEADER, SQL_TRAILER};
 /// What the `DO` block says when it skips a statement; [`crate::process::failure`] looks for it.
@@ -23,7 +29,7 @@ pub const SKIPPED_MARK: &str = "skipped during clean: ";
 /// Where in the script we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// The leading run of DROP statements (`--clean`).
+    /// The preamble and the clean section (`--clean`), up to the first entry.
     Clean,
     /// Ordinary SQL.
     Sql,
@@ -35,27 +41,42 @@ enum State {
 enum Decision {
     Keep,
     Drop,
-    Replace(String),
+    Replace(Vec<u8>),
 }
 
 /// A line longer than this is passed through unexamined (COPY data rows can be huge; no line
 /// we must recognize is this long).
 const MAX_PARTIAL: usize = 64 << 10;
+/// A statement of the clean section longer than this is not guarded but passed on as it is (and
+/// ends the clean section); pg_dump's are a few hundred bytes.
+const MAX_CLEAN_STATEMENT: usize = 16 << 20;
 
 /// A writer that transforms the script on its way to psql and remembers its head and tail.
 pub struct SqlFeed<W> {
     inner: W,
     /// Check pg_dump's trailer at the end (plain SQL files; pg_restore's own output needs no check).
     check_trailer: bool,
+    /// Leave the clean section out instead of guarding it (the target is empty).
+    skip_clean: bool,
     state: State,
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
     /// The current line was too long to examine and is being passed through.
     passthrough: bool,
+    /// The clean-section statement being collected (it spans lines), and what it is.
+    stmt: Vec<u8>,
+    stmt_kind: CleanKind,
+    lex: Lex,
+    /// The script says it was made by pg_dump or pg_restore.
+    from_pg_dump: bool,
+    /// A DROP-like statement was guarded: the retry block must follow the clean section.
+    retry_pending: bool,
     head: Vec<u8>,
     tail: Vec<u8>,
     /// How many clean statements were wrapped.
     pub wrapped: u64,
+    /// How many clean statements were left out ([`SqlFeed::skip_clean`]).
+    pub skipped_clean: u64,
     /// How many transaction-control lines were removed.
     pub transaction_lines_removed: u64,
 }
@@ -65,26 +86,46 @@ impl<W: Write> SqlFeed<W> {
         SqlFeed {
             inner,
             check_trailer,
+            skip_clean: false,
             state: State::Clean,
             partial: Vec::new(),
             passthrough: false,
+            stmt: Vec::new(),
+            stmt_kind: CleanKind::Drop,
+            lex: Lex::Top,
+            from_pg_dump: false,
+            retry_pending: false,
             head: Vec::new(),
             tail: Vec::new(),
             wrapped: 0,
+            skipped_clean: 0,
             transaction_lines_removed: 0,
         }
     }
 
+    /// Leaves the clean section out instead of guarding it: for a target that holds nothing the
+    /// section could drop, where it can only fail (a dummy view of a type that does not exist yet,
+    /// `ALTER DOMAIN ... DROP CONSTRAINT` of a missing domain).
+    #[must_use]
+    pub fn skip_clean(mut self, skip: bool) -> Self {
+        self.skip_clean = skip;
+        self
+    }
+
     /// Call at the end of the input: flushes what is buffered and checks the trailer.
     pub fn finish(&mut self) -> Result<(), String> {
+        let io = |e: io::Error| format!("writing to psql: {e}");
         if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            self.emit_owned(&line)
-                .map_err(|e| format!("writing to psql: {e}"))?;
+            self.emit_owned(&line).map_err(io)?;
         }
-        self.inner
-            .flush()
-            .map_err(|e| format!("writing to psql: {e}"))?;
+        if self.state == State::Clean {
+            // The script ended inside its clean section: pass on what is held, then the retry.
+            let mut rest = std::mem::take(&mut self.stmt);
+            rest.extend_from_slice(&self.end_clean());
+            self.inner.write_all(&rest).map_err(io)?;
+        }
+        self.inner.flush().map_err(io)?;
         if !self.check_trailer {
             return Ok(());
         }
@@ -116,6 +157,17 @@ impl<W: Write> SqlFeed<W> {
         }
     }
 
+    /// Leaves the clean section: the SQL that must follow it (the retry of failed drops).
+    fn end_clean(&mut self) -> Vec<u8> {
+        self.state = State::Sql;
+        self.lex = Lex::Top;
+        if std::mem::take(&mut self.retry_pending) {
+            RETRY_BLOCK.as_bytes().to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Decides about one whole line (with its newline, if any), updating the state.
     fn decide(&mut self, line: &[u8]) -> Decision {
         match self.state {
@@ -125,15 +177,26 @@ impl<W: Write> SqlFeed<W> {
                 }
                 Decision::Keep
             }
-            State::Clean => match classify(line) {
-                Line::Neutral => Decision::Keep,
-                Line::Drop(stmt) => {
-                    self.wrapped += 1;
-                    Decision::Replace(wrap(stmt))
+            State::Clean if !self.stmt.is_empty() => self.continue_statement(line),
+            State::Clean => match classify(line, self.from_pg_dump) {
+                Line::Neutral => {
+                    if line.trim_ascii_end() == SQL_HEADER {
+                        self.from_pg_dump = true;
+                    }
+                    Decision::Keep
                 }
-                Line::Other => {
-                    self.state = State::Sql;
-                    self.decide(line)
+                Line::Clean(kind) => {
+                    self.stmt_kind = kind;
+                    self.continue_statement(line)
+                }
+                Line::Entry | Line::Other => {
+                    let mut out = self.end_clean();
+                    match self.decide(line) {
+                        Decision::Keep => out.extend_from_slice(line),
+                        Decision::Drop => {}
+                        Decision::Replace(text) => out.extend_from_slice(&text),
+                    }
+                    Decision::Replace(out)
                 }
             },
             State::Sql => {
@@ -150,11 +213,49 @@ impl<W: Write> SqlFeed<W> {
         }
     }
 
+    /// Adds a line to the clean statement being collected; when it ends, guards (or skips) it.
+    fn continue_statement(&mut self, line: &[u8]) -> Decision {
+        self.stmt.extend_from_slice(line);
+        let text = std::str::from_utf8(line).ok();
+        let ends = text.map(|t| scan(&mut self.lex, t));
+        let complete = match ends {
+            // Not UTF-8, or a statement that is not alone: no longer pg_dump's clean section.
+            None | Some(Scan::Broken) => None,
+            Some(Scan::Open) if self.stmt.len() > MAX_CLEAN_STATEMENT => None,
+            Some(Scan::Open) => return Decision::Drop,
+            Some(Scan::Complete) => Some(std::mem::take(&mut self.stmt)),
+        };
+        let Some(stmt) = complete else {
+            // Passed on as it is, and the clean section is over.
+            let mut out = std::mem::take(&mut self.stmt);
+            out.extend_from_slice(&self.end_clean());
+            return Decision::Replace(out);
+        };
+        self.lex = Lex::Top;
+        if self.skip_clean {
+            self.skipped_clean += 1;
+            return Decision::Drop;
+        }
+        let text = String::from_utf8_lossy(&stmt);
+        let body = text.trim_end().trim_end_matches(';').trim_end();
+        if body.contains("$aos_") {
+            // Cannot be quoted safely; unguarded, it still rolls back everything if it fails.
+            let mut out = stmt;
+            out.extend_from_slice(&self.end_clean());
+            return Decision::Replace(out);
+        }
+        self.wrapped += 1;
+        if self.stmt_kind == CleanKind::Drop {
+            self.retry_pending = true;
+        }
+        Decision::Replace(wrap(body, self.stmt_kind).into_bytes())
+    }
+
     fn emit_owned(&mut self, line: &[u8]) -> io::Result<()> {
         match self.decide(line) {
             Decision::Keep => self.inner.write_all(line),
             Decision::Drop => Ok(()),
-            Decision::Replace(text) => self.inner.write_all(text.as_bytes()),
+            Decision::Replace(text) => self.inner.write_all(&text),
         }
     }
 }
@@ -174,9 +275,7 @@ impl<W: Write> Write for SqlFeed<W> {
                 } else {
                     self.partial.extend_from_slice(&data[pos..]);
                     if self.partial.len() > MAX_PARTIAL {
-                        let long = std::mem::take(&mut self.partial);
-                        self.inner.write_all(&long)?;
-                        self.passthrough = true;
+                        self.pass_long_line()?;
                     }
                 }
                 return Ok(data.len());
@@ -200,7 +299,7 @@ impl<W: Write> Write for SqlFeed<W> {
                     }
                     Decision::Replace(text) => {
                         self.inner.write_all(&data[start..pos])?;
-                        self.inner.write_all(text.as_bytes())?;
+                        self.inner.write_all(&text)?;
                         start = end + 1;
                     }
                 }
@@ -214,6 +313,116 @@ impl<W: Write> Write for SqlFeed<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+impl<W: Write> SqlFeed<W> {
+    /// The line being collected is too long to examine: from now on it is passed through. In
+    /// the clean section, a line that long is not pg_dump's: the section ends before it (what it
+    /// holds is passed on first), unless it continues a clean statement, which keeps collecting.
+    fn pass_long_line(&mut self) -> io::Result<()> {
+        if self.state == State::Clean {
+            if !self.stmt.is_empty() && self.stmt.len() + self.partial.len() <= MAX_CLEAN_STATEMENT
+            {
+                return Ok(());
+            }
+            let mut out = std::mem::take(&mut self.stmt);
+            out.extend_from_slice(&self.end_clean());
+            self.inner.write_all(&out)?;
+        }
+        let long = std::mem::take(&mut self.partial);
+        self.inner.write_all(&long)?;
+        self.passthrough = true;
+        Ok(())
+    }
+}
+
+/// What the head of a plain SQL script says about its clean section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanSection {
+    /// It drops what it is about to create (made with `pg_dump --clean`).
+    Present,
+    /// A script made by pg_dump that creates schema objects without dropping them first: it can
+    /// fail on any of them that the target already has.
+    Missing,
+    /// Not a pg_dump script, a data-only dump, or not recognized within the first bytes.
+    Unknown,
+}
+
+/// How far [`peek_clean_section`] reads at most.
+const PEEK_LIMIT: usize = 1 << 20;
+
+/// Reads the head of a plain SQL script, up to its first statement or archive entry, to find
+/// out whether it has a clean section. Returns a reader that yields the whole script again,
+/// the head included.
+pub fn peek_clean_section(
+    mut reader: Box<dyn Read + Send>,
+) -> io::Result<(CleanSection, Box<dyn Read + Send>)> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut scanned = 0;
+    let mut from_pg_dump = false;
+    let verdict = 'read: loop {
+        // Every whole line not yet looked at.
+        while let Some(i) = memchr::memchr(b'\n', &buf[scanned..]) {
+            let line = &buf[scanned..=scanned + i];
+            scanned += i + 1;
+            match classify(line, from_pg_dump) {
+                Line::Neutral => from_pg_dump |= line.trim_ascii_end() == SQL_HEADER,
+                Line::Clean(_) => break 'read CleanSection::Present,
+                Line::Other => break 'read CleanSection::Unknown,
+                Line::Entry => {
+                    let text = String::from_utf8_lossy(line);
+                    match entry_type(&text) {
+                        // `-- TOC entry ...`: the entry's name follows.
+                        None => {}
+                        Some(_) if !from_pg_dump => break 'read CleanSection::Unknown,
+                        Some(kind) if is_data_entry(&kind) => break 'read CleanSection::Unknown,
+                        Some(_) => break 'read CleanSection::Missing,
+                    }
+                }
+            }
+        }
+        if buf.len() >= PEEK_LIMIT {
+            break CleanSection::Unknown;
+        }
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break CleanSection::Unknown,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    Ok((verdict, Box::new(io::Cursor::new(buf).chain(reader))))
+}
+
+/// The type an entry header names: `TABLE` of `-- Name: t; Type: TABLE; Schema: ...`,
+/// `TABLE DATA` for `-- Data for Name: ...`; `None` for other header lines.
+fn entry_type(line: &str) -> Option<String> {
+    if line.starts_with("-- Data for Name: ") {
+        return Some("TABLE DATA".into());
+    }
+    if !line.starts_with("-- Name: ") {
+        return None;
+    }
+    let after = line.split_once("; Type: ").map_or("", |(_, rest)| rest);
+    Some(after.split(';').next().unwrap_or("").trim().to_string())
+}
+
+/// Entries of a data-only dump (`pg_dump --data-only` also writes large objects' and
+/// sequences' entries; PostgreSQL 17 names large objects `BLOB METADATA`), which is meant for a
+/// target that has the schema.
+fn is_data_entry(kind: &str) -> bool {
+    matches!(
+        kind,
+        "TABLE DATA"
+            | "BLOB"
+            | "BLOBS"
+            | "BLOB METADATA"
+            | "LARGE OBJECT"
+            | "LARGE OBJECTS"
+            | "SEQUENCE SET"
+    )
 }
 
 /// `BEGIN;`, `COMMIT;` and their spellings, alone on a line.
@@ -244,20 +453,37 @@ fn is_copy_from_stdin(line: &[u8]) -> bool {
         && t[t.len() - 11..].eq_ignore_ascii_case(b"FROM stdin;")
 }
 
-enum Line<'a> {
-    /// Comments, blank lines, SET, set_config, psql meta-commands: the clean phase goes on.
+/// The kinds of statement pg_dump writes into its clean section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CleanKind {
+    /// `DROP ...`, `ALTER ... DROP ...`, `SELECT pg_catalog.lo_unlink(...)`: tried again if it
+    /// fails, since another drop may first have to happen.
+    Drop,
+    /// `CREATE OR REPLACE VIEW ... AS SELECT NULL::...`: a view made into a dummy so that what it
+    /// depends on can be dropped. Never run twice (that would recreate a view dropped meanwhile).
+    DummyView,
+}
+
+enum Line {
+    /// Comments, blank lines, SET, set_config, psql meta-commands: the clean section goes on.
     Neutral,
-    /// A one-line statement of the clean phase (without its `;` and newline).
-    Drop(&'a str),
-    /// Anything else ends the clean phase.
+    /// The first line of a statement of the clean section.
+    Clean(CleanKind),
+    /// The comment that heads an archive entry (`-- Name: ...`): the clean section is over.
+    Entry,
+    /// Anything else ends the clean section.
     Other,
 }
 
-fn classify(line: &[u8]) -> Line<'_> {
+/// Classifies a line at the start of a statement in the preamble or clean section.
+fn classify(line: &[u8], from_pg_dump: bool) -> Line {
     let Ok(text) = std::str::from_utf8(line) else {
         return Line::Other;
     };
     let t = text.trim_end();
+    if is_entry_header(t) {
+        return Line::Entry;
+    }
     if t.is_empty()
         || t.starts_with("--")
         || t.starts_with('\\')
@@ -266,21 +492,192 @@ fn classify(line: &[u8]) -> Line<'_> {
     {
         return Line::Neutral;
     }
-    let is_drop = t.starts_with("DROP ")
+    if t.starts_with("DROP ")
         || (t.starts_with("ALTER ") && t.contains(" DROP "))
-        || t.starts_with("SELECT pg_catalog.lo_unlink(");
-    match t.strip_suffix(';') {
-        Some(stmt) if is_drop && !stmt.contains("$aos_") && !stmt.contains(';') => Line::Drop(stmt),
-        _ => Line::Other,
+        || t.starts_with("SELECT pg_catalog.lo_unlink(")
+    {
+        return Line::Clean(CleanKind::Drop);
+    }
+    // Only pg_dump's scripts are known to hold dummy views in their clean section.
+    if from_pg_dump && t.starts_with("CREATE OR REPLACE VIEW ") {
+        return Line::Clean(CleanKind::DummyView);
+    }
+    Line::Other
+}
+
+/// The comment lines pg_dump puts at the top of each archive entry (plain format and
+/// pg_restore's script): `-- Name: x; Type: TABLE; ...`, `-- Data for Name: ...`, and with
+/// `--verbose` `-- TOC entry 215 (class 1259 OID 16390)` first.
+fn is_entry_header(line: &str) -> bool {
+    line.starts_with("-- Name: ")
+        || line.starts_with("-- Data for Name: ")
+        || line.starts_with("-- TOC entry ")
+}
+
+/// Where the lexer is, between lines of one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lex {
+    Top,
+    /// In a '...' string; `true` for an E'...' string (backslash escapes).
+    Single(bool),
+    Double,
+    /// In a dollar-quoted string, with its tag (`$tag$`).
+    Dollar(String),
+    /// In a /* ... */ comment, nested this deep.
+    Block(u32),
+}
+
+/// What one line did to the statement.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// The statement goes on in the next line.
+    Open,
+    /// The line ends the statement with its one `;`.
+    Complete,
+    /// A `;` in the middle of the line: more than one statement, not pg_dump's.
+    Broken,
+}
+
+/// Follows quotes, dollar quotes and comments through one line of a statement.
+fn scan(lex: &mut Lex, line: &str) -> Scan {
+    let b = line.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match lex {
+            Lex::Top => match c {
+                b'\'' => {
+                    let escapes = i > 0
+                        && (b[i - 1] == b'E' || b[i - 1] == b'e')
+                        && (i < 2 || !ident(b[i - 2]));
+                    *lex = Lex::Single(escapes);
+                }
+                b'"' => *lex = Lex::Double,
+                b'-' if b.get(i + 1) == Some(&b'-') => return Scan::Open,
+                b'/' if b.get(i + 1) == Some(&b'*') => {
+                    *lex = Lex::Block(1);
+                    i += 1;
+                }
+                b'$' if i == 0 || !ident(b[i - 1]) => {
+                    let tag_len = b[i + 1..]
+                        .iter()
+                        .take_while(|&&x| ident(x) && x != b'$')
+                        .count();
+                    let first_ok = tag_len == 0 || !b[i + 1].is_ascii_digit();
+                    if first_ok && b.get(i + 1 + tag_len) == Some(&b'$') {
+                        *lex = Lex::Dollar(line[i..i + tag_len + 2].to_string());
+                        i += tag_len + 1;
+                    }
+                }
+                b';' => {
+                    return if line[i + 1..].trim().is_empty() {
+                        Scan::Complete
+                    } else {
+                        Scan::Broken
+                    };
+                }
+                _ => {}
+            },
+            Lex::Single(escapes) => {
+                if c == b'\\' && *escapes {
+                    i += 1;
+                } else if c == b'\'' {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 1;
+                    } else {
+                        *lex = Lex::Top;
+                    }
+                }
+            }
+            Lex::Double => {
+                if c == b'"' {
+                    if b.get(i + 1) == Some(&b'"') {
+                        i += 1;
+                    } else {
+                        *lex = Lex::Top;
+                    }
+                }
+            }
+            Lex::Dollar(tag) => {
+                if c == b'$' && b[i..].starts_with(tag.as_bytes()) {
+                    i += tag.len() - 1;
+                    *lex = Lex::Top;
+                }
+            }
+            Lex::Block(depth) => {
+                if c == b'*' && b.get(i + 1) == Some(&b'/') {
+                    *depth -= 1;
+                    i += 1;
+                    if *depth == 0 {
+                        *lex = Lex::Top;
+                    }
+                } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+                    *depth += 1;
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    Scan::Open
+}
+
+/// Errors that mean the object to drop is not there: nothing is left to drop, so they are
+/// neither tried again nor reported.
+const NOTHING_THERE: &str =
+    "undefined_object OR undefined_table OR undefined_function OR invalid_schema_name";
+
+/// The custom setting that collects the clean statements that failed, as a JSON array of
+/// `[statement, error]`, for [`RETRY_BLOCK`].
+const FAILED_SETTING: &str = "aos_backup.clean_failed";
+
+fn wrap(stmt: &str, kind: CleanKind) -> String {
+    match kind {
+        CleanKind::Drop => format!(
+            "DO $aos_clean$DECLARE s text := $aos_stmt${stmt}$aos_stmt$; BEGIN EXECUTE s; \
+             EXCEPTION WHEN {NOTHING_THERE} THEN NULL; WHEN OTHERS THEN \
+             PERFORM pg_catalog.set_config('{FAILED_SETTING}', \
+             (coalesce(nullif(pg_catalog.current_setting('{FAILED_SETTING}', true), ''), '[]')::jsonb \
+             || jsonb_build_array(jsonb_build_array(s, SQLERRM)))::text, false); END$aos_clean$;\n"
+        ),
+        CleanKind::DummyView => format!(
+            "DO $aos_clean$BEGIN EXECUTE $aos_stmt${stmt}$aos_stmt$; \
+             EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'aos-backup: no dummy view: %', SQLERRM; END$aos_clean$;\n"
+        ),
     }
 }
 
-fn wrap(stmt: &str) -> String {
-    format!(
-        "DO $aos_clean$BEGIN EXECUTE $aos_stmt${stmt}$aos_stmt$; \
-         EXCEPTION WHEN OTHERS THEN RAISE WARNING 'aos-backup: skipped during clean: %', SQLERRM; END$aos_clean$;\n"
-    )
-}
+/// Runs after the clean section: tries the failed drops again, in their order, as long as each
+/// round drops something more; warns about each that still fails.
+const RETRY_BLOCK: &str = "DO $aos_retry$
+DECLARE
+    failed jsonb := coalesce(nullif(pg_catalog.current_setting('aos_backup.clean_failed', true), ''), '[]')::jsonb;
+    still jsonb;
+    item jsonb;
+    progress boolean := true;
+BEGIN
+    WHILE progress AND jsonb_array_length(failed) > 0 LOOP
+        progress := false;
+        still := '[]';
+        FOR item IN SELECT value FROM jsonb_array_elements(failed) LOOP
+            BEGIN
+                EXECUTE item->>0;
+                progress := true;
+            EXCEPTION WHEN undefined_object OR undefined_table OR undefined_function OR invalid_schema_name THEN
+                progress := true;
+            WHEN OTHERS THEN
+                still := still || jsonb_build_array(jsonb_build_array(item->>0, SQLERRM));
+            END;
+        END LOOP;
+        failed := still;
+    END LOOP;
+    FOR item IN SELECT value FROM jsonb_array_elements(failed) LOOP
+        RAISE WARNING 'aos-backup: skipped during clean: %', item->>1;
+    END LOOP;
+    PERFORM pg_catalog.set_config('aos_backup.clean_failed', '', false);
+END$aos_retry$;
+";
 
 #[cfg(test)]
 mod tests {
@@ -307,12 +704,161 @@ ALTER TABLE public.p DROP COLUMN x;\n\\unrestrict abc\n--\n-- PostgreSQL databas
             let (out, r, wrapped) = feed(SCRIPT, chunk, true);
             assert!(r.is_ok(), "{r:?}");
             assert_eq!(wrapped, 2, "chunk {chunk}");
-            assert!(out.contains("DO $aos_clean$BEGIN EXECUTE $aos_stmt$ALTER TABLE IF EXISTS ONLY public.p1 DROP CONSTRAINT IF EXISTS p1_pkey$aos_stmt$;"));
-            assert!(out.contains("EXECUTE $aos_stmt$DROP TABLE IF EXISTS public.p$aos_stmt$"));
+            assert!(out.contains("DO $aos_clean$DECLARE s text := $aos_stmt$ALTER TABLE IF EXISTS ONLY public.p1 DROP CONSTRAINT IF EXISTS p1_pkey$aos_stmt$; BEGIN EXECUTE s;"));
+            assert!(out.contains("s text := $aos_stmt$DROP TABLE IF EXISTS public.p$aos_stmt$"));
             // After the first CREATE, nothing is touched, not even an ALTER ... DROP.
             assert!(out.contains("\nALTER TABLE public.p DROP COLUMN x;\n"));
             assert!(out.contains("\\restrict abc\n") && out.ends_with("dump complete\n--\n"));
         }
+    }
+
+    /// pg_restore's clean section as PostgreSQL 15 writes it (abridged): no comments in it, a
+    /// dummy view over several lines, statements of every kind, odd quoted names.
+    const CLEAN_SCRIPT: &str = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k\n\n\
+SET client_min_messages = warning;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n\
+DROP POLICY IF EXISTS p ON public.base;\n\
+CREATE OR REPLACE VIEW public.by_key AS\nSELECT\n    NULL::integer AS key,\n    NULL::public.dom_nv AS d;\n\
+ALTER DOMAIN public.dom_nv DROP CONSTRAINT IF EXISTS dom_nv_ck;\n\
+SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16411';\n\
+DROP TABLE IF EXISTS hr.\"line\nbreak; \"\"x\"\"\";\n\
+DROP TABLE IF EXISTS public.base;\n\
+--\n-- Name: base; Type: TABLE; Schema: public; Owner: -\n--\n\n\
+CREATE TABLE public.base (\n    key integer\n);\n\
+DROP TABLE later;\n\
+CREATE OR REPLACE VIEW public.v AS SELECT 1;\n\
+\\unrestrict k\n--\n-- PostgreSQL database dump complete\n--\n";
+
+    #[test]
+    fn every_statement_up_to_the_first_entry_is_guarded_and_failed_drops_are_retried() {
+        for chunk in [1, 5, 64, 100_000] {
+            let (out, r, wrapped) = feed(CLEAN_SCRIPT, chunk, true);
+            assert!(r.is_ok(), "{r:?}");
+            assert_eq!(wrapped, 6, "chunk {chunk}:\n{out}");
+            assert!(out.contains(
+                "EXECUTE $aos_stmt$CREATE OR REPLACE VIEW public.by_key AS\nSELECT\n    NULL::integer AS key,\n    NULL::public.dom_nv AS d$aos_stmt$; EXCEPTION"
+            ), "{out}");
+            assert!(out.contains("$aos_stmt$ALTER DOMAIN public.dom_nv DROP CONSTRAINT IF EXISTS dom_nv_ck$aos_stmt$"));
+            assert!(out.contains("$aos_stmt$SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata WHERE oid = '16411'$aos_stmt$"));
+            assert!(out.contains(
+                "$aos_stmt$DROP TABLE IF EXISTS hr.\"line\nbreak; \"\"x\"\"\"$aos_stmt$"
+            ));
+            // The retry runs once, after the clean section and before the first entry.
+            assert_eq!(out.matches("DO $aos_retry$").count(), 1);
+            let retry = out.find("DO $aos_retry$").unwrap();
+            assert!(retry > out.find("DROP TABLE IF EXISTS public.base").unwrap());
+            assert!(retry < out.find("-- Name: base").unwrap());
+            assert!(RETRY_BLOCK.contains(SKIPPED_MARK));
+            // After the first entry nothing is touched.
+            assert!(
+                out.contains("\nDROP TABLE later;\nCREATE OR REPLACE VIEW public.v AS SELECT 1;\n")
+            );
+            // The dummy view is never in the retry list.
+            let dummy = out
+                .split("CREATE OR REPLACE VIEW public.by_key")
+                .nth(1)
+                .unwrap();
+            let dummy = &dummy[..dummy.find("END$aos_clean$;").unwrap()];
+            assert!(!dummy.contains(FAILED_SETTING), "{dummy}");
+        }
+    }
+
+    #[test]
+    fn into_an_empty_database_the_clean_section_is_left_out() {
+        for chunk in [1, 7, 100_000] {
+            let mut f = SqlFeed::new(Vec::new(), true).skip_clean(true);
+            for c in CLEAN_SCRIPT.as_bytes().chunks(chunk) {
+                f.write_all(c).unwrap();
+            }
+            assert!(f.finish().is_ok());
+            let out = String::from_utf8(f.inner.clone()).unwrap();
+            assert_eq!(f.skipped_clean, 6);
+            assert_eq!(f.wrapped, 0);
+            assert!(!out.contains("aos_"), "{out}");
+            assert!(!out.contains("IF EXISTS"), "{out}");
+            assert!(out.contains(
+                "SELECT pg_catalog.set_config('search_path', '', false);\n\n--\n-- Name: base"
+            ));
+            assert!(out.contains("\nDROP TABLE later;\n"));
+        }
+    }
+
+    #[test]
+    fn a_handmade_script_keeps_its_own_create_or_replace_view_and_odd_statements() {
+        let script = "CREATE OR REPLACE VIEW v AS SELECT 1;\nDROP TABLE x;\n";
+        let (out, _, wrapped) = feed(script, 3, false);
+        assert_eq!((out.as_str(), wrapped), (script, 0));
+        // Two statements on a line, or one that never ends: passed on as they are.
+        for script in [
+            "DROP TABLE a; DROP TABLE b;\nCREATE TABLE c();\n",
+            "DROP TABLE a\n",
+            "DROP FUNCTION f$aos_x$;\n",
+        ] {
+            let (out, r, wrapped) = feed(script, 2, false);
+            assert!(r.is_ok());
+            assert_eq!((out.as_str(), wrapped), (script, 0), "{script:?}");
+        }
+    }
+
+    #[test]
+    fn statement_ends_follow_quotes_dollar_quotes_and_comments() {
+        let cases: [(&[&str], Scan); 8] = [
+            (&["DROP TABLE x;"], Scan::Complete),
+            (&["DROP TABLE \"a;b\";  "], Scan::Complete),
+            (&["DROP TABLE \"a", "b;\";"], Scan::Complete),
+            (&["SELECT 'it''s;' ;"], Scan::Complete),
+            (&["SELECT E'\\';' ;"], Scan::Complete),
+            (&["SELECT $f$;$f$, $1;"], Scan::Complete),
+            (&["SELECT /* ; /* ; */ ; */ 1 -- ;", ";"], Scan::Complete),
+            (&["DROP TABLE a; DROP TABLE b;"], Scan::Broken),
+        ];
+        for (lines, want) in cases {
+            let mut lex = Lex::Top;
+            let mut got = Scan::Open;
+            for l in lines {
+                got = scan(&mut lex, l);
+            }
+            assert_eq!(got, want, "{lines:?}");
+        }
+    }
+
+    fn peek(script: &str) -> CleanSection {
+        let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(script.as_bytes().to_vec()));
+        let (section, mut again) = peek_clean_section(reader).unwrap();
+        let mut all = String::new();
+        again.read_to_string(&mut all).unwrap();
+        assert_eq!(all, script, "the head is given back");
+        section
+    }
+
+    #[test]
+    fn the_head_of_a_plain_dump_tells_whether_it_drops_what_it_creates() {
+        let head = "--\n-- PostgreSQL database dump\n--\n\n\\restrict k\n\nSET x = 1;\n\
+SELECT pg_catalog.set_config('search_path', '', false);\n\n";
+        assert_eq!(peek(CLEAN_SCRIPT), CleanSection::Present);
+        let create = format!(
+            "{head}--\n-- Name: s; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA s;\n"
+        );
+        assert_eq!(peek(&create), CleanSection::Missing);
+        let verbose = format!("{head}--\n-- TOC entry 5 (class 2615 OID 16385)\n-- Name: s; Type: SCHEMA; Schema: -; Owner: x\n--\n\nCREATE SCHEMA s;\n");
+        assert_eq!(peek(&verbose), CleanSection::Missing);
+        // Data-only dumps are meant for a database that has the schema.
+        for entry in [
+            "-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: -",
+            "-- Name: 16411; Type: BLOB; Schema: -; Owner: -",
+            "-- Name: s; Type: SEQUENCE SET; Schema: public; Owner: -",
+        ] {
+            assert_eq!(
+                peek(&format!("{head}--\n{entry}\n--\n\nSELECT 1;\n")),
+                CleanSection::Unknown
+            );
+        }
+        // Not made by pg_dump: nothing is known.
+        assert_eq!(
+            peek("-- Name: x; Type: TABLE\nCREATE TABLE x();\n"),
+            CleanSection::Unknown
+        );
+        assert_eq!(peek("CREATE TABLE x();\n"), CleanSection::Unknown);
+        assert_eq!(peek(head), CleanSection::Unknown);
     }
 
     #[test]

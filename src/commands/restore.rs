@@ -10,6 +10,7 @@ use crate::db::Db;
 use crate::error::{Error, Kind};
 use crate::format::DumpFormat;
 use crate::process;
+use crate::sqlfeed::CleanSection;
 use crate::tools::Tool;
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Read, Write};
@@ -174,7 +175,8 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
             path.display()
         );
     }
-    let opened = archive::open(&path, &keys)?;
+    let mut opened = archive::open(&path, &keys)?;
+    let clean_section = peek_clean_section(&mut opened, &path)?;
     if opened.format == DumpFormat::Plain && args.jobs.is_some_and(|j| j > 1) {
         tracing::warn!("--jobs is ignored for plain SQL (psql runs it as one transaction)");
     }
@@ -186,6 +188,8 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let db = Db::connect(&conn, &ctx.settings.env).await?;
     let tables = db.table_count().await?;
     let dbname = db.info.database.clone();
+    let empty = db.is_empty().await?;
+    refuse_plain_without_clean(clean_section, empty, args.force, &dbname, &path)?;
     if tables > 0 && jobs.is_some() && !args.force {
         return Err(Error::refused(format!(
             "refusing a parallel restore into {dbname:?}, which holds {tables} tables: --jobs cannot run in one transaction, so a failure would leave it half-restored"
@@ -238,6 +242,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         counter: progress.counter.clone(),
         expected_dump_bytes: meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0),
         tool_started: tool_started.clone(),
+        clean: needs_clean(empty, &dbname),
     };
     let result = tokio::task::spawn_blocking(move || job.run(opened))
         .await
@@ -321,6 +326,59 @@ async fn confirm(dbname: &str, host: &str, tables: u64, about: &str) -> Result<(
 /// What every restore does: drop and recreate the archive's objects, owned by the restoring user.
 const PG_RESTORE_FLAGS: [&str; 4] = ["--clean", "--if-exists", "--no-owner", "--no-acl"];
 
+/// For a plain SQL dump, reads its head (the reader gives it back) to learn whether it drops
+/// what it creates. Other formats always can (pg_restore writes the clean section).
+fn peek_clean_section(opened: &mut Opened, path: &Path) -> Result<CleanSection> {
+    if opened.format != DumpFormat::Plain {
+        return Ok(CleanSection::Present);
+    }
+    let Some(reader) = opened.reader.take() else {
+        return Ok(CleanSection::Unknown);
+    };
+    let (section, reader) = crate::sqlfeed::peek_clean_section(reader).map_err(|e| {
+        Error::integrity(format!("{}: cannot read the backup: {e}", path.display()))
+            .hint("the file is damaged or truncated (or was altered); use another backup")
+    })?;
+    opened.reader = Some(reader);
+    Ok(section)
+}
+
+/// Guard: a pg_dump script without DROP statements (made without `--clean`) fails on the first
+/// object the target already has; into a database that holds objects, it is refused up front.
+fn refuse_plain_without_clean(
+    section: CleanSection,
+    empty: bool,
+    force: bool,
+    dbname: &str,
+    path: &Path,
+) -> Result<()> {
+    if section != CleanSection::Missing || empty {
+        return Ok(());
+    }
+    if force {
+        tracing::warn!(
+            "{} drops nothing before creating its objects; trying it on {dbname:?} anyway because of --force",
+            path.display()
+        );
+        return Ok(());
+    }
+    Err(Error::refused(format!(
+        "refusing to restore {} into {dbname:?}: the SQL dump has no DROP statements (it was made without pg_dump --clean), so it restores only into an empty database, and {dbname:?} holds objects",
+        path.display()
+    ))
+    .hint("restore it into a new empty database, or make the dump again with `pg_dump --clean --if-exists`")
+    .into())
+}
+
+/// Whether the restore drops the archive's objects first: not into an empty database, where the
+/// clean section could only fail. Then the restore is exactly one without `--clean`.
+fn needs_clean(empty: bool, dbname: &str) -> bool {
+    if empty {
+        tracing::debug!("{dbname:?} holds no objects: restoring without the clean section");
+    }
+    !empty
+}
+
 struct RestoreJob {
     pg_restore: Option<Tool>,
     psql: Option<PathBuf>,
@@ -332,6 +390,8 @@ struct RestoreJob {
     expected_dump_bytes: Option<u64>,
     /// Set when the restore tool is started: from then on the target may change.
     tool_started: Arc<AtomicBool>,
+    /// Drop the archive's objects first (`--clean`); false into an empty database.
+    clean: bool,
 }
 
 impl RestoreJob {
@@ -346,10 +406,17 @@ impl RestoreJob {
         cmd
     }
 
+    /// [`PG_RESTORE_FLAGS`], without `--clean --if-exists` into an empty database.
+    fn restore_flags(&self) -> impl Iterator<Item = &'static str> + '_ {
+        PG_RESTORE_FLAGS
+            .into_iter()
+            .filter(|f| self.clean || !matches!(*f, "--clean" | "--if-exists"))
+    }
+
     /// pg_restore straight into the database, in parallel: only for `--jobs`.
     fn pg_restore_parallel(&self, input: &Path, jobs: u32) -> Command {
         let mut cmd = self.base();
-        cmd.args(PG_RESTORE_FLAGS);
+        cmd.args(self.restore_flags());
         cmd.args(["--exit-on-error", "--no-password"]);
         cmd.arg(format!("--jobs={jobs}"));
         cmd.arg(format!("--dbname={}", self.dbname_arg));
@@ -360,7 +427,7 @@ impl RestoreJob {
     /// pg_restore as a converter: the archive in, the SQL script out on stdout.
     fn pg_restore_script(&self, input: Option<&Path>) -> Command {
         let mut cmd = self.base();
-        cmd.args(PG_RESTORE_FLAGS);
+        cmd.args(self.restore_flags());
         cmd.arg("--file=-");
         if let Some(p) = input {
             cmd.arg(p);
@@ -423,7 +490,7 @@ impl RestoreJob {
             running.kill();
             anyhow::bail!("psql has no stdin");
         };
-        let mut feed = crate::sqlfeed::SqlFeed::new(stdin, check_trailer);
+        let mut feed = crate::sqlfeed::SqlFeed::new(stdin, check_trailer).skip_clean(!self.clean);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match sql.read(&mut buf) {

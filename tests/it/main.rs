@@ -2,6 +2,7 @@
 //! that runs the real `aos-backup` binary (`cmd`), and the test modules that use them.
 
 mod catalog;
+mod cleanphase;
 mod cmd;
 mod core;
 mod guards;
