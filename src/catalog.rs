@@ -54,6 +54,10 @@ pub struct Meta {
     /// The files of a directory archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
+    /// For `age-recipients`: the recipients' short fingerprints (`crypto::fingerprint`), so a
+    /// key error can say which identity the backup needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 impl Meta {
@@ -310,6 +314,7 @@ mod tests {
             sha256: String::new(),
             tables: 1,
             files: vec![],
+            recipients: vec![],
         }
     }
 
