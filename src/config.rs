@@ -411,10 +411,10 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
         .as_deref()
         .is_some_and(|u| crate::conninfo::ConnInfo::parse(u).is_ok_and(|c| c.password().is_some()));
     if holds_password {
-        crate::fsutil::check_secret_file(
-            &path,
-            "config file (it holds database_url with a password)",
-        )?;
+        crate::fsutil::check_secret_file(&path, "config file").map_err(|mut e| {
+            e.message = format!("{} (its database_url holds a password)", e.message);
+            e
+        })?;
     }
     Ok((file, Some(path)))
 }

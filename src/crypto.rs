@@ -145,6 +145,18 @@ impl KeySource {
         self.identity_file.is_none() && self.passphrase_file.is_none()
     }
 
+    /// Refuses a key file that group or others can read ([`crate::fsutil::check_secret_file`]),
+    /// before any backup is opened with it.
+    pub fn check_private(&self) -> Result<()> {
+        if let Some(p) = &self.identity_file {
+            crate::fsutil::check_secret_file(p, "age identity file")?;
+        }
+        if let Some(p) = &self.passphrase_file {
+            crate::fsutil::check_secret_file(p, "passphrase file")?;
+        }
+        Ok(())
+    }
+
     /// Wraps `input` (an age file) in a decrypting reader, or fails before anything is read
     /// past the header: no key, wrong key, damaged header. A missing or non-matching key is a
     /// usage error (exit 2: bad input, nothing was done), never an integrity failure; it names

@@ -20,7 +20,7 @@ impl Problem {
         if self.lines.0 == self.lines.1 {
             format!("line {}", self.lines.0)
         } else {
-            format!("lines {}-{}", self.lines.0, self.lines.1)
+            format!("line {} (through line {})", self.lines.0, self.lines.1)
         }
     }
 }

@@ -297,6 +297,13 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     if targets.is_empty() {
         return Err(Error::usage(format!("no backups to verify in {}", dir.display())).into());
     }
+    // A loose key file is one problem for every encrypted backup: say it once, with its fix.
+    if targets
+        .iter()
+        .any(|t| t.meta.as_ref().is_some_and(|m| m.encryption != "none"))
+    {
+        keys.check_private()?;
+    }
     let reports = tokio::task::spawn_blocking(move || {
         targets
             .iter()
@@ -321,7 +328,7 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
             "{failed} of {} backups could not be read: the key given does not open them (missing, of the wrong kind, or not matching)",
             reports.len()
         ))
-        .hint("their checksums may be fine; give the identity (BACKUP_AGE_IDENTITY / --identity) or the passphrase file (BACKUP_PASSPHRASE_FILE / --passphrase-file) each one needs, as its message says")
+        .hint("their checksums matched, so nothing says they are damaged; give the identity (BACKUP_AGE_IDENTITY / --identity) or the passphrase file (BACKUP_PASSPHRASE_FILE / --passphrase-file) each one needs, as its message says")
         .into());
     }
     if failed > 0 {

@@ -8,5 +8,6 @@ mod guards;
 mod harness;
 mod pgpass;
 mod pipeline;
+mod secrets;
 mod smoke;
 mod tls;
