@@ -263,6 +263,46 @@ mod tests {
     }
 
     #[test]
+    fn a_child_with_the_private_umask_creates_private_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "mkdir d && echo x > d/f"])
+            .current_dir(dir.path());
+        private_umask(&mut cmd);
+        assert!(cmd.status().unwrap().success());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("d")), 0o700);
+        assert_eq!(mode(&dir.path().join("d/f")), 0o600);
+    }
+
+    #[test]
+    fn a_secret_file_others_can_access_is_refused_naming_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, "x").unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o644, false),
+            (0o610, false),
+            (0o602, false),
+        ] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let r = check_secret_file(&p, "passphrase file");
+            assert_eq!(r.is_ok(), ok, "{mode:o}");
+            if let Err(e) = r {
+                assert_eq!(e.kind, crate::error::Kind::Usage);
+                assert!(e.message.contains(&format!("{mode:04o}")), "{}", e.message);
+                assert!(e.hint.unwrap().contains("chmod 600"));
+            }
+        }
+        // A missing file is left to the reader, which names it.
+        assert!(check_secret_file(&dir.path().join("missing"), "x").is_ok());
+    }
+
+    #[test]
     fn write_new_atomic_leaves_no_partial_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.json");

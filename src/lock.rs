@@ -135,4 +135,21 @@ mod tests {
         drop(first);
         assert!(acquire(dir.path(), "prune").is_ok());
     }
+
+    #[test]
+    fn a_planted_link_is_refused_and_its_target_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let folder = dir.path().join("b");
+        std::fs::create_dir(&folder).unwrap();
+        std::os::unix::fs::symlink(&target, folder.join(LOCK_FILE)).unwrap();
+        let err = acquire(&folder, "backup").unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Refused);
+        std::fs::remove_file(folder.join(LOCK_FILE)).unwrap();
+        std::fs::hard_link(&target, folder.join(LOCK_FILE)).unwrap();
+        let err = acquire(&folder, "backup").unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Refused);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
 }
