@@ -180,7 +180,7 @@ pub fn local_io_hint(e: &io::Error, path: Option<&Path>) -> Option<String> {
             let uid = unsafe { libc::geteuid() };
             let check = dir.map_or_else(String::new, |d| format!(" (ls -ld {})", d.display()));
             Some(format!(
-                "the user running aos-backup (uid {uid}) may not write to {place}: check the folder's owner and permissions{check}; this is not about the database"
+                "the user running aos-backup (uid {uid}) is not allowed to write to (or read) {place}: check the folder's owner and permissions{check}; this is not about the database"
             ))
         }
         libc::EROFS => Some(format!(

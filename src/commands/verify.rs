@@ -328,7 +328,7 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
             "{failed} of {} backups could not be read: the key given does not open them (missing, of the wrong kind, or not matching)",
             reports.len()
         ))
-        .hint("their checksums matched, so nothing says they are damaged; give the identity (BACKUP_AGE_IDENTITY / --identity) or the passphrase file (BACKUP_PASSPHRASE_FILE / --passphrase-file) each one needs, as its message says")
+        .hint("their checksums matched (the files are intact as far as that shows); give the identity (BACKUP_AGE_IDENTITY / --identity) or the passphrase file (BACKUP_PASSPHRASE_FILE / --passphrase-file) each one needs, as its message says")
         .into());
     }
     if failed > 0 {
