@@ -197,15 +197,17 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
                 layers.push(layer);
                 reader = match layer {
                     Layer::Age => {
+                        let expected = expected_key(path);
                         if keys.is_empty() {
-                            return Err(Error::usage(format!("{what} is encrypted (age), and no key was given"))
+                            let needs = crate::crypto::needs_note(expected.encryption.as_deref(), &expected.recipients);
+                            return Err(crate::crypto::key_error(format!("{what} is encrypted (age), and no key was given{needs}"))
                                 .hint("set BACKUP_AGE_IDENTITY (or --identity) to the identity file, or BACKUP_PASSPHRASE_FILE for passphrase backups")
                                 .into());
                         }
                         if peeked.head.starts_with(AGE_ARMOR_MAGIC) {
-                            keys.open(age::armor::ArmoredReader::new(peeked), &what)?
+                            keys.open(age::armor::ArmoredReader::new(peeked), &what, &expected)?
                         } else {
-                            keys.open(peeked, &what)?
+                            keys.open(peeked, &what, &expected)?
                         }
                     }
                     Layer::Zstd => Box::new(
@@ -215,6 +217,18 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
                 };
             }
         }
+    }
+}
+
+/// What the sidecar next to `path` (if any) says about the key that opens it.
+fn expected_key(path: &Path) -> crate::crypto::Expected {
+    let meta_path = crate::catalog::Meta::path_for(path);
+    match crate::catalog::Meta::read(&meta_path) {
+        Ok(m) => crate::crypto::Expected {
+            encryption: Some(m.encryption),
+            recipients: m.recipients,
+        },
+        Err(_) => crate::crypto::Expected::default(),
     }
 }
 

@@ -61,6 +61,10 @@ pub struct Meta {
     /// Set when the backup shrank sharply against the previous one of the same database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect: Option<Suspect>,
+    /// For `age-recipients`: the recipients' short fingerprints (`crypto::fingerprint`), so a
+    /// key error can say which identity the backup needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 /// Why a backup is suspect: it was kept, but not trusted to cause deletions.
@@ -487,6 +491,7 @@ mod tests {
             files: vec![],
             archive_tables: None,
             suspect: None,
+            recipients: vec![],
         }
     }
 

@@ -46,21 +46,13 @@ impl Env {
         let process = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        let mut dotenv = HashMap::new();
         let path = cwd.join(".env");
-        if path.is_file() {
-            let iter = dotenvy::from_path_iter(&path).map_err(|e| {
-                Error::usage(format!("cannot read {}: {e}", path.display()))
-                    .hint("fix the .env file (KEY=value per line) or remove it")
-            })?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| {
-                    Error::usage(format!("cannot parse {}: {e}", path.display()))
-                        .hint("fix the .env file (KEY=value per line) or remove it")
-                })?;
-                dotenv.insert(k, v);
-            }
-        }
+        // Parse errors name the line and the problem, never the line's text (envfile).
+        let dotenv = if path.is_file() {
+            crate::envfile::load(&path)?
+        } else {
+            HashMap::new()
+        };
         Ok(Env { process, dotenv })
     }
 
@@ -446,6 +438,17 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
         Error::usage(format!("invalid config file {}: {first}", path.display()))
             .hint("see the README's Configuration section for the keys")
     })?;
+    // A config file that holds a password is a secret file: private, as .pgpass must be.
+    let holds_password = file
+        .database_url
+        .as_deref()
+        .is_some_and(|u| crate::conninfo::ConnInfo::parse(u).is_ok_and(|c| c.password().is_some()));
+    if holds_password {
+        crate::fsutil::check_secret_file(&path, "config file").map_err(|mut e| {
+            e.message = format!("{} (its database_url holds a password)", e.message);
+            e
+        })?;
+    }
     Ok((file, Some(path)))
 }
 

@@ -7,7 +7,8 @@ pub enum ExitCode {
     Success = 0,
     /// The operation failed (pg_dump/pg_restore error, disk full, I/O error, ...).
     Failure = 1,
-    /// The command line or the configuration is wrong; nothing was done.
+    /// The command line or the configuration is wrong, or the key does not open the backup;
+    /// nothing was done.
     Usage = 2,
     /// A safety guard refused a destructive operation; nothing was done.
     Refused = 3,
@@ -41,7 +42,7 @@ impl ExitCode {
         ),
         (
             2,
-            "usage: bad command line, configuration or input file; nothing was done",
+            "usage: bad command line, configuration or input file, or a missing or wrong key; nothing was done",
         ),
         (
             3,

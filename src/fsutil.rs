@@ -126,6 +126,117 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// The mode of a secret file that grants group or others any access (libpq's rule for
+/// `.pgpass`), or `None` when it is private. Only regular files are judged: a pipe such as
+/// `/dev/fd/63` (from `<(...)`) is private to the processes that hold it.
+#[must_use]
+pub fn loose_secret_mode(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    (meta.is_file() && mode & 0o077 != 0).then_some(mode)
+}
+
+/// Refuses a secret file (passphrase file, age identity, a config file holding a password) that
+/// group or others may access: one rule for every secret we read, libpq's rule for `.pgpass`.
+/// A missing or unreadable file is left to the caller's own read, which names it.
+pub fn check_secret_file(path: &Path, what: &str) -> std::result::Result<(), crate::error::Error> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    match loose_secret_mode(&meta) {
+        None => Ok(()),
+        Some(mode) => Err(crate::error::Error::usage(format!(
+            "the {what} {} is accessible to group or others (mode {mode:04o}); refusing to use a secret file others can read",
+            path.display()
+        ))
+        .hint(format!(
+            "chmod 600 {} (secret files must be private to their owner, as libpq requires for .pgpass)",
+            path.display()
+        ))),
+    }
+}
+
+/// The hint for an I/O error on one of our own files or folders (the backup folder, a temp
+/// file, the lock file), when the error says what is wrong with the disk or the path: a full
+/// disk, missing permissions, a read-only filesystem. `None` for anything else.
+#[must_use]
+pub fn local_io_hint(e: &io::Error, path: Option<&Path>) -> Option<String> {
+    let dir = path.map(|p| {
+        if p.is_dir() {
+            p
+        } else {
+            p.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+        }
+    });
+    let place = dir.map_or_else(
+        || "the folder named above".to_string(),
+        |d| d.display().to_string(),
+    );
+    match e.raw_os_error()? {
+        libc::ENOSPC | libc::EDQUOT => Some(format!(
+            "the disk is full (or a quota is reached) under {place}: free space there (prune old backups, or point TMPDIR/BACKUP_DIR at a bigger disk) and retry"
+        )),
+        libc::EACCES | libc::EPERM => {
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            let check = dir.map_or_else(String::new, |d| format!(" (ls -ld {})", d.display()));
+            Some(format!(
+                "the user running aos-backup (uid {uid}) is not allowed to write to (or read) {place}: check the folder's owner and permissions{check}; this is not about the database"
+            ))
+        }
+        libc::EROFS => Some(format!(
+            "{place} is on a read-only filesystem: use a writable folder"
+        )),
+        _ => None,
+    }
+}
+
+/// A failure on one of our own files or folders: exit 1 (it says nothing about the backup's
+/// content), the path in the message, and a hint about the disk or the path when one fits.
+#[must_use]
+pub fn local_io_error(doing: &str, path: &Path, e: &io::Error) -> crate::error::Error {
+    let err = crate::error::Error::new(
+        crate::error::Kind::Failure,
+        format!("{doing} {}: {e}", path.display()),
+    );
+    match local_io_hint(e, Some(path)) {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+/// Takes group and other access away from `path` (`0600` for a file, `0700` for a folder) if
+/// it has any: the check behind [`private_umask`], for files a child created.
+pub fn make_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 || meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let private = if meta.is_dir() { 0o700 } else { 0o600 };
+    tracing::debug!(
+        "{} had mode {mode:04o}; making it {private:04o}",
+        path.display()
+    );
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(private))
+}
+
+/// Makes a child create its files for its owner only (umask 077), so what pg_dump writes
+/// (a directory archive's files) is private like everything else we write.
+pub fn private_umask(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +263,46 @@ mod tests {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(create_private(&p).is_err());
+    }
+
+    #[test]
+    fn a_child_with_the_private_umask_creates_private_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "mkdir d && echo x > d/f"])
+            .current_dir(dir.path());
+        private_umask(&mut cmd);
+        assert!(cmd.status().unwrap().success());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("d")), 0o700);
+        assert_eq!(mode(&dir.path().join("d/f")), 0o600);
+    }
+
+    #[test]
+    fn a_secret_file_others_can_access_is_refused_naming_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, "x").unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o644, false),
+            (0o610, false),
+            (0o602, false),
+        ] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let r = check_secret_file(&p, "passphrase file");
+            assert_eq!(r.is_ok(), ok, "{mode:o}");
+            if let Err(e) = r {
+                assert_eq!(e.kind, crate::error::Kind::Usage);
+                assert!(e.message.contains(&format!("{mode:04o}")), "{}", e.message);
+                assert!(e.hint.unwrap().contains("chmod 600"));
+            }
+        }
+        // A missing file is left to the reader, which names it.
+        assert!(check_secret_file(&dir.path().join("missing"), "x").is_ok());
     }
 
     #[test]

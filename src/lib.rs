@@ -12,6 +12,7 @@ pub mod conninfo;
 pub mod crypto;
 pub mod db;
 pub mod dumpcheck;
+pub mod envfile;
 pub mod error;
 pub mod exit;
 pub mod format;
@@ -128,8 +129,17 @@ fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCo
     let typed = error::find(err);
     let kind = typed.map_or(error::Kind::Failure, |t| t.kind);
     let message = redact::scrub(&format!("{err:#}")).replace('\n', " ");
+    // An I/O error on our own files (a full disk, a folder we may not write) is about the disk
+    // or the path: say so before guessing from the text (where "permission denied" would
+    // otherwise read as the database's).
+    let local = || {
+        err.chain()
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .and_then(|e| fsutil::local_io_hint(e, None))
+    };
     let hint = typed
         .and_then(|t| t.hint.clone())
+        .or_else(local)
         .or_else(|| process::classify(&message).1)
         .map(|h| redact::scrub(&h));
     let code = kind.exit_code();

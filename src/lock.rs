@@ -21,7 +21,12 @@ pub struct FolderLock {
 }
 
 /// Takes the lock on `dir` for `what` (backup, prune, restore), or fails naming the holder.
+///
+/// The lock file is never followed through a symbolic link (a link planted there would make a
+/// root run overwrite its target) and is only rewritten when it is a plain file with no other
+/// name (a planted hard link is refused too).
 pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
+    warn_if_loose(dir);
     let path = dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -29,8 +34,15 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(&path)
-        .with_context(|| format!("opening the lock file {}", path.display()))?;
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                return planted(&path, "a symbolic link");
+            }
+            crate::fsutil::local_io_error("cannot open the lock file", &path, &e)
+        })?;
+    check_plain(&file, &path)?;
     // SAFETY: flock on a file descriptor we own.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
@@ -50,6 +62,7 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
             .hint("wait for it to finish (the lock frees itself when that process exits), or use another BACKUP_DIR")
             .into());
     }
+    // Safe to rewrite: a plain file of ours, with this one name, inside the backup folder.
     let _ = file.set_len(0);
     let _ = file.rewind();
     let _ = write!(
@@ -60,6 +73,47 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
     );
     let _ = file.flush();
     Ok(FolderLock { _file: file, path })
+}
+
+/// The lock file must be a plain file with one name; anything else was put there.
+fn check_plain(file: &File, path: &Path) -> std::result::Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file
+        .metadata()
+        .map_err(|e| crate::fsutil::local_io_error("cannot inspect the lock file", path, &e))?;
+    if !meta.is_file() {
+        return Err(planted(path, "not a plain file"));
+    }
+    if meta.nlink() != 1 {
+        return Err(planted(path, "a hard link to another file"));
+    }
+    Ok(())
+}
+
+fn planted(path: &Path, what: &str) -> Error {
+    Error::refused(format!(
+        "the lock file {} is {what}; refusing to follow or overwrite it",
+        path.display()
+    ))
+    .hint(format!(
+        "someone put it there: check who can write to the backup folder, then remove {} (aos-backup creates it)",
+        path.display()
+    ))
+}
+
+/// Warns when others may write to the backup folder: they could plant files (or links) there,
+/// or remove backups.
+fn warn_if_loose(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            tracing::warn!(
+                "the backup folder {} is writable by group or others (mode {mode:04o}): they could delete backups or plant files; chmod 700 it",
+                dir.display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +134,22 @@ mod tests {
         );
         drop(first);
         assert!(acquire(dir.path(), "prune").is_ok());
+    }
+
+    #[test]
+    fn a_planted_link_is_refused_and_its_target_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let folder = dir.path().join("b");
+        std::fs::create_dir(&folder).unwrap();
+        std::os::unix::fs::symlink(&target, folder.join(LOCK_FILE)).unwrap();
+        let err = acquire(&folder, "backup").unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Refused);
+        std::fs::remove_file(folder.join(LOCK_FILE)).unwrap();
+        std::fs::hard_link(&target, folder.join(LOCK_FILE)).unwrap();
+        let err = acquire(&folder, "backup").unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Refused);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

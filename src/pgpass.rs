@@ -25,15 +25,14 @@ pub fn find(env: &dyn Fn(&str) -> Option<String>, target: &Target<'_>) -> Option
     if !meta.is_file() {
         return None;
     }
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                "password file {} has group or world access; ignoring it (chmod 600 it), as libpq does",
-                path.display()
-            );
-            return None;
-        }
+    // The same rule as every other secret file (fsutil::check_secret_file); but here, as libpq
+    // (and so pg_dump) does, a loose file is ignored with a warning rather than refused.
+    if let Some(mode) = crate::fsutil::loose_secret_mode(&meta) {
+        tracing::warn!(
+            "password file {} has group or world access (mode {mode:04o}); ignoring it (chmod 600 it), as libpq does",
+            path.display()
+        );
+        return None;
     }
     let text = std::fs::read_to_string(&path).ok()?;
     let found = lookup(&text, target);

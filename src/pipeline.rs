@@ -205,8 +205,61 @@ impl Write for Sink {
     }
 }
 
-/// Copies `from` into `to` in large chunks, adding to `counter` as it goes. Returns the bytes copied.
-pub fn pump(from: &mut dyn Read, to: &mut dyn Write, counter: &AtomicU64) -> io::Result<u64> {
+/// A copy that failed, and on which side. Reading a backup, a read error is about its content
+/// (decompression, decryption, a truncated file); a write error is about our side (a full disk
+/// under a temp file, a folder we may not write, a child that stopped reading). They lead to
+/// different exit codes, so the side is a type, not a guess from the message.
+#[derive(Debug)]
+pub enum PumpError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// Writing the destination failed.
+    Write(io::Error),
+}
+
+impl PumpError {
+    /// The underlying I/O error.
+    #[must_use]
+    pub fn io(&self) -> &io::Error {
+        match self {
+            PumpError::Read(e) | PumpError::Write(e) => e,
+        }
+    }
+
+    /// The kind of the underlying I/O error.
+    #[must_use]
+    pub fn kind(&self) -> io::ErrorKind {
+        self.io().kind()
+    }
+}
+
+impl std::fmt::Display for PumpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.io().fmt(f)
+    }
+}
+
+impl std::error::Error for PumpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io().source()
+    }
+}
+
+impl From<PumpError> for io::Error {
+    fn from(e: PumpError) -> io::Error {
+        match e {
+            PumpError::Read(e) | PumpError::Write(e) => e,
+        }
+    }
+}
+
+/// Copies `from` into `to` in large chunks, adding to `counter` as it goes. Returns the bytes
+/// copied, or which side failed.
+pub fn pump(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    counter: &AtomicU64,
+) -> Result<u64, PumpError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -214,9 +267,9 @@ pub fn pump(from: &mut dyn Read, to: &mut dyn Write, counter: &AtomicU64) -> io:
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(PumpError::Read(e)),
         };
-        to.write_all(&buf[..n])?;
+        to.write_all(&buf[..n]).map_err(PumpError::Write)?;
         total += n as u64;
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -232,7 +285,7 @@ pub fn pump_buffered(
     to: &mut dyn Write,
     counter: &AtomicU64,
     depth: usize,
-) -> io::Result<u64> {
+) -> Result<u64, PumpError> {
     use std::sync::mpsc::sync_channel;
     const CHUNK: usize = 1 << 20;
     const SHORT_READ: usize = 64 << 10;
@@ -276,11 +329,11 @@ pub fn pump_buffered(
     });
     let mut total = 0u64;
     while let Ok(msg) = full_rx.recv() {
-        let buf = msg?;
+        let buf = msg.map_err(PumpError::Read)?;
         if buf.is_empty() {
             break;
         }
-        to.write_all(&buf)?;
+        to.write_all(&buf).map_err(PumpError::Write)?;
         total += buf.len() as u64;
         counter.fetch_add(buf.len() as u64, Ordering::Relaxed);
         let last = buf.len() < CHUNK;
@@ -395,7 +448,7 @@ mod tests {
     fn age_encrypted_output_decrypts_with_the_identity() {
         use age::secrecy::ExposeSecret;
         let id = age::x25519::Identity::generate();
-        let sealer = Sealer::Recipients(vec![Box::new(id.to_public())]);
+        let sealer = Sealer::Recipients(vec![id.to_public()]);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.age");
         let mut sink = Sink::new(
@@ -414,6 +467,9 @@ mod tests {
         assert!(stored.starts_with(b"age-encryption.org/v1"));
         let idfile = dir.path().join("id.txt");
         std::fs::write(&idfile, id.to_string().expose_secret()).unwrap();
+        // A secret file must be private (fsutil::check_secret_file).
+        std::fs::set_permissions(&idfile, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let keys = crate::crypto::KeySource {
             identity_file: Some(idfile),
             passphrase_file: None,

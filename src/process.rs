@@ -319,6 +319,11 @@ pub fn classify(text: &str) -> (Kind, Option<String>) {
         (Kind::Tools, Some("the archive was made by a newer pg_dump: use a pg_restore at least as new (set PG_BIN)".into()))
     } else if t.contains("no space left on device") {
         (Kind::Failure, Some("the disk is full: free space in the backup folder (or prune old backups) and retry".into()))
+    } else if t.contains("permission denied")
+        && (t.contains("could not create") || t.contains("could not open output file"))
+    {
+        // pg_dump writing its output (a directory archive) into a folder it may not write.
+        (Kind::Failure, Some("the tool may not write its output there: check the backup folder's owner and permissions (this is not about the database)".into()))
     } else if t.contains("permission denied") {
         (Kind::Failure, Some("the database user lacks privileges: use a role that owns (or can read) every object, e.g. the database owner".into()))
     } else if t.contains("must be owner of") {

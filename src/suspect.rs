@@ -99,6 +99,7 @@ mod tests {
             files: vec![],
             archive_tables: archive,
             suspect: None,
+            recipients: vec![],
         }
     }
 

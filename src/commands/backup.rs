@@ -124,6 +124,13 @@ impl BackupPlan {
                 || args.passphrase_file.is_some());
         let encryption = if wanted {
             Some(match (recipients, passphrase) {
+                // age cannot seal one file to a passphrase and to recipients: taking one would
+                // silently drop the other.
+                (Some(_), Some(_)) => {
+                    return Err(Error::usage("both age recipients (BACKUP_AGE_RECIPIENTS, --recipients-file or the config file's recipients) and a passphrase file (BACKUP_PASSPHRASE_FILE, --passphrase-file or the config file's passphrase_file) are set; age cannot encrypt a backup to both, so nothing was written")
+                        .hint("keep one of them: unset BACKUP_PASSPHRASE_FILE to encrypt to the recipients (recommended: the backup host then holds no secret), or unset BACKUP_AGE_RECIPIENTS to use the passphrase")
+                        .into())
+                }
                 (Some(r), _) => EncryptionPlan::Recipients(r),
                 (None, Some(p)) => EncryptionPlan::Passphrase(p),
                 (None, None) => {
@@ -205,6 +212,10 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let plan = BackupPlan::new(&ctx.settings, args)?;
     let conn = ctx.conninfo()?;
     let sealer = plan.sealer()?;
+    let recipients = sealer
+        .as_ref()
+        .map(Sealer::fingerprints)
+        .unwrap_or_default();
     fsutil::create_private_dir_all(&plan.dir).map_err(|e| {
         // A file where the folder (or one of its parents) should be: the setting is wrong, and
         // permissions have nothing to do with it.
@@ -301,6 +312,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
             Checked::Unchecked(_) => None,
         },
         suspect: None,
+        recipients,
     };
     meta.suspect = suspect_of(&plan.dir, &meta, ctx.settings.suspect_ratio.value);
     // The sidecar is written last: its presence marks the backup complete.
@@ -413,6 +425,8 @@ impl Job {
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::null());
+        // What pg_dump creates itself (a directory archive's files) is private too.
+        fsutil::private_umask(&mut cmd);
         cmd
     }
 
@@ -477,14 +491,8 @@ impl Job {
             let (written, files) = hash_directory(tmp, &self.counter)?;
             return Ok((written, files, verdict));
         }
-        let file = fsutil::create_private(tmp).map_err(|e| {
-            let (kind, hint) = process::classify(&e.to_string());
-            let mut err = Error::new(kind, format!("cannot create {}: {e}", tmp.display()));
-            if let Some(h) = hint {
-                err = err.hint(h);
-            }
-            err
-        })?;
+        let file = fsutil::create_private(tmp)
+            .map_err(|e| fsutil::local_io_error("cannot create", tmp, &e))?;
         let mut sink = Sink::new(file, self.plan.compression, sealer)?;
         let mut cmd = self.command(None);
         cmd.stdout(Stdio::piped());
@@ -708,13 +716,16 @@ fn id_taken(dir: &Path, id: &str, tmp: &Path) -> Result<bool> {
     Ok(false)
 }
 
-fn write_error(tmp: &Path, e: &std::io::Error) -> anyhow::Error {
-    let (kind, hint) = process::classify(&e.to_string());
-    let mut err = Error::new(kind, format!("writing {}: {e}", tmp.display()));
-    if let Some(h) = hint {
-        err = err.hint(h);
+fn write_error(tmp: &Path, e: &pipeline::PumpError) -> anyhow::Error {
+    match e {
+        // Our side: the backup folder's disk or permissions.
+        pipeline::PumpError::Write(io) => fsutil::local_io_error("writing", tmp, io).into(),
+        pipeline::PumpError::Read(io) => Error::new(
+            crate::error::Kind::Failure,
+            format!("reading pg_dump's output: {io}"),
+        )
+        .into(),
     }
-    err.into()
 }
 
 /// Hashes every file of a directory archive (sorted), fsyncs them, and returns the manifest.
@@ -728,6 +739,7 @@ fn hash_directory(dir: &Path, counter: &AtomicU64) -> Result<(Written, Vec<FileE
     let mut total = 0;
     for name in names {
         let p = dir.join(&name);
+        fsutil::make_private(&p).with_context(|| format!("making {} private", p.display()))?;
         let (sha256, size) =
             pipeline::hash_file(&p, counter).with_context(|| format!("reading {}", p.display()))?;
         std::fs::File::open(&p)
@@ -740,6 +752,7 @@ fn hash_directory(dir: &Path, counter: &AtomicU64) -> Result<(Written, Vec<FileE
             sha256,
         });
     }
+    fsutil::make_private(dir).with_context(|| format!("making {} private", dir.display()))?;
     fsutil::sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
     Ok((
         Written {

@@ -170,8 +170,8 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     if meta.is_some() {
         tracing::info!("checksum verified: {}", path.display());
     } else {
-        tracing::debug!(
-            "{} has no metadata; restoring without a checksum",
+        tracing::warn!(
+            "{} has no metadata: its checksum cannot be checked; restoring it as it is",
             path.display()
         );
     }
@@ -629,18 +629,24 @@ impl RestoreJob {
             .prefix("aos-backup-restore-")
             .suffix(".dump")
             .tempfile_in(&tmp_dir)
-            .with_context(|| format!("creating a temp file in {}", tmp_dir.display()))?;
+            .map_err(|e| unpack_write_error("cannot create a temp file in", &tmp_dir, &e))?;
         process::register_temp(tmp.path());
         let result = (|| {
             let mut file = tmp.as_file();
-            crate::pipeline::pump(&mut reader, &mut file, &self.counter).map_err(|e| {
-                Error::integrity(format!(
+            crate::pipeline::pump(&mut reader, &mut file, &self.counter).map_err(|e| match e {
+                // The archive's content: decompression, decryption, a truncated file.
+                crate::pipeline::PumpError::Read(e) => Error::integrity(format!(
                     "{}: cannot read the backup: {e}",
                     self.path.display()
                 ))
-                .hint("the file is damaged or truncated; use another backup")
+                .hint("the file is damaged or truncated; use another backup"),
+                // Our side: the temp file (a full disk, permissions).
+                crate::pipeline::PumpError::Write(e) => {
+                    unpack_write_error("cannot unpack the archive for --jobs into", tmp.path(), &e)
+                }
             })?;
-            file.flush()?;
+            file.flush()
+                .map_err(|e| unpack_write_error("cannot write", tmp.path(), &e))?;
             let mut cmd = self.pg_restore_parallel(tmp.path(), jobs);
             cmd.stdin(Stdio::null());
             self.tool_started.store(true, Ordering::SeqCst);
@@ -649,5 +655,17 @@ impl RestoreJob {
         process::unregister_temp(tmp.path());
         drop(tmp);
         result
+    }
+}
+
+/// A failure writing the temp copy that --jobs needs: our disk, not the backup (exit 1).
+fn unpack_write_error(doing: &str, path: &Path, e: &std::io::Error) -> Error {
+    let err = crate::fsutil::local_io_error(doing, path, e);
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => err.hint(format!(
+            "the disk holding the temp folder ({}) is full; the backup itself is fine: set TMPDIR to a folder with more space, or restore without --jobs (streams, needs no space)",
+            std::env::temp_dir().display()
+        )),
+        _ => err,
     }
 }

@@ -135,10 +135,12 @@ pub fn read_through(path: &Path, keys: &KeySource, locator: &Locator) -> Result<
                 let copied = pipeline::pump(&mut r, &mut stdin, &counter);
                 drop(stdin);
                 match copied {
-                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    // The archive's content did not read (decryption, decompression).
+                    Err(pipeline::PumpError::Read(e)) => {
                         running.kill();
                         return Err(damaged(path, &e));
                     }
+                    // pg_restore stopped reading: its exit status says why.
                     _ => running
                         .wait()?
                         .check()
@@ -179,6 +181,9 @@ struct Report {
     ok: bool,
     checks: Vec<String>,
     error: Option<String>,
+    /// The backup could not be read for want of the right key (a usage error, not damage).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    key_error: bool,
 }
 
 fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
@@ -188,6 +193,7 @@ fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
         ok: false,
         checks: Vec::new(),
         error: None,
+        key_error: false,
     };
     let result = (|| -> Result<()> {
         match entry.status {
@@ -237,7 +243,13 @@ fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
     })();
     match result {
         Ok(()) => report.ok = true,
-        Err(e) => report.error = Some(crate::redact::scrub(&format!("{e:#}"))),
+        Err(e) => {
+            // A missing or non-matching key (crypto::key_error) says nothing about the backup.
+            // For an encrypted backup whose checksum passed, a usage error can only be that.
+            report.key_error = crate::error::find(&e).is_some_and(|t| t.kind == Kind::Usage)
+                && entry.meta.as_ref().is_some_and(|m| m.encryption != "none");
+            report.error = Some(crate::redact::scrub(&format!("{e:#}")));
+        }
     }
     report
 }
@@ -289,6 +301,13 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     if targets.is_empty() {
         return Err(Error::usage(format!("no backups to verify in {}", dir.display())).into());
     }
+    // A loose key file is one problem for every encrypted backup: say it once, with its fix.
+    if targets
+        .iter()
+        .any(|t| t.meta.as_ref().is_some_and(|m| m.encryption != "none"))
+    {
+        keys.check_private()?;
+    }
     let reports = tokio::task::spawn_blocking(move || {
         targets
             .iter()
@@ -307,6 +326,15 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
         .collect::<Vec<_>>()
         .join("\n");
     ctx.emit(&text, &serde_json::to_value(&reports).unwrap_or_default());
+    let key_errors = reports.iter().filter(|r| r.key_error).count();
+    if failed > 0 && key_errors == failed {
+        return Err(Error::usage(format!(
+            "{failed} of {} backups could not be read: the key given does not open them (missing, of the wrong kind, or not matching)",
+            reports.len()
+        ))
+        .hint("their checksums matched (the files are intact as far as that shows); give the identity (BACKUP_AGE_IDENTITY / --identity) or the passphrase file (BACKUP_PASSPHRASE_FILE / --passphrase-file) each one needs, as its message says")
+        .into());
+    }
     if failed > 0 {
         return Err(Error::new(
             Kind::Integrity,

@@ -1817,6 +1817,8 @@ fn config_shows_the_database_url_with_the_password_masked() {
         format!("database_url = \"{url}\"\n"),
     )
     .unwrap();
+    // It holds a password: it must be private, as .pgpass must.
+    fs::set_permissions(p.join("aos-backup.toml"), fs::Permissions::from_mode(0o600)).unwrap();
     let out = aos_in(p).arg("config").run();
     out.assert_success();
     assert_no_password(&out);

@@ -10,6 +10,7 @@ mod harness;
 mod perdb;
 mod pgpass;
 mod pipeline;
+mod secrets;
 mod smoke;
 mod suspect;
 mod tls;

@@ -164,6 +164,12 @@ fn file_name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
 
+/// Makes a secret file private (0600): aos-backup refuses one that others can read.
+fn private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// An age key pair made by `age-keygen -o FILE`.
 struct AgeKey {
     identity: PathBuf,
@@ -564,6 +570,7 @@ fn passphrase_round_trip_never_prints_the_passphrase() {
     let passphrase = "Tr0ub4dor&3 horse-battery-staple";
     let pass_file = work.path().join("pass.txt");
     fs::write(&pass_file, format!("{passphrase}\nsecond line ignored\n")).unwrap();
+    private(&pass_file);
     let source = source_db("pipe_pass_src", false);
     let backups = work.path().join("backups");
 
@@ -673,6 +680,7 @@ fn encrypted_restore_failures_leave_the_target_untouched() {
     // An identity file that is not one.
     let junk = work.path().join("junk.txt");
     fs::write(&junk, "not an identity\n").unwrap();
+    private(&junk);
     let out = restore_cmd(&target, &file)
         .env("BACKUP_AGE_IDENTITY", &junk)
         .run();
@@ -738,8 +746,10 @@ fn a_wrong_or_missing_passphrase_leaves_the_target_untouched() {
     let work = tempdir();
     let right = work.path().join("right.txt");
     fs::write(&right, "the right passphrase\n").unwrap();
+    private(&right);
     let wrong = work.path().join("wrong.txt");
     fs::write(&wrong, "the wrong passphrase\n").unwrap();
+    private(&wrong);
     let source = source_db("pipe_wrongpass_src", false);
     let (file, _) = run_backup(
         &backup_cmd(&source, &work.path().join("backups"))
