@@ -71,6 +71,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         ("age_recipients", recipients, "-".into()),
         ("age_identity", path(&enc.identity_file), "-".into()),
         ("passphrase_file", path(&enc.passphrase_file), "-".into()),
+        (
+            "restore.lock_timeout",
+            if s.lock_timeout.value.is_zero() {
+                "0 (no limit)".to_string()
+            } else {
+                super::human_duration(s.lock_timeout.value)
+            },
+            s.lock_timeout.source.to_string(),
+        ),
         ("retention.keep_last", show(p.keep_last), "-".into()),
         ("retention.keep_daily", show(p.keep_daily), "-".into()),
         ("retention.keep_weekly", show(p.keep_weekly), "-".into()),
