@@ -14,17 +14,18 @@ pub const CHECK_INTERVAL: &str = "1s";
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The other client sessions of the current database, with what they are doing and whether they
-/// hold a lock on one of its tables (the sessions a restore would wait for).
+/// hold a lock on one of its tables (the sessions a restore would wait for). A role without
+/// `pg_read_all_stats` sees other roles' sessions without their state or type (NULL).
 pub const OTHER_SESSIONS_SQL: &str = "\
 SELECT a.pid, coalesce(a.usename, '')::text, coalesce(a.application_name, '')::text, \
-       coalesce(a.state, 'unknown')::text, \
-       coalesce(extract(epoch FROM now() - coalesce(a.state_change, a.backend_start)), 0)::float8, \
+       a.state::text, \
+       extract(epoch FROM now() - coalesce(a.state_change, a.backend_start))::float8, \
        EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
                WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation' \
                  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
 FROM pg_catalog.pg_stat_activity a \
 WHERE a.datname = current_database() AND a.pid <> pg_catalog.pg_backend_pid() \
-  AND a.backend_type = 'client backend' \
+  AND coalesce(a.backend_type, 'client backend') = 'client backend' \
 ORDER BY a.pid";
 
 /// Another session connected to the target.
@@ -33,32 +34,34 @@ pub struct Session {
     pub pid: i32,
     pub user: String,
     pub application: String,
-    /// `active`, `idle`, `idle in transaction`, ... (`unknown` when we may not see it).
-    pub state: String,
+    /// `active`, `idle`, `idle in transaction`, ... (`None` when our role may not see it).
+    pub state: Option<String>,
     /// How long it has been in that state.
-    pub seconds: f64,
+    pub seconds: Option<f64>,
     /// It holds a lock on a table of the database.
     pub holds_locks: bool,
 }
 
 impl std::fmt::Display for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let since = Duration::from_secs(self.seconds.max(0.0) as u64);
         write!(
             f,
-            "pid {} (user {}, application {:?}, {} for {}{})",
-            self.pid,
-            self.user,
-            self.application,
-            self.state,
-            crate::commands::human_duration(since),
-            if self.holds_locks {
-                ", holds table locks"
-            } else {
-                ""
+            "pid {} (user {}, application {:?}, ",
+            self.pid, self.user, self.application
+        )?;
+        match (&self.state, self.seconds) {
+            (Some(state), Some(secs)) => {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let since = Duration::from_secs(secs.max(0.0) as u64);
+                write!(f, "{state} for {}", crate::commands::human_duration(since))?;
             }
-        )
+            (Some(state), None) => write!(f, "{state}")?,
+            (None, _) => write!(f, "state not visible to this role")?,
+        }
+        if self.holds_locks {
+            write!(f, ", holds table locks")?;
+        }
+        write!(f, ")")
     }
 }
 

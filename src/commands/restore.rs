@@ -331,7 +331,7 @@ async fn end_sessions(db: &Db, others: &[Session]) {
                 "could not end session pid {}: it was gone or the server refused",
                 s.pid
             ),
-            Err(e) => tracing::warn!("could not end session pid {}: {e:#}", s.pid),
+            Err(e) => tracing::warn!("could not end the session: {e:#}"),
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -6,6 +6,7 @@ mod cmd;
 mod core;
 mod guards;
 mod harness;
+mod killsafe;
 mod pgpass;
 mod pipeline;
 mod smoke;
