@@ -717,7 +717,7 @@ fn a_killed_blocked_restore_leaves_no_backend_behind() {
     let before = fingerprint(&db);
     let blocker = Session::open(&db, "BEGIN;\nLOCK TABLE items IN ACCESS SHARE MODE;");
     let cmd = Cmd::new()
-        .args(["restore", "--yes", "--lock-timeout", "0"])
+        .args(["restore", "--yes"])
         .arg(&dump)
         .env("DATABASE_URL", pg.tcp_url(&db))
         .timeout(Duration::from_secs(60));
