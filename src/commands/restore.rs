@@ -290,12 +290,11 @@ async fn confirm(
         use std::fmt::Write as _;
         let _ = write!(
             prompt,
-            "\n{} connected to it{}:",
-            super::count(others.len() as u64, "other session is"),
+            "\nOther sessions connected to it{}:",
             if terminate {
-                " and will be ended (--terminate-sessions)"
+                " (--terminate-sessions ends them first)"
             } else {
-                ""
+                " (a restore waits for their table locks)"
             }
         );
         for s in others {

@@ -758,6 +758,7 @@ fn ctrl_d_at_the_confirmation_prompt_means_no() {
     let dump = small_dump(work.path());
     let db = target("killsafe_ctrl_d");
     let before = fingerprint(&db);
+    let other = Session::open(&db, "SELECT 1;");
     let envs = [("DATABASE_URL", pg.tcp_url(&db))];
     let args = [std::ffi::OsStr::new("restore"), dump.as_os_str()];
     let started = Instant::now();
@@ -769,9 +770,16 @@ fn ctrl_d_at_the_confirmation_prompt_means_no() {
     );
     assert_eq!(run.code, Some(3), "{}", run.output);
     assert!(run.output.contains("cancelled"), "{}", run.output);
+    // The question shows the other sessions.
+    let shown = run.output.lines().any(|l| {
+        l.trim_start().starts_with(&format!("pid {} (", other.pid))
+            && l.contains("killsafe-blocker")
+    });
+    assert!(shown, "{}", run.output);
     // An empty line is no too.
     let run = crate::guards::run_on_pty(&args, &envs, "Replace its objects", b"\n");
     assert_eq!(run.code, Some(3), "{}", run.output);
     assert_eq!(fingerprint(&db), before);
+    drop(other);
     pg.drop_db(&db);
 }
