@@ -143,6 +143,16 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "NAME")]
     pub from_database: Option<String>,
 
+    /// Give up when another session's lock blocks the restore this long (e.g. 30s, 2m; 0 waits
+    /// forever) [env: BACKUP_LOCK_TIMEOUT] [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+
+    /// End the other sessions connected to the target database before restoring (asks first,
+    /// like the restore itself; --yes confirms).
+    #[arg(long)]
+    pub terminate_sessions: bool,
+
     #[command(flatten)]
     pub keys: KeyArgs,
 }

@@ -114,6 +114,14 @@ struct FileConfig {
     encryption: FileEncryption,
     #[serde(default)]
     retention: Policy,
+    #[serde(default)]
+    restore: FileRestore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRestore {
+    lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +191,8 @@ pub struct Settings {
     pub suspect_ratio: Sourced<f64>,
     pub config_file: Option<PathBuf>,
     pub env: Env,
+    /// How long a restore waits for another session's lock; zero waits forever.
+    pub lock_timeout: Sourced<std::time::Duration>,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
@@ -339,7 +349,10 @@ impl Settings {
         overlay_policy(&mut retention, &env_policy);
         let suspect_ratio = suspect_ratio(&env, file.backup.suspect_ratio)?;
 
+        let lock_timeout = resolve_lock_timeout(cli, &env, &file)?;
+
         Ok(Settings {
+            lock_timeout,
             database_url,
             backup_dir,
             pg_bin,
@@ -353,6 +366,35 @@ impl Settings {
             env,
         })
     }
+}
+
+/// `restore --lock-timeout`, else `BACKUP_LOCK_TIMEOUT`, else `[restore] lock_timeout`, else 30s.
+fn resolve_lock_timeout(
+    cli: &Cli,
+    env: &Env,
+    file: &FileConfig,
+) -> Result<Sourced<std::time::Duration>> {
+    let flag = match &cli.command {
+        crate::cli::Command::Restore(a) => a.lock_timeout.clone(),
+        _ => None,
+    };
+    let (text, source, name) = if let Some(v) = flag {
+        (v, Source::Flag, "--lock-timeout")
+    } else if let Some((v, src)) = env.get("BACKUP_LOCK_TIMEOUT") {
+        (v.to_string(), src, "BACKUP_LOCK_TIMEOUT")
+    } else if let Some(v) = &file.restore.lock_timeout {
+        (v.clone(), Source::File, "restore.lock_timeout")
+    } else {
+        return Ok(Sourced::new(
+            crate::sessions::DEFAULT_LOCK_TIMEOUT,
+            Source::Default,
+        ));
+    };
+    let d = crate::sessions::parse_duration(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}"))
+            .hint("give a duration like 30s, 500ms or 2m (0 waits forever)")
+    })?;
+    Ok(Sourced::new(d, source))
 }
 
 /// Applies the rules set in `args` over `policy`.

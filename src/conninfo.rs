@@ -586,6 +586,25 @@ impl ConnInfo {
         env
     }
 
+    /// A copy whose libpq `options` end with `extra` (such as `-c lock_timeout=30000`), after what
+    /// the URL's `options` or else `PGOPTIONS` gave; a later `-c` wins on the server. Children
+    /// get it through `PGOPTIONS` and the `--dbname` string alike.
+    #[must_use]
+    pub fn with_options(&self, extra: &str, env: &dyn Fn(&str) -> Option<String>) -> ConnInfo {
+        let base = self
+            .param("options")
+            .map(str::to_string)
+            .or_else(|| env("PGOPTIONS").filter(|v| !v.trim().is_empty()));
+        let merged = match base {
+            Some(b) => format!("{b} {extra}"),
+            None => extra.to_string(),
+        };
+        let mut info = self.clone();
+        info.params.retain(|(k, _)| k != "options");
+        info.params.push(("options".to_string(), merged));
+        info
+    }
+
     /// The same connection as a libpq `keyword='value'` string *without* the password (nor
     /// `sslpassword`), for a `--dbname=` argument if ever needed: argv is visible to every user
     /// of the machine. Values are always single-quoted with `\` and `'` escaped. Empty when the

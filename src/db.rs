@@ -136,6 +136,19 @@ impl Db {
             user: row.get(3),
         };
         tracing::debug!(server = %info.version, database = %info.database, "connected");
+        if info.major >= 14 {
+            // Should we die mid-query, the server stops our backend instead of finishing it.
+            let set = format!(
+                "SET client_connection_check_interval = '{}'",
+                crate::sessions::CHECK_INTERVAL
+            );
+            if let Err(e) = client.batch_execute(&set).await {
+                tracing::debug!(
+                    "cannot set client_connection_check_interval: {}",
+                    error_text(&e)
+                );
+            }
+        }
         Ok(Db { client, info })
     }
 
@@ -164,6 +177,39 @@ impl Db {
             })?;
         let holds: bool = row.get(0);
         Ok(!holds)
+    }
+
+    /// The other client sessions connected to this database, oldest pid first.
+    pub async fn other_sessions(&self) -> Result<Vec<crate::sessions::Session>> {
+        let rows = self
+            .client
+            .query(crate::sessions::OTHER_SESSIONS_SQL, &[])
+            .await
+            .map_err(|e| anyhow::anyhow!("listing the other sessions: {}", error_text(&e)))?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::sessions::Session {
+                pid: r.get(0),
+                user: r.get(1),
+                application: r.get(2),
+                state: r.get(3),
+                seconds: r.get(4),
+                holds_locks: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Ends a backend (`pg_terminate_backend`); false when the server refused or it was gone.
+    pub async fn terminate(&self, pid: i32) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(pg_catalog.pg_terminate_backend($1), false)",
+                &[&pid],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("ending session {pid}: {}", error_text(&e)))?;
+        Ok(row.get(0))
     }
 }
 

@@ -26,6 +26,7 @@ pub mod process;
 pub mod progress;
 pub mod redact;
 pub mod retention;
+pub mod sessions;
 pub mod sqlfeed;
 pub mod suspect;
 pub mod tls;
@@ -71,11 +72,33 @@ pub fn run() -> i32 {
     process::install_signal_flag();
     let result = runtime.block_on(async move {
         let ctx = build_ctx(&cli)?;
-        tokio::select! {
-            r = commands::dispatch(cli, ctx) => r,
-            sig = signals() => {
-                process::on_signal(sig);
-                Err(process::interrupted_error(sig).into())
+        let work = commands::dispatch(cli, ctx);
+        tokio::pin!(work);
+        let mut signals = Signals::new();
+        // A signal that arrived while a restore's COMMIT waited for the server's answer.
+        let mut waited: Option<i32> = None;
+        loop {
+            tokio::select! {
+                r = &mut work => {
+                    return match (waited, r) {
+                        // The answer came: the message says what it was.
+                        (Some(sig), Ok(())) => Err(process::interrupted_error(sig).into()),
+                        (_, r) => r,
+                    };
+                }
+                sig = signals.next() => {
+                    if waited.is_none() && process::commit_pending() {
+                        // Abandoning now would leave the outcome unknown: wait for the answer.
+                        waited = Some(sig);
+                        tracing::warn!(
+                            "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
+                            if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
+                        );
+                        continue;
+                    }
+                    process::on_signal(sig);
+                    return Err(process::interrupted_error(sig).into());
+                }
             }
         }
     });
@@ -109,18 +132,30 @@ fn build_ctx(cli: &cli::Cli) -> anyhow::Result<commands::Ctx> {
     })
 }
 
-/// Resolves when SIGINT or SIGTERM arrives, with the signal number.
-async fn signals() -> i32 {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => libc::SIGINT,
-        _ = term.recv() => libc::SIGTERM,
+/// SIGINT and SIGTERM, watched from start to end (no signal is missed between two waits).
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Resolves when SIGINT or SIGTERM arrives, with the signal number.
+    async fn next(&mut self) -> i32 {
+        let (Some(int), Some(term)) = (self.int.as_mut(), self.term.as_mut()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        }
     }
 }
 

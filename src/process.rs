@@ -6,8 +6,8 @@ use crate::error::{Error, Kind};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::process::{Child, ChildStdin, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -43,14 +43,106 @@ pub fn interrupted() -> Option<i32> {
     }
 }
 
-/// The error for an interruption by `sig`.
+/// The error for an interruption by `sig`. During a restore it says what is known about the
+/// target at that moment (see [`RestorePhase`]); otherwise nothing was kept.
 #[must_use]
 pub fn interrupted_error(sig: i32) -> Error {
-    if sig == libc::SIGTERM {
-        Error::new(Kind::Terminated, "terminated (SIGTERM); nothing was kept")
+    let (kind, what) = if sig == libc::SIGTERM {
+        (Kind::Terminated, "terminated (SIGTERM)")
     } else {
-        Error::new(Kind::Interrupted, "interrupted (Ctrl-C); nothing was kept")
+        (Kind::Interrupted, "interrupted (Ctrl-C)")
+    };
+    let Some(db) = lock(&RESTORE_TARGET).clone() else {
+        return Error::new(kind, format!("{what}; nothing was kept"));
+    };
+    match restore_phase() {
+        RestorePhase::Untouched => Error::new(
+            kind,
+            format!("{what} before the restore changed anything: database {db:?} is as it was"),
+        ),
+        RestorePhase::Transaction => Error::new(
+            kind,
+            format!(
+                "{what}; the restore's transaction was never committed, so the server rolls it back: database {db:?} is as it was"
+            ),
+        ),
+        RestorePhase::Parallel => Error::new(
+            kind,
+            format!(
+                "{what} during a parallel restore (--jobs): database {db:?} may be partly restored"
+            ),
+        )
+        .hint(
+            "restore again and let it finish (without --jobs it runs in one transaction: all or nothing), or drop and recreate the database and restore into it",
+        ),
+        RestorePhase::CommitSent => Error::new(
+            kind,
+            format!(
+                "{what} after the restore's COMMIT was sent and before the server answered: whether database {db:?} was restored is unknown"
+            ),
+        )
+        .hint(format!(
+            "the server completes or rolls back that COMMIT on its own: wait until `SELECT pid, state, wait_event FROM pg_stat_activity WHERE datname = '{}'` shows no session of the restore, then look at the tables (or restore again)",
+            db.replace('\'', "''")
+        )),
+        RestorePhase::Committed => Error::new(
+            kind,
+            format!(
+                "{what} while the server committed the restore; it answered that the COMMIT succeeded: database {db:?} is restored"
+            ),
+        ),
     }
+}
+
+/// How far a restore has gone, for an honest message when it is interrupted or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RestorePhase {
+    /// No restore tool has touched the target yet.
+    Untouched = 0,
+    /// psql runs our transaction; COMMIT was not sent, so ending psql rolls everything back.
+    Transaction = 1,
+    /// pg_restore --jobs runs: every object commits on its own, the target may be partly changed.
+    Parallel = 2,
+    /// psql reached our COMMIT (it printed [`COMMIT_MARK`]); the outcome is the server's answer.
+    CommitSent = 3,
+    /// The server answered the COMMIT with success.
+    Committed = 4,
+}
+
+static RESTORE_PHASE: AtomicU8 = AtomicU8::new(0);
+/// The database a restore is writing to; `None` outside a restore.
+static RESTORE_TARGET: Mutex<Option<String>> = Mutex::new(None);
+
+/// What psql prints on stderr (as a server WARNING) right before it sends our COMMIT.
+pub const COMMIT_MARK: &str = "aos-backup: sending COMMIT";
+
+/// A restore into `db` starts: interruption messages describe the target from now on.
+pub fn restore_begins(db: &str) {
+    *lock(&RESTORE_TARGET) = Some(db.to_string());
+    set_restore_phase(RestorePhase::Untouched);
+}
+
+pub fn set_restore_phase(phase: RestorePhase) {
+    RESTORE_PHASE.store(phase as u8, Ordering::SeqCst);
+}
+
+#[must_use]
+pub fn restore_phase() -> RestorePhase {
+    match RESTORE_PHASE.load(Ordering::SeqCst) {
+        1 => RestorePhase::Transaction,
+        2 => RestorePhase::Parallel,
+        3 => RestorePhase::CommitSent,
+        4 => RestorePhase::Committed,
+        _ => RestorePhase::Untouched,
+    }
+}
+
+/// True while a restore's COMMIT waits for the server's answer: a first signal then waits for
+/// that answer instead of abandoning it (see `lib.rs`).
+#[must_use]
+pub fn commit_pending() -> bool {
+    lock(&RESTORE_TARGET).is_some() && restore_phase() == RestorePhase::CommitSent
 }
 
 /// Registers a temp file or folder to remove if we are interrupted.
@@ -117,6 +209,7 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
         args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
     // Spawned and registered under the lock, so that `on_signal` (which sets INTERRUPTED, then
     // takes the lock) either finds the child to stop, or we see INTERRUPTED and start nothing.
+    die_with_us(cmd);
     let mut children = lock(&CHILDREN);
     if let Some(sig) = interrupted() {
         return Err(interrupted_error(sig).into());
@@ -139,12 +232,99 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     })
 }
 
+/// Makes the child die with us, however we end (SIGKILL, OOM, panic): the kernel sends it SIGKILL
+/// when the thread that spawned it exits (`PR_SET_PDEATHSIG`). Every spawn site waits for its
+/// child in the thread that spawned it, so that thread outlives the child. A psql whose input
+/// ends without our COMMIT rolls back; a pg_restore killed mid-way leaves what --jobs committed.
+fn die_with_us(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the pid is read before the fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: prctl, getppid and _exit are async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // We may have died between fork and prctl: then nobody is left to send the signal.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kills a child's whole process group (its forked workers, which `PR_SET_PDEATHSIG` does not
+/// reach) when we end without saying goodbye. A tiny `sh` waits for a line on a pipe that only we
+/// hold: a newline means "done"; the end of the pipe (we died) means `kill -9 -PGID`.
+pub struct GroupWatch {
+    sh: Option<Child>,
+    pipe: Option<ChildStdin>,
+}
+
+/// Spawns `cmd` as the leader of its own process group, watched by a [`GroupWatch`]. For tools
+/// that fork workers with their own connections (`pg_restore --jobs`).
+pub fn spawn_group(name: &str, cmd: &mut Command) -> anyhow::Result<(Running, GroupWatch)> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let running = spawn(name, cmd)?;
+    let pgid = running.child.id();
+    let mut sh = Command::new("/bin/sh");
+    sh.args([
+        "-c",
+        "trap '' INT HUP TERM; read -r _ || kill -9 -\"$1\"",
+        "aos-backup-watch",
+        &pgid.to_string(),
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .process_group(0);
+    match sh.spawn() {
+        Ok(mut child) => {
+            let pipe = child.stdin.take();
+            Ok((
+                running,
+                GroupWatch {
+                    sh: Some(child),
+                    pipe,
+                },
+            ))
+        }
+        Err(e) => {
+            running.kill();
+            Err(anyhow::anyhow!("cannot start /bin/sh to watch {name}: {e}"))
+        }
+    }
+}
+
+impl Drop for GroupWatch {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(mut pipe) = self.pipe.take() {
+            let _ = pipe.write_all(b"done\n");
+        }
+        if let Some(mut sh) = self.sh.take() {
+            let _ = sh.wait();
+        }
+    }
+}
+
 fn collect_tail(name: &str, stream: impl Read) -> Vec<String> {
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     for line in BufReader::new(stream).split(b'\n') {
         let Ok(line) = line else { break };
         let line = String::from_utf8_lossy(&line).trim_end().to_string();
         if line.is_empty() {
+            continue;
+        }
+        if line.contains(COMMIT_MARK) {
+            // Everything before succeeded; psql sends COMMIT now.
+            if restore_phase() == RestorePhase::Transaction {
+                set_restore_phase(RestorePhase::CommitSent);
+            }
+            tracing::debug!("{name}: the restore's COMMIT is being sent");
             continue;
         }
         tracing::debug!("{name}: {}", crate::redact::scrub(&line));

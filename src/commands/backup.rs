@@ -245,6 +245,13 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let pg_dump = ctx.locator().find("pg_dump", Some(db.info.major))?;
     crate::tools::check_not_older(&pg_dump, &db.info.version, db.info.major)?;
     let server_version = db.info.version.clone();
+    // pg_dump's backend stops soon after pg_dump dies, even while it waits for a lock.
+    let options = crate::sessions::child_options(db.info.major, None);
+    let conn = if options.is_empty() {
+        conn
+    } else {
+        conn.with_options(&options, &|k| ctx.settings.env.var(k))
+    };
     drop(db);
 
     let started_at = ctx.now;

@@ -80,6 +80,15 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             s.suspect_ratio.value.to_string(),
             s.suspect_ratio.source.to_string(),
         ),
+        (
+            "restore.lock_timeout",
+            if s.lock_timeout.value.is_zero() {
+                "0 (no limit)".to_string()
+            } else {
+                super::human_duration(s.lock_timeout.value)
+            },
+            s.lock_timeout.source.to_string(),
+        ),
         ("retention.keep_last", show(p.keep_last), "-".into()),
         ("retention.keep_daily", show(p.keep_daily), "-".into()),
         ("retention.keep_weekly", show(p.keep_weekly), "-".into()),

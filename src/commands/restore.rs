@@ -9,7 +9,8 @@ use crate::cli::RestoreArgs;
 use crate::db::Db;
 use crate::error::{Error, Kind};
 use crate::format::DumpFormat;
-use crate::process;
+use crate::process::{self, RestorePhase};
+use crate::sessions::Session;
 use crate::sqlfeed::CleanSection;
 use crate::tools::Tool;
 use anyhow::{Context, Result};
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Finds the backup to restore: an existing path, else `latest` or an id in the backup folder
 /// (`latest` and id prefixes among the backups of `scope`'s database).
@@ -190,6 +191,16 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let dbname = db.info.database.clone();
     let empty = db.is_empty().await?;
     refuse_plain_without_clean(clean_section, empty, args.force, &dbname, &path)?;
+    process::restore_begins(&dbname);
+    let others = db.other_sessions().await?;
+    if !others.is_empty() {
+        tracing::warn!(
+            "{} connected to database {dbname:?}: {}",
+            super::count(others.len() as u64, "other session"),
+            crate::sessions::describe(&others)
+        );
+    }
+    let terminate = args.terminate_sessions && !others.is_empty();
     if tables > 0 && jobs.is_some() && !args.force {
         return Err(Error::refused(format!(
             "refusing a parallel restore into {dbname:?}, which holds {tables} tables: --jobs cannot run in one transaction, so a failure would leave it half-restored"
@@ -197,9 +208,14 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         .hint("restore without --jobs (one transaction, all or nothing), or add --force to accept the risk")
         .into());
     }
-    if tables > 0 && !args.yes {
-        confirm(&dbname, &host, tables, &about).await?;
+    if (tables > 0 || terminate) && !args.yes {
+        confirm(&dbname, &host, tables, &about, &others, terminate).await?;
     }
+    if terminate {
+        end_sessions(&db, &others).await;
+    }
+    let lock_timeout = Some(ctx.settings.lock_timeout.value).filter(|d| !d.is_zero());
+    let major = db.info.major;
     // Serial restores go through psql (one transaction we control); --jobs uses pg_restore alone.
     let locator = ctx.locator();
     let pg_restore = if opened.format == DumpFormat::Plain {
@@ -232,11 +248,20 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     });
     let progress = crate::progress::Progress::new(ctx.progress, "restoring", total);
     let tool_started = Arc::new(AtomicBool::new(false));
+    let child_conn = {
+        let options = crate::sessions::child_options(major, lock_timeout);
+        if options.is_empty() {
+            conn.clone()
+        } else {
+            conn.with_options(&options, &|k| ctx.settings.env.var(k))
+        }
+    };
     let job = RestoreJob {
         pg_restore,
         psql,
-        env: conn.child_env(),
-        dbname_arg: conn.conninfo_without_password(),
+        lock_timeout,
+        env: child_conn.child_env(),
+        dbname_arg: child_conn.conninfo_without_password(),
         path: path.clone(),
         jobs,
         counter: progress.counter.clone(),
@@ -249,7 +274,10 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         .context("the restore thread failed")?;
     drop(progress);
     if let Err(e) = result {
-        let note = if jobs.is_some() && !tool_started.load(Ordering::SeqCst) {
+        let phase = process::restore_phase();
+        let note = if phase == RestorePhase::CommitSent {
+            format!("restore failed after its COMMIT was sent, before the server answered: whether {dbname:?} was restored is unknown")
+        } else if jobs.is_some() && !tool_started.load(Ordering::SeqCst) {
             // Unpacking for --jobs failed (damaged archive, no temp space): pg_restore never ran.
             format!("restore failed before pg_restore started: {dbname:?} was not touched")
         } else if jobs.is_some() {
@@ -259,6 +287,9 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         } else {
             format!("restore failed and was rolled back: {dbname:?} is as it was")
         };
+        if let Some(limit) = lock_timeout.filter(|_| is_lock_timeout(&e)) {
+            return Err(lock_wait_error(&conn, &ctx.settings.env, limit, &note).await);
+        }
         return Err(e.context(note));
     }
     let elapsed = started.elapsed();
@@ -296,31 +327,134 @@ fn layers_note(o: &Opened) -> String {
     format!(", inside {}", names.join("+"))
 }
 
-/// Asks on the terminal; refuses at once when nobody can answer.
-async fn confirm(dbname: &str, host: &str, tables: u64, about: &str) -> Result<()> {
+/// Asks on the terminal; refuses at once when nobody can answer. Reads one line: only `y` or
+/// `yes` goes on; an empty line, anything else, or the end of input (Ctrl-D) is no.
+async fn confirm(
+    dbname: &str,
+    host: &str,
+    tables: u64,
+    about: &str,
+    others: &[Session],
+    terminate: bool,
+) -> Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !interactive {
+        let what = if tables > 0 {
+            format!("it holds {tables} tables")
+        } else {
+            format!(
+                "--terminate-sessions would end {}",
+                super::count(others.len() as u64, "other session")
+            )
+        };
         return Err(Error::refused(format!(
-            "refusing to restore into database {dbname:?} on {host}: it holds {tables} tables, and there is no terminal to confirm"
+            "refusing to restore into database {dbname:?} on {host}: {what}, and there is no terminal to confirm"
         ))
         .hint("add --yes to confirm that its objects may be dropped and replaced by the backup's")
         .into());
     }
-    let prompt = format!(
-        "Database {dbname:?} on {host} holds {tables} tables. Replace its objects with the {about}?"
-    );
-    let answer = tokio::task::spawn_blocking(move || {
-        dialoguer::Confirm::new()
-            .with_prompt(prompt)
-            .default(false)
-            .interact_on(&dialoguer::console::Term::stderr())
+    let mut prompt = if tables > 0 {
+        format!(
+            "Database {dbname:?} on {host} holds {tables} tables. Replace its objects with the {about}?"
+        )
+    } else {
+        format!("Restore into database {dbname:?} on {host}?")
+    };
+    if !others.is_empty() {
+        use std::fmt::Write as _;
+        let _ = write!(
+            prompt,
+            "\nOther sessions connected to it{}:",
+            if terminate {
+                " (--terminate-sessions ends them first)"
+            } else {
+                " (a restore waits for their table locks)"
+            }
+        );
+        for s in others {
+            let _ = write!(prompt, "\n  {s}");
+        }
+    }
+    let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        let mut err = std::io::stderr().lock();
+        write!(err, "{prompt}\nType y to go on [y/N]: ")?;
+        err.flush()?;
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line)? == 0 {
+            // End of input (Ctrl-D): no.
+            writeln!(err)?;
+        }
+        Ok(line)
     })
     .await
     .context("the prompt failed")?;
-    match answer {
-        Ok(true) => Ok(()),
+    match answer.map(|a| a.trim().to_ascii_lowercase()) {
+        Ok(a) if a == "y" || a == "yes" => Ok(()),
         _ => Err(Error::refused("restore cancelled; nothing was changed").into()),
     }
+}
+
+/// `--terminate-sessions`: ends the other sessions (after the confirmation) and waits briefly
+/// until they are gone. A session we may not end is reported; the lock wait limit still applies.
+async fn end_sessions(db: &Db, others: &[Session]) {
+    for s in others {
+        match db.terminate(s.pid).await {
+            Ok(true) => tracing::info!("ended session {s}"),
+            Ok(false) => tracing::warn!(
+                "could not end session pid {}: it was gone or the server refused",
+                s.pid
+            ),
+            Err(e) => tracing::warn!("could not end the session: {e:#}"),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match db.other_sessions().await {
+            Ok(now) if now.iter().any(|n| others.iter().any(|o| o.pid == n.pid)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Whether the restore failed because a lock wait reached `lock_timeout`.
+fn is_lock_timeout(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("lock timeout")
+}
+
+/// The error for a restore that gave up waiting for a lock: it names the sessions of the target
+/// that hold table locks (or, when none is visible any more, every other session).
+async fn lock_wait_error(
+    conn: &crate::conninfo::ConnInfo,
+    env: &crate::config::Env,
+    limit: Duration,
+    note: &str,
+) -> anyhow::Error {
+    let sessions = match Db::connect(conn, env).await {
+        Ok(db) => db.other_sessions().await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let holders: Vec<Session> = sessions.iter().filter(|s| s.holds_locks).cloned().collect();
+    let named = if holders.is_empty() {
+        sessions
+    } else {
+        holders
+    };
+    let who = if named.is_empty() {
+        "a session that has ended since".to_string()
+    } else {
+        crate::sessions::describe(&named)
+    };
+    Error::new(
+        Kind::Failure,
+        format!(
+            "{note}: it waited {} (--lock-timeout) for a lock held by another session: {who}",
+            super::human_duration(limit)
+        ),
+    )
+    .hint("end that session (its application, or SELECT pg_terminate_backend(PID)), or add --terminate-sessions to end the other sessions first, or allow a longer wait with --lock-timeout")
+    .into()
 }
 
 /// What every restore does: drop and recreate the archive's objects, owned by the restoring user.
@@ -382,6 +516,8 @@ fn needs_clean(empty: bool, dbname: &str) -> bool {
 struct RestoreJob {
     pg_restore: Option<Tool>,
     psql: Option<PathBuf>,
+    /// Replaces the script's `SET lock_timeout = 0;` (none: 0, no limit).
+    lock_timeout: Option<Duration>,
     env: Vec<(String, String)>,
     dbname_arg: String,
     path: PathBuf,
@@ -441,14 +577,9 @@ impl RestoreJob {
         let mut cmd = Command::new(path);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdout(Stdio::null()).stdin(Stdio::piped());
-        cmd.args([
-            "-X",
-            "--quiet",
-            "--no-password",
-            "--single-transaction",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ]);
+        // Not --single-transaction, which commits at the end of input, however early it comes:
+        // the feeder writes BEGIN and COMMIT itself.
+        cmd.args(["-X", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1"]);
         cmd.arg(format!("--dbname={}", self.dbname_arg));
         cmd.args(["-f", "-"]);
         Ok(cmd)
@@ -464,8 +595,7 @@ impl RestoreJob {
             (_, _, Some(j)) if bare_or_dir => {
                 let mut cmd = self.pg_restore_parallel(&self.path, j);
                 cmd.stdin(Stdio::null());
-                self.tool_started.store(true, Ordering::SeqCst);
-                process::spawn("pg_restore", &mut cmd)?.wait()?.check()
+                self.run_parallel(&mut cmd)
             }
             (_, Some(r), Some(j)) => self.unpacked(r, j),
             (_, _, None) if bare_or_dir => self.via_script(None),
@@ -474,9 +604,9 @@ impl RestoreJob {
         }
     }
 
-    /// Streams SQL into psql, which runs it in one transaction. psql sees the end of its input
-    /// (and commits) only when the SQL was read whole and `before_commit` agrees; on any failure it
-    /// is stopped first, so the transaction rolls back.
+    /// Streams SQL into psql inside one transaction that we open and close: `BEGIN` first, and
+    /// `COMMIT` only when the SQL was read whole and `before_commit` agrees. Input that ends without
+    /// our COMMIT (we failed, were killed, or psql was stopped) is rolled back by the server.
     fn feed_psql(
         &self,
         sql: &mut dyn Read,
@@ -486,11 +616,19 @@ impl RestoreJob {
     ) -> Result<()> {
         let mut cmd = self.psql()?;
         let mut running = process::spawn("psql", &mut cmd)?;
+        process::set_restore_phase(RestorePhase::Transaction);
         let Some(stdin) = running.child.stdin.take() else {
             running.kill();
             anyhow::bail!("psql has no stdin");
         };
-        let mut feed = crate::sqlfeed::SqlFeed::new(stdin, check_trailer).skip_clean(!self.clean);
+        let mut out = crate::sessions::LockTimeoutOverride::new(stdin, self.lock_timeout);
+        if let Err(e) = out.write_all(b"BEGIN;\n") {
+            drop(out);
+            running.wait()?.check()?;
+            anyhow::bail!("psql stopped reading its input: {e}");
+        }
+        let mut feed =
+            crate::sqlfeed::SqlFeed::new(&mut out, check_trailer).skip_clean(!self.clean);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = match sql.read(&mut buf) {
@@ -498,6 +636,8 @@ impl RestoreJob {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    drop(feed);
+                    drop(out);
                     running.kill();
                     return Err(Error::integrity(format!(
                         "{}: cannot read the backup: {e}",
@@ -510,6 +650,7 @@ impl RestoreJob {
             if let Err(e) = feed.write_all(&buf[..n]) {
                 // psql stopped reading: its own error says why.
                 drop(feed);
+                drop(out);
                 running.wait()?.check()?;
                 anyhow::bail!("psql stopped reading its input: {e}");
             }
@@ -526,13 +667,39 @@ impl RestoreJob {
                 )
             })
             .and_then(|()| before_commit());
+        let wrapped = feed.wrapped;
+        drop(feed);
         if let Err(e) = verdict {
+            drop(out);
             running.kill();
             return Err(e);
         }
-        tracing::debug!("{} clean statement(s) guarded", feed.wrapped);
-        drop(feed);
-        running.wait()?.check()
+        tracing::debug!(
+            "{wrapped} clean statement(s) guarded; {} lock_timeout setting(s) replaced",
+            out.replaced
+        );
+        // Everything was read and checked. psql prints COMMIT_MARK (a server WARNING, so after
+        // every statement before it succeeded) right before it sends COMMIT: from then on the
+        // outcome is the server's, and an interruption waits for it.
+        let commit = format!(
+            "SET client_min_messages = warning;\n\
+             DO $aos_commit$BEGIN RAISE WARNING '{}'; END$aos_commit$;\n\
+             COMMIT;\n",
+            process::COMMIT_MARK
+        );
+        let sent = out.write_all(commit.as_bytes()).and_then(|()| out.finish());
+        drop(out);
+        let finished = running.wait()?;
+        if finished.status.success() {
+            process::set_restore_phase(RestorePhase::Committed);
+        } else if process::restore_phase() == RestorePhase::CommitSent
+            && finished.status.code() == Some(3)
+        {
+            // The server answered the COMMIT with an error: it rolled back.
+            process::set_restore_phase(RestorePhase::Transaction);
+        }
+        finished.check()?;
+        sent.map_err(|e| anyhow::anyhow!("psql stopped reading its input: {e}"))
     }
 
     /// pg_restore turns the archive (a path, or a stream on its stdin) into SQL for psql.
@@ -605,9 +772,23 @@ impl RestoreJob {
         result
     }
 
+    /// pg_restore --jobs, in its own process group so that its workers die with us too.
+    fn run_parallel(&self, cmd: &mut Command) -> Result<()> {
+        self.tool_started.store(true, Ordering::SeqCst);
+        let (running, watch) = process::spawn_group("pg_restore", cmd)?;
+        process::set_restore_phase(RestorePhase::Parallel);
+        let finished = running.wait();
+        drop(watch);
+        finished?.check()
+    }
+
     /// Unpacks a compressed or encrypted archive into a temp file, so that pg_restore can seek
-    /// in it for --jobs; the file is removed afterwards.
+    /// in it for --jobs. The file has no name (unlinked, `O_TMPFILE` where the file system
+    /// allows): the decrypted dump disappears with the last process holding it, however we end.
+    /// pg_restore and its workers open it as `/dev/fd/N`.
     fn unpacked(&self, mut reader: Box<dyn Read + Send>, jobs: u32) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
         let tmp_dir = std::env::temp_dir();
         if let Some(need) = self.expected_dump_bytes {
             let free = crate::fsutil::free_space(&tmp_dir).unwrap_or(u64::MAX);
@@ -625,35 +806,45 @@ impl RestoreJob {
                 .into());
             }
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("aos-backup-restore-")
-            .suffix(".dump")
-            .tempfile_in(&tmp_dir)
+        let mut file = tempfile::tempfile_in(&tmp_dir)
             .map_err(|e| unpack_write_error("cannot create a temp file in", &tmp_dir, &e))?;
-        process::register_temp(tmp.path());
-        let result = (|| {
-            let mut file = tmp.as_file();
-            crate::pipeline::pump(&mut reader, &mut file, &self.counter).map_err(|e| match e {
-                // The archive's content: decompression, decryption, a truncated file.
-                crate::pipeline::PumpError::Read(e) => Error::integrity(format!(
-                    "{}: cannot read the backup: {e}",
-                    self.path.display()
-                ))
-                .hint("the file is damaged or truncated; use another backup"),
-                // Our side: the temp file (a full disk, permissions).
-                crate::pipeline::PumpError::Write(e) => {
-                    unpack_write_error("cannot unpack the archive for --jobs into", tmp.path(), &e)
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // O_TMPFILE honours only the umask: the decrypted dump is for us alone.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| {
+                    format!("making the temp file in {} private", tmp_dir.display())
+                })?;
+        }
+        crate::pipeline::pump(&mut reader, &mut file, &self.counter).map_err(|e| match e {
+            // The archive's content: decompression, decryption, a truncated file.
+            crate::pipeline::PumpError::Read(e) => Error::integrity(format!(
+                "{}: cannot read the backup: {e}",
+                self.path.display()
+            ))
+            .hint("the file is damaged or truncated; use another backup"),
+            // Our side: the temp file (a full disk, permissions).
+            crate::pipeline::PumpError::Write(e) => {
+                unpack_write_error("cannot unpack the archive for --jobs into", &tmp_dir, &e)
+            }
+        })?;
+        file.flush()
+            .map_err(|e| unpack_write_error("cannot write a temp file in", &tmp_dir, &e))?;
+        let fd = file.as_raw_fd();
+        let mut cmd = self.pg_restore_parallel(Path::new(&format!("/dev/fd/{fd}")), jobs);
+        cmd.stdin(Stdio::null());
+        // SAFETY: fcntl is async-signal-safe; the fd stays open in the parent until the child ends.
+        unsafe {
+            cmd.pre_exec(move || {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-            })?;
-            file.flush()
-                .map_err(|e| unpack_write_error("cannot write", tmp.path(), &e))?;
-            let mut cmd = self.pg_restore_parallel(tmp.path(), jobs);
-            cmd.stdin(Stdio::null());
-            self.tool_started.store(true, Ordering::SeqCst);
-            process::spawn("pg_restore", &mut cmd)?.wait()?.check()
-        })();
-        process::unregister_temp(tmp.path());
-        drop(tmp);
+                Ok(())
+            });
+        }
+        let result = self.run_parallel(&mut cmd);
+        drop(file);
         result
     }
 }

@@ -7,6 +7,7 @@ mod cmd;
 mod core;
 mod guards;
 mod harness;
+mod killsafe;
 mod perdb;
 mod pgpass;
 mod pipeline;
