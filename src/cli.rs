@@ -5,25 +5,25 @@ use crate::logging::LogFormat;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
 
-const AFTER_HELP: &str = "\
+/// What `--help` says after the options: where the connection and the tools come from.
+pub const ENVIRONMENT_NOTES: &str = "\
 Connection: DATABASE_URL (environment, ./.env, the config file, or --database-url).
-Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH.
+Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH.";
 
-Exit codes:
-  0    success
-  1    failure: the operation failed (pg_dump/pg_restore error, I/O error, disk full)
-  2    usage: bad command line, configuration or input file; nothing was done
-  3    refused by a safety guard (production, no confirmation); nothing was done
-  4    integrity: a backup failed verification (checksum, damage, missing metadata)
-  5    locked: another aos-backup run holds the backup folder
-  6    tools: pg_dump/pg_restore/psql missing or older than the server
-  7    connection: the database could not be reached or refused the login
-  130  interrupted by Ctrl-C (SIGINT)
-  143  terminated by SIGTERM";
+/// The text after the options in `aos-backup --help`: the notes, then the exit codes (from
+/// [`ExitCode`](crate::exit::ExitCode), their one definition).
+#[must_use]
+pub fn after_help() -> String {
+    format!(
+        "{ENVIRONMENT_NOTES}\n\nExit codes:\n{}",
+        crate::exit::ExitCode::help_table()
+    )
+}
 
 /// Back up and restore PostgreSQL databases safely, with pg_dump and pg_restore.
 #[derive(Debug, Parser)]
-#[command(name = "aos-backup", version, after_help = AFTER_HELP)]
+#[command(name = "aos-backup", version, after_help = after_help())]
+#[command(next_help_heading = "Global options")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -75,6 +75,17 @@ pub enum Command {
     Prune(PruneArgs),
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Print a shell completion script on stdout (see README: Install).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: `aos-backup man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,9 @@ pub fn run() -> i32 {
             };
         }
     };
+    if let Some(code) = commands::generate::standalone(&cli.command) {
+        return code;
+    }
     let verbosity = if cli.quiet {
         -1
     } else {

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod generate;
 pub mod list;
 pub mod prune;
 pub mod restore;
@@ -118,6 +119,11 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
         Command::Verify(a) => verify::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Config => config::run(&ctx),
+        // `crate::run` prints these before the settings are resolved; this is for other callers.
+        Command::Completions(_) | Command::Man => match generate::standalone(&cli.command) {
+            Some(0) | None => Ok(()),
+            Some(code) => Err(anyhow::anyhow!("cannot write to stdout (exit {code})")),
+        },
     }
 }
 

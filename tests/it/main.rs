@@ -5,6 +5,7 @@ mod catalog;
 mod cleanphase;
 mod cmd;
 mod core;
+mod facts;
 mod guards;
 mod harness;
 mod killsafe;
