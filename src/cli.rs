@@ -44,7 +44,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Database URL (prefer DATABASE_URL: a password on the command line is visible in `ps`).
+    /// Database URL [env: DATABASE_URL] (prefer the environment: a password on the command line
+    /// is visible in `ps`).
     #[arg(long, value_name = "URL", global = true)]
     pub database_url: Option<String>,
 

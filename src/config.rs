@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod keys;
+pub use keys::{Key, KeyDef, KEYS, KEY_COUNT};
+
 /// Where a setting came from, shown by `aos-backup config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -193,26 +196,32 @@ pub struct Settings {
     pub env: Env,
     /// How long a restore waits for another session's lock; zero waits forever.
     pub lock_timeout: Sourced<std::time::Duration>,
+    /// Where each key's value came from.
+    pub sources: Sources,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
 pub const DEFAULT_SUSPECT_RATIO: f64 = 0.5;
 
 fn suspect_ratio(env: &Env, file: Option<f64>) -> Result<Sourced<f64>> {
-    let (v, source) = match env.get("BACKUP_SUSPECT_RATIO") {
+    let var = Key::SuspectRatio.env();
+    let (v, source) = match env.get(var) {
         Some((v, src)) => match v.trim().parse::<f64>() {
             Ok(r) => (r, src),
             Err(_) => (f64::NAN, src),
         },
         None => match file {
             Some(r) => (r, Source::File),
-            None => (DEFAULT_SUSPECT_RATIO, Source::Default),
+            None => (
+                default_of(Key::SuspectRatio)
+                    .parse()
+                    .context("the default suspect ratio in KEYS does not parse")?,
+                Source::Default,
+            ),
         },
     };
     if !(0.0..=1.0).contains(&v) {
-        let shown = env
-            .var("BACKUP_SUSPECT_RATIO")
-            .unwrap_or_else(|| v.to_string());
+        let shown = env.var(var).unwrap_or_else(|| v.to_string());
         return Err(Error::usage(format!(
             "invalid suspect ratio {shown:?} (from {source})"
         ))
@@ -244,50 +253,53 @@ fn parse_bool(key: &str, v: &str) -> Result<bool> {
 }
 
 impl Settings {
-    /// Resolves the settings from the command line, the environment and the config file.
+    /// Resolves the settings from the command line, the environment and the config file. Each
+    /// key's variable and default come from [`KEYS`].
+    #[allow(clippy::too_many_lines)]
     pub fn resolve(cli: &Cli, env: Env, cwd: &Path) -> Result<Settings> {
+        let mut sources = Sources::default();
         let (file, config_file) = load_file(cli, &env, cwd)?;
+        sources.set(Key::ConfigFile, config_file_source(cli, &env));
 
         let database_url = if let Some(u) = &cli.database_url {
             Some(Sourced::new(u.clone(), Source::Flag))
-        } else if let Some((u, src)) = env.get("DATABASE_URL") {
+        } else if let Some((u, src)) = env.get(Key::DatabaseUrl.env()) {
             Some(Sourced::new(u.to_string(), src))
         } else {
             file.database_url
                 .clone()
                 .map(|u| Sourced::new(u, Source::File))
         };
+        sources.set_from(Key::DatabaseUrl, database_url.as_ref());
 
         let backup_dir = pick_path(
             cli.backup_dir.clone(),
             &env,
-            "BACKUP_DIR",
+            Key::BackupDir.env(),
             file.backup_dir.clone(),
         )
-        .unwrap_or_else(|| Sourced::new(PathBuf::from("backups"), Source::Default));
-        let pg_bin = pick_path(cli.pg_bin.clone(), &env, "PG_BIN", file.pg_bin.clone());
+        .unwrap_or_else(|| Sourced::new(default_backup_dir(), Source::Default));
+        sources.set(Key::BackupDir, backup_dir.source);
+        let pg_bin = pick_path(
+            cli.pg_bin.clone(),
+            &env,
+            Key::PgBin.env(),
+            file.pg_bin.clone(),
+        );
+        sources.set_from(Key::PgBin, pg_bin.as_ref());
 
-        let format = if let Some((v, src)) = env.get("BACKUP_FORMAT") {
-            let f = match v.trim().to_ascii_lowercase().as_str() {
-                "custom" | "c" => DumpFormat::Custom,
-                "plain" | "p" | "sql" => DumpFormat::Plain,
-                "directory" | "d" | "dir" => DumpFormat::Directory,
-                _ => {
-                    return Err(Error::usage(format!("invalid BACKUP_FORMAT={v:?}"))
-                        .hint("use custom, plain or directory")
-                        .into())
-                }
-            };
-            Sourced::new(f, src)
+        let format = if let Some((v, src)) = env.get(Key::Format.env()) {
+            Sourced::new(parse_format(v)?, src)
         } else if let Some(f) = file.backup.format {
             Sourced::new(f, Source::File)
         } else {
-            Sourced::new(DumpFormat::Custom, Source::Default)
+            Sourced::new(parse_format(default_of(Key::Format))?, Source::Default)
         };
+        sources.set(Key::Format, format.source);
 
-        let (algorithm, alg_src) = if let Some((v, src)) = env.get("BACKUP_COMPRESSION") {
+        let (algorithm, alg_src) = if let Some((v, src)) = env.get(Key::Compression.env()) {
             let a = Algorithm::parse_loose(v).ok_or_else(|| {
-                Error::usage(format!("invalid BACKUP_COMPRESSION={v:?}"))
+                Error::usage(format!("invalid {}={v:?}", Key::Compression.env()))
                     .hint("use zstd, gzip, pg_dump or none")
             })?;
             (a, src)
@@ -298,19 +310,42 @@ impl Settings {
             })?;
             (a, Source::File)
         } else {
-            (Algorithm::Zstd, Source::Default)
+            let a = Algorithm::parse_loose(default_of(Key::Compression))
+                .context("the default compression in KEYS does not parse")?;
+            (a, Source::Default)
         };
-        let level = parse_env::<i32>(&env, "BACKUP_COMPRESSION_LEVEL")?
+        sources.set(Key::Compression, alg_src);
+        let level_env = parse_env::<i32>(&env, Key::CompressionLevel.env())?;
+        sources.set(
+            Key::CompressionLevel,
+            layered(
+                &env,
+                Key::CompressionLevel,
+                file.backup.compression_level.is_some(),
+            ),
+        );
+        let level = level_env
             .or(file.backup.compression_level)
             .unwrap_or_else(|| algorithm.default_level());
         let compression = Sourced::new(Compression { algorithm, level }, alg_src);
-        let jobs = parse_env::<u32>(&env, "BACKUP_JOBS")?.or(file.backup.jobs);
+        let jobs = parse_env::<u32>(&env, Key::Jobs.env())?.or(file.backup.jobs);
+        sources.set(
+            Key::Jobs,
+            layered(&env, Key::Jobs, file.backup.jobs.is_some()),
+        );
 
-        let enabled = match env.get("BACKUP_ENCRYPTION") {
-            Some((v, _)) => parse_bool("BACKUP_ENCRYPTION", v)?,
-            None => file.encryption.enabled.unwrap_or(false),
+        let enabled = match env.get(Key::Encryption.env()) {
+            Some((v, _)) => parse_bool(Key::Encryption.env(), v)?,
+            None => match file.encryption.enabled {
+                Some(b) => b,
+                None => parse_bool(Key::Encryption.env(), default_of(Key::Encryption))?,
+            },
         };
-        let recipients = match env.get("BACKUP_AGE_RECIPIENTS") {
+        sources.set(
+            Key::Encryption,
+            layered(&env, Key::Encryption, file.encryption.enabled.is_some()),
+        );
+        let recipients = match env.get(Key::AgeRecipients.env()) {
             Some((v, _)) => Some(parse_recipients(v)),
             None => file
                 .encryption
@@ -324,32 +359,64 @@ impl Settings {
                         .map(Recipients::File)
                 }),
         };
+        sources.set(
+            Key::AgeRecipients,
+            layered(&env, Key::AgeRecipients, recipients.is_some()),
+        );
+        sources.set(
+            Key::AgeIdentity,
+            layered(
+                &env,
+                Key::AgeIdentity,
+                file.encryption.identity_file.is_some(),
+            ),
+        );
+        sources.set(
+            Key::PassphraseFile,
+            layered(
+                &env,
+                Key::PassphraseFile,
+                file.encryption.passphrase_file.is_some(),
+            ),
+        );
         let encryption = EncryptionSettings {
             enabled,
             recipients,
             identity_file: env
-                .var("BACKUP_AGE_IDENTITY")
+                .var(Key::AgeIdentity.env())
                 .map(PathBuf::from)
                 .or(file.encryption.identity_file.clone()),
             passphrase_file: env
-                .var("BACKUP_PASSPHRASE_FILE")
+                .var(Key::PassphraseFile.env())
                 .map(PathBuf::from)
                 .or(file.encryption.passphrase_file.clone()),
         };
 
         let mut retention = file.retention.clone();
         let env_policy = PolicyArgs {
-            keep_last: parse_env(&env, "BACKUP_KEEP_LAST")?,
-            keep_daily: parse_env(&env, "BACKUP_KEEP_DAILY")?,
-            keep_weekly: parse_env(&env, "BACKUP_KEEP_WEEKLY")?,
-            keep_monthly: parse_env(&env, "BACKUP_KEEP_MONTHLY")?,
-            keep_yearly: parse_env(&env, "BACKUP_KEEP_YEARLY")?,
-            max_age_days: parse_env(&env, "BACKUP_RETENTION_DAYS")?,
+            keep_last: parse_env(&env, Key::KeepLast.env())?,
+            keep_daily: parse_env(&env, Key::KeepDaily.env())?,
+            keep_weekly: parse_env(&env, Key::KeepWeekly.env())?,
+            keep_monthly: parse_env(&env, Key::KeepMonthly.env())?,
+            keep_yearly: parse_env(&env, Key::KeepYearly.env())?,
+            max_age_days: parse_env(&env, Key::MaxAgeDays.env())?,
         };
+        for (key, in_file) in [
+            (Key::KeepLast, retention.keep_last),
+            (Key::KeepDaily, retention.keep_daily),
+            (Key::KeepWeekly, retention.keep_weekly),
+            (Key::KeepMonthly, retention.keep_monthly),
+            (Key::KeepYearly, retention.keep_yearly),
+            (Key::MaxAgeDays, retention.max_age_days),
+        ] {
+            sources.set(key, layered(&env, key, in_file.is_some()));
+        }
         overlay_policy(&mut retention, &env_policy);
         let suspect_ratio = suspect_ratio(&env, file.backup.suspect_ratio)?;
+        sources.set(Key::SuspectRatio, suspect_ratio.source);
 
         let lock_timeout = resolve_lock_timeout(cli, &env, &file)?;
+        sources.set(Key::LockTimeout, lock_timeout.source);
 
         Ok(Settings {
             lock_timeout,
@@ -364,8 +431,85 @@ impl Settings {
             suspect_ratio,
             config_file,
             env,
+            sources,
         })
     }
+
+    /// Where `key`'s effective value came from ([`Source::Default`] when it is unset).
+    #[must_use]
+    pub fn source(&self, key: Key) -> Source {
+        self.sources.get(key)
+    }
+}
+
+/// Where each key's value came from, indexed by [`Key`].
+#[derive(Debug, Clone)]
+pub struct Sources([Source; KEY_COUNT]);
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources([Source::Default; KEY_COUNT])
+    }
+}
+
+impl Sources {
+    /// The source of `key`.
+    #[must_use]
+    pub fn get(&self, key: Key) -> Source {
+        self.0[key as usize]
+    }
+
+    fn set(&mut self, key: Key, source: Source) {
+        self.0[key as usize] = source;
+    }
+
+    fn set_from<T>(&mut self, key: Key, value: Option<&Sourced<T>>) {
+        self.set(key, value.map_or(Source::Default, |v| v.source));
+    }
+}
+
+/// The source of a key that no global flag sets: its variable (environment or `.env`) when set,
+/// else the config file when it sets it, else the default. Values that do not parse never get
+/// here: resolution stops first.
+fn layered(env: &Env, key: Key, in_file: bool) -> Source {
+    match env.get(key.env()) {
+        Some((_, src)) => src,
+        None if in_file => Source::File,
+        None => Source::Default,
+    }
+}
+
+fn config_file_source(cli: &Cli, env: &Env) -> Source {
+    if cli.config.is_some() {
+        Source::Flag
+    } else {
+        env.get(Key::ConfigFile.env())
+            .map_or(Source::Default, |(_, src)| src)
+    }
+}
+
+/// The default text of `key` from [`KEYS`]; only called for keys that have one.
+fn default_of(key: Key) -> &'static str {
+    key.default_text().unwrap_or_default()
+}
+
+/// The default backup folder, `./backups` in [`KEYS`], kept relative as `backups`.
+fn default_backup_dir() -> PathBuf {
+    let d = default_of(Key::BackupDir);
+    PathBuf::from(d.strip_prefix("./").unwrap_or(d))
+}
+
+fn parse_format(v: &str) -> Result<DumpFormat> {
+    Ok(match v.trim().to_ascii_lowercase().as_str() {
+        "custom" | "c" => DumpFormat::Custom,
+        "plain" | "p" | "sql" => DumpFormat::Plain,
+        "directory" | "d" | "dir" => DumpFormat::Directory,
+        _ => {
+            return Err(Error::usage(format!("invalid {}={v:?}", Key::Format.env()))
+                .hint("use custom, plain or directory")
+                .into())
+        }
+    })
 }
 
 /// `restore --lock-timeout`, else `BACKUP_LOCK_TIMEOUT`, else `[restore] lock_timeout`, else 30s.
@@ -380,15 +524,16 @@ fn resolve_lock_timeout(
     };
     let (text, source, name) = if let Some(v) = flag {
         (v, Source::Flag, "--lock-timeout")
-    } else if let Some((v, src)) = env.get("BACKUP_LOCK_TIMEOUT") {
-        (v.to_string(), src, "BACKUP_LOCK_TIMEOUT")
+    } else if let Some((v, src)) = env.get(Key::LockTimeout.env()) {
+        (v.to_string(), src, Key::LockTimeout.env())
     } else if let Some(v) = &file.restore.lock_timeout {
         (v.clone(), Source::File, "restore.lock_timeout")
     } else {
-        return Ok(Sourced::new(
-            crate::sessions::DEFAULT_LOCK_TIMEOUT,
+        (
+            default_of(Key::LockTimeout).to_string(),
             Source::Default,
-        ));
+            "the default lock timeout",
+        )
     };
     let d = crate::sessions::parse_duration(&text).map_err(|e| {
         Error::usage(format!("invalid {name}: {e}"))
@@ -448,7 +593,7 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
     let explicit = cli
         .config
         .clone()
-        .or_else(|| env.var("AOS_BACKUP_CONFIG").map(PathBuf::from));
+        .or_else(|| env.var(Key::ConfigFile.env()).map(PathBuf::from));
     let path = match explicit {
         Some(p) => {
             if !p.is_file() {
@@ -557,6 +702,91 @@ mod tests {
             assert_eq!(e.kind, crate::error::Kind::Usage);
             assert!(e.message.contains(k), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn defaults_come_from_the_key_table() {
+        let s = settings(&["aos-backup", "list"], &[]).unwrap();
+        assert_eq!(
+            Path::new(".").join(&s.backup_dir.value),
+            Path::new(Key::BackupDir.default_text().unwrap())
+        );
+        assert_eq!(
+            Some(s.format.value.to_string().as_str()),
+            Key::Format.default_text()
+        );
+        assert_eq!(
+            Some(s.compression.value.algorithm.to_string().as_str()),
+            Key::Compression.default_text()
+        );
+        assert_eq!(s.suspect_ratio.value, DEFAULT_SUSPECT_RATIO);
+        assert_eq!(s.lock_timeout.value, crate::sessions::DEFAULT_LOCK_TIMEOUT);
+        assert!(!s.encryption.enabled);
+        for d in KEYS {
+            assert_eq!(s.source(d.key), Source::Default, "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn every_key_records_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aos-backup.toml"),
+            "[backup]\njobs = 2\ncompression_level = 5\n[retention]\nkeep_daily = 3\n\
+             [encryption]\nenabled = true\nidentity_file = \"/k\"\n",
+        )
+        .unwrap();
+        let all: Vec<(&str, &str)> = KEYS
+            .iter()
+            .filter(|d| d.key != Key::ConfigFile && d.key != Key::DatabaseUrl)
+            .map(|d| {
+                let v = match d.key {
+                    Key::Format => "plain",
+                    Key::Compression => "gzip",
+                    Key::Encryption => "age",
+                    Key::SuspectRatio => "0.25",
+                    Key::LockTimeout => "5s",
+                    Key::AgeRecipients => "age1abc",
+                    Key::BackupDir | Key::PgBin | Key::AgeIdentity | Key::PassphraseFile => "/x",
+                    _ => "4",
+                };
+                (d.env, v)
+            })
+            .collect();
+        let cli = Cli::try_parse_from(["aos-backup", "list"]).unwrap();
+        let s = Settings::resolve(&cli, Env::from_pairs(&all), dir.path()).unwrap();
+        for d in KEYS {
+            let want = match d.key {
+                Key::ConfigFile => Source::Default,
+                Key::DatabaseUrl => Source::Default,
+                _ => Source::Env,
+            };
+            assert_eq!(s.source(d.key), want, "{}", d.name);
+        }
+        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        for (k, want) in [
+            (Key::Jobs, Source::File),
+            (Key::CompressionLevel, Source::File),
+            (Key::KeepDaily, Source::File),
+            (Key::KeepLast, Source::Default),
+            (Key::Encryption, Source::File),
+            (Key::AgeIdentity, Source::File),
+            (Key::PassphraseFile, Source::Default),
+        ] {
+            assert_eq!(s.source(k), want, "{k:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "aos-backup",
+            "--config",
+            dir.path().join("aos-backup.toml").to_str().unwrap(),
+            "--pg-bin",
+            "/pg",
+            "list",
+        ])
+        .unwrap();
+        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        assert_eq!(s.source(Key::ConfigFile), Source::Flag);
+        assert_eq!(s.source(Key::PgBin), Source::Flag);
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn run() -> i32 {
                         // Abandoning now would leave the outcome unknown: wait for the answer.
                         waited = Some(sig);
                         tracing::warn!(
-                            "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
+                            "{} received after the whole backup was read and COMMIT was handed to psql: waiting for its answer (send the signal again to stop waiting; the outcome may then be unknown)",
                             if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
                         );
                         continue;

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus};
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -60,6 +60,13 @@ pub fn interrupted_error(sig: i32) -> Error {
             kind,
             format!("{what} before the restore changed anything: database {db:?} is as it was"),
         ),
+        RestorePhase::Transaction if commit_outcome_unknown() => Error::new(
+            kind,
+            format!(
+                "{what} after the restore's COMMIT was handed to psql: whether database {db:?} was restored is unknown"
+            ),
+        )
+        .hint(unknown_outcome_hint(&db)),
         RestorePhase::Transaction => Error::new(
             kind,
             format!(
@@ -81,10 +88,7 @@ pub fn interrupted_error(sig: i32) -> Error {
                 "{what} after the restore's COMMIT was sent and before the server answered: whether database {db:?} was restored is unknown"
             ),
         )
-        .hint(format!(
-            "the server completes or rolls back that COMMIT on its own: wait until `SELECT pid, state, wait_event FROM pg_stat_activity WHERE datname = '{}'` shows no session of the restore, then look at the tables (or restore again)",
-            db.replace('\'', "''")
-        )),
+        .hint(unknown_outcome_hint(&db)),
         RestorePhase::Committed => Error::new(
             kind,
             format!(
@@ -92,6 +96,14 @@ pub fn interrupted_error(sig: i32) -> Error {
             ),
         ),
     }
+}
+
+/// How to find out whether a COMMIT whose answer we did not see went through.
+fn unknown_outcome_hint(db: &str) -> String {
+    format!(
+        "the server completes or rolls back that COMMIT on its own: wait until `SELECT pid, state, wait_event FROM pg_stat_activity WHERE datname = '{}'` shows no session of the restore, then look at the tables (or restore again)",
+        db.replace('\'', "''")
+    )
 }
 
 /// How far a restore has gone, for an honest message when it is interrupted or fails.
@@ -116,6 +128,32 @@ static RESTORE_TARGET: Mutex<Option<String>> = Mutex::new(None);
 
 /// What psql prints on stderr (as a server WARNING) right before it sends our COMMIT.
 pub const COMMIT_MARK: &str = "aos-backup: sending COMMIT";
+/// Set when the feeder has handed its COMMIT to psql: everything was read and checked, and psql
+/// may send COMMIT at any moment (it prints [`COMMIT_MARK`] first).
+static COMMIT_WRITTEN: AtomicBool = AtomicBool::new(false);
+/// Threads still reading a child's stderr. After the children are stopped, their stderr ends;
+/// once every reader is done, the phase holds everything psql printed, so the absence of
+/// [`COMMIT_MARK`] then proves that COMMIT was never sent.
+static STDERR_READERS: AtomicUsize = AtomicUsize::new(0);
+/// Whether `on_signal` saw every stderr reader finish after stopping the children.
+static STDERR_DRAINED: AtomicBool = AtomicBool::new(false);
+
+/// The feeder hands COMMIT to psql now.
+pub fn set_commit_written() {
+    COMMIT_WRITTEN.store(true, Ordering::SeqCst);
+}
+
+/// Whether the outcome of the restore's transaction is not known: COMMIT was sent, or it was
+/// handed to psql and we could not read all that psql printed.
+fn commit_outcome_unknown() -> bool {
+    match restore_phase() {
+        RestorePhase::CommitSent => true,
+        RestorePhase::Transaction => {
+            COMMIT_WRITTEN.load(Ordering::SeqCst) && !STDERR_DRAINED.load(Ordering::SeqCst)
+        }
+        _ => false,
+    }
+}
 
 /// A restore into `db` starts: interruption messages describe the target from now on.
 pub fn restore_begins(db: &str) {
@@ -142,7 +180,10 @@ pub fn restore_phase() -> RestorePhase {
 /// that answer instead of abandoning it (see `lib.rs`).
 #[must_use]
 pub fn commit_pending() -> bool {
-    lock(&RESTORE_TARGET).is_some() && restore_phase() == RestorePhase::CommitSent
+    lock(&RESTORE_TARGET).is_some()
+        && (restore_phase() == RestorePhase::CommitSent
+            || (restore_phase() == RestorePhase::Transaction
+                && COMMIT_WRITTEN.load(Ordering::SeqCst)))
 }
 
 /// Registers a temp file or folder to remove if we are interrupted.
@@ -183,6 +224,13 @@ pub fn on_signal(sig: i32) {
     for p in lock(&TEMPS).drain(..) {
         let _ = crate::fsutil::remove_any(&p);
     }
+    // Let the stderr readers see the end of the children's output (bounded): the restore phase
+    // then says whether psql got as far as sending COMMIT.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while STDERR_READERS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    STDERR_DRAINED.store(STDERR_READERS.load(Ordering::SeqCst) == 0, Ordering::SeqCst);
 }
 
 /// Removes the registered temp files (normal exit path after an error).
@@ -223,7 +271,12 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     drop(children);
     let stderr = child.stderr.take().map(|s| {
         let name = name.to_string();
-        std::thread::spawn(move || collect_tail(&name, s))
+        STDERR_READERS.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            let tail = collect_tail(&name, s);
+            STDERR_READERS.fetch_sub(1, Ordering::SeqCst);
+            tail
+        })
     });
     Ok(Running {
         name: name.to_string(),

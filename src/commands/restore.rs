@@ -687,6 +687,7 @@ impl RestoreJob {
              COMMIT;\n",
             process::COMMIT_MARK
         );
+        process::set_commit_written();
         let sent = out.write_all(commit.as_bytes()).and_then(|()| out.finish());
         drop(out);
         let finished = running.wait()?;

@@ -298,12 +298,12 @@ fn sigkill_during_a_serial_restore_commits_nothing_and_leaves_nothing_running() 
             match when {
                 When::After(d) => thread::sleep(d),
                 When::FirstCopy => {
-                    wait_until("the first COPY runs", Duration::from_secs(30), || {
+                    wait_until("the first COPY runs", Duration::from_secs(120), || {
                         running(&db, "COPY public.items%")
                     })
                 }
                 When::SecondCopy => {
-                    wait_until("the second COPY runs", Duration::from_secs(30), || {
+                    wait_until("the second COPY runs", Duration::from_secs(120), || {
                         running(&db, "COPY public.events%")
                     });
                     thread::sleep(Duration::from_millis(200));
@@ -343,7 +343,7 @@ fn sigkill_during_a_parallel_restore_leaves_no_decrypted_file_and_no_pg_restore(
     let child = cmd.spawn();
     let named = || fs::read_dir(&tmp).unwrap().count();
     // Unpacking, then pg_restore's workers copying: never a named file.
-    wait_until("pg_restore copies data", Duration::from_secs(30), || {
+    wait_until("pg_restore copies data", Duration::from_secs(120), || {
         assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
         running(&db, "COPY %")
     });
@@ -379,7 +379,7 @@ fn sigterm_during_a_parallel_restore_says_the_target_may_be_partly_restored() {
         .env("DATABASE_URL", pg.tcp_url(&db))
         .timeout(Duration::from_secs(60));
     let child = cmd.spawn();
-    wait_until("pg_restore copies data", Duration::from_secs(30), || {
+    wait_until("pg_restore copies data", Duration::from_secs(120), || {
         running(&db, "COPY %")
     });
     cmd::signal(&child, libc::SIGTERM);
@@ -482,7 +482,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
             .env("DATABASE_URL", pg.tcp_url(&db))
             .timeout(Duration::from_secs(60));
         let child = cmd.spawn();
-        wait_until("the COMMIT waits", Duration::from_secs(30), || {
+        wait_until("the COMMIT waits", Duration::from_secs(120), || {
             commit_waits(&db)
         });
         cmd::signal(&child, libc::SIGTERM);
@@ -514,7 +514,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
             .env("DATABASE_URL", pg.tcp_url(&db))
             .timeout(Duration::from_secs(60));
         let child = cmd.spawn();
-        wait_until("the COMMIT waits", Duration::from_secs(30), || {
+        wait_until("the COMMIT waits", Duration::from_secs(120), || {
             commit_waits(&db)
         });
         cmd::signal(&child, libc::SIGTERM);
@@ -737,7 +737,7 @@ fn a_killed_blocked_restore_leaves_no_backend_behind() {
     );
     wait_until(
         "the restore waits for the lock",
-        Duration::from_secs(30),
+        Duration::from_secs(120),
         || pg.psql("postgres", &waiting) != "0",
     );
     let pid = i32::try_from(child.id()).unwrap();
@@ -791,4 +791,77 @@ fn ctrl_d_at_the_confirmation_prompt_means_no() {
     assert_eq!(fingerprint(&db), before);
     drop(other);
     pg.drop_db(&db);
+}
+
+/// The script's last statements still run in psql after the whole backup was read and COMMIT was
+/// handed over. A signal then waits for the outcome (psql may send COMMIT at any moment); a
+/// second one stops psql, and the message is still exact: psql's stderr, read to its end, shows
+/// that COMMIT was never sent, so the transaction rolled back.
+#[test]
+fn a_signal_after_commit_was_handed_to_psql_waits_and_a_second_one_reports_the_rollback() {
+    let pg = server();
+    let work = work_dir();
+    // Hand-written SQL (no pg_dump header, so no trailer is required) whose tail is slow.
+    let sql = work.path().join("tail.sql");
+    fs::write(
+        &sql,
+        "CREATE TABLE handed (a int);\nINSERT INTO handed VALUES (1);\nSELECT pg_sleep(3);\n",
+    )
+    .unwrap();
+    let restore = |db: &str| {
+        let cmd = Cmd::new()
+            .args(["restore", "--yes"])
+            .arg(&sql)
+            .env("DATABASE_URL", pg.tcp_url(db))
+            .timeout(Duration::from_secs(60));
+        let child = cmd.spawn();
+        wait_until("the slow tail runs", Duration::from_secs(60), || {
+            running(db, "SELECT pg_sleep%")
+        });
+        (cmd, child)
+    };
+    let has_table = |db: &str| {
+        pg.psql(
+            db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'handed'",
+        ) == "1"
+    };
+
+    // One SIGTERM: aos-backup waits, the restore lands, and the message says so.
+    let db = pg.create_db("killsafe_handed_wait");
+    let (cmd, child) = restore(&db);
+    cmd::signal(&child, libc::SIGTERM);
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        alive(i32::try_from(child.id()).unwrap()),
+        "aos-backup must wait once COMMIT was handed to psql"
+    );
+    let out = cmd.wait(child);
+    out.assert_code(143);
+    assert!(out.stderr.contains("waiting for its answer"), "{out}");
+    assert!(out.stderr.contains("COMMIT succeeded"), "{out}");
+    assert!(!out.stderr.contains("rolled back"), "{out}");
+    assert!(has_table(&db), "the restore landed:\n{out}");
+
+    // Two SIGTERMs: psql is stopped before it sent COMMIT, and the message says rolled back.
+    let db = pg.create_db("killsafe_handed_stop");
+    let (cmd, child) = restore(&db);
+    cmd::signal(&child, libc::SIGTERM);
+    thread::sleep(Duration::from_millis(300));
+    cmd::signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    out.assert_code(143);
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(error.contains("rolls it back"), "{out}");
+    assert!(!error.contains("unknown"), "{out}");
+    wait_until(
+        "no backend of the target remains",
+        Duration::from_secs(10),
+        || backends(&db) == 0,
+    );
+    assert!(!has_table(&db), "nothing was committed:\n{out}");
 }

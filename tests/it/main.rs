@@ -4,6 +4,7 @@
 mod catalog;
 mod cleanphase;
 mod cmd;
+mod configkeys;
 mod core;
 mod facts;
 mod guards;
