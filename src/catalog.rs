@@ -314,7 +314,7 @@ fn prefer_trusted<'a>(candidates: &[&'a Entry]) -> Option<&'a Entry> {
                 tracing::warn!(
                     "latest: passing over the newer backup {} because it is suspect ({}); give its id to use it",
                     e.id.as_deref().unwrap_or(&e.name),
-                    s.reason
+                    crate::redact::sanitize(&s.reason)
                 );
             }
         }
@@ -325,7 +325,7 @@ fn prefer_trusted<'a>(candidates: &[&'a Entry]) -> Option<&'a Entry> {
         tracing::warn!(
             "latest: every complete backup is suspect; using {} ({})",
             newest.id.as_deref().unwrap_or(&newest.name),
-            s.reason
+            crate::redact::sanitize(&s.reason)
         );
     }
     Some(newest)
@@ -336,7 +336,7 @@ fn warn_if_suspect(e: &Entry) {
         tracing::warn!(
             "{} is marked suspect: {}",
             e.id.as_deref().unwrap_or(&e.name),
-            s.reason
+            crate::redact::sanitize(&s.reason)
         );
     }
 }
@@ -383,7 +383,13 @@ pub fn resolve<'a>(
                 .iter()
                 .filter(usable)
                 .filter(prefixed)
-                .filter_map(|e| Some(format!("{} of {}", e.id.as_deref()?, e.database()?)))
+                .filter_map(|e| {
+                    Some(format!(
+                        "{} of {}",
+                        e.id.as_deref()?,
+                        crate::redact::sanitize(e.database()?)
+                    ))
+                })
                 .take(5)
                 .collect();
             if elsewhere.is_empty() {
@@ -453,7 +459,7 @@ fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a
     } else {
         err.hint(format!(
             "the folder holds backups of {}; to restore one of them, add --from-database NAME",
-            others.join(", ")
+            crate::redact::sanitize(&others.join(", "))
         ))
     };
     Err(err.into())

@@ -629,7 +629,7 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
     let holds_password = file
         .database_url
         .as_deref()
-        .is_some_and(|u| crate::conninfo::ConnInfo::parse(u).is_ok_and(|c| c.password().is_some()));
+        .is_some_and(crate::conninfo::holds_password);
     if holds_password {
         crate::fsutil::check_secret_file(&path, "config file").map_err(|mut e| {
             e.message = format!("{} (its database_url holds a password)", e.message);

@@ -73,6 +73,24 @@ const KNOWN_PARAMS: &[(&str, Option<&str>)] = &[
     ("load_balance_hosts", Some("PGLOADBALANCEHOSTS")),
 ];
 
+/// libpq environment variables that no kept URL parameter stands for, but that change what a
+/// libpq child does (PostgreSQL 15 to 18). [`ConnInfo::resolve`] reads them from the same lookup
+/// as everything else, and [`apply_child_env`] gives children exactly that.
+const OTHER_LIBPQ_VARS: &[&str] = &[
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
+    "PGREQUIRESSL",
+    "PGREQUIREAUTH",
+    "PGSSLCERTMODE",
+    "PGSSLNEGOTIATION",
+    "PGGSSDELEGATION",
+    "PGMINPROTOCOLVERSION",
+    "PGMAXPROTOCOLVERSION",
+    "PGDATESTYLE",
+    "PGTZ",
+    "PGGEQO",
+];
+
 /// Parameters whose value is a secret: masked in `Debug`/`redacted`, left out of
 /// `conninfo_without_password`.
 const SECRET_PARAMS: &[&str] = &["password", "sslpassword"];
@@ -149,6 +167,9 @@ pub struct ConnInfo {
     params: Vec<(String, String)>,
     /// Names of query parameters that were dropped, in URL order, each once.
     dropped: Vec<String>,
+    /// libpq variables without a URL parameter (`PGTZ`, `PGSERVICEFILE`, ...), as
+    /// [`ConnInfo::resolve`] found them; children get them as they are.
+    extra_env: Vec<(String, String)>,
 }
 
 impl fmt::Debug for ConnInfo {
@@ -173,6 +194,7 @@ impl fmt::Debug for ConnInfo {
             .field("dbname", &self.dbname)
             .field("params", &params)
             .field("dropped", &self.dropped)
+            .field("extra_env", &self.extra_env)
             .finish()
     }
 }
@@ -229,6 +251,13 @@ impl ConnInfo {
             |s: &str, what: &str| percent_decode(s).map_err(|e| fail(&format!("the {what} {e}")));
 
         let rest = &input[sep + 3..];
+        if let Some(parts) = unencoded_password(rest) {
+            // Registered before any message: whatever echoes the URL later masks them.
+            for part in &parts {
+                crate::redact::register(part);
+            }
+            return Err(ConnInfoError(UNENCODED_PASSWORD.to_string()));
+        }
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..authority_end];
         let (userinfo, hostport) = match authority.rfind('@') {
@@ -244,6 +273,7 @@ impl ConnInfo {
             dbname: None,
             params: Vec::new(),
             dropped: Vec::new(),
+            extra_env: Vec::new(),
         };
 
         if let Some(userinfo) = userinfo {
@@ -550,11 +580,14 @@ impl ConnInfo {
 
     /// Environment for libpq children (pg_dump, pg_restore, psql): `PGHOST`, `PGPORT`, `PGUSER`,
     /// `PGPASSWORD`, `PGDATABASE` and the `PG*` variables of the kept parameters (`PGSSLMODE`,
-    /// `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGOPTIONS`, `PGHOSTADDR`, ...).
+    /// `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGOPTIONS`, `PGHOSTADDR`, ...), plus the other libpq
+    /// variables [`ConnInfo::resolve`] found.
     ///
-    /// Only what the URL gives is set; the rest falls back to the user's own `PG*` environment, as
-    /// libpq does. Parameters without an environment variable (`keepalives*`,
-    /// `tcp_user_timeout`, `fallback_application_name`, `sslpassword`) are skipped with a debug log.
+    /// What this connection holds is set; on a [`ConnInfo::resolve`]d connection that is
+    /// everything, and [`apply_child_env`] removes every other libpq variable, so that a child
+    /// connects exactly where our own connection did. Parameters without an environment variable
+    /// (`keepalives*`, `tcp_user_timeout`, `fallback_application_name`, `sslpassword`) are
+    /// skipped with a debug log.
     #[must_use]
     pub fn child_env(&self) -> Vec<(String, String)> {
         let mut env = Vec::new();
@@ -583,7 +616,99 @@ impl ConnInfo {
                 ),
             }
         }
+        for (var, value) in &self.extra_env {
+            set(var, value);
+        }
         env
+    }
+
+    /// The same connection with every part the URL leaves out filled in from `env` (the process
+    /// environment merged with `.env`), the way libpq would fill it: host (`PGHOST`, else the
+    /// socket folder that holds the server's socket, as [`ConnInfo::tokio_config`] picks it),
+    /// port (`PGPORT`, else 5432), user, database name, password (`PGPASSWORD`), the password
+    /// file (`PGPASSFILE`, else `$HOME/.pgpass`), every parameter with a `PG*` variable
+    /// (`PGSSLMODE`, `PGOPTIONS`, ...), and the other libpq variables.
+    ///
+    /// This is the one resolution of the connection target: our own connection
+    /// ([`ConnInfo::tokio_config`]), the database name in messages and sidecars, and the
+    /// children's environment ([`ConnInfo::child_env`], [`apply_child_env`]) all read it, so a
+    /// `PGDATABASE` in `.env` cannot send pg_dump elsewhere than where the guards looked.
+    ///
+    /// # Errors
+    /// `PGHOST`/`PGPORT` listing several hosts or ports, an invalid `PGPORT`, or an invalid value
+    /// of a checked parameter (`PGSSLMODE`, `PGHOSTADDR`, ...). The message names the variable.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<ConnInfo, ConnInfoError> {
+        self.resolve_with(env, &|p: &Path| p.exists())
+    }
+
+    /// [`ConnInfo::resolve`] with the file-system check injected (for tests).
+    fn resolve_with(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        exists: &dyn Fn(&Path) -> bool,
+    ) -> Result<ConnInfo, ConnInfoError> {
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        let from_env = |e: String| {
+            ConnInfoError(format!(
+                "{e} (from the PG* variables of the environment or .env)"
+            ))
+        };
+        let mut info = self.clone();
+        if info.port.is_none() {
+            if let Some(value) = env("PGPORT") {
+                if value.contains(',') {
+                    return Err(from_env(format!(
+                        "PGPORT lists several ports; {MULTI_HOST}"
+                    )));
+                }
+                info.port =
+                    parse_port(value.trim()).map_err(|e| from_env(format!("PGPORT: {e}")))?;
+            }
+        }
+        let port = info.port.unwrap_or(5432);
+        info.port = Some(port);
+        if info.host.is_none() {
+            if let Some(value) = env("PGHOST") {
+                if value.contains(',') {
+                    return Err(from_env(format!(
+                        "PGHOST lists several hosts; {MULTI_HOST}"
+                    )));
+                }
+                info.host = non_empty(value.trim().to_string());
+            }
+        }
+        for (name, var) in KNOWN_PARAMS {
+            let Some(var) = var else { continue };
+            if matches!(*name, "host" | "port" | "user" | "password" | "dbname") {
+                continue;
+            }
+            if info.param(name).is_none() {
+                if let Some(value) = env(var) {
+                    info.params.push(((*name).to_string(), value));
+                }
+            }
+        }
+        if info.param("passfile").is_none() {
+            if let Some(home) = env("HOME") {
+                let path = Path::new(&home).join(".pgpass");
+                info.params
+                    .push(("passfile".to_string(), path.display().to_string()));
+            }
+        }
+        info.validate_params().map_err(from_env)?;
+        if info.host.is_none() && info.param("hostaddr").is_none() {
+            info.host = Some(default_host(port, exists));
+        }
+        info.user = Some(self.effective_user(&env));
+        info.dbname = Some(info.effective_dbname(&env));
+        if info.password.is_none() {
+            info.password = env("PGPASSWORD");
+        }
+        info.extra_env = OTHER_LIBPQ_VARS
+            .iter()
+            .filter_map(|var| Some(((*var).to_string(), env(var)?)))
+            .collect();
+        Ok(info)
     }
 
     /// A copy whose libpq `options` end with `extra` (such as `-c lock_timeout=30000`), after what
@@ -862,6 +987,57 @@ impl ConnInfo {
             .or_else(|| env("PGDATABASE").filter(|v| !v.is_empty()))
             .unwrap_or_else(|| self.effective_user(env))
     }
+}
+
+/// Gives a libpq child (`cmd`) the environment of a [`ConnInfo::resolve`]d connection: every
+/// libpq variable we know is removed from what the child would inherit, then `env` (from
+/// [`ConnInfo::child_env`]) is set. A variable of the real environment that `.env` or the URL
+/// overrode, or that we counted as unset (empty), cannot reach the child.
+pub fn apply_child_env(cmd: &mut std::process::Command, env: &[(String, String)]) {
+    let known = KNOWN_PARAMS.iter().filter_map(|(_, var)| *var);
+    for var in known.chain(OTHER_LIBPQ_VARS.iter().copied()) {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+}
+
+/// True when `url` holds a password (or an `sslpassword`), or looks like it holds one that is not
+/// percent-encoded (see [`ConnInfo::parse`]): a file holding it is a secret file.
+#[must_use]
+pub fn holds_password(url: &str) -> bool {
+    let input = url.trim();
+    let rest = input.find("://").map_or(input, |sep| &input[sep + 3..]);
+    if unencoded_password(rest).is_some() {
+        return true;
+    }
+    ConnInfo::parse(url).is_ok_and(|c| c.password().is_some() || c.param("sslpassword").is_some())
+}
+
+const UNENCODED_PASSWORD: &str = "DATABASE_URL has an \"@\" after the host part, where the \
+     database name goes: it looks like a password holding an unencoded \"/\" (the URL is not \
+     shown, to keep that password out of messages)";
+
+/// `rest` (a URL after `://`) with an `@` in its path: a password holding a raw `/`
+/// (`user:pa/ss@host/db`) ends the host part early, and its tail plus the real host would become
+/// the database name. Returns the parts that may be that password (the path before its last `@`,
+/// and that joined to what follows the user name's `:`), to be masked.
+fn unencoded_password(rest: &str) -> Option<Vec<String>> {
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let after = &rest[authority_end..];
+    let path = after.strip_prefix('/')?;
+    let path = &path[..path.find('?').unwrap_or(path.len())];
+    let at = path.rfind('@')?;
+    let tail = &path[..at];
+    let mut parts = vec![tail.to_string()];
+    if let Some(colon) = rest[..authority_end].find(':') {
+        parts.push(format!("{}/{tail}", &rest[colon + 1..authority_end]));
+    }
+    for part in parts.clone() {
+        if let Ok(decoded) = percent_decode(&part) {
+            parts.push(decoded);
+        }
+    }
+    Some(parts)
 }
 
 const MULTI_HOST: &str = "several hosts are given; aos-backup connects to exactly one server \
@@ -1370,6 +1546,168 @@ mod tests {
     }
 
     #[test]
+    fn an_at_sign_in_the_path_is_an_unencoded_password_never_shown() {
+        for (url, parts) in [
+            // an unencoded '/' in the password ends the host part early
+            (
+                "postgresql://u:S3cr3t/p@ss@h/db",
+                &["S3cr3t/p@ss", "p@ss"][..],
+            ),
+            (
+                "postgresql://postgres:/Pw9secret@localhost/shop",
+                &["/Pw9secret", "Pw9secret"],
+            ),
+            (
+                "postgres://postgres:5432/Pw9secret@localhost/shop",
+                &["5432/Pw9secret", "Pw9secret"],
+            ),
+            ("postgresql://h/my@db?sslmode=require", &["my"]),
+        ] {
+            let msg = parse_err(url);
+            assert!(msg.contains("unencoded \"/\""), "{url}: {msg}");
+            assert!(msg.contains("not shown"), "{url}: {msg}");
+            for part in parts {
+                assert!(!msg.contains(part), "{url}: {msg}");
+                if part.len() >= 3 {
+                    assert_eq!(
+                        crate::redact::scrub(part),
+                        MASK,
+                        "{url}: {part} not registered"
+                    );
+                }
+            }
+            assert!(!msg.contains("localhost") && !msg.contains("shop"), "{msg}");
+            assert!(holds_password(url), "{url}");
+        }
+        // Encoded, it is fine; an '@' in the query is not in the path.
+        assert_eq!(
+            parse("postgresql://u:%2FPw9x%40@h/my%40db").password(),
+            Some("/Pw9x@")
+        );
+        assert_eq!(
+            parse("postgresql://u:%2FPw9x%40@h/my%40db").dbname(),
+            Some("my@db")
+        );
+        assert_eq!(
+            parse("postgresql://h/db?application_name=a@b").dbname(),
+            Some("db")
+        );
+        assert!(holds_password("postgresql://u:pw@h/db"));
+        assert!(holds_password("postgresql://h/db?sslpassword=k"));
+        assert!(!holds_password("postgresql://u@h/db"));
+        assert!(!holds_password("not a url"));
+    }
+
+    #[test]
+    fn resolve_fills_every_part_from_the_environment_once() {
+        let env = env_of(&[
+            ("PGHOST", "/sock"),
+            ("PGPORT", "5611"),
+            ("PGDATABASE", "rt2"),
+            ("PGUSER", "app"),
+            ("PGPASSWORD", "envpw"),
+            ("PGSSLMODE", "disable"),
+            ("PGAPPNAME", "nightly"),
+            ("PGTZ", "UTC"),
+            ("HOME", "/home/x"),
+        ]);
+        let info = parse("postgresql://?connect_timeout=5")
+            .resolve_with(&env, &|_: &Path| false)
+            .unwrap();
+        assert_eq!(info.host(), Some("/sock"));
+        assert_eq!(info.port(), Some(5611));
+        assert_eq!(info.user(), Some("app"));
+        assert_eq!(info.dbname(), Some("rt2"));
+        assert_eq!(info.password(), Some("envpw"));
+        assert_eq!(info.param("sslmode"), Some("disable"));
+        assert_eq!(info.param("passfile"), Some("/home/x/.pgpass"));
+        let child = env_map(&info);
+        for (var, value) in [
+            ("PGHOST", "/sock"),
+            ("PGPORT", "5611"),
+            ("PGUSER", "app"),
+            ("PGDATABASE", "rt2"),
+            ("PGPASSWORD", "envpw"),
+            ("PGSSLMODE", "disable"),
+            ("PGAPPNAME", "nightly"),
+            ("PGCONNECT_TIMEOUT", "5"),
+            ("PGPASSFILE", "/home/x/.pgpass"),
+            ("PGTZ", "UTC"),
+        ] {
+            assert_eq!(child.get(var).map(String::as_str), Some(value), "{var}");
+        }
+        // Our own connection reads the same resolution.
+        let config = info.tokio_config(&no_env);
+        assert_eq!(config.get_hosts(), [unix("/sock")]);
+        assert_eq!(config.get_ports(), [5611]);
+        assert_eq!(config.get_dbname(), Some("rt2"));
+        assert_eq!(config.get_user(), Some("app"));
+
+        // The URL's parts win; no host anywhere: the socket folder that holds the socket.
+        let info = parse("postgresql://u@:5433/db?sslmode=require")
+            .resolve_with(&env, &|p: &Path| p == Path::new("/tmp/.s.PGSQL.5433"))
+            .unwrap();
+        assert_eq!(info.host(), Some("/sock"));
+        let info = parse("postgresql://u@:5433/db?sslmode=require")
+            .resolve_with(&no_env, &|p: &Path| p == Path::new("/tmp/.s.PGSQL.5433"))
+            .unwrap();
+        assert_eq!(info.host(), Some("/tmp"));
+        assert_eq!(
+            (info.port(), info.user(), info.dbname()),
+            (Some(5433), Some("u"), Some("db"))
+        );
+        assert_eq!(info.param("sslmode"), Some("require"));
+        assert_eq!(info.password(), None);
+        // hostaddr alone: no socket folder is made up.
+        let info = parse("postgresql:///db?hostaddr=10.0.0.5")
+            .resolve_with(&no_env, &|_: &Path| true)
+            .unwrap();
+        assert_eq!(info.host(), None);
+
+        for (pairs, expected) in [
+            (&[("PGHOST", "a,b")][..], "PGHOST lists several hosts"),
+            (&[("PGPORT", "1,2")], "PGPORT lists several ports"),
+            (&[("PGPORT", "nope")], "PGPORT: invalid port"),
+            (&[("PGSSLMODE", "bogus")], "invalid sslmode \"bogus\""),
+            (&[("PGHOSTADDR", "db.example.com")], "invalid hostaddr"),
+        ] {
+            let err = parse("postgresql://")
+                .resolve_with(&env_of(pairs), &|_: &Path| false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{pairs:?}: {err}");
+            assert!(err.contains("environment or .env"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_child_loses_every_libpq_variable_it_was_not_given() {
+        let mut cmd = std::process::Command::new("env");
+        apply_child_env(&mut cmd, &[("PGHOST".to_string(), "/sock".to_string())]);
+        let envs: HashMap<String, Option<String>> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(envs.get("PGHOST"), Some(&Some("/sock".to_string())));
+        for var in [
+            "PGDATABASE",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGSSLMODE",
+            "PGTZ",
+            "PGSERVICEFILE",
+        ] {
+            assert_eq!(envs.get(var), Some(&None), "{var} is not removed");
+        }
+    }
+
+    #[test]
     fn rejects_malformed_urls_without_showing_the_password() {
         let cases: &[(&str, &str)] = &[
             ("postgresql://u:S3cr3t-p%40ss@h:99999/db", "invalid port"),
@@ -1379,8 +1717,6 @@ mod tests {
             ("postgresql://u:S3cr3t-p%40ss@h:+5432/db", "invalid port"),
             ("postgresql://u:S3cr3t-p%40ss@h/db?port=abc", "invalid port"),
             ("postgresql://u:S3cr3t-p%40ss@::1/db", "brackets"),
-            // an unencoded '/' in the password makes the user info look like host:port
-            ("postgresql://u:S3cr3t/p@ss@h/db", "invalid port"),
             (
                 "postgresql://u:S3cr3t-p%ZZss@h/db",
                 "password has an invalid percent-encoding",

@@ -227,8 +227,13 @@ fn password_from_file(
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let dbname = conn.effective_dbname(lookup);
     let user = conn.effective_user(lookup);
+    // The same file the children read: the connection's `passfile` first.
+    let lookup = |k: &str| match conn.param("passfile") {
+        Some(file) if k == "PGPASSFILE" => Some(file.to_string()),
+        _ => lookup(k),
+    };
     crate::pgpass::find(
-        lookup,
+        &lookup,
         &crate::pgpass::Target {
             host: &host,
             port,

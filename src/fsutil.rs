@@ -127,22 +127,46 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
 }
 
 /// The mode of a secret file that grants group or others any access (libpq's rule for
-/// `.pgpass`), or `None` when it is private. Only regular files are judged: a pipe such as
-/// `/dev/fd/63` (from `<(...)`) is private to the processes that hold it.
+/// `.pgpass`), or `None` when it is private. Every kind of file is judged: a named pipe or a
+/// terminal others may write to could hand us their secret. The anonymous pipe behind
+/// `/dev/fd/63` (from `<(...)`) is mode 0600, so it passes.
 #[must_use]
 pub fn loose_secret_mode(meta: &std::fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o7777;
-    (meta.is_file() && mode & 0o077 != 0).then_some(mode)
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// The owner of a secret file when it is neither us nor root (libpq's rule for `sslkey`):
+/// whoever owns a file can change it, and so choose the key we read.
+#[must_use]
+pub fn foreign_secret_owner(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let owner = meta.uid();
+    (owner != me && owner != 0).then_some(owner)
 }
 
 /// Refuses a secret file (passphrase file, age identity, a config file holding a password) that
-/// group or others may access: one rule for every secret we read, libpq's rule for `.pgpass`.
-/// A missing or unreadable file is left to the caller's own read, which names it.
+/// group or others may access (whatever its kind: a FIFO or a terminal too), or that another user
+/// than us or root owns: one rule for every secret we read, libpq's rules for `.pgpass` and
+/// `sslkey`. A missing or unreadable file is left to the caller's own read, which names it.
 pub fn check_secret_file(path: &Path, what: &str) -> std::result::Result<(), crate::error::Error> {
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(());
     };
+    if let Some(owner) = foreign_secret_owner(&meta) {
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        return Err(crate::error::Error::usage(format!(
+            "the {what} {} belongs to another user (uid {owner}); refusing to use a secret file someone else can change",
+            path.display()
+        ))
+        .hint(format!(
+            "use a copy owned by the user running aos-backup (uid {me}) with chmod 600, as libpq requires for ssl keys"
+        )));
+    }
     match loose_secret_mode(&meta) {
         None => Ok(()),
         Some(mode) => Err(crate::error::Error::usage(format!(

@@ -1,5 +1,6 @@
 //! Secret scrubbing: every secret we learn is registered here, and every line we print passes through
-//! [`scrub`], so a password can't reach a log line or an error even when a library echoes it.
+//! [`scrub`], so a password can't reach a log line or an error even when a library echoes it. Also
+//! [`sanitize`], for names read from files that must not forge lines or terminal sequences.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -44,9 +45,37 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
+/// Text read from files others may have written (a sidecar's database name, label or reason, a
+/// file name), made safe to print in a log line, a message or a table: control characters (a
+/// newline that would forge a log line, the escape of a terminal sequence) and the Unicode
+/// characters that reorder or break lines become `?`.
+#[must_use]
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || reorders || matches!(c, '\u{2028}' | '\u{2029}') {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_keeps_names_on_one_line() {
+        assert_eq!(sanitize("shop"), "shop");
+        assert_eq!(sanitize("déjà vu"), "déjà vu");
+        assert_eq!(
+            sanitize("shop\u{1b}[31m\nINFO fake\r\u{202e}x\u{2028}"),
+            "shop?[31m?INFO fake??x?"
+        );
+    }
 
     #[test]
     fn registered_secrets_are_masked_in_plain_and_encoded_form() {

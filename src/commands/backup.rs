@@ -430,7 +430,7 @@ impl Job {
         if !self.dbname.is_empty() {
             cmd.arg(format!("--dbname={}", self.dbname));
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        crate::conninfo::apply_child_env(&mut cmd, &self.env);
         cmd.stdin(Stdio::null());
         // What pg_dump creates itself (a directory archive's files) is private too.
         fsutil::private_umask(&mut cmd);

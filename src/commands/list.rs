@@ -4,6 +4,7 @@
 use super::Ctx;
 use crate::catalog::{self, Status};
 use crate::cli::ListArgs;
+use crate::redact::sanitize;
 use anyhow::Result;
 
 /// Runs list.
@@ -70,7 +71,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
             Some(db) if !databases.is_empty() => tracing::info!(
                 "no backups of database {db:?} in {}; it holds backups of {}",
                 dir.display(),
-                databases.join(", ")
+                sanitize(&databases.join(", "))
             ),
             Some(db) => tracing::info!("no backups of database {db:?} in {}", dir.display()),
             None => tracing::info!("no backups in {}", dir.display()),
@@ -107,7 +108,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         tracing::info!(
             "backups of {} databases: {}; `aos-backup list --database NAME` shows one",
             databases.len(),
-            databases.join(", ")
+            sanitize(&databases.join(", "))
         );
     }
     if incomplete > 0 {
@@ -124,11 +125,4 @@ fn status_text(e: &catalog::Entry) -> &'static str {
         Some(m) if m.suspect.is_some() && e.status == Status::Complete => "complete,suspect",
         _ => e.status.as_str(),
     }
-}
-
-/// Names from metadata may hold anything; keep control characters off the terminal.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }

@@ -38,7 +38,7 @@ impl Ctx {
         };
         let conn = ConnInfo::parse(&url.value).map_err(|e| {
             Error::usage(format!("invalid DATABASE_URL (from {}): {e}", url.source))
-                .hint("expected postgresql://user:password@host:port/dbname (percent-encode special characters in the password)")
+                .hint("expected postgresql://user:password@host:port/dbname; percent-encode special characters in the password and the database name (/ is %2F, @ is %40, : is %3A, % is %25)")
         })?;
         if let Some(p) = conn.password() {
             crate::redact::register(p);
@@ -49,7 +49,20 @@ impl Ctx {
         for name in conn.dropped_params() {
             tracing::debug!("ignoring URL parameter {name:?} (not a libpq parameter)");
         }
+        let conn = self.resolve(&conn)?;
+        if let Some(p) = conn.password() {
+            crate::redact::register(p);
+        }
         Ok(conn)
+    }
+
+    /// `conn` with what the URL leaves out taken from the environment and `.env`: the one
+    /// resolution our connection, the guards, the sidecar and the children all use.
+    fn resolve(&self, conn: &ConnInfo) -> Result<ConnInfo> {
+        Ok(conn.resolve(&|k| self.settings.env.var(k)).map_err(|e| {
+            Error::usage(format!("cannot use the connection settings: {e}"))
+                .hint("fix or unset that PG* variable in the environment or ./.env (DATABASE_URL's own parts win over them)")
+        })?)
     }
 
     /// The database `DATABASE_URL` names (else `PGDATABASE`, else the user name, as libpq does),
@@ -59,7 +72,8 @@ impl Ctx {
     pub fn target_database(&self) -> Option<String> {
         let url = self.settings.database_url.as_ref()?;
         let conn = ConnInfo::parse(&url.value).ok()?;
-        Some(conn.effective_dbname(&|k| self.settings.env.var(k)))
+        let conn = conn.resolve(&|k| self.settings.env.var(k)).ok()?;
+        conn.dbname().map(str::to_string)
     }
 
     /// Where pg_dump and friends are looked for.

@@ -85,7 +85,7 @@ fn check_database(backup_db: &str, target: &str, from: Option<&str>, path: &Path
             path.display()
         ))
         .hint(format!(
-            "check the backup; to restore it into {target:?}, pass --from-database {backup_db}"
+            "check the backup; to restore it into {target:?}, pass --from-database {}", crate::redact::sanitize(backup_db)
         ))
         .into()),
         None if backup_db != target => Err(Error::refused(format!(
@@ -93,7 +93,7 @@ fn check_database(backup_db: &str, target: &str, from: Option<&str>, path: &Path
             path.display()
         ))
         .hint(format!(
-            "to restore {backup_db:?}'s backup into {target:?}, add --from-database {backup_db}"
+            "to restore {backup_db:?}'s backup into {target:?}, add --from-database {}", crate::redact::sanitize(backup_db)
         ))
         .into()),
         Some(_) if backup_db != target => {
@@ -537,7 +537,7 @@ impl RestoreJob {
             .as_ref()
             .map_or_else(|| PathBuf::from("pg_restore"), |t| t.path.clone());
         let mut cmd = Command::new(path);
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        crate::conninfo::apply_child_env(&mut cmd, &self.env);
         cmd.stdout(Stdio::null());
         cmd
     }
@@ -575,7 +575,7 @@ impl RestoreJob {
     fn psql(&self) -> Result<Command> {
         let path = self.psql.as_ref().context("psql was not found")?;
         let mut cmd = Command::new(path);
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        crate::conninfo::apply_child_env(&mut cmd, &self.env);
         cmd.stdout(Stdio::null()).stdin(Stdio::piped());
         // Not --single-transaction, which commits at the end of input, however early it comes:
         // the feeder writes BEGIN and COMMIT itself.

@@ -7,6 +7,7 @@ mod cmd;
 mod configkeys;
 mod core;
 mod facts;
+mod fix1;
 mod guards;
 mod harness;
 mod killsafe;
