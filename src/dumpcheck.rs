@@ -931,7 +931,7 @@ fn check_data_file(path: &Path, copy: bool) -> Verdict {
                     }
                     Err(e) => {
                         return Verdict::Incomplete(format!(
-                            "its data file {shown} is not a complete gzip stream ({e}, after {total} bytes of content)"
+                            "its data file {shown} is not a complete gzip stream ({e}, after {total} bytes of content): cut short or garbled"
                         ))
                     }
                 }

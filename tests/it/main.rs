@@ -5,6 +5,7 @@ mod catalog;
 mod cleanphase;
 mod cmd;
 mod core;
+mod fix2;
 mod guards;
 mod harness;
 mod killsafe;
