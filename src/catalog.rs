@@ -266,6 +266,32 @@ impl Entry {
     pub fn is_future(&self, now: DateTime<Utc>) -> bool {
         self.time > now
     }
+
+    /// For a complete backup whose sidecar's start time disagrees with the time in its file
+    /// name (by more than [`TIME_TOLERANCE_SECS`]): the time its name says. The id is made from
+    /// the start time, so a disagreement means an edited or damaged sidecar, and its date
+    /// cannot be trusted for retention or `latest`.
+    #[must_use]
+    pub fn time_mismatch(&self) -> Option<DateTime<Utc>> {
+        let meta = self
+            .meta
+            .as_ref()
+            .filter(|_| self.status == Status::Complete)?;
+        let named = naming::id_of(&self.name).and_then(id_time)?;
+        ((meta.started_at - named).num_seconds().abs() > TIME_TOLERANCE_SECS).then_some(named)
+    }
+}
+
+/// How far a sidecar's start time may be from the time in the backup's name.
+pub const TIME_TOLERANCE_SECS: i64 = 120;
+
+/// The time at the start of an id (`YYYYMMDD-HHMMSS`, UTC), if it has one.
+#[must_use]
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    let stamp = id.get(..15)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// What a lookup by `latest` or id prefix looks among.
@@ -431,8 +457,29 @@ fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a
         .filter(|e| e.status == Status::Complete && scope.admits(e));
     // Entries are sorted newest first.
     let first = complete.clone().next();
-    let current: Vec<&Entry> = complete.filter(|e| !e.is_future(scope.now)).collect();
+    let current: Vec<&Entry> = complete
+        .clone()
+        .filter(|e| !e.is_future(scope.now) && e.time_mismatch().is_none())
+        .collect();
     if let Some(e) = prefer_trusted(&current) {
+        for m in complete.take_while(|m| m.name != e.name) {
+            if let Some(named) = m.time_mismatch() {
+                tracing::warn!(
+                    "latest: passing over {}: its metadata says it was taken {}, its name says {}; give its id to use it",
+                    m.id.as_deref().unwrap_or(&m.name),
+                    m.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    named.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            }
+        }
+        return Ok(e);
+    }
+    if let Some(e) = first.filter(|e| !e.is_future(scope.now)) {
+        tracing::warn!(
+            "every backup{} has a time that disagrees with its name (or is dated in the future); `latest` is {}: check its metadata",
+            scope.of_db(),
+            e.id.as_deref().unwrap_or(&e.name)
+        );
         return Ok(e);
     }
     if let Some(e) = first {
@@ -470,8 +517,11 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// 2024-01-01 00:00:00 UTC: ids of that day agree with their sidecar's time.
+    const BASE: i64 = 1_704_067_200;
+
     fn meta(id: &str, file: &str, secs: i64) -> Meta {
-        let t = Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap();
+        let t = Utc.timestamp_opt(BASE + secs, 0).unwrap();
         Meta {
             format_version: META_FORMAT_VERSION,
             id: id.into(),
@@ -505,7 +555,7 @@ mod tests {
     fn scan_sorts_files_into_statuses_and_resolves_ids() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for (id, secs) in [("20240101-000000", 0), ("20240102-000000", 10)] {
+        for (id, secs) in [("20240101-000000", 0), ("20240102-000000", 86_400)] {
             let name = format!("aos-backup-{id}.dump.zst");
             std::fs::write(d.join(&name), "abc").unwrap();
             meta(id, &name, secs)
@@ -570,7 +620,7 @@ mod tests {
         // A file of ours without a sidecar, newer than all: never `latest`.
         std::fs::write(d.join("aos-backup-20240101-000050.dump.zst"), "x").unwrap();
         let entries = scan(d).unwrap();
-        let now = Utc.timestamp_opt(1_700_000_100, 0).unwrap();
+        let now = Utc.timestamp_opt(BASE + 100, 0).unwrap();
         let scope = |database| Scope { database, now };
         let id = |wanted, database| {
             resolve(&entries, wanted, d, &scope(database))
@@ -631,5 +681,57 @@ mod tests {
         assert!(scan(Path::new("/nonexistent/aos-backup-test"))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn a_sidecar_time_that_disagrees_with_the_name_is_flagged_and_never_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // (id, seconds after the base time): the second's sidecar claims a later time.
+        for (id, secs) in [
+            ("20240101-000000", 0),
+            ("20240101-000100-label", 60),
+            ("20240101-000010", 86_400),
+            ("20240101-000020", 20 + TIME_TOLERANCE_SECS),
+        ] {
+            let name = format!("aos-backup-{id}.dump.zst");
+            std::fs::write(d.join(&name), "abc").unwrap();
+            meta(id, &name, secs)
+                .write(&Meta::path_for(&d.join(&name)))
+                .unwrap();
+        }
+        let entries = scan(d).unwrap();
+        let by = |id: &str| {
+            entries
+                .iter()
+                .find(|e| e.id.as_deref() == Some(id))
+                .unwrap()
+        };
+        assert_eq!(by("20240101-000000").time_mismatch(), None);
+        assert_eq!(by("20240101-000100-label").time_mismatch(), None);
+        assert_eq!(
+            by("20240101-000020").time_mismatch(),
+            None,
+            "within the tolerance"
+        );
+        assert_eq!(
+            by("20240101-000010").time_mismatch(),
+            Some(Utc.timestamp_opt(BASE + 10, 0).unwrap())
+        );
+        let now = Utc.timestamp_opt(BASE + 2 * 86_400, 0).unwrap();
+        let scope = Scope {
+            database: None,
+            now,
+        };
+        let latest = resolve(&entries, "latest", d, &scope).unwrap();
+        assert_eq!(latest.id.as_deref(), Some("20240101-000020"));
+        // Alone, it is still `latest` (with a warning).
+        let alone: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.id.as_deref() == Some("20240101-000010"))
+            .cloned()
+            .collect();
+        let e = resolve(&alone, "latest", d, &scope).unwrap();
+        assert_eq!(e.id.as_deref(), Some("20240101-000010"));
     }
 }

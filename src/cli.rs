@@ -197,6 +197,11 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub all: bool,
 
+    /// Look among the backups of database NAME for `latest` and id prefixes (with --all: verify
+    /// only NAME's backups) [default: DATABASE_URL's database, else the whole folder].
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+
     #[command(flatten)]
     pub keys: KeyArgs,
 }

@@ -5,10 +5,13 @@
 //!   block is skipped through by its length-prefixed chunks. Complete means: every entry that has
 //!   data had its block read to its end marker, and the stream ends right after the last block.
 //!   The parser copies nothing but a few bytes per item (lengths, ids, short names); data bytes
-//!   are only counted past.
+//!   are only counted past. Bytes after the last announced data block make it garbled.
 //! - Plain SQL: the stream must end with pg_dump's "dump complete" trailer.
-//! - Directory archives: `toc.dat` must parse to its end, and every data file it names must
-//!   exist (large objects: every file `blobs*.toc` lists). Data files are not decompressed.
+//! - Directory archives (checked once pg_dump is done): `toc.dat` must parse to its end, every
+//!   data file it names must exist (large objects: every file `blobs*.toc` lists) and be whole,
+//!   and no other file may be there. Whole: a gzipped file decompresses to the end of its gzip
+//!   stream (this reads every data file once more); a table's COPY data ends with pg_dump's
+//!   `\.` line and nothing after it. Large objects have no end marker.
 //!
 //! Archive versions this parser does not know (newer pg_dump releases) give [`Verdict::Unknown`]:
 //! the caller then reads the finished archive through pg_restore instead of guessing.
@@ -24,6 +27,17 @@ use std::path::Path;
 pub const SQL_HEADER: &[u8] = b"-- PostgreSQL database dump";
 /// The line pg_dump writes at the end of a complete plain SQL dump.
 pub const SQL_TRAILER: &[u8] = b"-- PostgreSQL database dump complete";
+
+/// What a directory archive's data file holds, as its table-of-contents entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFile {
+    /// A table's COPY data, which pg_dump ends with its `\.` line.
+    Copy,
+    /// The list of large-object files (`blobs.toc`).
+    Blobs,
+    /// Data of another kind of entry: only its presence (and compression) can be checked.
+    Other,
+}
 
 /// What the check concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,14 +152,15 @@ pub struct ArchiveParser {
     entry_has_data: bool,
     entry_is_table: bool,
     entry_is_blobs: bool,
+    entry_is_table_data: bool,
     /// Entries whose data has not been seen yet.
     pending: HashSet<i64>,
     /// Custom: the block being read. Directory: data file names.
     block_id: i64,
     blocks: u64,
     pub tables: u64,
-    /// Directory format: the files its table of contents names.
-    pub files: Vec<(String, bool)>,
+    /// Directory format: the files its table of contents names, and what each holds.
+    pub files: Vec<(String, DataFile)>,
     consumed: u64,
     problem: Option<Verdict>,
 }
@@ -168,6 +183,7 @@ impl ArchiveParser {
             entry_has_data: false,
             entry_is_table: false,
             entry_is_blobs: false,
+            entry_is_table_data: false,
             pending: HashSet::new(),
             block_id: 0,
             blocks: 0,
@@ -227,6 +243,18 @@ impl ArchiveParser {
                 if buf.is_empty() || self.skip > 0 {
                     continue;
                 }
+            }
+            if self.st == St::BlockType
+                && self.expect_format == FORMAT_CUSTOM
+                && self.pending.is_empty()
+                && self.have == 0
+            {
+                // Every announced data block was read: pg_dump writes nothing after the last.
+                self.stop(Verdict::Incomplete(format!(
+                    "it is garbled: bytes follow its end (the last of its {} data block(s) ended at byte {})",
+                    self.blocks, self.consumed
+                )));
+                return;
             }
             if self.st == St::BlockType && self.expect_format == FORMAT_TAR {
                 self.stop(Verdict::Unknown(format!(
@@ -478,6 +506,7 @@ impl ArchiveParser {
                     self.entry_id = v;
                     self.entry_is_table = false;
                     self.entry_is_blobs = false;
+                    self.entry_is_table_data = false;
                 }
                 Field::HadDumper => self.entry_has_data = v != 0,
                 _ => {}
@@ -502,13 +531,21 @@ impl ArchiveParser {
             (Field::Desc, S::Kept(d)) => {
                 self.entry_is_table = d == b"TABLE";
                 self.entry_is_blobs = d == b"BLOBS";
+                self.entry_is_table_data = d == b"TABLE DATA";
                 self.st = St::Entry(self.next_field(f));
             }
             (Field::Extra, s) => {
                 if let S::Kept(name) = s {
                     if !name.is_empty() {
                         let name = String::from_utf8_lossy(name).into_owned();
-                        self.files.push((name, self.entry_is_blobs));
+                        let kind = if self.entry_is_blobs {
+                            DataFile::Blobs
+                        } else if self.entry_is_table_data {
+                            DataFile::Copy
+                        } else {
+                            DataFile::Other
+                        };
+                        self.files.push((name, kind));
                     }
                 } else if matches!(s, S::Skipped) {
                     return self.unexpected("a data file name longer than 64 bytes".into());
@@ -566,13 +603,27 @@ impl ArchiveParser {
     }
 }
 
-/// Keeps the last bytes of a plain SQL stream to look for pg_dump's trailer.
+/// Keeps the last bytes of a plain SQL stream to look for pg_dump's trailer, and counts its
+/// `TABLE` entries by their header comments (`-- Name: t; Type: TABLE; Schema: ...`, at the
+/// start of a line), as the custom check counts them in its table of contents.
 pub struct SqlTail {
     head: Vec<u8>,
     tail: Vec<u8>,
+    /// The start of a header comment line the last chunk ended in (from its `\n`), or a prefix
+    /// of one; empty when the last chunk did not end in one.
+    line: Vec<u8>,
+    tables: u64,
+    finder: memchr::memmem::Finder<'static>,
 }
 
 const TAIL: usize = 512;
+/// What starts the header comment of every object in a plain dump.
+const NAME_LINE: &[u8] = b"\n-- Name: ";
+/// What follows a table's name in its header comment.
+const TABLE_TYPE: &[u8] = b"; Type: TABLE; Schema: ";
+/// Header comment lines longer than this are not looked at (a name is at most 63 bytes, 130
+/// quoted).
+const LINE_MAX: usize = 1024;
 
 impl SqlTail {
     #[must_use]
@@ -580,10 +631,61 @@ impl SqlTail {
         SqlTail {
             head: Vec::new(),
             tail: Vec::with_capacity(2 * TAIL),
+            line: Vec::new(),
+            tables: 0,
+            finder: memchr::memmem::Finder::new(NAME_LINE),
+        }
+    }
+
+    /// Counts the `TABLE` header comments in `data`, carrying a line cut by its end over to the
+    /// next call. One SIMD search over the data; per object, a look at its header line.
+    fn count_tables(&mut self, data: &[u8]) {
+        let mut from = 0;
+        if !self.line.is_empty() {
+            match memchr::memchr(b'\n', &data[..data.len().min(LINE_MAX)]) {
+                Some(nl) => {
+                    self.line.extend_from_slice(&data[..nl]);
+                    if is_table_line(&self.line) {
+                        self.tables += 1;
+                    }
+                    self.line.clear();
+                    from = nl;
+                }
+                None if self.line.len() + data.len() <= LINE_MAX => {
+                    self.line.extend_from_slice(data);
+                    if !could_be_name_line(&self.line) {
+                        self.line.clear();
+                    }
+                    return;
+                }
+                // A line too long to be a header: the rest of the chunk is searched.
+                None => self.line.clear(),
+            }
+        }
+        let rest = &data[from..];
+        for at in self.finder.find_iter(rest) {
+            let line = &rest[at..];
+            match memchr::memchr(b'\n', &line[1..line.len().min(LINE_MAX)]) {
+                Some(end) if is_table_line(&line[..=end]) => self.tables += 1,
+                Some(_) => {}
+                None if line.len() <= LINE_MAX => self.line.extend_from_slice(line),
+                None => {}
+            }
+        }
+        if self.line.is_empty() {
+            // The chunk may end in the first bytes of a header line.
+            let start = rest.len().saturating_sub(NAME_LINE.len() - 1);
+            if let Some(nl) = memchr::memrchr(b'\n', &rest[start..]) {
+                let cut = &rest[start + nl..];
+                if could_be_name_line(cut) {
+                    self.line.extend_from_slice(cut);
+                }
+            }
         }
     }
 
     pub fn feed(&mut self, data: &[u8]) {
+        self.count_tables(data);
         if self.head.len() < 64 {
             let take = (64 - self.head.len()).min(data.len());
             self.head.extend_from_slice(&data[..take]);
@@ -605,7 +707,9 @@ impl SqlTail {
             return Verdict::Incomplete("it is empty".into());
         }
         if sql_complete(&self.tail) {
-            Verdict::Complete { tables: None }
+            Verdict::Complete {
+                tables: Some(self.tables),
+            }
         } else {
             Verdict::Incomplete(
                 "it does not end with pg_dump's \"PostgreSQL database dump complete\" line".into(),
@@ -618,6 +722,18 @@ impl Default for SqlTail {
     fn default() -> Self {
         SqlTail::new()
     }
+}
+
+/// Whether `line` (from its `\n`) is a table's header comment.
+fn is_table_line(line: &[u8]) -> bool {
+    line.starts_with(NAME_LINE)
+        && memchr::memmem::find(&line[NAME_LINE.len()..], TABLE_TYPE).is_some()
+}
+
+/// Whether `cut` (from a `\n`, to the end of a chunk) may be the start of a header comment.
+fn could_be_name_line(cut: &[u8]) -> bool {
+    let n = cut.len().min(NAME_LINE.len());
+    cut[..n] == NAME_LINE[..n]
 }
 
 /// Whether a plain dump's last bytes are pg_dump's trailer: the "dump complete" comment at the
@@ -640,7 +756,7 @@ pub fn sql_complete(tail: &[u8]) -> bool {
 /// Checks pg_dump's output as it streams by, for the formats written to a pipe.
 pub enum StreamCheck {
     Custom(Box<ArchiveParser>),
-    Plain(SqlTail),
+    Plain(Box<SqlTail>),
 }
 
 impl StreamCheck {
@@ -650,7 +766,7 @@ impl StreamCheck {
         use crate::format::DumpFormat;
         match format {
             DumpFormat::Custom => Some(StreamCheck::Custom(Box::new(ArchiveParser::custom()))),
-            DumpFormat::Plain => Some(StreamCheck::Plain(SqlTail::new())),
+            DumpFormat::Plain => Some(StreamCheck::Plain(Box::default())),
             DumpFormat::Directory | DumpFormat::Tar => None,
         }
     }
@@ -688,8 +804,11 @@ impl<W: std::io::Write> std::io::Write for Tee<'_, W> {
     }
 }
 
-/// Checks a directory archive written by pg_dump: `toc.dat` parses to its end and every data
-/// file it names exists (compressed or not); for large objects, every file their list names.
+/// Checks a directory archive written by pg_dump: `toc.dat` parses to its end; every data file
+/// it names exists and is whole (a gzip file decompresses to its end; a table's COPY data ends
+/// with pg_dump's `\.` end-of-data line and nothing after it); for large objects, every file
+/// their list names exists (and decompresses, when gzipped); and the folder holds no file that
+/// none of these name.
 #[must_use]
 pub fn check_directory(dir: &Path) -> Verdict {
     let toc = match std::fs::read(dir.join("toc.dat")) {
@@ -702,29 +821,166 @@ pub fn check_directory(dir: &Path) -> Verdict {
     if !matches!(verdict, Verdict::Complete { .. }) {
         return verdict;
     }
-    for (name, is_blobs) in &p.files {
+    let mut named: HashSet<std::ffi::OsString> = HashSet::new();
+    named.insert("toc.dat".into());
+    let mut unknown = None;
+    for (name, kind) in &p.files {
         if name.contains('/') || name.starts_with('.') {
             return Verdict::Unknown(format!("toc.dat names an unexpected file {name:?}"));
         }
         let Some(found) = existing(dir, name) else {
             return Verdict::Incomplete(format!("its data file {name} is missing"));
         };
-        if *is_blobs {
-            let list = match std::fs::read_to_string(&found) {
-                Ok(t) => t,
-                Err(e) => return Verdict::Incomplete(format!("{name} cannot be read: {e}")),
-            };
-            for line in list.lines() {
-                let Some((_, file)) = line.split_once(' ') else {
-                    return Verdict::Incomplete(format!("{name} has a damaged line"));
-                };
-                if file.contains('/') || existing(dir, file).is_none() {
-                    return Verdict::Incomplete(format!("its large-object file {file} is missing"));
-                }
-            }
+        named.insert(found.file_name().unwrap_or_default().to_os_string());
+        let checked = match kind {
+            DataFile::Blobs => check_blob_list(dir, name, &found, &mut named),
+            DataFile::Copy => check_data_file(&found, true),
+            DataFile::Other => check_data_file(&found, false),
+        };
+        match checked {
+            Verdict::Complete { .. } => {}
+            Verdict::Unknown(why) => unknown = unknown.or(Some(why)),
+            incomplete @ Verdict::Incomplete(_) => return incomplete,
         }
     }
-    verdict
+    let entries = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) => return Verdict::Incomplete(format!("the folder cannot be read: {e}")),
+    };
+    let mut extra: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .filter(|n| !named.contains(n))
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    if !extra.is_empty() {
+        extra.sort();
+        return Verdict::Incomplete(format!(
+            "it is garbled: it holds file(s) its table of contents does not name: {}",
+            extra.join(", ")
+        ));
+    }
+    match unknown {
+        Some(why) => Verdict::Unknown(why),
+        None => verdict,
+    }
+}
+
+/// Checks a large-object list (`blobs.toc`) and the files it names, adding them to `named`.
+fn check_blob_list(
+    dir: &Path,
+    name: &str,
+    found: &Path,
+    named: &mut HashSet<std::ffi::OsString>,
+) -> Verdict {
+    let list = match std::fs::read_to_string(found) {
+        Ok(t) => t,
+        Err(e) => return Verdict::Incomplete(format!("{name} cannot be read: {e}")),
+    };
+    let mut unknown = None;
+    for line in list.lines() {
+        let Some((_, file)) = line.split_once(' ') else {
+            return Verdict::Incomplete(format!("{name} has a damaged line"));
+        };
+        let blob = if file.contains('/') {
+            None
+        } else {
+            existing(dir, file)
+        };
+        let Some(blob) = blob else {
+            return Verdict::Incomplete(format!("its large-object file {file} is missing"));
+        };
+        named.insert(blob.file_name().unwrap_or_default().to_os_string());
+        // A large object's bytes have no end marker: only a compressed stream can be checked.
+        match check_data_file(&blob, false) {
+            Verdict::Complete { .. } => {}
+            Verdict::Unknown(why) => unknown = unknown.or(Some(why)),
+            incomplete @ Verdict::Incomplete(_) => return incomplete,
+        }
+    }
+    unknown.map_or(Verdict::Complete { tables: None }, Verdict::Unknown)
+}
+
+/// pg_dump's last bytes of a table's COPY data (pg_dump.c, `dumpTableData_copy`).
+const COPY_END: &[u8] = b"\\.\n\n\n";
+
+/// Checks one data file: a `.gz` one must decompress to the end of a complete gzip stream;
+/// with `copy`, its (decompressed) content must end with pg_dump's end-of-data line. Files
+/// compressed otherwise (`.lz4`, `.zst`: pg_dump 16 and later) cannot be judged here.
+fn check_data_file(path: &Path, copy: bool) -> Verdict {
+    use std::io::{Read, Seek, SeekFrom};
+    let shown = path.file_name().unwrap_or_default().to_string_lossy();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Verdict::Incomplete(format!("its data file {shown} cannot be read: {e}")),
+    };
+    // The last bytes of the content.
+    let mut tail: Vec<u8> = Vec::with_capacity(32);
+    let read = match ext {
+        "gz" => {
+            let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            loop {
+                match gz.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        total += n as u64;
+                        keep_tail(&mut tail, &buf[..n]);
+                    }
+                    Err(e) => {
+                        return Verdict::Incomplete(format!(
+                            "its data file {shown} is not a complete gzip stream ({e}, after {total} bytes of content): cut short or garbled"
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        "lz4" | "zst" => {
+            return Verdict::Unknown(format!("its data file {shown} is compressed with {ext}"))
+        }
+        _ if !copy => return Verdict::Complete { tables: None },
+        _ => (|| {
+            let len = file.metadata()?.len();
+            let from = len.saturating_sub(COPY_END.len() as u64 + 1);
+            file.seek(SeekFrom::Start(from))?;
+            file.read_to_end(&mut tail).map(|_| ())
+        })(),
+    };
+    if let Err(e) = read {
+        return Verdict::Incomplete(format!("its data file {shown} cannot be read: {e}"));
+    }
+    if !copy {
+        return Verdict::Complete { tables: None };
+    }
+    let ends = tail.ends_with(COPY_END) && {
+        let before = tail.len() - COPY_END.len();
+        // The end line starts a line: the file's start (an empty table), or after a row.
+        before == 0 || tail[before - 1] == b'\n'
+    };
+    if ends {
+        Verdict::Complete { tables: None }
+    } else {
+        Verdict::Incomplete(format!(
+            "its data file {shown} does not end with pg_dump's end-of-data line (\\.): cut short or garbled"
+        ))
+    }
+}
+
+/// Keeps the last few bytes seen in `tail`.
+fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
+    const KEEP_TAIL: usize = 16;
+    if data.len() >= KEEP_TAIL {
+        tail.clear();
+        tail.extend_from_slice(&data[data.len() - KEEP_TAIL..]);
+    } else {
+        tail.extend_from_slice(data);
+        if tail.len() > KEEP_TAIL {
+            tail.drain(..tail.len() - KEEP_TAIL);
+        }
+    }
 }
 
 /// The data file `name`, with whichever compression suffix pg_dump gave it.
@@ -829,21 +1085,29 @@ mod tests {
     }
 
     #[test]
-    fn trailing_bytes_or_unknown_versions_cannot_be_judged() {
-        for junk in [b"\x01junk".as_slice(), b"\x07", b"\x03\x00\x01\x00\x00\x00"] {
-            let mut more = OBJECTS.to_vec();
-            more.extend_from_slice(junk);
-            assert!(
-                !matches!(custom(&more), Verdict::Complete { .. }),
-                "trailing {junk:?}"
-            );
+    fn trailing_bytes_are_garbled_and_unknown_versions_cannot_be_judged() {
+        for bytes in [OBJECTS, OBJECTS_GZIP, NO_TABLES, EMPTY_TABLE] {
+            for junk in [
+                b"\x01junk".as_slice(),
+                b"\x07",
+                b"\x03\x00\x01\x00\x00\x00",
+                b"\0",
+                b"garbage appended\n",
+            ] {
+                let mut more = bytes.to_vec();
+                more.extend_from_slice(junk);
+                let v = custom(&more);
+                assert!(
+                    matches!(&v, Verdict::Incomplete(why) if why.contains("garbled")),
+                    "trailing {junk:?}: {v:?}"
+                );
+                // However the stream is split.
+                let mut p = ArchiveParser::custom();
+                p.feed(bytes);
+                p.feed(junk);
+                assert!(matches!(p.finish(), Verdict::Incomplete(_)));
+            }
         }
-        let mut more = OBJECTS.to_vec();
-        more.push(7);
-        assert!(
-            matches!(custom(&more), Verdict::Unknown(_)),
-            "a block type 7"
-        );
         let mut newer = OBJECTS.to_vec();
         newer[6] = 17;
         let v = custom(&newer);
@@ -981,12 +1245,13 @@ mod tests {
         };
         w.int(10);
         w.int(0);
-        assert!(matches!(custom(&w.out), Verdict::Unknown(_)));
+        // Every announced block was read: what follows is garbage.
+        assert!(matches!(custom(&w.out), Verdict::Incomplete(why) if why.contains("garbled")));
     }
 
     #[test]
     fn a_sql_dump_is_complete_only_with_its_trailer() {
-        assert_eq!(sql(EMPTY_TABLE_SQL), Verdict::Complete { tables: None });
+        assert_eq!(sql(EMPTY_TABLE_SQL), Verdict::Complete { tables: Some(1) });
         let at = memchr::memmem::find(EMPTY_TABLE_SQL, SQL_TRAILER).unwrap();
         for cut in 0..at + SQL_TRAILER.len() {
             assert!(
@@ -996,7 +1261,7 @@ mod tests {
         }
         let restricted =
             b"--\n-- PostgreSQL database dump\n--\n\n\\restrict k\nSET x = 1;\n\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict k\n\n";
-        assert_eq!(sql(restricted), Verdict::Complete { tables: None });
+        assert_eq!(sql(restricted), Verdict::Complete { tables: Some(0) });
         let in_data = b"COPY t (a) FROM stdin;\nx -- PostgreSQL database dump complete\n";
         assert!(matches!(sql(in_data), Verdict::Incomplete(_)));
         let more = b"-- PostgreSQL database dump complete\n--\nCREATE TABLE late (a int);\n";
@@ -1012,7 +1277,52 @@ mod tests {
         for c in big.chunks(7) {
             t.feed(c);
         }
-        assert_eq!(t.finish(), Verdict::Complete { tables: None });
+        assert_eq!(t.finish(), Verdict::Complete { tables: Some(1) });
+    }
+
+    #[test]
+    fn a_sql_dump_counts_its_table_headers_however_it_is_split() {
+        let mut dump = b"--\n-- PostgreSQL database dump\n--\n".to_vec();
+        for t in ["a", "\"Quoted; Type: TABLE; Name\"", "c"] {
+            dump.extend_from_slice(
+                format!("\n--\n-- Name: {t}; Type: TABLE; Schema: public; Owner: -\n--\n\nCREATE TABLE {t} (x text);\n").as_bytes(),
+            );
+        }
+        // Not tables: other types, data headers, a row that only looks like a header.
+        dump.extend_from_slice(b"\n-- Name: s; Type: SEQUENCE; Schema: public; Owner: -\n");
+        dump.extend_from_slice(b"\n-- Name: p; Type: TABLE ATTACH; Schema: public; Owner: -\n");
+        dump.extend_from_slice(
+            b"\n-- Data for Name: a; Type: TABLE DATA; Schema: public; Owner: -\n",
+        );
+        dump.extend_from_slice(
+            b"COPY a (x) FROM stdin;\nx -- Name: b; Type: TABLE; Schema: public\n\\.\n",
+        );
+        dump.extend_from_slice(&[b'y'; 3000]);
+        dump.extend_from_slice(b"\n-- Name: last; Type: TABLE; Schema: public; Owner: -\n");
+        dump.extend_from_slice(b"\n--\n-- PostgreSQL database dump complete\n--\n\n");
+        assert_eq!(sql(&dump), Verdict::Complete { tables: Some(4) });
+        for size in [1, 2, 3, 5, 9, 10, 11, 17, 64, 1000, 4096] {
+            let mut t = SqlTail::new();
+            for c in dump.chunks(size) {
+                t.feed(c);
+            }
+            assert_eq!(
+                t.finish(),
+                Verdict::Complete { tables: Some(4) },
+                "chunks of {size}"
+            );
+        }
+        // Every split point of two chunks.
+        for at in 0..dump.len() {
+            let mut t = SqlTail::new();
+            t.feed(&dump[..at]);
+            t.feed(&dump[at..]);
+            assert_eq!(
+                t.finish(),
+                Verdict::Complete { tables: Some(4) },
+                "split at {at}"
+            );
+        }
     }
 
     #[test]
@@ -1036,10 +1346,10 @@ mod tests {
         }
         std::fs::write(d.join("toc.dat"), &toc).unwrap();
         // Compressed data files count too.
-        let gz = std::fs::read(d.join("3359.dat")).unwrap();
+        let data = std::fs::read(d.join("3359.dat")).unwrap();
         std::fs::remove_file(d.join("3359.dat")).unwrap();
         assert!(matches!(check_directory(d), Verdict::Incomplete(w) if w.contains("3359.dat")));
-        std::fs::write(d.join("3359.dat.gz"), gz).unwrap();
+        std::fs::write(d.join("3359.dat.gz"), gzip(&data)).unwrap();
         assert_eq!(check_directory(d), Verdict::Complete { tables: Some(4) });
         std::fs::remove_file(d.join("blob_16427.dat")).unwrap();
         assert!(
@@ -1084,14 +1394,104 @@ mod tests {
         }
         std::fs::write(d.join("toc.dat"), &w.out).unwrap();
         assert!(matches!(check_directory(d), Verdict::Incomplete(why) if why.contains("20.dat")));
-        std::fs::write(d.join("20.dat.gz"), b"x").unwrap();
+        std::fs::write(d.join("20.dat.gz"), gzip(b"1\t2\n\\.\n\n\n")).unwrap();
         std::fs::write(d.join("blobs.toc"), b"16400 blob_16400.dat\n").unwrap();
         assert!(
             matches!(check_directory(d), Verdict::Incomplete(why) if why.contains("blob_16400"))
         );
         std::fs::write(d.join("blob_16400.dat.gz"), b"x").unwrap();
+        assert!(
+            matches!(check_directory(d), Verdict::Incomplete(why) if why.contains("gzip")),
+            "a large object's gzip stream is checked"
+        );
+        std::fs::write(d.join("blob_16400.dat.gz"), gzip(b"")).unwrap();
         assert_eq!(check_directory(d), Verdict::Complete { tables: Some(1) });
         std::fs::write(d.join("toc.dat"), &w.out[..w.out.len() - 3]).unwrap();
         assert!(matches!(check_directory(d), Verdict::Incomplete(_)));
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A copy of the real directory archive fixture, its data files gzipped with `gz`.
+    fn fixture_copy(gz: bool) -> tempfile::TempDir {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dumpcheck/objects.dir");
+        let dir = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(&fixture).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            if gz && name.ends_with(".dat") && name != "toc.dat" {
+                std::fs::write(dir.path().join(format!("{name}.gz")), gzip(&bytes)).unwrap();
+            } else {
+                std::fs::write(dir.path().join(&name), bytes).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn every_cut_or_addition_to_a_table_data_file_is_incomplete() {
+        for gz in [false, true] {
+            let dir = fixture_copy(gz);
+            let d = dir.path();
+            assert_eq!(check_directory(d), Verdict::Complete { tables: Some(4) });
+            let name = if gz { "3359.dat.gz" } else { "3359.dat" };
+            let whole = std::fs::read(d.join(name)).unwrap();
+            for cut in 0..whole.len() {
+                std::fs::write(d.join(name), &whole[..cut]).unwrap();
+                let v = check_directory(d);
+                assert!(
+                    matches!(&v, Verdict::Incomplete(why) if why.contains("3359.dat")),
+                    "gz {gz}, cut at {cut}: {v:?}"
+                );
+            }
+            // Garbage after the data (inside the compressed stream, or after it).
+            let plain = std::fs::read(fixture_copy(false).path().join("3359.dat")).unwrap();
+            for junk in [b"x".as_slice(), b"\n", b"\\.\n", b"5\tmore\n"] {
+                let mut more = plain.clone();
+                more.extend_from_slice(junk);
+                let bytes = if gz { gzip(&more) } else { more };
+                std::fs::write(d.join(name), bytes).unwrap();
+                assert!(
+                    matches!(check_directory(d), Verdict::Incomplete(_)),
+                    "gz {gz}, {junk:?} appended"
+                );
+            }
+            if gz {
+                let mut more = whole.clone();
+                more.extend_from_slice(b"garbage");
+                std::fs::write(d.join(name), more).unwrap();
+                assert!(matches!(check_directory(d), Verdict::Incomplete(_)));
+            }
+            std::fs::write(d.join(name), &whole).unwrap();
+            assert_eq!(check_directory(d), Verdict::Complete { tables: Some(4) });
+            // A gzipped large object cut short; an uncompressed one cannot be judged by its end.
+            let blob = if gz {
+                "blob_16426.dat.gz"
+            } else {
+                "blob_16426.dat"
+            };
+            let bytes = std::fs::read(d.join(blob)).unwrap();
+            std::fs::write(d.join(blob), &bytes[..bytes.len() / 2]).unwrap();
+            assert_eq!(
+                matches!(check_directory(d), Verdict::Incomplete(_)),
+                gz,
+                "gz {gz}: a cut large object"
+            );
+            std::fs::write(d.join(blob), &bytes).unwrap();
+            // A file nobody named.
+            std::fs::write(d.join("9999.dat"), b"\\.\n\n\n").unwrap();
+            let v = check_directory(d);
+            assert!(
+                matches!(&v, Verdict::Incomplete(why) if why.contains("garbled") && why.contains("9999.dat")),
+                "{v:?}"
+            );
+        }
     }
 }

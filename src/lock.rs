@@ -50,17 +50,7 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(err).with_context(|| format!("locking {}", path.display()));
         }
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        let holder = holder.trim();
-        let who = if holder.is_empty() {
-            "another aos-backup run".to_string()
-        } else {
-            format!("another aos-backup run ({holder})")
-        };
-        return Err(Error::new(Kind::Locked, format!("{who} holds the lock on {}; not starting {what}", dir.display()))
-            .hint("wait for it to finish (the lock frees itself when that process exits), or use another BACKUP_DIR")
-            .into());
+        return Err(held(&mut file, dir, what));
     }
     // Safe to rewrite: a plain file of ours, with this one name, inside the backup folder.
     let _ = file.set_len(0);
@@ -73,6 +63,89 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
     );
     let _ = file.flush();
     Ok(FolderLock { _file: file, path })
+}
+
+/// Takes the lock on `dir` for a run that only reads the folder (restore). A folder we cannot
+/// write (a read-only mount or snapshot: EROFS; a folder of another user: EACCES) is no reason
+/// to refuse: the lock file, when there is one, is locked through a read-only descriptor (flock
+/// needs no write access); when there is none, the run goes on without a lock, and says so once.
+pub fn acquire_for_reading(dir: &Path, what: &str) -> Result<Option<FolderLock>> {
+    let path = dir.join(LOCK_FILE);
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path);
+    let why = match opened {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EROFS | libc::EACCES)) => e,
+        // Writable (or another problem, which acquire reports).
+        _ => return acquire(dir, what).map(Some),
+    };
+    let existing = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path);
+    match existing {
+        Ok(file) => {
+            check_plain(&file, &path)?;
+            // SAFETY: flock on a file descriptor we own.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                tracing::debug!(
+                    "the backup folder {} is not writable ({why}); locked {} read-only",
+                    dir.display(),
+                    path.display()
+                );
+                return Ok(Some(FolderLock { _file: file, path }));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut file = file;
+                return Err(held(&mut file, dir, what));
+            }
+            tracing::warn!(
+                "the backup folder {} is not writable ({why}), and its lock file cannot be locked ({err}): going on with the {what} without the folder lock{}",
+                dir.display(),
+                meanwhile(&why)
+            );
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(planted(&path, "a symbolic link").into())
+        }
+        Err(_) => tracing::warn!(
+            "the backup folder {} is not writable ({why}): going on with the {what} without the folder lock{}",
+            dir.display(),
+            meanwhile(&why)
+        ),
+    }
+    Ok(None)
+}
+
+/// What going on without the lock means, as far as it is known.
+fn meanwhile(why: &std::io::Error) -> &'static str {
+    if why.raw_os_error() == Some(libc::EROFS) {
+        " (on a read-only file system, nothing can prune the folder meanwhile either)"
+    } else {
+        " (a run of a user who may write the folder could prune it meanwhile)"
+    }
+}
+
+/// The error for a lock someone else holds, naming them as the lock file says.
+fn held(file: &mut File, dir: &Path, what: &str) -> anyhow::Error {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    let holder = holder.trim();
+    let who = if holder.is_empty() {
+        "another aos-backup run".to_string()
+    } else {
+        format!("another aos-backup run ({holder})")
+    };
+    Error::new(Kind::Locked, format!("{who} holds the lock on {}; not starting {what}", dir.display()))
+        .hint("wait for it to finish (the lock frees itself when that process exits), or use another BACKUP_DIR")
+        .into()
 }
 
 /// The lock file must be a plain file with one name; anything else was put there.

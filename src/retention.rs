@@ -98,6 +98,9 @@ pub enum Reason {
     WithinAge,
     /// Dated after `now`; kept because its age cannot be trusted.
     Future,
+    /// Its recorded time disagrees with the time in its name; kept because its age cannot be
+    /// trusted.
+    TimeMismatch,
     /// No rule keeps it: the backup is deleted.
     Unmatched,
 }
@@ -115,6 +118,7 @@ impl fmt::Display for Reason {
             Reason::Yearly => "yearly",
             Reason::WithinAge => "within max age",
             Reason::Future => "dated in the future",
+            Reason::TimeMismatch => "time disagrees with its name",
             Reason::Unmatched => "matched no rule",
         };
         f.write_str(text)
@@ -191,22 +195,38 @@ pub fn plan_protecting(
     now: DateTime<Utc>,
     protected: &[&str],
 ) -> Vec<Decision> {
+    plan_full(candidates, policy, now, protected, &[])
+}
+
+/// [`plan_protecting`], and every candidate whose id is in `untrusted` (its recorded time
+/// disagrees with its name: an edited or damaged sidecar) is treated like a future-dated one:
+/// it is kept ([`Reason::TimeMismatch`], once any rule is on), takes no slot of the count-based
+/// or calendar rules, and is never the newest.
+#[must_use]
+pub fn plan_full(
+    candidates: &[Candidate],
+    policy: &Policy,
+    now: DateTime<Utc>,
+    protected: &[&str],
+    untrusted: &[&str],
+) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by(|a, b| newest_first(a, b));
 
     let mut reasons: Vec<Vec<Reason>> = vec![Vec::new(); sorted.len()];
+    let is_untrusted = |c: &Candidate| untrusted.contains(&c.id.as_str());
 
-    // Backups dated after `now` are a prefix of the newest-first order.
-    let first_past = sorted
-        .iter()
-        .position(|c| c.time <= now)
-        .unwrap_or(sorted.len());
+    // The backups whose time can be trusted: not dated after `now`, and not untrusted. Only
+    // they take the place of the newest and the slots of the rules.
+    let counted: Vec<usize> = (0..sorted.len())
+        .filter(|&i| sorted[i].time <= now && !is_untrusted(sorted[i]))
+        .collect();
 
     // Rules are applied in the declaration order of `Reason`, so each list comes out ordered.
     // The floor: the newest backup that is not dated in the future. (A future-dated one cannot
     // take its place: when every backup is future-dated, each is kept anyway.)
-    if let Some(newest) = reasons.get_mut(first_past) {
-        newest.push(Reason::Newest);
+    if let Some(&newest) = counted.first() {
+        reasons[newest].push(Reason::Newest);
     }
     for (r, candidate) in reasons.iter_mut().zip(&sorted) {
         if protected.contains(&candidate.id.as_str()) {
@@ -219,16 +239,16 @@ pub fn plan_protecting(
             r.push(Reason::NoPolicy);
         }
     } else {
-        // Backups dated after `now` are kept anyway (reason Future), so they must not use up
-        // keep-last or calendar slots: otherwise two backups with a skewed clock could push the
-        // real, current backup out.
-        let (past, past_reasons) = (&sorted[first_past..], &mut reasons[first_past..]);
+        // Backups dated after `now` (or untrusted) are kept anyway (reason Future), so they
+        // must not use up keep-last or calendar slots: otherwise two backups with a skewed
+        // clock could push the real, current backup out.
+        let past: Vec<&Candidate> = counted.iter().map(|&i| sorted[i]).collect();
         if let Some(n) = on(policy.keep_last) {
             // u32 -> usize cannot lose information on the 32/64-bit targets we build for;
             // saturate anyway rather than unwrap.
             let n = usize::try_from(n).unwrap_or(usize::MAX);
-            for r in past_reasons.iter_mut().take(n) {
-                r.push(Reason::Last);
+            for &i in counted.iter().take(n) {
+                reasons[i].push(Reason::Last);
             }
         }
 
@@ -247,10 +267,10 @@ pub fn plan_protecting(
         ];
         for (count, reason, period) in period_rules {
             if let Some(n) = on(count) {
-                let kept = newest_per_period(past, n, period);
-                for (r, keep) in past_reasons.iter_mut().zip(kept) {
+                let kept = newest_per_period(&past, n, period);
+                for (&i, keep) in counted.iter().zip(kept) {
                     if keep {
-                        r.push(reason);
+                        reasons[i].push(reason);
                     }
                 }
             }
@@ -261,10 +281,13 @@ pub fn plan_protecting(
         // DateTimes as always in range.
         let max_age = on(policy.max_age_days).map(|days| TimeDelta::days(i64::from(days)));
         for (r, candidate) in reasons.iter_mut().zip(&sorted) {
-            // Future and WithinAge are exclusive, so the list stays in declaration order.
+            // Future, TimeMismatch and WithinAge are exclusive, so the list stays in
+            // declaration order.
             let age = now.signed_duration_since(candidate.time);
             if age < TimeDelta::zero() {
                 r.push(Reason::Future);
+            } else if is_untrusted(candidate) {
+                r.push(Reason::TimeMismatch);
             } else if max_age.is_some_and(|max| age < max) {
                 r.push(Reason::WithinAge);
             }
@@ -297,8 +320,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use Reason::{
-        Daily, Future, Last, Monthly, Newest, NoPolicy, Protected, Unmatched, Weekly, WithinAge,
-        Yearly,
+        Daily, Future, Last, Monthly, Newest, NoPolicy, Protected, TimeMismatch, Unmatched, Weekly,
+        WithinAge, Yearly,
     };
 
     /// Parses an RFC 3339 timestamp such as `2024-01-01T03:00:00Z`.
@@ -1243,5 +1266,34 @@ mod tests {
                 prop_assert!(decisions[0].keep);
             }
         }
+    }
+
+    #[test]
+    fn an_untrusted_time_is_kept_but_takes_no_slot_and_is_not_the_newest() {
+        let now = at("2026-11-21T00:00:00Z");
+        let c = [
+            cand("real-newest", "2026-11-20T00:00:00Z"),
+            cand("edited", "2026-11-20T12:00:00Z"),
+            cand("older", "2026-11-19T00:00:00Z"),
+            cand("oldest", "2026-11-18T00:00:00Z"),
+        ];
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let d = plan_full(&c, &policy, now, &[], &["edited"]);
+        let by = |id: &str| d.iter().find(|x| x.id == id).unwrap().clone();
+        assert_eq!(by("edited").reasons, [TimeMismatch]);
+        assert_eq!(by("real-newest").reasons, [Newest, Last]);
+        assert!(!by("older").keep && !by("oldest").keep);
+        // Without the flag, the edited one would have pushed the real newest out.
+        let d = plan_full(&c, &policy, now, &[], &[]);
+        assert_eq!(d[0].id, "edited");
+        assert_eq!(d[0].reasons, [Newest, Last]);
+        assert!(!d[1].keep);
+        // No policy: everything is kept anyway.
+        assert!(plan_full(&c, &Policy::default(), now, &[], &["edited"])
+            .iter()
+            .all(|d| d.keep));
     }
 }

@@ -14,13 +14,26 @@ pub fn baseline(dir: &Path, database: &str, except_id: &str) -> Result<Option<Me
         .find(|m| m.database == database && m.suspect.is_none() && m.id != except_id))
 }
 
-/// What a backup's size measures, and the size: pg_dump's own output when it is uncompressed
-/// (comparable across our compressions), else the stored bytes of that format and compression.
-fn size_measure(m: &Meta) -> (String, u64) {
-    if m.dump_bytes > 0 && m.compression != "pg_dump" {
-        (format!("{} dump", m.format), m.dump_bytes)
-    } else {
-        (format!("{} {}", m.format, m.compression), m.size_bytes)
+/// pg_dump's raw output in bytes, before our compression and encryption: comparable across
+/// formats and our compressions. None when pg_dump compressed its output itself.
+fn raw_size(m: &Meta) -> Option<u64> {
+    match (m.compression.as_str(), m.format.as_str()) {
+        ("pg_dump", _) => None,
+        // A directory archive's files are pg_dump's own output.
+        (_, "directory") => Some(m.size_bytes),
+        _ => Some(m.dump_bytes),
+    }
+}
+
+/// The two sizes to compare, when they measure the same thing: pg_dump's raw output when both
+/// have it, else the stored bytes when both are of the same format and compression.
+fn comparable_sizes(new: &Meta, old: &Meta) -> Option<(u64, u64)> {
+    match (raw_size(new), raw_size(old)) {
+        (Some(n), Some(o)) => Some((n, o)),
+        _ if new.format == old.format && new.compression == old.compression => {
+            Some((new.size_bytes, old.size_bytes))
+        }
+        _ => None,
     }
 }
 
@@ -29,27 +42,29 @@ fn below(new: u64, old: u64, ratio: f64) -> bool {
     old > 0 && (new as f64) < (old as f64) * ratio
 }
 
-/// Compares `new` with `previous`: suspect when its size, or its table count, fell below
-/// `ratio` of the previous one's. Sizes are compared only when they measure the same thing
-/// (same format, and same compression unless both are pg_dump's raw output). `ratio` 0 turns
-/// the comparison off.
+/// Compares `new` with `previous`: suspect when its size, the live database's table count, or
+/// the archive's table count fell below `ratio` of the previous one's. Sizes are compared on
+/// pg_dump's raw output (whatever the format and our compression); when one of them was
+/// compressed by pg_dump, only against a backup of the same format and compression, else not
+/// at all (the archive's table count still is). `ratio` 0 turns the comparison off.
 #[must_use]
 pub fn judge(new: &Meta, previous: &Meta, ratio: f64) -> Option<Suspect> {
     if ratio <= 0.0 {
         return None;
     }
     let mut drops = Vec::new();
-    let (kind, size) = size_measure(new);
-    let (old_kind, old_size) = size_measure(previous);
-    if kind == old_kind && below(size, old_size, ratio) {
-        drops.push(format!("size fell from {old_size} to {size} bytes"));
+    if let Some((size, old_size)) = comparable_sizes(new, previous) {
+        if below(size, old_size, ratio) {
+            drops.push(format!("size fell from {old_size} to {size} bytes"));
+        }
     }
     if below(new.tables, previous.tables, ratio) {
         drops.push(format!(
             "tables fell from {} to {}",
             previous.tables, new.tables
         ));
-    } else if let (Some(n), Some(o)) = (new.archive_tables, previous.archive_tables) {
+    }
+    if let (Some(n), Some(o)) = (new.archive_tables, previous.archive_tables) {
         if below(n, o, ratio) {
             drops.push(format!("tables in the archive fell from {o} to {n}"));
         }
@@ -134,23 +149,66 @@ mod tests {
     }
 
     #[test]
-    fn sizes_of_different_kinds_are_not_compared() {
+    fn sizes_are_compared_on_pg_dumps_raw_output() {
         let prev = meta("a", 1000, 10_000, 10, None);
-        // pg_dump's own compression: dump_bytes are compressed bytes, not comparable.
+        // pg_dump's own compression: dump_bytes are compressed bytes, not comparable with raw.
         let mut new = meta("b", 100, 100, 10, None);
         new.compression = "pg_dump".into();
         assert_eq!(judge(&new, &prev, 0.5), None);
-        let mut new = meta("b", 100, 0, 10, None);
+        // ... but comparable with the same format and compression.
+        let mut old = prev.clone();
+        old.compression = "pg_dump".into();
+        assert!(judge(&new, &old, 0.5).is_some());
+        new.format = "plain".into();
+        assert_eq!(judge(&new, &old, 0.5), None);
+        // Another of our compressions, or another format: pg_dump's raw output is comparable.
+        for (format, compression) in [("custom", "gzip"), ("plain", "zstd"), ("plain", "none")] {
+            let mut new = meta("b", 100, 1_000, 10, None);
+            new.format = format.into();
+            new.compression = compression.into();
+            assert!(judge(&new, &prev, 0.5).is_some(), "{format} {compression}");
+            new.dump_bytes = 9_000;
+            assert_eq!(judge(&new, &prev, 0.5), None, "{format} {compression}");
+        }
+        // A directory archive without pg_dump's compression: its files are the raw output.
+        let mut new = meta("b", 1_000, 0, 10, None);
         new.format = "directory".into();
-        assert_eq!(judge(&new, &prev, 0.5), None);
-        // Another of our compressions: pg_dump's raw output is still comparable.
-        let mut new = meta("b", 100, 1_000, 10, None);
-        new.compression = "gzip".into();
+        new.compression = "none".into();
         assert!(judge(&new, &prev, 0.5).is_some());
+        new.size_bytes = 9_000;
+        assert_eq!(judge(&new, &prev, 0.5), None);
         // An empty previous backup never makes the next one suspect.
         assert_eq!(
             judge(&meta("b", 0, 0, 0, None), &meta("a", 0, 0, 0, None), 0.5),
             None
+        );
+    }
+
+    #[test]
+    fn archive_table_counts_are_compared_whatever_the_sizes() {
+        // pg_dump-compressed custom against a plain dump: sizes say nothing, table counts do.
+        let mut prev = meta("a", 1000, 1000, 10, Some(8));
+        prev.compression = "pg_dump".into();
+        let mut new = meta("b", 900, 9_000, 10, Some(0));
+        new.format = "plain".into();
+        let s = judge(&new, &prev, 0.5).unwrap();
+        assert!(
+            s.reason.contains("archive fell from 8 to 0"),
+            "{}",
+            s.reason
+        );
+        // Both counts reported when both fell.
+        let s = judge(
+            &meta("b", 1000, 10_000, 2, Some(1)),
+            &meta("a", 1000, 10_000, 10, Some(8)),
+            0.5,
+        )
+        .unwrap();
+        assert!(
+            s.reason.contains("tables fell from 10 to 2")
+                && s.reason.contains("archive fell from 8 to 1"),
+            "{}",
+            s.reason
         );
     }
 

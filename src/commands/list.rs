@@ -26,6 +26,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         let label = meta.and_then(|m| m.label.clone()).unwrap_or_default();
         let database = meta.map(|m| m.database.clone()).unwrap_or_default();
         let future = e.is_future(ctx.now);
+        let mismatch = e.time_mismatch();
         rows.push(format!(
             "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
             e.id.clone().unwrap_or_else(|| sanitize(&e.name)),
@@ -42,10 +43,10 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
             } else {
                 sanitize(&database)
             },
-            if future {
-                format!("{}, dated in the future", status_text(e))
-            } else {
-                status_text(e).to_string()
+            match (future, mismatch) {
+                (true, _) => format!("{}, dated in the future", status_text(e)),
+                (false, Some(_)) => format!("{}, time disagrees with its name", status_text(e)),
+                (false, None) => status_text(e).to_string(),
             }
         ));
         json.push(serde_json::json!({
@@ -59,6 +60,8 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
             "database": meta.map(|m| m.database.clone()),
             "host": meta.map(|m| m.host.clone()),
             "future": future,
+            "time_mismatch": mismatch.is_some(),
+            "name_time": mismatch,
             "format": meta.map(|m| m.format.clone()),
             "compression": meta.map(|m| m.compression.clone()),
             "encryption": meta.map(|m| m.encryption.clone()),
@@ -103,6 +106,16 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
             future.len(),
             future.join(", ")
         );
+    }
+    for e in entries.iter().filter(|e| !e.is_future(ctx.now)) {
+        if let Some(named) = e.time_mismatch() {
+            tracing::warn!(
+                "{}: its metadata says it was taken {}, but its name says {}: the sidecar was edited or damaged; prune keeps it (counted in no rule), and `latest` passes over it",
+                sanitize(e.id.as_deref().unwrap_or(&e.name)),
+                e.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                named.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+        }
     }
     if args.database.is_none() && databases.len() > 1 {
         tracing::info!(

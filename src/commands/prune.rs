@@ -97,7 +97,13 @@ pub fn apply(
                 time: e.time,
             })
             .collect();
-        let decisions = retention::plan_protecting(&candidates, policy, ctx.now, &protected);
+        // Backups whose recorded time disagrees with their name: kept, and counted in no rule.
+        let untrusted: Vec<&str> = complete
+            .iter()
+            .filter(|e| e.time_mismatch().is_some())
+            .map(|e| e.name.as_str())
+            .collect();
+        let decisions = retention::plan_full(&candidates, policy, ctx.now, &protected, &untrusted);
         if !candidates.is_empty() && decisions.iter().all(|d| !d.keep) {
             anyhow::bail!(
                 "internal error: the retention plan would delete every backup of {db:?}; nothing was deleted"
@@ -166,12 +172,22 @@ pub fn apply(
             "metadata without its backup"
         };
         lines.push(format!("remove  {}  ({what})", e.name));
-        json.push(serde_json::json!({ "file": e.name, "action": "remove", "reasons": [what] }));
+        let mut item = serde_json::json!({ "file": e.name, "action": "remove", "reasons": [what] });
         if !dry_run {
-            crate::fsutil::remove_any(&e.path)
-                .with_context(|| format!("removing {}", e.path.display()))?;
-            tracing::info!("removed {} ({what})", e.name);
+            // A leftover is not a backup: one we cannot remove (another owner, immutable) is
+            // worth a warning, not a failed run.
+            match crate::fsutil::remove_any(&e.path) {
+                Ok(()) => tracing::info!("removed {} ({what})", e.name),
+                Err(err) => {
+                    tracing::warn!(
+                        "cannot remove {} ({what}): {err}; it is left in place (remove it by hand)",
+                        e.path.display()
+                    );
+                    item["error"] = serde_json::Value::String(err.to_string());
+                }
+            }
         }
+        json.push(item);
     }
     let unmanaged = entries
         .iter()

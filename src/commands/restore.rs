@@ -122,7 +122,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let dir = ctx.backup_dir();
     let (path, about) = choose_backup(ctx, args, &dir)?;
     let _lock = if dir.is_dir() {
-        Some(crate::lock::acquire(&dir, "restore")?)
+        crate::lock::acquire_for_reading(&dir, "restore")?
     } else {
         None
     };

@@ -6,6 +6,7 @@ use crate::archive;
 use crate::catalog::{self, Entry, Meta, Status};
 use crate::cli::VerifyArgs;
 use crate::crypto::KeySource;
+use crate::dumpcheck::{self, Verdict};
 use crate::error::{Error, Kind};
 use crate::format::DumpFormat;
 use crate::pipeline;
@@ -121,6 +122,10 @@ pub fn read_through(path: &Path, keys: &KeySource, locator: &Locator) -> Result<
             let mut cmd = Command::new(&tool.path);
             cmd.args(["--file=/dev/null"]).stdout(Stdio::null());
             let reader = opened.reader.take();
+            if format == DumpFormat::Directory {
+                // pg_restore reads a table's data file cut short without complaint.
+                directory_whole(path)?;
+            }
             if format == DumpFormat::Directory || opened.is_bare() {
                 cmd.arg(path).stdin(Stdio::null());
                 crate::process::spawn("pg_restore", &mut cmd)?
@@ -149,6 +154,24 @@ pub fn read_through(path: &Path, keys: &KeySource, locator: &Locator) -> Result<
             }
             Ok("archive read through by pg_restore")
         }
+    }
+}
+
+/// A directory archive's files must be whole (see [`dumpcheck::check_directory`]): pg_restore
+/// does not notice a table's data file cut short.
+fn directory_whole(path: &Path) -> Result<()> {
+    match dumpcheck::check_directory(path) {
+        Verdict::Incomplete(why) => Err(Error::integrity(format!(
+            "{}: the archive is incomplete: {why}",
+            path.display()
+        ))
+        .hint("the backup is damaged (pg_dump wrote it cut short, or it was changed since); restore another one")
+        .into()),
+        Verdict::Unknown(why) => {
+            tracing::debug!("{}: {why}; left to pg_restore", path.display());
+            Ok(())
+        }
+        Verdict::Complete { .. } => Ok(()),
     }
 }
 
@@ -254,15 +277,35 @@ fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
     report
 }
 
+/// The catalog's lookup errors, with a hint for verify (theirs speak of restore's flag).
+fn for_verify(e: anyhow::Error) -> anyhow::Error {
+    match crate::error::find(&e) {
+        Some(t) if t.hint.as_deref().is_some_and(|h| h.contains("--from-database")) => {
+            Error::new(t.kind, t.message.clone())
+                .hint("to verify a backup of another database, add --database NAME (or give its full id); `aos-backup list` shows them all")
+                .into()
+        }
+        _ => e,
+    }
+}
+
 /// Runs verify.
 pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     let dir = ctx.backup_dir();
     let keys = ctx.keys(&args.keys);
     let locator = ctx.locator();
     let entries = catalog::scan(&dir)?;
+    // `latest` and id prefixes look among one database's backups, as restore does: --database,
+    // else DATABASE_URL's; without either, the whole folder.
+    let database = args.database.clone().or_else(|| ctx.target_database());
     let targets: Vec<Entry> = if args.all {
         entries
             .iter()
+            .filter(|e| match (&args.database, e.database()) {
+                (Some(wanted), Some(db)) => wanted == db,
+                (Some(_), None) => false,
+                (None, _) => true,
+            })
             .filter(|e| match e.status {
                 Status::Complete | Status::Orphaned => true,
                 // Our own files without a sidecar are suspicious; foreign ones are just skipped.
@@ -283,10 +326,13 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
             vec![single.with_context(|| format!("{wanted} is not a backup file"))?]
         } else {
             let scope = catalog::Scope {
-                database: None,
+                database: database.as_deref(),
                 now: ctx.now,
             };
-            match catalog::resolve(&entries, &wanted, &dir, &scope) {
+            if let Some(db) = scope.database {
+                tracing::debug!("looking for {wanted:?} among the backups of database {db:?}");
+            }
+            match catalog::resolve(&entries, &wanted, &dir, &scope).map_err(for_verify) {
                 Ok(e) => vec![e.clone()],
                 // The id of a backup whose file is gone (`list` shows it): that backup fails
                 // verification, as with --all or the sidecar's path; it is not an unknown id.
