@@ -90,11 +90,19 @@ pub fn run() -> i32 {
                     };
                 }
                 sig = signals.next() => {
+                    // psql may have printed that it sends COMMIT a moment ago: give the thread
+                    // that reads its stderr a moment to catch up (bounded) before deciding.
+                    for _ in 0..50 {
+                        if waited.is_some() || !process::commit_handed_over() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
                     if waited.is_none() && process::commit_pending() {
                         // Abandoning now would leave the outcome unknown: wait for the answer.
                         waited = Some(sig);
                         tracing::warn!(
-                            "{} received after the whole backup was read and COMMIT was handed to psql: waiting for its answer (send the signal again to stop waiting; the outcome may then be unknown)",
+                            "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
                             if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
                         );
                         continue;

@@ -180,10 +180,16 @@ pub fn restore_phase() -> RestorePhase {
 /// that answer instead of abandoning it (see `lib.rs`).
 #[must_use]
 pub fn commit_pending() -> bool {
+    lock(&RESTORE_TARGET).is_some() && restore_phase() == RestorePhase::CommitSent
+}
+
+/// Whether COMMIT was handed to psql but psql's word that it sends it has not been read (yet):
+/// psql may still be running the last statements, or its stderr may not have been read.
+#[must_use]
+pub fn commit_handed_over() -> bool {
     lock(&RESTORE_TARGET).is_some()
-        && (restore_phase() == RestorePhase::CommitSent
-            || (restore_phase() == RestorePhase::Transaction
-                && COMMIT_WRITTEN.load(Ordering::SeqCst)))
+        && restore_phase() == RestorePhase::Transaction
+        && COMMIT_WRITTEN.load(Ordering::SeqCst)
 }
 
 /// Registers a temp file or folder to remove if we are interrupted.
@@ -224,8 +230,11 @@ pub fn on_signal(sig: i32) {
     for p in lock(&TEMPS).drain(..) {
         let _ = crate::fsutil::remove_any(&p);
     }
-    // Let the stderr readers see the end of the children's output (bounded): the restore phase
-    // then says whether psql got as far as sending COMMIT.
+    if !COMMIT_WRITTEN.load(Ordering::SeqCst) {
+        return;
+    }
+    // COMMIT was handed to psql: let the stderr readers see the end of the children's output
+    // (bounded); the restore phase then says whether psql got as far as sending COMMIT.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while STDERR_READERS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
