@@ -22,6 +22,7 @@ use tempfile::TempDir;
 
 use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server};
+use crate::support::{alive, tempdir as work_dir, wait_until};
 
 /// Rows in each of the two tables of the big source: enough for a restore of a second or more.
 const BIG_ROWS: u32 = 300_000;
@@ -44,13 +45,6 @@ INSERT INTO items VALUES (1, 'keep me', 'target row'), (2, 'précieux', NULL);
 CREATE TABLE events (id bigserial PRIMARY KEY, item_id int NOT NULL, payload text);
 INSERT INTO events (item_id, payload) VALUES (1, 'kept');
 ";
-
-fn work_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-killsafe.")
-        .tempdir()
-        .expect("create a temporary folder")
-}
 
 /// An age identity file and its recipient, made by `age-keygen`.
 fn age_key(dir: &Path) -> (PathBuf, String) {
@@ -176,18 +170,6 @@ fn running(db: &str, pattern: &str) -> bool {
     ) != "0"
 }
 
-#[track_caller]
-fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Parent pid and command name of every process.
 fn processes() -> Vec<(i32, i32, String)> {
     let mut all = Vec::new();
@@ -229,10 +211,6 @@ fn descendants(root: i32) -> Vec<(i32, String)> {
     found
 }
 
-fn alive(pid: i32) -> bool {
-    processes().iter().any(|(p, _, _)| *p == pid)
-}
-
 /// SIGKILLs the run (aos-backup alone, not its group), then checks that everything it started
 /// is gone within a few seconds and that the target has no backend left.
 #[track_caller]
@@ -245,11 +223,13 @@ fn kill_and_check_nothing_survives(cmd: &Cmd, child: Child, db: &str) -> Output 
     wait_until(
         &format!("the children of the killed aos-backup are gone: {started:?}"),
         Duration::from_secs(5),
+        None,
         || started.iter().all(|(p, _)| !alive(*p)),
     );
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(db) == 0,
     );
     out
@@ -298,14 +278,17 @@ fn sigkill_during_a_serial_restore_commits_nothing_and_leaves_nothing_running() 
             match when {
                 When::After(d) => thread::sleep(d),
                 When::FirstCopy => {
-                    wait_until("the first COPY runs", Duration::from_secs(30), || {
+                    wait_until("the first COPY runs", Duration::from_secs(30), None, || {
                         running(&db, "COPY public.items%")
                     })
                 }
                 When::SecondCopy => {
-                    wait_until("the second COPY runs", Duration::from_secs(30), || {
-                        running(&db, "COPY public.events%")
-                    });
+                    wait_until(
+                        "the second COPY runs",
+                        Duration::from_secs(30),
+                        None,
+                        || running(&db, "COPY public.events%"),
+                    );
                     thread::sleep(Duration::from_millis(200));
                 }
             }
@@ -343,10 +326,15 @@ fn sigkill_during_a_parallel_restore_leaves_no_decrypted_file_and_no_pg_restore(
     let child = cmd.spawn();
     let named = || fs::read_dir(&tmp).unwrap().count();
     // Unpacking, then pg_restore's workers copying: never a named file.
-    wait_until("pg_restore copies data", Duration::from_secs(30), || {
-        assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
-        running(&db, "COPY %")
-    });
+    wait_until(
+        "pg_restore copies data",
+        Duration::from_secs(30),
+        None,
+        || {
+            assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
+            running(&db, "COPY %")
+        },
+    );
     assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
     let pid = i32::try_from(child.id()).unwrap();
     let workers = descendants(pid)
@@ -379,9 +367,12 @@ fn sigterm_during_a_parallel_restore_says_the_target_may_be_partly_restored() {
         .env("DATABASE_URL", pg.tcp_url(&db))
         .timeout(Duration::from_secs(60));
     let child = cmd.spawn();
-    wait_until("pg_restore copies data", Duration::from_secs(30), || {
-        running(&db, "COPY %")
-    });
+    wait_until(
+        "pg_restore copies data",
+        Duration::from_secs(30),
+        None,
+        || running(&db, "COPY %"),
+    );
     cmd::signal(&child, libc::SIGTERM);
     let out = cmd.wait(child);
     out.assert_code(143);
@@ -391,6 +382,7 @@ fn sigterm_during_a_parallel_restore_says_the_target_may_be_partly_restored() {
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(&db) == 0,
     );
     pg.drop_db(&db);
@@ -482,7 +474,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
             .env("DATABASE_URL", pg.tcp_url(&db))
             .timeout(Duration::from_secs(60));
         let child = cmd.spawn();
-        wait_until("the COMMIT waits", Duration::from_secs(30), || {
+        wait_until("the COMMIT waits", Duration::from_secs(30), None, || {
             commit_waits(&db)
         });
         cmd::signal(&child, libc::SIGTERM);
@@ -514,7 +506,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
             .env("DATABASE_URL", pg.tcp_url(&db))
             .timeout(Duration::from_secs(60));
         let child = cmd.spawn();
-        wait_until("the COMMIT waits", Duration::from_secs(30), || {
+        wait_until("the COMMIT waits", Duration::from_secs(30), None, || {
             commit_waits(&db)
         });
         cmd::signal(&child, libc::SIGTERM);
@@ -530,6 +522,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(&db) == 0,
     );
     pg.drop_db(&db);
@@ -738,6 +731,7 @@ fn a_killed_blocked_restore_leaves_no_backend_behind() {
     wait_until(
         "the restore waits for the lock",
         Duration::from_secs(30),
+        None,
         || pg.psql("postgres", &waiting) != "0",
     );
     let pid = i32::try_from(child.id()).unwrap();
@@ -747,6 +741,7 @@ fn a_killed_blocked_restore_leaves_no_backend_behind() {
     wait_until(
         "the restore's backend is gone",
         Duration::from_secs(5),
+        None,
         || backends(&db) == 1,
     );
     assert!(started.iter().all(|(p, _)| !alive(*p)), "{started:?}");

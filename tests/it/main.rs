@@ -12,6 +12,8 @@ mod perdb;
 mod pgpass;
 mod pipeline;
 mod secrets;
+mod scripts;
 mod smoke;
+mod support;
 mod suspect;
 mod tls;
