@@ -12,7 +12,12 @@ fn repo_file(path: &str) -> PathBuf {
 
 #[test]
 fn the_setup_scripts_parse_and_are_executable() {
-    for script in ["scripts/demo.sh", "scripts/test.sh", "scripts/lib.sh", ".ci/run"] {
+    for script in [
+        "scripts/demo.sh",
+        "scripts/test.sh",
+        "scripts/lib.sh",
+        ".ci/run",
+    ] {
         let path = repo_file(script);
         let out = Command::new("bash")
             .arg("-n")
