@@ -22,7 +22,7 @@ use tempfile::TempDir;
 
 use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server};
-use crate::support::{alive, tempdir as work_dir, wait_until};
+use crate::support::{self, age_keygen, alive, tempdir as work_dir, wait_until};
 
 /// Rows in each of the two tables of the big source: enough for a restore of a second or more.
 const BIG_ROWS: u32 = 300_000;
@@ -46,25 +46,6 @@ CREATE TABLE events (id bigserial PRIMARY KEY, item_id int NOT NULL, payload tex
 INSERT INTO events (item_id, payload) VALUES (1, 'kept');
 ";
 
-/// An age identity file and its recipient, made by `age-keygen`.
-fn age_key(dir: &Path) -> (PathBuf, String) {
-    let identity = dir.join("id.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .expect("age-keygen runs (apt-get install -y age)");
-    assert!(out.status.success(), "age-keygen failed");
-    let text = fs::read_to_string(&identity).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("a public key line")
-        .trim()
-        .to_owned();
-    (identity, recipient)
-}
-
 /// The big source and its three backups, made once.
 struct Big {
     _work: TempDir,
@@ -81,7 +62,11 @@ fn big() -> &'static Big {
         let db = pg.create_db("killsafe_big");
         pg.psql(&db, &BIG_SQL.replace("ROWS", &BIG_ROWS.to_string()));
         let work = work_dir();
-        let (identity, recipient) = age_key(work.path());
+        let support::AgeKey {
+            identity,
+            recipient,
+            ..
+        } = age_keygen(work.path(), "id.txt");
         let backup = |sub: &str, envs: &[(&str, &str)]| {
             let mut cmd = Cmd::new()
                 .arg("backup")
