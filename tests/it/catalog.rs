@@ -17,11 +17,15 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use crate::cmd::{Cmd, Output};
 use crate::harness::{self, server, APP_PASSWORD};
+use crate::support::{
+    self, assert_contains, at, fabricate, file_name, id_at, read_json, sha256_hex, sidecar,
+    tempdir, write_json,
+};
+use aos_backup::lock::LOCK_FILE;
 
 /// "Now" for every command that does not say otherwise (`AOS_BACKUP_NOW`): a Sunday, noon UTC.
 const NOW: &str = "2024-03-31T12:00:00Z";
@@ -31,7 +35,6 @@ const A_ID: &str = "20240330-150000";
 /// The template's second real backup (one more row in `items`), and its id.
 const B_TIME: &str = "2024-03-31T03:00:00Z";
 const B_ID: &str = "20240331-030000";
-const LOCK_FILE: &str = ".aos-backup.lock";
 
 /// A small database: three tables (one empty), a few hundred rows, owned by `app`.
 const SOURCE_SQL: &str = "\
@@ -126,50 +129,6 @@ fn aos_in(cwd: &Path) -> Cmd {
         .env("AOS_BACKUP_NOW", NOW)
 }
 
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-catalog.")
-        .tempdir()
-        .unwrap()
-}
-
-fn file_name(id: &str) -> String {
-    format!("aos-backup-{id}.dump.zst")
-}
-
-fn sidecar(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap().to_os_string();
-    name.push(".meta.json");
-    path.with_file_name(name)
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
-}
-
-fn write_json(path: &Path, value: &Value) {
-    fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn at(time: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(time)
-        .unwrap_or_else(|e| panic!("{time}: {e}"))
-        .with_timezone(&Utc)
-}
-
-/// The id of a backup made at `time`.
-fn id_at(time: &str) -> String {
-    at(time).format("%Y%m%d-%H%M%S").to_string()
-}
-
 fn set_mtime(path: &Path, time: &str) {
     fs::File::options()
         .write(true)
@@ -187,34 +146,9 @@ fn copy_backup(src: &Path, dir: &Path) -> PathBuf {
     dst
 }
 
-/// A backup "made" at `time`: the bytes of `src` under a new name, with `src`'s sidecar adjusted
-/// (id, label, file, started_at, finished_at). Returns the id and the new file.
-fn fabricate(src: &Path, dir: &Path, time: &str, label: Option<&str>) -> (String, PathBuf) {
-    let id = match label {
-        Some(l) => format!("{}-{l}", id_at(time)),
-        None => id_at(time),
-    };
-    let dst = dir.join(file_name(&id));
-    fs::copy(src, &dst).unwrap();
-    let mut meta = read_json(&sidecar(src));
-    meta["id"] = id.clone().into();
-    meta["label"] = label.map_or(Value::Null, Value::from);
-    meta["file"] = file_name(&id).into();
-    meta["started_at"] = time.into();
-    meta["finished_at"] = (at(time) + chrono::Duration::seconds(1))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        .into();
-    write_json(&sidecar(&dst), &meta);
-    (id, dst)
-}
-
 /// The names in `dir`, without the lock file.
 fn names(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != LOCK_FILE)
-        .collect()
+    support::backup_names(dir).into_iter().collect()
 }
 
 /// Names and sizes of everything in `dir` (the lock file left out).
@@ -251,14 +185,6 @@ fn first_json(out: &Output) -> Value {
         .next()
         .unwrap_or_else(|| panic!("no JSON on stdout:\n{out}"))
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{out}"))
-}
-
-/// Asserts that `text` contains every one of `needles`.
-#[track_caller]
-fn assert_contains(out: &Output, text: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(text.contains(needle), "expected {needle:?} in:\n{out}");
-    }
 }
 
 /// Asserts that neither stream holds the password, raw or percent-encoded.

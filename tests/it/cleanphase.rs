@@ -16,10 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use tempfile::TempDir;
-
 use crate::cmd::{Cmd, Output};
 use crate::harness::{self, server};
+use crate::support::tempdir as work_dir;
 
 /// Run before each setup: everything is made by the app role (the event-trigger case switches).
 const PRELUDE: &str = "SET client_min_messages = warning;\nSET ROLE app;\n";
@@ -379,13 +378,6 @@ const ALL: [&Case; 15] = [
     &COMMENTS,
     &SCHEMAS,
 ];
-
-fn work_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-cleanphase.")
-        .tempdir()
-        .expect("create a temporary folder")
-}
 
 /// Runs a client tool of the test server as the superuser over the socket; panics on failure.
 fn pg_tool(tool: &str, args: &[&str], db: &str) -> Vec<u8> {

@@ -8,11 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::Digest;
 use tempfile::TempDir;
 
 use crate::cmd::{Cmd, Output};
 use crate::harness::{self, server, APP_PASSWORD};
+use crate::support::{names_if_any as names_in, read_sidecar as sidecar, sha256_hex, Tmpfs};
 
 /// A distinctive part of [`APP_PASSWORD`]: found in any form of the password, raw or encoded.
 const PASSWORD_MARK: &str = "S3cr3t";
@@ -78,18 +78,6 @@ fn restored(file: &Path, db: &str) -> Output {
     let out = restore(&server().tcp_url(db), file).run();
     out.assert_success();
     out
-}
-
-/// Names in `dir`, sorted; none when it does not exist.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    names.sort();
-    names
 }
 
 /// Asserts that `dir` holds nothing that looks like a backup: no `aos-backup-*` file of any kind
@@ -170,23 +158,8 @@ fn assert_mode(file: &Path, mode: u32) {
     assert_eq!(actual, mode, "mode of {}: {actual:o}", file.display());
 }
 
-/// The sidecar of a backup, parsed.
-fn sidecar(backup: &Path) -> serde_json::Value {
-    let mut name = backup.file_name().unwrap().to_os_string();
-    name.push(".meta.json");
-    let text = fs::read_to_string(backup.with_file_name(name)).expect("the backup has a sidecar");
-    serde_json::from_str(&text).expect("the sidecar is JSON")
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Tables as aos-backup counts them: plain, partitioned, foreign and materialized views in user
@@ -1048,40 +1021,6 @@ fn backup_dir_that_is_a_regular_file_is_a_clear_error_and_the_file_is_untouched(
         assert_eq!(names_in(cmd.dir()), vec!["not-a-folder".to_string()]);
     }
     pg.drop_db(&db);
-}
-
-/// A tmpfs mounted on a folder, unmounted on drop.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (such as `256k`) on `dir` (created), or `None` when this is not
-    /// allowed here (not root, no mount in the sandbox).
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
 }
 
 #[test]

@@ -29,6 +29,7 @@ use tempfile::TempDir;
 
 use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server};
+use crate::support::{alive, names_if_any as names, tempdir as work_dir, wait_until};
 
 /// How long a refusal (guard, lock) may take: it must not wait for anything.
 const AT_ONCE: Duration = Duration::from_secs(8);
@@ -97,14 +98,6 @@ fn populated_target(prefix: &str) -> (String, String) {
     (db, contents)
 }
 
-/// A fresh temporary folder.
-fn work_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-guards.")
-        .tempdir()
-        .expect("create a temporary folder")
-}
-
 /// Runs the real `pg_dump` of the test server on `db` (as the superuser, over the socket) into
 /// `out`.
 fn pg_dump(db: &str, args: &[&str], out: &Path) {
@@ -167,50 +160,6 @@ fn cut(src: &Path, dst: &Path, percent: usize) {
     let keep = bytes.len() * percent / 100;
     assert!(keep > 0 && keep < bytes.len());
     fs::write(dst, &bytes[..keep]).expect("write the cut file");
-}
-
-/// The names in a folder, sorted; empty when it does not exist.
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// Polls `condition` every 25 ms until it holds; on timeout kills `child`'s process group (if
-/// given) and panics.
-#[track_caller]
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    child: Option<&Child>,
-    mut condition: impl FnMut() -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        if Instant::now() >= deadline {
-            if let Some(child) = child {
-                cmd::signal_group(child, libc::SIGKILL);
-            }
-            panic!("timed out after {timeout:?} waiting until {what}");
-        }
-        thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// Whether `pid` is a live process (a zombie counts as gone: it runs no more).
-fn alive(pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, None | Some('Z' | 'X'))
 }
 
 /// A `PG_BIN` folder: the named tools are fault scripts, the others `exec` the real binaries.

@@ -22,6 +22,7 @@ use tempfile::TempDir;
 
 use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server};
+use crate::support::{self, age_keygen, alive, tempdir as work_dir, wait_until};
 
 /// Rows in each of the two tables of the big source: enough for a restore of a second or more.
 const BIG_ROWS: u32 = 300_000;
@@ -45,32 +46,6 @@ CREATE TABLE events (id bigserial PRIMARY KEY, item_id int NOT NULL, payload tex
 INSERT INTO events (item_id, payload) VALUES (1, 'kept');
 ";
 
-fn work_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-killsafe.")
-        .tempdir()
-        .expect("create a temporary folder")
-}
-
-/// An age identity file and its recipient, made by `age-keygen`.
-fn age_key(dir: &Path) -> (PathBuf, String) {
-    let identity = dir.join("id.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .expect("age-keygen runs (apt-get install -y age)");
-    assert!(out.status.success(), "age-keygen failed");
-    let text = fs::read_to_string(&identity).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("a public key line")
-        .trim()
-        .to_owned();
-    (identity, recipient)
-}
-
 /// The big source and its three backups, made once.
 struct Big {
     _work: TempDir,
@@ -87,7 +62,11 @@ fn big() -> &'static Big {
         let db = pg.create_db("killsafe_big");
         pg.psql(&db, &BIG_SQL.replace("ROWS", &BIG_ROWS.to_string()));
         let work = work_dir();
-        let (identity, recipient) = age_key(work.path());
+        let support::AgeKey {
+            identity,
+            recipient,
+            ..
+        } = age_keygen(work.path(), "id.txt");
         let backup = |sub: &str, envs: &[(&str, &str)]| {
             let mut cmd = Cmd::new()
                 .arg("backup")
@@ -176,18 +155,6 @@ fn running(db: &str, pattern: &str) -> bool {
     ) != "0"
 }
 
-#[track_caller]
-fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Parent pid and command name of every process.
 fn processes() -> Vec<(i32, i32, String)> {
     let mut all = Vec::new();
@@ -229,10 +196,6 @@ fn descendants(root: i32) -> Vec<(i32, String)> {
     found
 }
 
-fn alive(pid: i32) -> bool {
-    processes().iter().any(|(p, _, _)| *p == pid)
-}
-
 /// SIGKILLs the run (aos-backup alone, not its group), then checks that everything it started
 /// is gone within a few seconds and that the target has no backend left.
 #[track_caller]
@@ -245,11 +208,13 @@ fn kill_and_check_nothing_survives(cmd: &Cmd, child: Child, db: &str) -> Output 
     wait_until(
         &format!("the children of the killed aos-backup are gone: {started:?}"),
         Duration::from_secs(5),
+        None,
         || started.iter().all(|(p, _)| !alive(*p)),
     );
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(db) == 0,
     );
     out
@@ -297,15 +262,19 @@ fn sigkill_during_a_serial_restore_commits_nothing_and_leaves_nothing_running() 
             let child = cmd.spawn();
             match when {
                 When::After(d) => thread::sleep(d),
-                When::FirstCopy => {
-                    wait_until("the first COPY runs", Duration::from_secs(120), || {
-                        running(&db, "COPY public.items%")
-                    })
-                }
+                When::FirstCopy => wait_until(
+                    "the first COPY runs",
+                    Duration::from_secs(120),
+                    None,
+                    || running(&db, "COPY public.items%"),
+                ),
                 When::SecondCopy => {
-                    wait_until("the second COPY runs", Duration::from_secs(120), || {
-                        running(&db, "COPY public.events%")
-                    });
+                    wait_until(
+                        "the second COPY runs",
+                        Duration::from_secs(120),
+                        None,
+                        || running(&db, "COPY public.events%"),
+                    );
                     thread::sleep(Duration::from_millis(200));
                 }
             }
@@ -343,10 +312,15 @@ fn sigkill_during_a_parallel_restore_leaves_no_decrypted_file_and_no_pg_restore(
     let child = cmd.spawn();
     let named = || fs::read_dir(&tmp).unwrap().count();
     // Unpacking, then pg_restore's workers copying: never a named file.
-    wait_until("pg_restore copies data", Duration::from_secs(120), || {
-        assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
-        running(&db, "COPY %")
-    });
+    wait_until(
+        "pg_restore copies data",
+        Duration::from_secs(120),
+        None,
+        || {
+            assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
+            running(&db, "COPY %")
+        },
+    );
     assert_eq!(named(), 0, "a named temp file appeared in TMPDIR");
     let pid = i32::try_from(child.id()).unwrap();
     let workers = descendants(pid)
@@ -379,9 +353,12 @@ fn sigterm_during_a_parallel_restore_says_the_target_may_be_partly_restored() {
         .env("DATABASE_URL", pg.tcp_url(&db))
         .timeout(Duration::from_secs(60));
     let child = cmd.spawn();
-    wait_until("pg_restore copies data", Duration::from_secs(120), || {
-        running(&db, "COPY %")
-    });
+    wait_until(
+        "pg_restore copies data",
+        Duration::from_secs(120),
+        None,
+        || running(&db, "COPY %"),
+    );
     cmd::signal(&child, libc::SIGTERM);
     let out = cmd.wait(child);
     out.assert_code(143);
@@ -391,6 +368,7 @@ fn sigterm_during_a_parallel_restore_says_the_target_may_be_partly_restored() {
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(&db) == 0,
     );
     pg.drop_db(&db);
@@ -482,7 +460,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
             .env("DATABASE_URL", pg.tcp_url(&db))
             .timeout(Duration::from_secs(60));
         let child = cmd.spawn();
-        wait_until("the COMMIT waits", Duration::from_secs(120), || {
+        wait_until("the COMMIT waits", Duration::from_secs(120), None, || {
             commit_waits(&db)
         });
         cmd::signal(&child, libc::SIGTERM);
@@ -514,7 +492,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
             .env("DATABASE_URL", pg.tcp_url(&db))
             .timeout(Duration::from_secs(60));
         let child = cmd.spawn();
-        wait_until("the COMMIT waits", Duration::from_secs(120), || {
+        wait_until("the COMMIT waits", Duration::from_secs(120), None, || {
             commit_waits(&db)
         });
         cmd::signal(&child, libc::SIGTERM);
@@ -530,6 +508,7 @@ fn sigterm_while_the_commit_waits_reports_the_real_outcome_or_that_it_is_unknown
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(&db) == 0,
     );
     pg.drop_db(&db);
@@ -738,6 +717,7 @@ fn a_killed_blocked_restore_leaves_no_backend_behind() {
     wait_until(
         "the restore waits for the lock",
         Duration::from_secs(120),
+        None,
         || pg.psql("postgres", &waiting) != "0",
     );
     let pid = i32::try_from(child.id()).unwrap();
@@ -747,6 +727,7 @@ fn a_killed_blocked_restore_leaves_no_backend_behind() {
     wait_until(
         "the restore's backend is gone",
         Duration::from_secs(5),
+        None,
         || backends(&db) == 1,
     );
     assert!(started.iter().all(|(p, _)| !alive(*p)), "{started:?}");
@@ -814,9 +795,12 @@ fn a_signal_after_commit_was_handed_to_psql_but_not_sent_reports_the_rollback() 
         .env("DATABASE_URL", pg.tcp_url(&db))
         .timeout(Duration::from_secs(60));
     let child = cmd.spawn();
-    wait_until("the slow tail runs", Duration::from_secs(120), || {
-        running(&db, "SELECT pg_sleep%")
-    });
+    wait_until(
+        "the slow tail runs",
+        Duration::from_secs(120),
+        Some(&child),
+        || running(&db, "SELECT pg_sleep%"),
+    );
     let started = Instant::now();
     cmd::signal(&child, libc::SIGTERM);
     let out = cmd.wait(child);
@@ -835,6 +819,7 @@ fn a_signal_after_commit_was_handed_to_psql_but_not_sent_reports_the_rollback() 
     wait_until(
         "no backend of the target remains",
         Duration::from_secs(10),
+        None,
         || backends(&db) == 0,
     );
     assert_eq!(

@@ -7,16 +7,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::cmd::{Cmd, Output};
+use crate::cmd::Cmd;
 use crate::harness::server;
+use crate::support::{
+    self, assert_contains, backup_names as names, file_name, id_at, read_json, sidecar, tempdir,
+};
 
 /// "Now" for every command that does not say otherwise: a Sunday, noon UTC.
 const NOW: &str = "2024-03-31T12:00:00Z";
-const LOCK_FILE: &str = ".aos-backup.lock";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -61,61 +61,10 @@ fn backup_at(dir: &Path, db: &str, time: &str) -> PathBuf {
     path
 }
 
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-perdb.")
-        .tempdir()
-        .unwrap()
-}
-
-fn sidecar(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap().to_os_string();
-    name.push(".meta.json");
-    path.with_file_name(name)
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn at(time: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(time)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn id_at(time: &str) -> String {
-    at(time).format("%Y%m%d-%H%M%S").to_string()
-}
-
-fn file_name(id: &str) -> String {
-    format!("aos-backup-{id}.dump.zst")
-}
-
 /// A copy of the real backup `src` "made" at `time` (id, file and dates adjusted in its sidecar;
 /// the checksum stays valid). Returns the new file.
 fn fabricate(src: &Path, dir: &Path, time: &str) -> PathBuf {
-    let id = id_at(time);
-    let dst = dir.join(file_name(&id));
-    fs::copy(src, &dst).unwrap();
-    let mut meta = read_json(&sidecar(src));
-    meta["id"] = id.clone().into();
-    meta["file"] = file_name(&id).into();
-    meta["started_at"] = time.into();
-    meta["finished_at"] = time.into();
-    fs::write(sidecar(&dst), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
-    dst
-}
-
-/// The names in `dir`, sorted, without the lock file.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != LOCK_FILE)
-        .collect();
-    v.sort();
-    v
+    support::fabricate(src, dir, time, None).1
 }
 
 /// The backup files (no sidecars) in `dir`, sorted.
@@ -128,13 +77,6 @@ fn backups(dir: &Path) -> Vec<String> {
 
 fn name_of(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-#[track_caller]
-fn assert_contains(out: &Output, text: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(text.contains(n), "missing {n:?} in:\n{text}\n---\n{out}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-use tempfile::TempDir;
-
 use crate::cmd::{Cmd, Output};
 use crate::harness::{self, server};
+use crate::support::{
+    age_keygen, names as entries, private, read_sidecar as meta, sha256_hex, tempdir,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -152,61 +152,8 @@ fn restore_cmd(db: &str, file: &Path) -> Cmd {
         .env("DATABASE_URL", server().tcp_url(db))
 }
 
-/// The metadata sidecar of a backup.
-fn meta(backup: &Path) -> Value {
-    let mut name = backup.file_name().unwrap().to_os_string();
-    name.push(".meta.json");
-    let text = fs::read_to_string(backup.with_file_name(name)).expect("the sidecar exists");
-    serde_json::from_str(&text).expect("the sidecar is JSON")
-}
-
 fn file_name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-/// Makes a secret file private (0600): aos-backup refuses one that others can read.
-fn private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// An age key pair made by `age-keygen -o FILE`.
-struct AgeKey {
-    identity: PathBuf,
-    recipient: String,
-    secret: String,
-}
-
-fn age_keygen(dir: &Path, name: &str) -> AgeKey {
-    let identity = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .expect("age-keygen runs (apt-get install -y age)");
-    assert!(
-        out.status.success(),
-        "age-keygen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = fs::read_to_string(&identity).unwrap();
-    let recipient = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("a public key line")
-        .trim()
-        .to_owned();
-    let secret = text
-        .lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .expect("a secret key line")
-        .to_owned();
-    assert!(recipient.starts_with("age1"), "{recipient}");
-    AgeKey {
-        identity,
-        recipient,
-        secret,
-    }
 }
 
 /// Runs a tool, panics on failure, returns its stdout.
@@ -257,30 +204,6 @@ fn age_payload_start(bytes: &[u8]) -> usize {
         .expect("an age header")
         + 1;
     mac + bytes[mac..].iter().position(|b| *b == b'\n').unwrap() + 1
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-pipeline.")
-        .tempdir()
-        .unwrap()
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 // ---------------------------------------------------------------------------------------------

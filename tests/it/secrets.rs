@@ -4,22 +4,16 @@
 //! through a link; a directory archive is private; and every secret file must be private.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use tempfile::TempDir;
-
 use crate::cmd::{Cmd, Output};
 use crate::harness::server;
-
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-secrets.")
-        .tempdir()
-        .unwrap()
-}
+use crate::support::{
+    age_keygen, mode_of, names_if_any as names_in, private, set_mode as chmod, tempdir, Tmpfs,
+};
+use aos_backup::lock::LOCK_FILE;
 
 /// A database owned by `app` with `rows` rows of about 70 bytes each.
 fn db_with_rows(prefix: &str, rows: u32) -> String {
@@ -54,34 +48,11 @@ fn backed_up(cmd: &Cmd) -> PathBuf {
     path
 }
 
-fn private(path: &Path) {
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn mode_of(path: &Path) -> u32 {
-    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = rd
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Backups (not the lock file) in `dir`.
 fn backups_in(dir: &Path) -> Vec<String> {
     names_in(dir)
         .into_iter()
-        .filter(|n| n != ".aos-backup.lock")
+        .filter(|n| n != LOCK_FILE)
         .collect()
 }
 
@@ -110,33 +81,6 @@ fn hint(out: &Output) -> String {
         .to_string()
 }
 
-/// An age key pair made by `age-keygen -o FILE` (which writes it 0600).
-struct AgeKey {
-    identity: PathBuf,
-    recipient: String,
-}
-
-fn age_keygen(dir: &Path, name: &str) -> AgeKey {
-    let identity = dir.join(name);
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .expect("age-keygen runs (apt-get install -y age)");
-    assert!(out.status.success());
-    let recipient = fs::read_to_string(&identity)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .trim()
-        .to_string();
-    AgeKey {
-        identity,
-        recipient,
-    }
-}
-
 /// The short form of a recipient that the sidecar records and messages show.
 fn fingerprint(recipient: &str) -> String {
     format!(
@@ -144,39 +88,6 @@ fn fingerprint(recipient: &str) -> String {
         &recipient[..12],
         &recipient[recipient.len() - 8..]
     )
-}
-
-/// A tmpfs mounted on a folder, unmounted on drop.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` on `dir` (created), or `None` when this is not allowed here.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs {
-            dir: dir.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,12 +10,9 @@ use std::path::Path;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::cmd::{Cmd, Output};
+use crate::cmd::Cmd;
 use crate::harness::server;
-
-fn tempdir(prefix: &str) -> TempDir {
-    tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
-}
+use crate::support::{assert_contains, read_json, tempdir};
 
 /// `aos-backup` on the harness's database `db`, backing up into `dir` at `now`.
 fn aos(dir: &Path, db: &str, now: &str) -> Cmd {
@@ -43,10 +40,7 @@ fn ids(dir: &Path) -> Vec<String> {
     let mut ids: Vec<String> = snapshot(dir)
         .keys()
         .filter(|n| n.ends_with(".meta.json"))
-        .map(|n| {
-            let m: Value = serde_json::from_slice(&fs::read(dir.join(n)).unwrap()).unwrap();
-            m["id"].as_str().unwrap().to_string()
-        })
+        .map(|n| read_json(&dir.join(n))["id"].as_str().unwrap().to_string())
         .collect();
     ids.sort();
     ids
@@ -57,14 +51,7 @@ fn sidecar_of(dir: &Path, id: &str) -> Value {
         .into_keys()
         .find(|n| n.contains(id) && n.ends_with(".meta.json"))
         .unwrap_or_else(|| panic!("no sidecar for {id}"));
-    serde_json::from_slice(&fs::read(dir.join(name)).unwrap()).unwrap()
-}
-
-#[track_caller]
-fn assert_contains(out: &Output, text: &str, needles: &[&str]) {
-    for needle in needles {
-        assert!(text.contains(needle), "expected {needle:?} in:\n{out}");
-    }
+    read_json(&dir.join(name))
 }
 
 /// A database with three tables of data: `big` (20 000 rows), `small`, `other`.
@@ -85,7 +72,7 @@ fn filled_db(prefix: &str) -> String {
 /// A `PG_BIN` whose pg_dump runs the real one, then `filter`s its output (shell, reading
 /// stdin) and exits 0; `--file=` (a directory archive) is in `$dir`.
 fn cutting_pg_bin(filter: &str) -> TempDir {
-    let bin = tempdir("aos-backup-it-suspect-bin.");
+    let bin = tempdir();
     let real = &server().bindir;
     for tool in ["pg_restore", "psql"] {
         std::os::unix::fs::symlink(real.join(tool), bin.path().join(tool)).unwrap();
@@ -120,7 +107,7 @@ fn custom_archive_len(db: &str) -> usize {
 fn a_pg_dump_that_exits_0_with_a_cut_archive_fails_and_prunes_nothing() {
     let pg = server();
     let db = filled_db("shrink_cut");
-    let dir = tempdir("aos-backup-it-shrink.");
+    let dir = tempdir();
     let d = dir.path();
     for day in 1..=3 {
         aos(d, &db, &format!("2024-05-0{day}T00:00:00Z"))
@@ -206,7 +193,7 @@ fn a_pg_dump_that_exits_0_with_a_cut_archive_fails_and_prunes_nothing() {
 fn a_sharp_drop_marks_the_backup_suspect_keeps_it_and_skips_the_prune() {
     let pg = server();
     let db = filled_db("shrink_drop");
-    let dir = tempdir("aos-backup-it-shrink.");
+    let dir = tempdir();
     let d = dir.path();
     for day in 1..=3 {
         aos(d, &db, &format!("2024-06-0{day}T00:00:00Z"))
@@ -305,7 +292,7 @@ fn a_sharp_drop_marks_the_backup_suspect_keeps_it_and_skips_the_prune() {
 fn the_suspect_threshold_is_configurable() {
     let pg = server();
     let db = filled_db("shrink_ratio");
-    let dir = tempdir("aos-backup-it-shrink.");
+    let dir = tempdir();
     let d = dir.path();
     aos(d, &db, "2024-07-01T00:00:00Z")
         .arg("backup")
@@ -380,7 +367,7 @@ fn first_block_twice(db: &str) -> Vec<u8> {
 fn an_archive_the_stream_check_cannot_judge_is_read_back_or_causes_no_deletion() {
     let pg = server();
     let db = filled_db("shrink_unknown");
-    let dir = tempdir("aos-backup-it-shrink.");
+    let dir = tempdir();
     let d = dir.path();
     aos(d, &db, "2024-08-01T00:00:00Z")
         .arg("backup")
@@ -388,7 +375,7 @@ fn an_archive_the_stream_check_cannot_judge_is_read_back_or_causes_no_deletion()
         .assert_success();
     // The first data block twice: not pg_dump's layout, so the stream check cannot judge;
     // pg_restore reads the archive through regardless (it skips blocks it does not look for).
-    let odd = tempdir("aos-backup-it-shrink-odd.");
+    let odd = tempdir();
     let odd_path = odd.path().join("odd.dump");
     fs::write(&odd_path, first_block_twice(&db)).unwrap();
     let bin = cutting_pg_bin(&format!("cat >/dev/null; cat '{}'", odd_path.display()));
@@ -408,7 +395,7 @@ fn an_archive_the_stream_check_cannot_judge_is_read_back_or_causes_no_deletion()
 
     // Encrypted to a recipient whose identity is not configured: it cannot be read back, so
     // it is kept unchecked and deletes nothing.
-    let keys = tempdir("aos-backup-it-shrink-keys.");
+    let keys = tempdir();
     let identity = keys.path().join("id.txt");
     let made = std::process::Command::new("age-keygen")
         .arg("-o")

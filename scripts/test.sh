@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole check suite, from a fresh Debian/Ubuntu machine with Rust: installs the packages the
+# tests need when they are missing (apt-get; as root, or with sudo), then runs the format check,
+# clippy with warnings as errors, and every test. Exits non-zero when anything fails.
+#
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+command -v cargo >/dev/null 2>&1 || die "cargo is missing: install Rust (https://rustup.rs) and run this again"
+
+# The integration tests start their own PostgreSQL server and use age, zstd, openssl (TLS tests)
+# and script(1) from bsdutils (tests that need a terminal).
+need=($(missing_packages))
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v script >/dev/null 2>&1 || need+=(bsdutils)
+install_missing "${need[@]}"
+
+say "PostgreSQL: $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')"
+say "$(cargo --version)"
+say "format check: cargo fmt --all -- --check"
+cargo fmt --all -- --check
+say "lints: cargo clippy --all-targets --locked -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+say "tests: cargo test --locked"
+cargo test --locked
+say "all checks passed"

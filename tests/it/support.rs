@@ -1,0 +1,245 @@
+//! Small helpers that several test files need, kept in one place so that every file reads a
+//! folder, a sidecar or a checksum the same way: temp folders, folder listings, sidecars,
+//! SHA-256, file modes, output assertions, age keys, a tmpfs, process polling. The names the
+//! program itself defines (the lock file, the sidecar's path) come from the library.
+
+use crate::cmd::{self, Output};
+use aos_backup::catalog::Meta;
+use aos_backup::lock::LOCK_FILE;
+use aos_backup::naming;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// A fresh temporary folder (`aos-backup-it.XXXX`), removed when dropped.
+pub fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("aos-backup-it.")
+        .tempdir()
+        .expect("create a temporary folder")
+}
+
+/// Lower-case hex SHA-256, as the sidecar records it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The names of everything in `dir`, sorted; panics when `dir` cannot be read.
+pub fn names(dir: &Path) -> Vec<String> {
+    list(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+/// [`names`], but none when `dir` cannot be read (it was never created, say).
+pub fn names_if_any(dir: &Path) -> Vec<String> {
+    list(dir).unwrap_or_default()
+}
+
+fn list(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = fs::read_dir(dir)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<Vec<String>>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// [`names`] without the folder's lock file: the backups, sidecars and leftovers.
+pub fn backup_names(dir: &Path) -> Vec<String> {
+    names(dir).into_iter().filter(|n| n != LOCK_FILE).collect()
+}
+
+/// The sidecar path of the backup at `backup` (`<backup>.meta.json`).
+pub fn sidecar(backup: &Path) -> PathBuf {
+    Meta::path_for(backup)
+}
+
+/// A JSON file, parsed; panics with the path and the text when it is not JSON.
+pub fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+}
+
+pub fn write_json(path: &Path, value: &Value) {
+    fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+}
+
+/// The sidecar of the backup at `backup`, as JSON (not through the library's own parser, so that
+/// tests see what is on disk).
+pub fn read_sidecar(backup: &Path) -> Value {
+    read_json(&sidecar(backup))
+}
+
+/// An RFC 3339 time.
+pub fn at(time: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(time)
+        .unwrap_or_else(|e| panic!("{time}: {e}"))
+        .with_timezone(&Utc)
+}
+
+/// The id of a backup made at `time` (no label).
+pub fn id_at(time: &str) -> String {
+    naming::make_id(at(time), None)
+}
+
+/// The file name of a backup in the default format (custom, zstd) with id `id`.
+pub fn file_name(id: &str) -> String {
+    naming::file_name(id, ".dump.zst")
+}
+
+/// A backup "made" at `time`: the bytes of `src` under a new name, with `src`'s sidecar adjusted
+/// (id, label, file, started_at, finished_at). Returns the id and the new file.
+pub fn fabricate(src: &Path, dir: &Path, time: &str, label: Option<&str>) -> (String, PathBuf) {
+    let id = match label {
+        Some(l) => format!("{}-{l}", id_at(time)),
+        None => id_at(time),
+    };
+    let dst = dir.join(file_name(&id));
+    fs::copy(src, &dst).unwrap();
+    let mut meta = read_json(&sidecar(src));
+    meta["id"] = id.clone().into();
+    meta["label"] = label.map_or(Value::Null, Value::from);
+    meta["file"] = file_name(&id).into();
+    meta["started_at"] = time.into();
+    meta["finished_at"] = (at(time) + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .into();
+    write_json(&sidecar(&dst), &meta);
+    (id, dst)
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Makes a secret file private (0600): aos-backup refuses one that others can read.
+pub fn private(path: &Path) {
+    set_mode(path, 0o600);
+}
+
+/// The permission bits of `path` (not following a link).
+pub fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Asserts that `text` (taken from `out`) holds every needle.
+#[track_caller]
+pub fn assert_contains(out: &Output, text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "expected {needle:?} in:\n{out}");
+    }
+}
+
+/// An age key pair made by `age-keygen -o FILE` (which writes it 0600).
+pub struct AgeKey {
+    pub identity: PathBuf,
+    pub recipient: String,
+    /// The `AGE-SECRET-KEY-...` line.
+    pub secret: String,
+}
+
+pub fn age_keygen(dir: &Path, name: &str) -> AgeKey {
+    let identity = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .expect("age-keygen runs (apt-get install -y age)");
+    assert!(
+        out.status.success(),
+        "age-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(&identity).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("a public key line")
+        .trim()
+        .to_owned();
+    let secret = text
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .expect("a secret key line")
+        .to_owned();
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    AgeKey {
+        identity,
+        recipient,
+        secret,
+    }
+}
+
+/// A small tmpfs, to fill a disk on purpose; unmounted when dropped.
+pub struct Tmpfs {
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (such as `256k`) on `dir` (created), or `None` when this is not
+    /// allowed here (not root, no mount in the sandbox).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+pub fn alive(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X'))
+}
+
+/// Polls `condition` every 20 ms until it holds; on timeout kills `child`'s process group (if
+/// given) and panics.
+#[track_caller]
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    child: Option<&Child>,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() >= deadline {
+            if let Some(child) = child {
+                cmd::signal_group(child, libc::SIGKILL);
+            }
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
