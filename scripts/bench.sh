@@ -80,8 +80,8 @@ reset="$PSQL -d postgres -c 'drop database if exists target' -c 'create database
 restore_flags="--clean --if-exists --no-owner --no-acl --exit-on-error --single-transaction"
 hyperfine --runs "$RUNS" --prepare "$reset" --export-markdown "$WORK/restore.md" --export-json "$WORK/restore.json" \
   -n 'pg_restore -1 of pg_dump -Fc file' "$BIN/pg_restore $restore_flags -d target $OUT/bare.dump" \
-  -n 'aos-backup restore of the same kind of file' "DATABASE_URL=postgresql://postgres@/target?host=$WORK\&port=$PORT $AOS -q restore --yes $PGD" \
-  -n 'aos-backup restore of the default .dump.zst' "DATABASE_URL=postgresql://postgres@/target?host=$WORK\&port=$PORT $AOS -q restore --yes $ZST"
+  -n 'aos-backup restore of the same kind of file' "DATABASE_URL=postgresql://postgres@/target?host=$WORK\&port=$PORT $AOS -q restore --yes --from-database bench $PGD" \
+  -n 'aos-backup restore of the default .dump.zst' "DATABASE_URL=postgresql://postgres@/target?host=$WORK\&port=$PORT $AOS -q restore --yes --from-database bench $ZST"
 
 echo
 echo "== list of 10,000 backups"

@@ -199,6 +199,34 @@ impl Db {
             .collect())
     }
 
+    /// The prepared transactions of this database (`PREPARE TRANSACTION`): they hold their locks
+    /// with no session at all, until `COMMIT PREPARED` or `ROLLBACK PREPARED`. As `gid (owner)`.
+    pub async fn prepared_transactions(&self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT gid, owner::text FROM pg_catalog.pg_prepared_xacts \
+                 WHERE database = pg_catalog.current_database() ORDER BY prepared",
+                &[],
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("listing the prepared transactions: {}", error_text(&e))
+            })?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let gid: String = r.get(0);
+                let owner: String = r.get(1);
+                format!(
+                    "{:?} (owner {})",
+                    crate::redact::sanitize(&gid),
+                    crate::redact::sanitize(&owner)
+                )
+            })
+            .collect())
+    }
+
     /// Ends a backend (`pg_terminate_backend`); false when the server refused or it was gone.
     pub async fn terminate(&self, pid: i32) -> Result<bool> {
         let row = self

@@ -174,7 +174,8 @@ impl Signals {
 fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
     let typed = error::find(err);
     let kind = typed.map_or(error::Kind::Failure, |t| t.kind);
-    let message = redact::scrub(&format!("{err:#}")).replace('\n', " ");
+    // One line, without control characters that names from the server or a sidecar could carry.
+    let message = redact::sanitize(&redact::scrub(&format!("{err:#}")).replace('\n', " "));
     // An I/O error on our own files (a full disk, a folder we may not write) is about the disk
     // or the path: say so before guessing from the text (where "permission denied" would
     // otherwise read as the database's).

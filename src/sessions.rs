@@ -44,18 +44,26 @@ pub struct Session {
 
 impl std::fmt::Display for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Role names may hold control characters (the server cleans only application names).
         write!(
             f,
             "pid {} (user {}, application {:?}, ",
-            self.pid, self.user, self.application
+            self.pid,
+            crate::redact::sanitize(&self.user),
+            crate::redact::sanitize(&self.application)
         )?;
         match (&self.state, self.seconds) {
             (Some(state), Some(secs)) => {
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let since = Duration::from_secs(secs.max(0.0) as u64);
-                write!(f, "{state} for {}", crate::commands::human_duration(since))?;
+                write!(
+                    f,
+                    "{} for {}",
+                    crate::redact::sanitize(state),
+                    crate::commands::human_duration(since)
+                )?;
             }
-            (Some(state), None) => write!(f, "{state}")?,
+            (Some(state), None) => write!(f, "{}", crate::redact::sanitize(state))?,
             (None, _) => write!(f, "state not visible to this role")?,
         }
         if self.holds_locks {
@@ -226,6 +234,21 @@ impl<W: Write> Write for LockTimeoutOverride<W> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_in_names_cannot_reach_the_terminal() {
+        let s = super::Session {
+            pid: 7,
+            user: "ev\u{1b}]0;pwned\u{7}il\nFAKE: restore complete".into(),
+            application: "app\u{1b}[2K".into(),
+            state: Some("idle\r".into()),
+            seconds: None,
+            holds_locks: false,
+        };
+        let shown = s.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("FAKE: restore complete"), "{shown:?}");
+    }
+
     use super::*;
 
     #[test]

@@ -376,13 +376,16 @@ async fn confirm(
         }
     }
     let answer = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        let mut err = std::io::stderr().lock();
-        write!(err, "{prompt}\nType y to go on [y/N]: ")?;
-        err.flush()?;
+        // stderr is not held while waiting for the answer: a signal's message must get through.
+        {
+            let mut err = std::io::stderr().lock();
+            write!(err, "{prompt}\nType y to go on [y/N]: ")?;
+            err.flush()?;
+        }
         let mut line = String::new();
         if std::io::stdin().read_line(&mut line)? == 0 {
             // End of input (Ctrl-D): no.
-            writeln!(err)?;
+            eprintln!();
         }
         Ok(line)
     })
@@ -431,9 +434,12 @@ async fn lock_wait_error(
     limit: Duration,
     note: &str,
 ) -> anyhow::Error {
-    let sessions = match Db::connect(conn, env).await {
-        Ok(db) => db.other_sessions().await.unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let (sessions, prepared) = match Db::connect(conn, env).await {
+        Ok(db) => (
+            db.other_sessions().await.unwrap_or_default(),
+            db.prepared_transactions().await.unwrap_or_default(),
+        ),
+        Err(_) => (Vec::new(), Vec::new()),
     };
     let holders: Vec<Session> = sessions.iter().filter(|s| s.holds_locks).cloned().collect();
     let named = if holders.is_empty() {
@@ -441,6 +447,18 @@ async fn lock_wait_error(
     } else {
         holders
     };
+    if named.is_empty() && !prepared.is_empty() {
+        return Error::new(
+            Kind::Failure,
+            format!(
+                "{note}: it waited {} (--lock-timeout) for a lock; no session holds one, but the database has prepared transactions, which keep their locks: {}",
+                super::human_duration(limit),
+                prepared.join(", ")
+            ),
+        )
+        .hint("a prepared transaction outlives its session (and restarts), so --terminate-sessions cannot end it: finish it with COMMIT PREPARED 'GID' or ROLLBACK PREPARED 'GID' once you know what it is")
+        .into();
+    }
     let who = if named.is_empty() {
         "a session that has ended since".to_string()
     } else {

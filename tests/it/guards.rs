@@ -443,8 +443,8 @@ pub(crate) struct PtyRun {
 }
 
 /// Runs `aos-backup ARGS` with a new pseudo-terminal as its controlling terminal, stdin, stdout
-/// and stderr (like a person at a terminal), waits for `prompt` to appear, types `answer`, and
-/// collects everything until the process exits.
+/// and stderr (like a person at a terminal), waits for `prompt` to appear, types `answer` (an
+/// empty `answer` sends SIGTERM instead), and collects everything until the process exits.
 pub(crate) fn run_on_pty(
     args: &[&OsStr],
     envs: &[(&str, String)],
@@ -543,8 +543,15 @@ pub(crate) fn run_on_pty(
         }
         thread::sleep(Duration::from_millis(25));
     }
-    let mut writer = master;
-    writer.write_all(answer).expect("type the answer");
+    if answer.is_empty() {
+        // No answer: a SIGTERM while the question waits (as a service manager would send).
+        let pid = i32::try_from(child.id()).expect("a pid");
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    } else {
+        let mut writer = master;
+        writer.write_all(answer).expect("type the answer");
+    }
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for aos-backup") {
             break status;

@@ -879,6 +879,7 @@ fn launch(
         .args(["-c", "synchronous_commit=off"])
         .args(["-c", "full_page_writes=off"])
         .args(["-c", "max_connections=200"])
+        .args(["-c", "max_prepared_transactions=10"])
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(log)

@@ -831,3 +831,68 @@ fn a_signal_after_commit_was_handed_to_psql_but_not_sent_reports_the_rollback() 
         "nothing was committed:\n{out}"
     );
 }
+
+/// A signal while the question waits for an answer ends aos-backup at once, with its message
+/// (the prompt's thread must not hold stderr while it reads the answer).
+#[test]
+fn a_signal_at_the_confirmation_prompt_ends_the_restore_at_once() {
+    let pg = server();
+    let work = work_dir();
+    let dump = small_dump(work.path());
+    let db = target("killsafe_prompt_signal");
+    let before = fingerprint(&db);
+    let envs = [("DATABASE_URL", pg.tcp_url(&db))];
+    let args = [std::ffi::OsStr::new("restore"), dump.as_os_str()];
+    let started = Instant::now();
+    let run = crate::guards::run_on_pty(&args, &envs, "Replace its objects", b"");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{}",
+        run.output
+    );
+    assert_eq!(run.code, Some(143), "{}", run.output);
+    assert!(run.output.contains("is as it was"), "{}", run.output);
+    assert_eq!(fingerprint(&db), before);
+    pg.drop_db(&db);
+}
+
+/// A prepared transaction holds its locks with no session behind it: the lock-wait error says
+/// so, and does not send the user to --terminate-sessions, which cannot end it.
+#[test]
+fn a_prepared_transaction_holding_a_lock_is_named_as_such() {
+    let pg = server();
+    let work = work_dir();
+    let dump = small_dump(work.path());
+    let db = target("killsafe_prepared");
+    let before = fingerprint(&db);
+    pg.psql(
+        &db,
+        "BEGIN; LOCK TABLE items IN ACCESS SHARE MODE; PREPARE TRANSACTION 'aos_it_prepared';",
+    );
+    let out = Cmd::new()
+        .args([
+            "restore",
+            "--yes",
+            "--terminate-sessions",
+            "--lock-timeout",
+            "1s",
+        ])
+        .arg(&dump)
+        .consent_from_database_of(&dump)
+        .env("DATABASE_URL", pg.tcp_url(&db))
+        .timeout(Duration::from_secs(60))
+        .run();
+    pg.psql(&db, "ROLLBACK PREPARED 'aos_it_prepared';");
+    out.assert_code(1);
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(error.contains("prepared transaction"), "{out}");
+    assert!(error.contains("aos_it_prepared"), "{out}");
+    assert!(out.stderr.contains("ROLLBACK PREPARED"), "{out}");
+    assert!(!error.contains("has ended since"), "{out}");
+    assert_eq!(fingerprint(&db), before, "the target changed");
+    pg.drop_db(&db);
+}
