@@ -14,9 +14,10 @@
 //!   restore is exactly a restore without `--clean`.
 //! - pg_dump and pg_restore put their own `BEGIN;` ... `COMMIT;` around large-object data. Inside
 //!   `psql --single-transaction`, that inner `COMMIT` would commit everything before it, and a
-//!   later failure would leave a half-restored database. So standalone transaction-control lines
-//!   outside COPY data are removed: psql's one transaction, committed at the end of input that
-//!   aos-backup controls, is the only one.
+//!   later failure would leave a half-restored database. So transaction-control lines that are
+//!   whole top-level statements are removed (the script is lexed throughout: a line in a function
+//!   body, a string or a comment is never one, nor is COPY data): psql's one transaction,
+//!   committed at the end of input that aos-backup controls, is the only one.
 //! - A SQL dump written by pg_dump must end with pg_dump's "dump complete" line. Without it, a
 //!   file cut short at a statement boundary would commit half a database.
 
@@ -949,7 +950,7 @@ impl Stream {
         let Some(t) = strip_suffix_ci(before, b"from") else {
             return false;
         };
-        t.last().is_none_or(|&c| !is_ident(c))
+        !matches!(t.last(), Some(&c) if is_ident(c))
     }
 }
 
