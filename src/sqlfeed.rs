@@ -14,9 +14,10 @@
 //!   restore is exactly a restore without `--clean`.
 //! - pg_dump and pg_restore put their own `BEGIN;` ... `COMMIT;` around large-object data. Inside
 //!   `psql --single-transaction`, that inner `COMMIT` would commit everything before it, and a
-//!   later failure would leave a half-restored database. So standalone transaction-control lines
-//!   outside COPY data are removed: psql's one transaction, committed at the end of input that
-//!   aos-backup controls, is the only one.
+//!   later failure would leave a half-restored database. So transaction-control lines that are
+//!   whole top-level statements are removed (the script is lexed throughout: a line in a function
+//!   body, a string or a comment is never one, nor is COPY data): psql's one transaction,
+//!   committed at the end of input that aos-backup controls, is the only one.
 //! - A SQL dump written by pg_dump must end with pg_dump's "dump complete" line. Without it, a
 //!   file cut short at a statement boundary would commit half a database.
 
@@ -63,6 +64,10 @@ pub struct SqlFeed<W> {
     partial: Vec<u8>,
     /// The current line was too long to examine and is being passed through.
     passthrough: bool,
+    /// The long line being passed through is SQL, lexed on its way.
+    long_lex: bool,
+    /// The whole script's SQL, lexed (outside COPY data and meta-commands).
+    stream: Stream,
     /// The clean-section statement being collected (it spans lines), and what it is.
     stmt: Vec<u8>,
     stmt_kind: CleanKind,
@@ -90,6 +95,8 @@ impl<W: Write> SqlFeed<W> {
             state: State::Clean,
             partial: Vec::new(),
             passthrough: false,
+            long_lex: false,
+            stream: Stream::new(),
             stmt: Vec::new(),
             stmt_kind: CleanKind::Drop,
             lex: Lex::Top,
@@ -168,8 +175,23 @@ impl<W: Write> SqlFeed<W> {
         }
     }
 
-    /// Decides about one whole line (with its newline, if any), updating the state.
+    /// Decides about one whole line (with its newline, if any), updating the state. Outside COPY
+    /// data, every line but a meta-command goes through the lexer, whatever becomes of it.
     fn decide(&mut self, line: &[u8]) -> Decision {
+        let at_start = self.stream.at_start();
+        let lexed = self.state != State::Copy && !(at_start && is_meta_command(line));
+        if lexed {
+            self.stream.feed(line);
+        }
+        let decision = self.decide_line(line, at_start);
+        if lexed && self.stream.take_copy() && self.state == State::Sql {
+            self.state = State::Copy;
+        }
+        decision
+    }
+
+    /// [`Self::decide`] once the line is lexed; `at_start`: the line begins a top-level statement.
+    fn decide_line(&mut self, line: &[u8], at_start: bool) -> Decision {
         match self.state {
             State::Copy => {
                 if line == b"\\.\n" || line == b"\\.\r\n" || line == b"\\." {
@@ -191,7 +213,7 @@ impl<W: Write> SqlFeed<W> {
                 }
                 Line::Entry | Line::Other => {
                     let mut out = self.end_clean();
-                    match self.decide(line) {
+                    match self.decide_line(line, at_start) {
                         Decision::Keep => out.extend_from_slice(line),
                         Decision::Drop => {}
                         Decision::Replace(text) => out.extend_from_slice(&text),
@@ -199,14 +221,13 @@ impl<W: Write> SqlFeed<W> {
                     Decision::Replace(out)
                 }
             },
+            // Only a whole top-level statement: not a line of a function body, a string or a
+            // comment. COPY data begins after a top-level `COPY ... FROM stdin;` ([`Self::decide`]).
             State::Sql => {
-                if is_transaction_control(line) {
+                if at_start && is_transaction_control(line) {
                     self.transaction_lines_removed += 1;
                     Decision::Drop
                 } else {
-                    if is_copy_from_stdin(line) {
-                        self.state = State::Copy;
-                    }
                     Decision::Keep
                 }
             }
@@ -271,6 +292,9 @@ impl<W: Write> Write for SqlFeed<W> {
                 // The last line goes on in the next chunk.
                 self.inner.write_all(&data[start..pos])?;
                 if self.passthrough {
+                    if self.long_lex {
+                        self.stream.feed(&data[pos..]);
+                    }
                     self.inner.write_all(&data[pos..])?;
                 } else {
                     self.partial.extend_from_slice(&data[pos..]);
@@ -281,8 +305,15 @@ impl<W: Write> Write for SqlFeed<W> {
                 return Ok(data.len());
             };
             if self.passthrough {
-                // The end of a long line: it stays in the run, unexamined.
+                // The end of a long line: it stays in the run, lexed if it is SQL (a long COPY
+                // header starts COPY data).
                 self.passthrough = false;
+                if std::mem::take(&mut self.long_lex) {
+                    self.stream.feed(&data[pos..=end]);
+                    if self.stream.take_copy() && self.state == State::Sql {
+                        self.state = State::Copy;
+                    }
+                }
             } else if !self.partial.is_empty() {
                 // A line that began in an earlier chunk (so `start == pos` here).
                 let mut line = std::mem::take(&mut self.partial);
@@ -316,7 +347,8 @@ impl<W: Write> Write for SqlFeed<W> {
 }
 
 impl<W: Write> SqlFeed<W> {
-    /// The line being collected is too long to examine: from now on it is passed through. In
+    /// The line being collected is too long to hold: from now on it is passed through, and lexed
+    /// on its way unless it is COPY data or a meta-command. In
     /// the clean section, a line that long is not pg_dump's: the section ends before it (what it
     /// holds is passed on first), unless it continues a clean statement, which keeps collecting.
     fn pass_long_line(&mut self) -> io::Result<()> {
@@ -330,6 +362,11 @@ impl<W: Write> SqlFeed<W> {
             self.inner.write_all(&out)?;
         }
         let long = std::mem::take(&mut self.partial);
+        self.long_lex =
+            self.state != State::Copy && !(self.stream.at_start() && is_meta_command(&long));
+        if self.long_lex {
+            self.stream.feed(&long);
+        }
         self.inner.write_all(&long)?;
         self.passthrough = true;
         Ok(())
@@ -443,14 +480,6 @@ fn is_transaction_control(line: &[u8]) -> bool {
         ]
         .iter()
         .any(|k| t.eq_ignore_ascii_case(k.as_bytes()))
-}
-
-/// `COPY ... FROM stdin;`: COPY data follows, up to a `\.` line.
-fn is_copy_from_stdin(line: &[u8]) -> bool {
-    let t = line.trim_ascii();
-    t.len() > 16
-        && t[..5].eq_ignore_ascii_case(b"COPY ")
-        && t[t.len() - 11..].eq_ignore_ascii_case(b"FROM stdin;")
 }
 
 /// The kinds of statement pg_dump writes into its clean section.
@@ -623,10 +652,328 @@ fn scan(lex: &mut Lex, line: &str) -> Scan {
     Scan::Open
 }
 
+/// Where [`Stream`] is inside the SQL, between two bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tok {
+    Top,
+    /// After a `-` at top level: a `--` comment if another follows.
+    Dash,
+    /// After a `/` at top level: a `/*` comment if a `*` follows.
+    Slash,
+    /// In a `--` comment, up to the end of the line.
+    LineComment,
+    /// In a `/* ... */` comment ([`Stream::depth`] deep), after a `*`, after a `/`.
+    Block,
+    BlockStar,
+    BlockSlash,
+    /// In a '...' string ([`Stream::escapes`] for E'...'), after a backslash in an E'...'
+    /// string, after a quote that ends it unless another follows.
+    Single,
+    SingleEscape,
+    SingleEnd,
+    /// In a "..." identifier, after a quote that ends it unless another follows.
+    Double,
+    DoubleEnd,
+    /// After a `$` that may open a dollar quote: its tag is being read.
+    DollarTag,
+    /// In a dollar-quoted string whose closing tag is [`Stream::tag`].
+    Dollar,
+}
+
+/// The script's SQL lexed as psql does, across lines and across writes, so that a line is
+/// judged by where it stands: at the start of a top-level statement, or inside a string, a
+/// dollar-quoted body, a comment, a statement. It also tells when a top-level
+/// `COPY ... FROM stdin;` ends, after which COPY data follows. No allocation per byte; quoted
+/// text and comments are skipped with memchr.
+struct Stream {
+    tok: Tok,
+    depth: u32,
+    escapes: bool,
+    /// The dollar quote's tag, both `$` included, and how much of it the body has matched.
+    tag: Vec<u8>,
+    matched: usize,
+    /// The last two top-level bytes of the statement (0: none or a token boundary).
+    prev: u8,
+    prev2: u8,
+    /// Something other than white space and comments was seen since the last top-level `;`.
+    in_stmt: bool,
+    /// The statement's first top-level bytes, and its last ones (a ring; quoted text and
+    /// comments stand as one byte).
+    head: [u8; 5],
+    head_len: usize,
+    tail: [u8; 16],
+    tail_pushed: usize,
+    /// A top-level `COPY ... FROM stdin;` ended in the current line.
+    copy_ended: bool,
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+}
+
+impl Stream {
+    fn new() -> Self {
+        Stream {
+            tok: Tok::Top,
+            depth: 0,
+            escapes: false,
+            tag: Vec::new(),
+            matched: 0,
+            prev: 0,
+            prev2: 0,
+            in_stmt: false,
+            head: [0; 5],
+            head_len: 0,
+            tail: [0; 16],
+            tail_pushed: 0,
+            copy_ended: false,
+        }
+    }
+
+    /// At the start of a top-level statement (only white space and comments since the last one).
+    fn at_start(&self) -> bool {
+        self.tok == Tok::Top && !self.in_stmt
+    }
+
+    /// Whether a top-level `COPY ... FROM stdin;` ended since the last call.
+    fn take_copy(&mut self) -> bool {
+        std::mem::take(&mut self.copy_ended)
+    }
+
+    fn feed(&mut self, b: &[u8]) {
+        let mut i = 0;
+        while i < b.len() {
+            let rest = &b[i..];
+            let skip = match self.tok {
+                Tok::Dollar if self.matched == 0 => memchr::memchr(b'$', rest),
+                Tok::Single if self.escapes => memchr::memchr2(b'\'', b'\\', rest),
+                Tok::Single => memchr::memchr(b'\'', rest),
+                Tok::Double => memchr::memchr(b'"', rest),
+                Tok::LineComment => memchr::memchr(b'\n', rest),
+                Tok::Block => memchr::memchr2(b'*', b'/', rest),
+                _ => Some(0),
+            };
+            let Some(n) = skip else { return };
+            i += n;
+            self.step(b[i]);
+            i += 1;
+        }
+    }
+
+    /// A byte of the statement's top-level text.
+    fn push(&mut self, c: u8) {
+        if !c.is_ascii_whitespace() {
+            self.in_stmt = true;
+        }
+        if !self.in_stmt {
+            return;
+        }
+        if self.head_len < self.head.len() {
+            self.head[self.head_len] = c;
+            self.head_len += 1;
+        }
+        self.tail[self.tail_pushed % self.tail.len()] = c;
+        self.tail_pushed += 1;
+        self.prev2 = self.prev;
+        self.prev = c;
+    }
+
+    /// A comment or the end of a quoted token: a boundary in the statement's text.
+    fn boundary(&mut self, c: u8) {
+        if self.in_stmt {
+            self.tail[self.tail_pushed % self.tail.len()] = c;
+            self.tail_pushed += 1;
+        }
+        self.prev2 = self.prev;
+        self.prev = 0;
+    }
+
+    fn step(&mut self, c: u8) {
+        loop {
+            match self.tok {
+                Tok::Top => self.top(c),
+                Tok::Dash | Tok::Slash => {
+                    let first = if self.tok == Tok::Dash { b'-' } else { b'/' };
+                    self.tok = Tok::Top;
+                    if first == b'-' && c == b'-' {
+                        self.tok = Tok::LineComment;
+                        self.boundary(b' ');
+                    } else if first == b'/' && c == b'*' {
+                        self.tok = Tok::Block;
+                        self.depth = 1;
+                        self.boundary(b' ');
+                    } else {
+                        self.push(first);
+                        continue;
+                    }
+                }
+                Tok::LineComment => {
+                    if c == b'\n' {
+                        self.tok = Tok::Top;
+                    }
+                }
+                Tok::Block => match c {
+                    b'*' => self.tok = Tok::BlockStar,
+                    b'/' => self.tok = Tok::BlockSlash,
+                    _ => {}
+                },
+                Tok::BlockStar => {
+                    self.tok = Tok::Block;
+                    if c == b'/' {
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            self.tok = Tok::Top;
+                        }
+                    } else {
+                        continue;
+                    }
+                }
+                Tok::BlockSlash => {
+                    self.tok = Tok::Block;
+                    if c == b'*' {
+                        self.depth += 1;
+                    } else {
+                        continue;
+                    }
+                }
+                Tok::Single => match c {
+                    b'\\' if self.escapes => self.tok = Tok::SingleEscape,
+                    b'\'' => self.tok = Tok::SingleEnd,
+                    _ => {}
+                },
+                Tok::SingleEscape => self.tok = Tok::Single,
+                Tok::SingleEnd => {
+                    if c == b'\'' {
+                        self.tok = Tok::Single;
+                    } else {
+                        self.tok = Tok::Top;
+                        self.boundary(b'\'');
+                        continue;
+                    }
+                }
+                Tok::Double => {
+                    if c == b'"' {
+                        self.tok = Tok::DoubleEnd;
+                    }
+                }
+                Tok::DoubleEnd => {
+                    if c == b'"' {
+                        self.tok = Tok::Double;
+                    } else {
+                        self.tok = Tok::Top;
+                        self.boundary(b'"');
+                        continue;
+                    }
+                }
+                Tok::DollarTag => {
+                    if c == b'$' {
+                        self.tag.push(c);
+                        self.tok = Tok::Dollar;
+                        self.matched = 0;
+                    } else if is_ident(c) && !(self.tag.len() == 1 && c.is_ascii_digit()) {
+                        self.tag.push(c);
+                        self.push(c);
+                    } else {
+                        self.tok = Tok::Top;
+                        continue;
+                    }
+                }
+                Tok::Dollar => {
+                    if c == self.tag[self.matched] {
+                        self.matched += 1;
+                        if self.matched == self.tag.len() {
+                            self.tok = Tok::Top;
+                            self.boundary(b'$');
+                        }
+                    } else {
+                        self.matched = usize::from(c == b'$');
+                    }
+                }
+            }
+            return;
+        }
+    }
+
+    fn top(&mut self, c: u8) {
+        match c {
+            b'-' => self.tok = Tok::Dash,
+            b'/' => self.tok = Tok::Slash,
+            b'\'' => {
+                self.escapes = matches!(self.prev, b'E' | b'e') && !is_ident(self.prev2);
+                self.push(c);
+                self.tok = Tok::Single;
+            }
+            b'"' => {
+                self.push(c);
+                self.tok = Tok::Double;
+            }
+            b'$' if !is_ident(self.prev) => {
+                self.push(c);
+                self.tag.clear();
+                self.tag.push(c);
+                self.tok = Tok::DollarTag;
+            }
+            b';' => {
+                self.copy_ended |= self.is_copy_from_stdin();
+                self.in_stmt = false;
+                self.head_len = 0;
+                self.tail_pushed = 0;
+                self.prev = 0;
+                self.prev2 = 0;
+            }
+            _ => self.push(c),
+        }
+    }
+
+    /// The statement that a top-level `;` ends is `COPY ... FROM stdin`.
+    fn is_copy_from_stdin(&self) -> bool {
+        let head = &self.head[..self.head_len];
+        if head.len() < 5
+            || !head[..4].eq_ignore_ascii_case(b"COPY")
+            || !head[4].is_ascii_whitespace()
+        {
+            return false;
+        }
+        let n = self.tail_pushed.min(self.tail.len());
+        let mut tail = [0u8; 16];
+        for (k, slot) in tail[..n].iter_mut().enumerate() {
+            *slot = self.tail[(self.tail_pushed - n + k) % self.tail.len()];
+        }
+        let t = tail[..n].trim_ascii_end();
+        let Some(t) = strip_suffix_ci(t, b"stdin") else {
+            return false;
+        };
+        let before = t.trim_ascii_end();
+        if before.len() == t.len() {
+            return false;
+        }
+        let Some(t) = strip_suffix_ci(before, b"from") else {
+            return false;
+        };
+        !matches!(t.last(), Some(&c) if is_ident(c))
+    }
+}
+
+fn strip_suffix_ci<'a>(t: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    let cut = t.len().checked_sub(suffix.len())?;
+    t[cut..].eq_ignore_ascii_case(suffix).then_some(&t[..cut])
+}
+
+/// A psql meta-command (`\restrict KEY`, `\connect db`): a backslash at the start of a line
+/// that begins a statement.
+fn is_meta_command(line: &[u8]) -> bool {
+    line.trim_ascii_start().first() == Some(&b'\\')
+}
+
 /// Errors that mean the object to drop is not there: nothing is left to drop, so they are
 /// neither tried again nor reported.
 const NOTHING_THERE: &str =
     "undefined_object OR undefined_table OR undefined_function OR invalid_schema_name";
+
+/// Errors that a guarded statement must not swallow: the restore's lock_timeout
+/// (`lock_not_available`, 55P03) and statement_timeout or a cancel (`query_canceled`, 57014). Each
+/// guarded statement would otherwise wait the whole limit in turn.
+const PASS_ON: &str = "lock_not_available OR query_canceled";
 
 /// The custom setting that collects the clean statements that failed, as a JSON array of
 /// `[statement, error]`, for [`RETRY_BLOCK`].
@@ -636,14 +983,14 @@ fn wrap(stmt: &str, kind: CleanKind) -> String {
     match kind {
         CleanKind::Drop => format!(
             "DO $aos_clean$DECLARE s text := $aos_stmt${stmt}$aos_stmt$; BEGIN EXECUTE s; \
-             EXCEPTION WHEN {NOTHING_THERE} THEN NULL; WHEN OTHERS THEN \
+             EXCEPTION WHEN {PASS_ON} THEN RAISE; WHEN {NOTHING_THERE} THEN NULL; WHEN OTHERS THEN \
              PERFORM pg_catalog.set_config('{FAILED_SETTING}', \
              (coalesce(nullif(pg_catalog.current_setting('{FAILED_SETTING}', true), ''), '[]')::jsonb \
              || jsonb_build_array(jsonb_build_array(s, SQLERRM)))::text, false); END$aos_clean$;\n"
         ),
         CleanKind::DummyView => format!(
             "DO $aos_clean$BEGIN EXECUTE $aos_stmt${stmt}$aos_stmt$; \
-             EXCEPTION WHEN OTHERS THEN RAISE NOTICE 'aos-backup: no dummy view: %', SQLERRM; END$aos_clean$;\n"
+             EXCEPTION WHEN {PASS_ON} THEN RAISE; WHEN OTHERS THEN RAISE NOTICE 'aos-backup: no dummy view: %', SQLERRM; END$aos_clean$;\n"
         ),
     }
 }
@@ -664,7 +1011,9 @@ BEGIN
             BEGIN
                 EXECUTE item->>0;
                 progress := true;
-            EXCEPTION WHEN undefined_object OR undefined_table OR undefined_function OR invalid_schema_name THEN
+            EXCEPTION WHEN lock_not_available OR query_canceled THEN
+                RAISE;
+            WHEN undefined_object OR undefined_table OR undefined_function OR invalid_schema_name THEN
                 progress := true;
             WHEN OTHERS THEN
                 still := still || jsonb_build_array(jsonb_build_array(item->>0, SQLERRM));
@@ -901,6 +1250,143 @@ BEGIN;\n\nSELECT pg_catalog.lo_open('1', 131072);\nCOMMIT;\ncommit;\nCREATE INDE
                 out,
                 format!("CREATE TABLE t (x text);\nCOPY t (x) FROM stdin;\n{long}\n\\.\n")
             );
+        }
+    }
+
+    /// The issue's repro, with pg_dump's own transaction around large-object data, and more
+    /// places where a line that looks like transaction control is not a statement.
+    const BODIES: &str = "SET standard_conforming_strings = on;\n\\restrict k\n\
+CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  RETURN 42;\nEND;\n$$;\n\
+CREATE PROCEDURE p() LANGUAGE plpgsql AS $$\nBEGIN\n  COMMIT;\nEND;\n$$;\n\
+COMMENT ON FUNCTION f() IS 'a\nCOMMIT;\nb';\n\
+CREATE FUNCTION g() RETURNS text LANGUAGE plpgsql AS $body$\nBEGIN\n  RETURN $$x$$ || E'\\';\n';\n\
+END;\n$body$;\n\
+/* a comment\n/* nested\nCOMMIT;\n*/\nEND;\n*/\n\
+CREATE TABLE \"odd\nBEGIN;\n\" (x int DEFAULT 1\n-- ;\n);\n\
+BEGIN;\n\nSELECT pg_catalog.lo_open('16385', 131072);\nSELECT pg_catalog.lowrite(0, '\\x41');\n\
+SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n\\unrestrict k\n";
+
+    /// `script` fed in chunks of every size in `sizes` must come out as itself without the
+    /// lines `removed`, each given as `(before, line)`: the line that follows `before`, a
+    /// top-level transaction-control statement.
+    fn assert_only_removed(
+        script: &str,
+        removed: &[(&str, &str)],
+        sizes: impl Iterator<Item = usize>,
+    ) {
+        let mut want = script.to_string();
+        for (before, line) in removed {
+            let whole = format!("{before}{line}");
+            assert_eq!(want.matches(&whole).count(), 1, "{whole:?}");
+            want = want.replace(&whole, before);
+        }
+        for chunk in sizes {
+            let mut f = SqlFeed::new(Vec::new(), false);
+            for c in script.as_bytes().chunks(chunk) {
+                f.write_all(c).unwrap();
+            }
+            f.finish().unwrap();
+            let out = String::from_utf8(f.inner.clone()).unwrap();
+            assert_eq!(out, want, "chunk {chunk}");
+            assert_eq!(
+                f.transaction_lines_removed,
+                removed.len() as u64,
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn transaction_control_inside_bodies_strings_and_comments_is_kept() {
+        assert_only_removed(
+            BODIES,
+            &[
+                ("1\n-- ;\n);\n", "BEGIN;\n"),
+                ("lo_close(0);\n\n", "COMMIT;\n"),
+            ],
+            1..=BODIES.len(),
+        );
+    }
+
+    #[test]
+    fn copy_from_stdin_inside_a_function_body_does_not_start_copy_data() {
+        let script = "CREATE FUNCTION load() RETURNS void LANGUAGE plpgsql AS $f$\nBEGIN\n\
+COPY staging FROM stdin;\nEND;\n$f$;\n\
+COMMENT ON TABLE t IS '\nCOPY t FROM stdin;\n';\n\
+BEGIN;\nSELECT pg_catalog.lo_open('16385', 131072);\nCOMMIT;\n\
+COPY public.t (x) FROM stdin;\nCOMMIT;\n\\.\nEND;\n";
+        let want = script
+            .replace("\nBEGIN;\nSELECT", "\nSELECT")
+            .replace("\nCOMMIT;\nCOPY", "\nCOPY");
+        let want = want.strip_suffix("END;\n").unwrap();
+        for chunk in 1..=script.len() {
+            let (out, r, _) = feed(script, chunk, false);
+            assert!(r.is_ok());
+            assert_eq!(out, want, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_copy_header_longer_than_a_held_line_still_starts_copy_data() {
+        let columns: Vec<String> = (0..1590)
+            .map(|i| format!("\"column_{i:04}_{}\"", "x".repeat(40)))
+            .collect();
+        let header = format!("COPY public.wide ({}) FROM stdin;\n", columns.join(", "));
+        assert!(header.len() > MAX_PARTIAL);
+        let script = format!(
+            "CREATE TABLE wide ();\n{header}COMMIT;\nBEGIN;\n\\.\nBEGIN;\nSELECT 1;\nCOMMIT;\n"
+        );
+        let want = format!("CREATE TABLE wide ();\n{header}COMMIT;\nBEGIN;\n\\.\nSELECT 1;\n");
+        for chunk in [1, 7, 4096, 65_536, 70_000, 1 << 20] {
+            let (out, r, _) = feed(&script, chunk, false);
+            assert!(r.is_ok());
+            assert!(out == want, "chunk {chunk}: {}", &out[out.len() - 60..]);
+        }
+    }
+
+    #[test]
+    fn the_lexer_finds_copy_from_stdin_statements_and_their_ends() {
+        for (sql, copy) in [
+            ("COPY t FROM stdin;", true),
+            ("copy \"t\" (a, b) from STDIN ;", true),
+            ("COPY t FROM stdin /* c */;", true),
+            ("COPY t FROM 'stdin';", false),
+            ("COPY t TO stdout;", false),
+            ("SELECT 1 FROM stdin;", false),
+            ("COPY t FROMstdin;", false),
+            ("-- COPY t FROM stdin;\n", false),
+            ("COPY t FROM $$stdin$$;", false),
+        ] {
+            let mut s = Stream::new();
+            s.feed(sql.as_bytes());
+            assert_eq!(s.take_copy(), copy, "{sql}");
+        }
+        let mut s = Stream::new();
+        for part in [
+            "SELECT $a$ ; $",
+            "a$, E'\\'; ' /* /* */ ;",
+            " */ -",
+            "- ;\n",
+        ] {
+            s.feed(part.as_bytes());
+            assert!(!s.at_start(), "{part}");
+        }
+        s.feed(b";");
+        assert!(s.at_start());
+    }
+
+    #[test]
+    fn guards_let_lock_timeouts_and_cancels_through() {
+        for text in [
+            wrap("DROP TABLE x", CleanKind::Drop),
+            wrap("CREATE OR REPLACE VIEW v AS SELECT 1", CleanKind::DummyView),
+            RETRY_BLOCK.to_string(),
+        ] {
+            let pass = text
+                .find("WHEN lock_not_available OR query_canceled THEN")
+                .unwrap_or_else(|| panic!("{text}"));
+            let raise = text[pass..].find("RAISE;").unwrap();
+            assert!(raise < text[pass..].find("WHEN OTHERS").unwrap(), "{text}");
         }
     }
 

@@ -18,6 +18,7 @@ mod pipeline;
 mod scripts;
 mod secrets;
 mod smoke;
+mod sqlfeed_lexing;
 mod support;
 mod suspect;
 mod tls;
