@@ -1,5 +1,5 @@
-//! The SQL that aos-backup streams into `psql --single-transaction` during a restore, checked and
-//! made safe on the way:
+//! The SQL that aos-backup streams into psql during a restore, inside the one transaction that the
+//! feeder opens and commits itself, checked and made safe on the way:
 //!
 //! - The clean section of a script made by `pg_dump --clean` or `pg_restore --clean` (between the
 //!   `SET` preamble and the first entry's `-- Name:` comment) is not only DROPs: pg_dump also turns
