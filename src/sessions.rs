@@ -60,7 +60,7 @@ impl std::fmt::Display for Session {
                     f,
                     "{} for {}",
                     crate::redact::sanitize(state),
-                    crate::commands::human_duration(since)
+                    crate::units::human_duration(since)
                 )?;
             }
             (Some(state), None) => write!(f, "{}", crate::redact::sanitize(state))?,

@@ -373,17 +373,23 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     }
     if let Some(policy) = plan.prune.as_ref().filter(|_| blocker.is_none()) {
         // Only this database's backups, and never the one just written.
-        let which = super::prune::Databases::One(meta.database.clone());
+        let which = crate::prune_exec::Databases::One(meta.database.clone());
         let just_made = Some(meta.file.as_str());
-        super::prune::apply(
-            ctx, &plan.dir, policy, &which, just_made, false, false, &lock,
-        )
-        .with_context(|| {
-            format!(
-                "the backup {} succeeded, but pruning old backups failed",
-                outcome.path.display()
-            )
-        })?;
+        let report =
+            crate::prune_exec::apply(&plan.dir, policy, &which, just_made, ctx.now, false, &lock)
+                .with_context(|| {
+                format!(
+                    "the backup {} succeeded, but pruning old backups failed",
+                    outcome.path.display()
+                )
+            })?;
+        // stdout carries only the backup's path: the plan is only logged.
+        for l in report.lines() {
+            tracing::debug!("{l}");
+        }
+        for s in report.summaries() {
+            tracing::info!("{s}");
+        }
     }
     drop(lock);
     Ok(())
@@ -571,7 +577,7 @@ impl Job {
                 "{why}, and the backup cannot be read back (encrypted to recipients; no identity configured)"
             )));
         };
-        match super::verify::read_through(tmp, keys, &self.locator) {
+        match crate::integrity::read_through(tmp, keys, &self.locator) {
             Ok(_) => Ok(Checked::Complete { tables: None }),
             Err(e)
                 if crate::error::find(&e)
@@ -771,16 +777,8 @@ fn hash_directory(dir: &Path, counter: &AtomicU64) -> Result<(Written, Vec<FileE
     ))
 }
 
-/// The SHA-256 of a directory archive: of its manifest lines `sha256  size  name`.
-#[must_use]
-pub fn manifest_sha256(files: &[FileEntry]) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    for f in files {
-        h.update(format!("{}  {}  {}\n", f.sha256, f.size, f.path).as_bytes());
-    }
-    pipeline::hex(&h.finalize())
-}
+// Kept reachable here for callers that knew it as a backup detail.
+pub use crate::integrity::manifest_sha256;
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,9 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 
+// The formatting helpers live in a lower layer (modules below `commands` use them too).
+pub use crate::units::{count, human_bytes, human_duration};
+
 /// What every command needs.
 pub struct Ctx {
     pub settings: Settings,
@@ -138,46 +141,6 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
             Some(0) | None => Ok(()),
             Some(code) => Err(anyhow::anyhow!("cannot write to stdout (exit {code})")),
         },
-    }
-}
-
-/// Bytes as a human-readable size.
-#[must_use]
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    #[allow(clippy::cast_precision_loss)]
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
-/// `1 table`, `3 tables`.
-#[must_use]
-pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
-/// A duration like `3.2s` or `2m05s`.
-#[must_use]
-pub fn human_duration(d: std::time::Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1}s")
-    } else {
-        let whole = d.as_secs();
-        format!("{}m{:02}s", whole / 60, whole % 60)
     }
 }
 

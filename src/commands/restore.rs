@@ -113,7 +113,7 @@ pub fn check_against_meta(path: &Path, counter: &AtomicU64) -> Result<Option<Met
         return Ok(None);
     }
     let meta = Meta::read(&meta_path)?;
-    crate::commands::verify::check_stored(path, &meta, counter)?;
+    crate::integrity::check_stored(path, &meta, counter)?;
     Ok(Some(meta))
 }
 
