@@ -292,3 +292,73 @@ fn sanitize(s: &str) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retention::Reason;
+
+    fn planned(file: &str, keep: bool, reason: Reason) -> Planned {
+        Planned {
+            id: None,
+            file: file.into(),
+            decision: Decision {
+                id: file.into(),
+                time: DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+                keep,
+                reasons: vec![reason],
+            },
+        }
+    }
+
+    #[test]
+    fn report_renders_plan_json_and_summaries() {
+        let report = Report {
+            dry_run: true,
+            databases: vec!["app\n".into()],
+            outcomes: vec![DatabaseOutcome {
+                database: "app\n".into(),
+                planned: vec![
+                    planned("new.dump", true, Reason::Newest),
+                    planned("old.dump", false, Reason::Unmatched),
+                ],
+                deleted: 0,
+            }],
+            leftovers: vec![Leftover {
+                file: "x.partial".into(),
+                what: "leftover of an interrupted run",
+                error: Some("denied".into()),
+            }],
+            unmanaged: 2,
+        };
+        let lines = report.lines();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("delete  old.dump  app?  2024-05-01 10:00:00"));
+        assert_eq!(
+            lines[2],
+            "remove  x.partial  (leftover of an interrupted run)"
+        );
+        assert_eq!(
+            report.summaries(),
+            ["database \"app?\": would delete 1 backup(s), kept 1, 2 unmanaged file(s) untouched"]
+        );
+        let json = report.json();
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["plan"][1]["action"], "delete");
+        assert_eq!(json["plan"][2]["error"], "denied");
+
+        let empty = Report {
+            dry_run: false,
+            databases: vec![],
+            outcomes: vec![],
+            leftovers: vec![],
+            unmanaged: 0,
+        };
+        assert_eq!(
+            empty.summaries(),
+            ["deleted 0 backup(s): no complete backups"]
+        );
+    }
+}
