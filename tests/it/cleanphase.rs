@@ -14,10 +14,10 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::cmd::{Cmd, Output};
-use crate::harness::{self, server};
+use crate::harness::server;
+use crate::support::pg_tool;
 use crate::support::tempdir as work_dir;
 
 /// Run before each setup: everything is made by the app role (the event-trigger case switches).
@@ -378,28 +378,6 @@ const ALL: [&Case; 15] = [
     &COMMENTS,
     &SCHEMAS,
 ];
-
-/// Runs a client tool of the test server as the superuser over the socket; panics on failure.
-fn pg_tool(tool: &str, args: &[&str], db: &str) -> Vec<u8> {
-    let pg = server();
-    let output = Command::new(pg.bindir.join(tool))
-        .args(args)
-        .arg("--host")
-        .arg(&pg.socket_dir)
-        .args(["--port", &pg.port.to_string()])
-        .args(["--username", harness::SUPERUSER, "--dbname", db])
-        .env_clear()
-        .env("PGPASSFILE", "/nonexistent")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run a PostgreSQL tool");
-    assert!(
-        output.status.success(),
-        "{tool} {args:?} on {db} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
 
 /// `pg_dump ARGS DB | gzip > out`.
 fn pg_dump_gz(db: &str, args: &[&str], out: &Path) {

@@ -101,25 +101,10 @@ fn populated_target(prefix: &str) -> (String, String) {
 /// Runs the real `pg_dump` of the test server on `db` (as the superuser, over the socket) into
 /// `out`.
 fn pg_dump(db: &str, args: &[&str], out: &Path) {
-    let pg = server();
-    let output = Command::new(pg.bindir.join("pg_dump"))
-        .args(args)
-        .arg("--file")
-        .arg(out)
-        .arg("--host")
-        .arg(&pg.socket_dir)
-        .args(["--port", &pg.port.to_string()])
-        .args(["--username", harness::SUPERUSER, "--dbname", db])
-        .env_clear()
-        .env("PGPASSFILE", "/nonexistent")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pg_dump");
-    assert!(
-        output.status.success(),
-        "pg_dump {args:?} of {db} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut all: Vec<&str> = args.to_vec();
+    let out = out.to_str().expect("a UTF-8 path");
+    all.extend(["--file", out]);
+    crate::support::pg_tool("pg_dump", &all, db);
 }
 
 /// A bare custom-format archive of the source, as `pg_dump -Fc` writes it.

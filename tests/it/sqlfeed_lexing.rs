@@ -8,10 +8,10 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::cmd::Cmd;
-use crate::harness::{self, server};
+use crate::harness::server;
+use crate::support::pg_tool;
 use crate::support::tempdir;
 
 const SCHEMA: &str = "SET client_min_messages = warning;
@@ -42,28 +42,6 @@ END;
 two');
 INSERT INTO t VALUES ('COMMIT;'), (E'a\\nCOMMIT;\\nb');
 ";
-
-/// Runs a client tool of the test server as the superuser over the socket; panics on failure.
-fn pg_tool(tool: &str, args: &[&str], db: &str) -> Vec<u8> {
-    let pg = server();
-    let output = Command::new(pg.bindir.join(tool))
-        .args(args)
-        .arg("--host")
-        .arg(&pg.socket_dir)
-        .args(["--port", &pg.port.to_string()])
-        .args(["--username", harness::SUPERUSER, "--dbname", db])
-        .env_clear()
-        .env("PGPASSFILE", "/nonexistent")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run a PostgreSQL tool");
-    assert!(
-        output.status.success(),
-        "{tool} {args:?} on {db} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
 
 /// The schema, every row and large object, and what `f()` returns.
 fn snapshot(db: &str) -> (String, String, String) {

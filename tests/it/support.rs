@@ -243,3 +243,25 @@ pub fn wait_until(
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs a client tool of the test server as the superuser over the socket; panics on failure.
+pub fn pg_tool(tool: &str, args: &[&str], db: &str) -> Vec<u8> {
+    let pg = crate::harness::server();
+    let output = Command::new(pg.bindir.join(tool))
+        .args(args)
+        .arg("--host")
+        .arg(&pg.socket_dir)
+        .args(["--port", &pg.port.to_string()])
+        .args(["--username", crate::harness::SUPERUSER, "--dbname", db])
+        .env_clear()
+        .env("PGPASSFILE", "/nonexistent")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run a PostgreSQL tool");
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} on {db} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
