@@ -998,6 +998,8 @@ pub fn apply_child_env(cmd: &mut std::process::Command, env: &[(String, String)]
     for var in known.chain(OTHER_LIBPQ_VARS.iter().copied()) {
         cmd.env_remove(var);
     }
+    // The tools never read it, and it may hold the password a second time.
+    cmd.env_remove("DATABASE_URL");
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
 }
 
@@ -1234,6 +1236,17 @@ fn redact_raw(input: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn children_do_not_inherit_database_url() {
+        let mut cmd = std::process::Command::new("true");
+        cmd.env("DATABASE_URL", "postgresql://u:secret@h/db");
+        apply_child_env(&mut cmd, &[("PGHOST".into(), "h".into())]);
+        let removed = cmd
+            .get_envs()
+            .any(|(k, v)| k == "DATABASE_URL" && v.is_none());
+        assert!(removed);
+    }
+
     use super::*;
     use std::collections::HashMap;
     use std::path::PathBuf;

@@ -262,6 +262,8 @@ const TAIL_LINES: usize = 30;
 /// Spawns `cmd` (stderr must be piped), registering it for signal forwarding.
 pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     cmd.stderr(std::process::Stdio::piped());
+    // No tool reads it, and it may hold the password: it stays in our own environment.
+    cmd.env_remove("DATABASE_URL");
     tracing::debug!(program = %cmd.get_program().to_string_lossy(),
         args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
     // Spawned and registered under the lock, so that `on_signal` (which sets INTERRUPTED, then

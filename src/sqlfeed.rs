@@ -705,6 +705,18 @@ struct Stream {
     tail_pushed: usize,
     /// A top-level `COPY ... FROM stdin;` ended in the current line.
     copy_ended: bool,
+    /// psql's own rule for SQL-standard function bodies (`BEGIN ATOMIC ... END`): in a statement
+    /// that starts `CREATE [OR REPLACE] FUNCTION|PROCEDURE`, `BEGIN` (and `CASE` inside it) opens
+    /// a block that `END` closes, and a `;` ends the statement only outside blocks and
+    /// parentheses. The word being read (lower case, cut at 9 bytes), the statement's word count,
+    /// the first letters of its first words, and the depths.
+    word: [u8; 9],
+    word_len: usize,
+    in_word: bool,
+    words: u32,
+    first_letters: [u8; 4],
+    parens: u32,
+    blocks: u32,
 }
 
 fn is_ident(c: u8) -> bool {
@@ -727,6 +739,66 @@ impl Stream {
             tail: [0; 16],
             tail_pushed: 0,
             copy_ended: false,
+            word: [0; 9],
+            word_len: 0,
+            in_word: false,
+            words: 0,
+            first_letters: [0; 4],
+            parens: 0,
+            blocks: 0,
+        }
+    }
+
+    /// Follows the words of a top-level statement (see the `word` field): psql's lexer rule.
+    fn word_byte(&mut self, c: u8) {
+        let cont = c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+        if self.in_word && cont {
+            if self.word_len < self.word.len() {
+                self.word[self.word_len] = c.to_ascii_lowercase();
+            }
+            self.word_len += 1;
+            return;
+        }
+        if self.in_word {
+            self.end_word();
+        }
+        if (c.is_ascii_alphabetic() || c == b'_' || c >= 0x80) && !is_ident(self.prev) {
+            self.in_word = true;
+            self.word[0] = c.to_ascii_lowercase();
+            self.word_len = 1;
+        }
+    }
+
+    fn end_word(&mut self) {
+        self.in_word = false;
+        let word = &self.word[..self.word_len.min(self.word.len())];
+        let word = if self.word_len > self.word.len() {
+            &[][..]
+        } else {
+            word
+        };
+        let n = self.words as usize;
+        if n < self.first_letters.len()
+            && matches!(
+                word,
+                b"create" | b"function" | b"procedure" | b"or" | b"replace"
+            )
+        {
+            self.first_letters[n] = word[0];
+        }
+        self.words += 1;
+        let f = self.first_letters;
+        let creates_routine = f[0] == b'c'
+            && (f[1] == b'f'
+                || f[1] == b'p'
+                || (f[1] == b'o' && f[2] == b'r' && matches!(f[3], b'f' | b'p')));
+        if creates_routine && self.parens == 0 {
+            match word {
+                b"begin" => self.blocks += 1,
+                b"case" if self.blocks >= 1 => self.blocks += 1,
+                b"end" if self.blocks > 0 => self.blocks -= 1,
+                _ => {}
+            }
         }
     }
 
@@ -895,6 +967,7 @@ impl Stream {
     }
 
     fn top(&mut self, c: u8) {
+        self.word_byte(c);
         match c {
             b'-' => self.tok = Tok::Dash,
             b'/' => self.tok = Tok::Slash,
@@ -913,6 +986,16 @@ impl Stream {
                 self.tag.push(c);
                 self.tok = Tok::DollarTag;
             }
+            b'(' => {
+                self.parens += 1;
+                self.push(c);
+            }
+            b')' => {
+                self.parens = self.parens.saturating_sub(1);
+                self.push(c);
+            }
+            // Inside a `BEGIN ATOMIC` body or parentheses, psql does not end the statement.
+            b';' if self.parens > 0 || self.blocks > 0 => self.push(c),
             b';' => {
                 self.copy_ended |= self.is_copy_from_stdin();
                 self.in_stmt = false;
@@ -920,6 +1003,8 @@ impl Stream {
                 self.tail_pushed = 0;
                 self.prev = 0;
                 self.prev2 = 0;
+                self.words = 0;
+                self.first_letters = [0; 4];
             }
             _ => self.push(c),
         }
@@ -1306,6 +1391,27 @@ SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n\\unrestrict k\n";
             ],
             1..=BODIES.len(),
         );
+    }
+
+    #[test]
+    fn sql_standard_function_bodies_keep_their_end() {
+        // pg_dump writes BEGIN ATOMIC bodies over several lines; psql keeps the statement open
+        // until the END that closes the body, and so must the feeder.
+        let script = "CREATE FUNCTION public.a1(a integer) RETURNS integer\n    LANGUAGE sql\n    \
+BEGIN ATOMIC\n SELECT (a + 1);\n SELECT CASE WHEN (a > 0) THEN 1 ELSE 2 END;\nEND;\n\
+CREATE OR REPLACE PROCEDURE public.p2()\n    LANGUAGE sql\n    BEGIN ATOMIC\n SELECT 7;\nEND;\n\
+CREATE TABLE public.t (\"begin\" integer, x integer DEFAULT (1));\n\
+BEGIN;\nSELECT pg_catalog.lo_open('16385', 131072);\nCOMMIT;\n\
+SELECT CASE WHEN true THEN 1 END;\nEND;\n";
+        let want = script
+            .replace("\nBEGIN;\nSELECT pg_catalog", "\nSELECT pg_catalog")
+            .replace("131072);\nCOMMIT;\n", "131072);\n");
+        let want = want.strip_suffix("END;\n").unwrap();
+        for chunk in 1..=script.len() {
+            let (out, r, _) = feed(script, chunk, false);
+            assert!(r.is_ok());
+            assert_eq!(out, want, "chunk {chunk}");
+        }
     }
 
     #[test]

@@ -41,12 +41,17 @@ CREATE TABLE t (x text DEFAULT 'one
 END;
 two');
 INSERT INTO t VALUES ('COMMIT;'), (E'a\\nCOMMIT;\\nb');
+CREATE FUNCTION atomic(a int) RETURNS int LANGUAGE sql
+BEGIN ATOMIC
+  SELECT a + 1;
+  SELECT CASE WHEN a > 0 THEN a + 2 ELSE 0 END;
+END;
 ";
 
 /// The schema, every row and large object, and what `f()` returns.
 fn snapshot(db: &str) -> (String, String, String) {
     let pg = server();
-    let f = pg.psql(db, "SELECT f()");
+    let f = pg.psql(db, "SELECT f() || ' ' || atomic(1)");
     (pg.dump_schema(db), pg.table_contents(db), f)
 }
 
@@ -79,7 +84,7 @@ fn function_bodies_comments_and_large_objects_restore_as_pg_restore_restores_the
     pg_tool("pg_restore", &[&custom.to_string_lossy()], &reference_db);
     let expected = snapshot(&reference_db);
     pg.drop_db(&reference_db);
-    assert_eq!(expected.2.trim(), "42", "{expected:?}");
+    assert_eq!(expected.2.trim(), "42 3", "{expected:?}");
     assert!(expected.0.contains("\nEND;\n$$;"), "{}", expected.0);
     assert!(expected.0.contains("\n  COMMIT;\n"), "{}", expected.0);
 
