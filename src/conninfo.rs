@@ -696,6 +696,16 @@ impl ConnInfo {
             }
         }
         info.validate_params().map_err(from_env)?;
+        if info.param("service").is_some() {
+            // libpq would take host, port, user and dbname from pg_service.conf, and our own
+            // connection cannot: the guards could then look at another server than pg_dump.
+            return Err(ConnInfoError(
+                "a connection service (`service=` in DATABASE_URL, or PGSERVICE) is not supported: \
+                 aos-backup's own checks could not follow pg_service.conf the way pg_dump does; \
+                 give host, port, user and dbname in DATABASE_URL instead"
+                    .to_string(),
+            ));
+        }
         if info.host.is_none() && info.param("hostaddr").is_none() {
             info.host = Some(default_host(port, exists));
         }
@@ -1236,6 +1246,18 @@ fn redact_raw(input: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_connection_service_is_refused_not_silently_ignored() {
+        let none = |_: &str| None;
+        let url = ConnInfo::parse("postgresql:///db?service=mysvc").unwrap();
+        let err = url.resolve_with(&none, &|_| false).unwrap_err();
+        assert!(err.to_string().contains("service"), "{err}");
+        let plain = ConnInfo::parse("postgresql:///db").unwrap();
+        let env = |k: &str| (k == "PGSERVICE").then(|| "mysvc".to_string());
+        assert!(plain.resolve_with(&env, &|_| false).is_err());
+        assert!(plain.resolve_with(&none, &|_| false).is_ok());
+    }
+
     #[test]
     fn children_do_not_inherit_database_url() {
         let mut cmd = std::process::Command::new("true");

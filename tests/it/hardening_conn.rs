@@ -496,3 +496,41 @@ fn a_sidecar_database_name_cannot_forge_log_lines() {
     assert_no_forged_lines(&out);
     pg.drop_db(&src);
 }
+
+/// A connection service (pg_service.conf) would send pg_dump where aos-backup's own checks cannot
+/// follow: it is refused with a clear error, from the URL and from PGSERVICE alike, before
+/// anything is written.
+#[test]
+fn a_connection_service_is_refused_before_anything_is_done() {
+    let pg = server();
+    let svc = tempdir();
+    let file = svc.path().join("pg_service.conf");
+    fs::write(
+        &file,
+        format!(
+            "[mysvc]\nhost={}\nport={}\ndbname=postgres\nuser={SUPERUSER}\n",
+            pg.socket_dir.display(),
+            pg.port
+        ),
+    )
+    .unwrap();
+    let by_url = Cmd::new()
+        .arg("backup")
+        .env("DATABASE_URL", "postgresql://?service=mysvc")
+        .env("PGSERVICEFILE", &file);
+    let by_env = Cmd::new()
+        .arg("backup")
+        .env("DATABASE_URL", "postgresql:///postgres")
+        .env("PGSERVICEFILE", &file);
+    write_env(&by_env, &["PGSERVICE=mysvc".to_string()]);
+    for cmd in [by_url, by_env] {
+        let out = cmd.run();
+        out.assert_code(2);
+        assert!(out.stderr.contains("service"), "{out}");
+        assert!(out.stderr.contains("DATABASE_URL"), "{out}");
+        assert!(
+            !cmd.dir().join("backups").exists(),
+            "nothing is written:\n{out}"
+        );
+    }
+}
