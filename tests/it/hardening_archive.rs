@@ -14,6 +14,7 @@ use tempfile::TempDir;
 
 use crate::cmd::{Cmd, Output};
 use crate::harness::server;
+use crate::support::filled_db;
 
 fn tempdir(prefix: &str) -> TempDir {
     tempfile::Builder::new().prefix(prefix).tempdir().unwrap()
@@ -74,21 +75,6 @@ fn assert_has(out: &Output, text: &str, needles: &[&str]) {
     for needle in needles {
         assert!(text.contains(needle), "expected {needle:?} in:\n{out}");
     }
-}
-
-/// A database with three tables of data.
-fn filled_db(prefix: &str) -> String {
-    let pg = server();
-    let db = pg.create_db(prefix);
-    pg.psql(
-        &db,
-        "SET ROLE app;
-         CREATE TABLE big (id int PRIMARY KEY, t text);
-         INSERT INTO big SELECT g, 'row number ' || g FROM generate_series(1, 20000) g;
-         CREATE TABLE small (a int); INSERT INTO small VALUES (1), (2);
-         CREATE TABLE other (b text); INSERT INTO other VALUES ('x');",
-    );
-    db
 }
 
 /// A `PG_BIN` whose pg_dump runs `body` (shell; `$real` is the real pg_dump, `$dir` the

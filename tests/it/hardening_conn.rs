@@ -5,25 +5,13 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use tempfile::TempDir;
-
 use crate::cmd::{Cmd, Output};
 use crate::harness::{percent_encode, server, SUPERUSER};
-
-fn tempdir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("aos-backup-it-fix1.")
-        .tempdir()
-        .unwrap()
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
+use crate::support::{set_mode as chmod, tempdir};
 
 /// A database with table `fix1_probe` (owned by `app`) holding `ids`.
 fn db_with_probe(prefix: &str, ids: &[i32]) -> String {

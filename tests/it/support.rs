@@ -265,3 +265,18 @@ pub fn pg_tool(tool: &str, args: &[&str], db: &str) -> Vec<u8> {
     );
     output.stdout
 }
+
+/// A database with three tables of data: `big` (20 000 rows), `small`, `other`.
+pub fn filled_db(prefix: &str) -> String {
+    let pg = crate::harness::server();
+    let db = pg.create_db(prefix);
+    pg.psql(
+        &db,
+        "SET ROLE app;
+         CREATE TABLE big (id int PRIMARY KEY, t text);
+         INSERT INTO big SELECT g, 'row number ' || g FROM generate_series(1, 20000) g;
+         CREATE TABLE small (a int); INSERT INTO small VALUES (1), (2);
+         CREATE TABLE other (b text); INSERT INTO other VALUES ('x');",
+    );
+    db
+}

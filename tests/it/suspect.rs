@@ -12,6 +12,7 @@ use tempfile::TempDir;
 
 use crate::cmd::Cmd;
 use crate::harness::server;
+use crate::support::filled_db;
 use crate::support::{assert_contains, read_json, tempdir};
 
 /// `aos-backup` on the harness's database `db`, backing up into `dir` at `now`.
@@ -52,21 +53,6 @@ fn sidecar_of(dir: &Path, id: &str) -> Value {
         .find(|n| n.contains(id) && n.ends_with(".meta.json"))
         .unwrap_or_else(|| panic!("no sidecar for {id}"));
     read_json(&dir.join(name))
-}
-
-/// A database with three tables of data: `big` (20 000 rows), `small`, `other`.
-fn filled_db(prefix: &str) -> String {
-    let pg = server();
-    let db = pg.create_db(prefix);
-    pg.psql(
-        &db,
-        "SET ROLE app;
-         CREATE TABLE big (id int PRIMARY KEY, t text);
-         INSERT INTO big SELECT g, 'row number ' || g FROM generate_series(1, 20000) g;
-         CREATE TABLE small (a int); INSERT INTO small VALUES (1), (2);
-         CREATE TABLE other (b text); INSERT INTO other VALUES ('x');",
-    );
-    db
 }
 
 /// A `PG_BIN` whose pg_dump runs the real one, then `filter`s its output (shell, reading
