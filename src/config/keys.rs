@@ -261,7 +261,7 @@ pub const KEY_COUNT: usize = KEYS.len();
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
+    use crate::cli::args::Cli;
     use clap::CommandFactory;
 
     #[test]

@@ -187,7 +187,7 @@ fn reseal_directory(dir: &Path, id: &str) {
     for name in names {
         let counter = std::sync::atomic::AtomicU64::new(0);
         let (sha256, size) =
-            aos_backup::pipeline::hash_file(&folder.join(&name), &counter).unwrap();
+            aos_backup::archive::sink::hash_file(&folder.join(&name), &counter).unwrap();
         total += size;
         files.push(aos_backup::catalog::FileEntry {
             path: name,
@@ -195,7 +195,7 @@ fn reseal_directory(dir: &Path, id: &str) {
             sha256,
         });
     }
-    meta["sha256"] = Value::from(aos_backup::commands::backup::manifest_sha256(&files));
+    meta["sha256"] = Value::from(aos_backup::cli::commands::backup::manifest_sha256(&files));
     meta["size_bytes"] = Value::from(total);
     meta["files"] = serde_json::to_value(&files).unwrap();
     fs::write(&sidecar, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();

@@ -1,0 +1,12 @@
+//! What a backup is and how its bytes move: its layers and format, its name, the stream that
+//! writes it, the checks that say it is whole, and the SQL a restore feeds to psql.
+
+pub mod crypto;
+pub mod dumpcheck;
+pub mod format;
+pub mod integrity;
+pub mod layers;
+pub mod naming;
+pub mod sink;
+pub mod sqlfeed;
+pub mod suspect;

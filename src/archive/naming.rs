@@ -1,0 +1,212 @@
+//! Backup file names: `aos-backup-YYYYMMDD-HHMMSS[-LABEL]<ext>`, and the id inside them.
+
+use crate::archive::format::{Algorithm, DumpFormat};
+use chrono::{DateTime, Utc};
+
+/// Every backup file name starts with this.
+pub const PREFIX: &str = "aos-backup-";
+/// Suffix of files still being written.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+/// Suffix of the metadata sidecar.
+pub const META_SUFFIX: &str = ".meta.json";
+/// Extension of age-encrypted files.
+pub const AGE_EXT: &str = ".age";
+
+/// Backup file extensions this tool writes or reads, longest first.
+pub const KNOWN_EXTENSIONS: &[&str] = &[
+    ".dump.zst.age",
+    ".dump.gz.age",
+    ".sql.zst.age",
+    ".sql.gz.age",
+    ".dump.age",
+    ".sql.age",
+    ".dump.zst",
+    ".dump.gz",
+    ".sql.zst",
+    ".sql.gz",
+    ".backup",
+    ".dump",
+    ".sql",
+    ".tar",
+    ".dir",
+];
+
+/// The id of a backup made at `time` with an optional label: `YYYYMMDD-HHMMSS[-LABEL]`.
+#[must_use]
+pub fn make_id(time: DateTime<Utc>, label: Option<&str>) -> String {
+    let base = time.format("%Y%m%d-%H%M%S").to_string();
+    match label {
+        Some(l) => format!("{base}-{l}"),
+        None => base,
+    }
+}
+
+/// Checks a `--name` label: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with `-` or `.`.
+pub fn validate_label(label: &str) -> Result<(), String> {
+    let ok_chars = label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if label.is_empty() || label.len() > 64 || !ok_chars || label.starts_with(['-', '.']) {
+        return Err(format!(
+            "invalid label {label:?}: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '-' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// The file extension for a backup with these properties.
+#[must_use]
+pub fn extension(format: DumpFormat, algorithm: Algorithm, encrypted: bool) -> String {
+    let base = match format {
+        DumpFormat::Directory => return ".dir".to_string(),
+        DumpFormat::Tar => ".tar",
+        DumpFormat::Custom => ".dump",
+        DumpFormat::Plain => ".sql",
+    };
+    let comp = match algorithm {
+        Algorithm::Zstd => ".zst",
+        Algorithm::Gzip => ".gz",
+        Algorithm::PgDump | Algorithm::None => "",
+    };
+    let age = if encrypted { AGE_EXT } else { "" };
+    format!("{base}{comp}{age}")
+}
+
+/// The file name of a backup: `aos-backup-<id><ext>`.
+#[must_use]
+pub fn file_name(id: &str, ext: &str) -> String {
+    format!("{PREFIX}{id}{ext}")
+}
+
+/// The id inside one of our file names, or `None` for names we did not make.
+#[must_use]
+pub fn id_of(file_name: &str) -> Option<&str> {
+    let rest = file_name.strip_prefix(PREFIX)?;
+    let ext = KNOWN_EXTENSIONS.iter().find(|e| rest.ends_with(*e))?;
+    let id = &rest[..rest.len() - ext.len()];
+    (!id.is_empty()).then_some(id)
+}
+
+/// The id a folder entry holds, if it is one of our backups, its sidecar, or a leftover
+/// (`.partial`) of either: each of these makes its id taken.
+#[must_use]
+pub fn id_held_by(entry_name: &str) -> Option<&str> {
+    let base = entry_name
+        .strip_suffix(PARTIAL_SUFFIX)
+        .unwrap_or(entry_name);
+    let base = base.strip_suffix(META_SUFFIX).unwrap_or(base);
+    id_of(base)
+}
+
+/// The first free id for a new backup: `base`, else `base-2`, `base-3`... (up to 99), where an id
+/// is taken when any entry of `existing` (the folder's names) holds it: a backup of any
+/// extension, a sidecar, or a `.partial` left by an interrupted run, which the new run must not
+/// write over (or remove).
+#[must_use]
+pub fn free_id<'a>(
+    base: &str,
+    existing: impl IntoIterator<Item = &'a str> + Clone,
+) -> Option<String> {
+    (1..100)
+        .map(|n| {
+            if n == 1 {
+                base.to_string()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| {
+            !existing
+                .clone()
+                .into_iter()
+                .any(|name| id_held_by(name) == Some(id.as_str()))
+        })
+}
+
+/// Whether a name looks like a backup of any tool (by extension), ours or not.
+#[must_use]
+pub fn looks_like_backup(file_name: &str) -> bool {
+    !file_name.starts_with('.') && KNOWN_EXTENSIONS.iter().any(|e| file_name.ends_with(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ids_and_names_round_trip() {
+        let t = Utc.with_ymd_and_hms(2025, 12, 13, 12, 0, 0).unwrap();
+        assert_eq!(make_id(t, None), "20251213-120000");
+        let id = make_id(t, Some("pre-deploy"));
+        assert_eq!(id, "20251213-120000-pre-deploy");
+        for (format, alg, enc, ext) in [
+            (DumpFormat::Custom, Algorithm::PgDump, false, ".dump"),
+            (DumpFormat::Custom, Algorithm::None, false, ".dump"),
+            (DumpFormat::Custom, Algorithm::Zstd, false, ".dump.zst"),
+            (DumpFormat::Custom, Algorithm::Gzip, true, ".dump.gz.age"),
+            (DumpFormat::Plain, Algorithm::Gzip, false, ".sql.gz"),
+            (DumpFormat::Plain, Algorithm::Zstd, true, ".sql.zst.age"),
+            (DumpFormat::Directory, Algorithm::PgDump, false, ".dir"),
+        ] {
+            let e = extension(format, alg, enc);
+            assert_eq!(e, ext);
+            let name = file_name(&id, &e);
+            assert_eq!(id_of(&name), Some(id.as_str()), "{name}");
+        }
+    }
+
+    #[test]
+    fn foreign_names_have_no_id() {
+        assert_eq!(id_of("backup_2024.sql.gz"), None);
+        assert_eq!(id_of("aos-backup-.dump"), None);
+        assert_eq!(id_of("aos-backup-20251213-120000.dump.partial"), None);
+        assert!(looks_like_backup("backup_2024.sql.gz"));
+        assert!(!looks_like_backup("notes.txt"));
+    }
+
+    #[test]
+    fn free_id_skips_backups_sidecars_and_leftovers() {
+        let base = "20240331-120000";
+        let none: [&str; 0] = [];
+        assert_eq!(free_id(base, none).as_deref(), Some(base));
+        for taken in [
+            "aos-backup-20240331-120000.dump.zst",
+            "aos-backup-20240331-120000.sql.gz",
+            "aos-backup-20240331-120000.dump.zst.meta.json",
+            "aos-backup-20240331-120000.dump.zst.partial",
+            "aos-backup-20240331-120000.dump.zst.meta.json.partial",
+            "aos-backup-20240331-120000.dir.partial",
+        ] {
+            assert_eq!(
+                free_id(base, [taken, "notes.txt"]).as_deref(),
+                Some("20240331-120000-2"),
+                "{taken}"
+            );
+        }
+        let names = [
+            "aos-backup-20240331-120000.dump.zst.partial",
+            "aos-backup-20240331-120000-2.dump.zst",
+            "aos-backup-20240331-120001.dump.zst",
+        ];
+        assert_eq!(free_id(base, names).as_deref(), Some("20240331-120000-3"));
+        let all: Vec<String> = (1..100)
+            .map(|n| {
+                if n == 1 {
+                    format!("aos-backup-{base}.dump")
+                } else {
+                    format!("aos-backup-{base}-{n}.dump")
+                }
+            })
+            .collect();
+        assert_eq!(free_id(base, all.iter().map(String::as_str)), None);
+    }
+
+    #[test]
+    fn labels_are_validated() {
+        assert!(validate_label("nightly_1.2-x").is_ok());
+        for bad in ["", "-x", ".x", "a/b", "a b", "ä", &"x".repeat(65)] {
+            assert!(validate_label(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! The backup folder as a catalog: the metadata sidecar written last (its presence marks a
+//! backup complete), the scan that sorts files into complete, unmanaged and incomplete, and
+//! resolving `latest` or an id to a backup.
+
+pub mod retention;
+
+use crate::archive::naming::{self, META_SUFFIX, PARTIAL_SUFFIX};
+use crate::error::Error;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The version of the metadata format.
+pub const META_FORMAT_VERSION: u32 = 1;
+
+/// One file of a directory archive, for verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The sidecar `<backup>.meta.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format_version: u32,
+    pub id: String,
+    pub label: Option<String>,
+    /// The backup's file (or folder) name.
+    pub file: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub database: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub server_version: String,
+    pub pg_dump_version: String,
+    pub tool_version: String,
+    /// custom, plain or directory.
+    pub format: String,
+    /// zstd, gzip, pg_dump or none.
+    pub compression: String,
+    pub compression_level: i32,
+    /// none, age-recipients or age-passphrase.
+    pub encryption: String,
+    /// Bytes stored on disk (for a directory: the sum of its files).
+    pub size_bytes: u64,
+    /// Bytes pg_dump produced before compression and encryption (0 for a directory).
+    pub dump_bytes: u64,
+    /// SHA-256 of the stored bytes (for a directory: of its manifest lines).
+    pub sha256: String,
+    pub tables: u64,
+    /// The files of a directory archive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+    /// `TABLE` entries in the archive's table of contents, as the completeness check counted
+    /// them while the backup streamed (absent for plain SQL and older sidecars).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_tables: Option<u64>,
+    /// Set when the backup shrank sharply against the previous one of the same database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<Suspect>,
+    /// For `age-recipients`: the recipients' short fingerprints (`crypto::fingerprint`), so a
+    /// key error can say which identity the backup needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+}
+
+/// Why a backup is suspect: it was kept, but not trusted to cause deletions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// What dropped, in words.
+    pub reason: String,
+    /// The backup it was compared with.
+    pub previous_id: String,
+}
+
+impl Meta {
+    /// The sidecar path for a backup at `path`.
+    #[must_use]
+    pub fn path_for(backup: &Path) -> PathBuf {
+        let mut name = backup.file_name().unwrap_or_default().to_os_string();
+        name.push(META_SUFFIX);
+        backup.with_file_name(name)
+    }
+
+    /// Reads and parses a sidecar.
+    pub fn read(path: &Path) -> Result<Meta> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| {
+            Error::integrity(format!("metadata {} is unreadable: {e}", path.display()))
+                .hint("the sidecar was damaged or edited; the backup cannot be verified")
+                .into()
+        })
+    }
+
+    /// Writes the sidecar atomically; it never replaces an existing one.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).context("encoding metadata")?;
+        json.push(b'\n');
+        crate::runtime::fsutil::write_new_atomic(path, &json)
+    }
+}
+
+/// What a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// A backup with its metadata: made by aos-backup and finished.
+    Complete,
+    /// A backup-looking file without metadata (copied in, or made by another tool).
+    Unmanaged,
+    /// A leftover of an interrupted run (`*.partial`).
+    Incomplete,
+    /// Metadata whose backup file is gone.
+    #[serde(rename = "orphaned-metadata")]
+    Orphaned,
+}
+
+impl Status {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Complete => "complete",
+            Status::Unmanaged => "unmanaged",
+            Status::Incomplete => "incomplete",
+            Status::Orphaned => "orphaned-metadata",
+        }
+    }
+}
+
+/// One thing found in the backup folder.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub name: String,
+    pub status: Status,
+    /// The id (from metadata, else from our file name).
+    pub id: Option<String>,
+    /// When it was made: metadata start time, else the file's modification time.
+    pub time: DateTime<Utc>,
+    /// Size on disk (metadata for complete backups, else the file's size).
+    pub size: u64,
+    pub meta: Option<Meta>,
+    /// Why the metadata could not be used, if it exists but is unreadable.
+    pub meta_error: Option<String>,
+}
+
+fn mtime(md: &std::fs::Metadata) -> DateTime<Utc> {
+    md.modified()
+        .map_or_else(|_| DateTime::<Utc>::UNIX_EPOCH, DateTime::<Utc>::from)
+}
+
+/// Lists the backup folder. A missing folder is an empty catalog.
+pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("reading the backup folder {}", dir.display()))
+        }
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for item in read {
+        let item = item.with_context(|| format!("reading the backup folder {}", dir.display()))?;
+        if let Ok(name) = item.file_name().into_string() {
+            names.insert(name);
+        }
+    }
+    let mut entries = Vec::new();
+    for name in &names {
+        let path = dir.join(name);
+        if let Some(base) = name.strip_suffix(PARTIAL_SUFFIX) {
+            // `x.partial` and `x.meta.json.partial` are leftovers of interrupted runs.
+            if naming::looks_like_backup(base.trim_end_matches(META_SUFFIX))
+                || base.ends_with(META_SUFFIX)
+            {
+                let md = std::fs::symlink_metadata(&path).ok();
+                entries.push(Entry {
+                    path,
+                    name: name.clone(),
+                    status: Status::Incomplete,
+                    id: naming::id_of(base.trim_end_matches(META_SUFFIX)).map(str::to_string),
+                    time: md.as_ref().map_or(DateTime::<Utc>::UNIX_EPOCH, mtime),
+                    size: md.map_or(0, |m| m.len()),
+                    meta: None,
+                    meta_error: None,
+                });
+            }
+            continue;
+        }
+        if let Some(base) = name.strip_suffix(META_SUFFIX) {
+            if !names.contains(base) {
+                let meta = Meta::read(&path).ok();
+                entries.push(Entry {
+                    path,
+                    name: name.clone(),
+                    status: Status::Orphaned,
+                    id: meta.as_ref().map(|m| m.id.clone()),
+                    time: meta
+                        .as_ref()
+                        .map_or(DateTime::<Utc>::UNIX_EPOCH, |m| m.started_at),
+                    size: 0,
+                    meta,
+                    meta_error: None,
+                });
+            }
+            continue;
+        }
+        if !naming::looks_like_backup(name) {
+            continue;
+        }
+        let meta_path = dir.join(format!("{name}{META_SUFFIX}"));
+        let (meta, meta_error) = if names.contains(&format!("{name}{META_SUFFIX}")) {
+            match Meta::read(&meta_path) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            }
+        } else {
+            (None, None)
+        };
+        let entry = match meta {
+            Some(m) => Entry {
+                path,
+                name: name.clone(),
+                status: Status::Complete,
+                id: Some(m.id.clone()),
+                time: m.started_at,
+                size: m.size_bytes,
+                meta: Some(m),
+                meta_error: None,
+            },
+            None => {
+                let md = std::fs::metadata(&path).ok();
+                Entry {
+                    path,
+                    name: name.clone(),
+                    // Unreadable metadata: the backup can't be trusted, but is never deleted.
+                    status: Status::Unmanaged,
+                    id: naming::id_of(name).map(str::to_string),
+                    time: md.as_ref().map_or(DateTime::<Utc>::UNIX_EPOCH, mtime),
+                    size: md.map_or(0, |m| m.len()),
+                    meta: None,
+                    meta_error,
+                }
+            }
+        };
+        entries.push(entry);
+    }
+    // Newest first; ties by name, descending.
+    entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    Ok(entries)
+}
+
+impl Entry {
+    /// The database this backup belongs to, as its sidecar records it; `None` for files without
+    /// readable metadata (unmanaged, leftovers), which cannot be attributed to any.
+    #[must_use]
+    pub fn database(&self) -> Option<&str> {
+        self.meta.as_ref().map(|m| m.database.as_str())
+    }
+
+    /// Whether the backup is dated after `now` (clock skew, or a file from another host).
+    #[must_use]
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        self.time > now
+    }
+
+    /// For a complete backup whose sidecar's start time disagrees with the time in its file
+    /// name (by more than [`TIME_TOLERANCE_SECS`]): the time its name says. The id is made from
+    /// the start time, so a disagreement means an edited or damaged sidecar, and its date
+    /// cannot be trusted for retention or `latest`.
+    #[must_use]
+    pub fn time_mismatch(&self) -> Option<DateTime<Utc>> {
+        let meta = self
+            .meta
+            .as_ref()
+            .filter(|_| self.status == Status::Complete)?;
+        let named = naming::id_of(&self.name).and_then(id_time)?;
+        ((meta.started_at - named).num_seconds().abs() > TIME_TOLERANCE_SECS).then_some(named)
+    }
+}
+
+/// How far a sidecar's start time may be from the time in the backup's name.
+pub const TIME_TOLERANCE_SECS: i64 = 120;
+
+/// The time at the start of an id (`YYYYMMDD-HHMMSS`, UTC), if it has one.
+#[must_use]
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    let stamp = id.get(..15)?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// What a lookup by `latest` or id prefix looks among.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Only this database's backups (plus, for an id prefix, files that belong to no known
+    /// database); `None`: every backup in the folder.
+    pub database: Option<&'a str>,
+    /// What counts as "dated in the future".
+    pub now: DateTime<Utc>,
+}
+
+impl Scope<'_> {
+    fn admits(&self, e: &Entry) -> bool {
+        match (self.database, e.database()) {
+            (None, _) | (_, None) => true,
+            (Some(wanted), Some(db)) => wanted == db,
+        }
+    }
+
+    fn of_db(&self) -> String {
+        self.database
+            .map(|db| format!(" of database {db:?}"))
+            .unwrap_or_default()
+    }
+}
+
+/// The databases with complete backups in `entries`, sorted, without repeats.
+#[must_use]
+pub fn databases(entries: &[Entry]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| e.status == Status::Complete)
+        .filter_map(Entry::database)
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
+/// Among `candidates` (newest first), the newest that is not suspect; newer suspect ones are
+/// passed over with a warning. When every candidate is suspect, the newest, with a warning.
+fn prefer_trusted<'a>(candidates: &[&'a Entry]) -> Option<&'a Entry> {
+    let suspect = |e: &Entry| e.meta.as_ref().and_then(|m| m.suspect.clone());
+    if let Some(good) = candidates.iter().copied().find(|e| suspect(e).is_none()) {
+        for e in candidates.iter().take_while(|e| e.name != good.name) {
+            if let Some(s) = suspect(e) {
+                tracing::warn!(
+                    "latest: passing over the newer backup {} because it is suspect ({}); give its id to use it",
+                    e.id.as_deref().unwrap_or(&e.name),
+                    crate::runtime::redact::sanitize(&s.reason)
+                );
+            }
+        }
+        return Some(good);
+    }
+    let newest = candidates.first().copied()?;
+    if let Some(s) = suspect(newest) {
+        tracing::warn!(
+            "latest: every complete backup is suspect; using {} ({})",
+            newest.id.as_deref().unwrap_or(&newest.name),
+            crate::runtime::redact::sanitize(&s.reason)
+        );
+    }
+    Some(newest)
+}
+
+fn warn_if_suspect(e: &Entry) {
+    if let Some(s) = e.meta.as_ref().and_then(|m| m.suspect.as_ref()) {
+        tracing::warn!(
+            "{} is marked suspect: {}",
+            e.id.as_deref().unwrap_or(&e.name),
+            crate::runtime::redact::sanitize(&s.reason)
+        );
+    }
+}
+
+/// Finds a backup by `latest`, an id, a unique id prefix, or a file name in the folder.
+///
+/// `latest` is the newest complete backup of the scope's database that is not dated in the
+/// future; only when every one of them is future-dated, the newest of those, with a warning.
+/// Files without metadata are never `latest`. An id prefix matches the scope's backups and the
+/// files that cannot be attributed to a database; a full id or file name matches any backup
+/// (the caller checks whose it is).
+pub fn resolve<'a>(
+    entries: &'a [Entry],
+    wanted: &str,
+    dir: &Path,
+    scope: &Scope<'_>,
+) -> Result<&'a Entry> {
+    let usable = |e: &&Entry| matches!(e.status, Status::Complete | Status::Unmanaged);
+    if wanted == "latest" {
+        return latest(entries, dir, scope);
+    }
+    if let Some(e) = entries
+        .iter()
+        .filter(usable)
+        .find(|e| e.id.as_deref() == Some(wanted) || e.name == wanted)
+    {
+        warn_if_suspect(e);
+        return Ok(e);
+    }
+    let prefixed = |e: &&Entry| e.id.as_deref().is_some_and(|id| id.starts_with(wanted));
+    let matches: Vec<&Entry> = entries
+        .iter()
+        .filter(usable)
+        .filter(prefixed)
+        .filter(|e| scope.admits(e))
+        .collect();
+    match matches.as_slice() {
+        [one] => {
+            warn_if_suspect(one);
+            Ok(one)
+        }
+        [] => {
+            let elsewhere: Vec<String> = entries
+                .iter()
+                .filter(usable)
+                .filter(prefixed)
+                .filter_map(|e| {
+                    Some(format!(
+                        "{} of {}",
+                        e.id.as_deref()?,
+                        crate::runtime::redact::sanitize(e.database()?)
+                    ))
+                })
+                .take(5)
+                .collect();
+            if elsewhere.is_empty() {
+                Err(Error::usage(format!(
+                    "{wanted:?} is neither a file nor a backup id in {}",
+                    dir.display()
+                ))
+                .hint("see `aos-backup list` for ids, or give a path to a backup file")
+                .into())
+            } else {
+                Err(Error::usage(format!(
+                    "{wanted:?} matches no backup{} but backups of other databases: {}",
+                    scope.of_db(),
+                    elsewhere.join(", ")
+                ))
+                .hint("to restore another database's backup, add --from-database NAME")
+                .into())
+            }
+        }
+        many => Err(Error::usage(format!(
+            "{wanted:?} matches {} backups{} ({})",
+            many.len(),
+            scope.of_db(),
+            many.iter()
+                .filter_map(|e| e.id.clone())
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .hint("give more of the id")
+        .into()),
+    }
+}
+
+/// `latest` within the scope; see [`resolve`].
+fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a Entry> {
+    let complete = entries
+        .iter()
+        .filter(|e| e.status == Status::Complete && scope.admits(e));
+    // Entries are sorted newest first.
+    let first = complete.clone().next();
+    let current: Vec<&Entry> = complete
+        .clone()
+        .filter(|e| !e.is_future(scope.now) && e.time_mismatch().is_none())
+        .collect();
+    if let Some(e) = prefer_trusted(&current) {
+        for m in complete.take_while(|m| m.name != e.name) {
+            if let Some(named) = m.time_mismatch() {
+                tracing::warn!(
+                    "latest: passing over {}: its metadata says it was taken {}, its name says {}; give its id to use it",
+                    m.id.as_deref().unwrap_or(&m.name),
+                    m.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                    named.format("%Y-%m-%d %H:%M:%S UTC")
+                );
+            }
+        }
+        return Ok(e);
+    }
+    if let Some(e) = first.filter(|e| !e.is_future(scope.now)) {
+        tracing::warn!(
+            "every backup{} has a time that disagrees with its name (or is dated in the future); `latest` is {}: check its metadata",
+            scope.of_db(),
+            e.id.as_deref().unwrap_or(&e.name)
+        );
+        return Ok(e);
+    }
+    if let Some(e) = first {
+        tracing::warn!(
+            "every backup{} is dated in the future; `latest` is {}, dated {} (now is {}): check the clocks",
+            scope.of_db(),
+            e.id.as_deref().unwrap_or(&e.name),
+            e.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            scope.now.format("%Y-%m-%d %H:%M:%S UTC")
+        );
+        return Ok(e);
+    }
+    let others: Vec<String> = databases(entries)
+        .into_iter()
+        .filter(|db| Some(db.as_str()) != scope.database)
+        .collect();
+    let mut err = Error::usage(format!(
+        "no complete backup{} in {}",
+        scope.of_db(),
+        dir.display()
+    ));
+    err = if others.is_empty() {
+        err.hint("make one with `aos-backup backup`, or give a file path")
+    } else {
+        err.hint(format!(
+            "the folder holds backups of {}; to restore one of them, add --from-database NAME",
+            crate::runtime::redact::sanitize(&others.join(", "))
+        ))
+    };
+    Err(err.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// 2024-01-01 00:00:00 UTC: ids of that day agree with their sidecar's time.
+    const BASE: i64 = 1_704_067_200;
+
+    fn meta(id: &str, file: &str, secs: i64) -> Meta {
+        let t = Utc.timestamp_opt(BASE + secs, 0).unwrap();
+        Meta {
+            format_version: META_FORMAT_VERSION,
+            id: id.into(),
+            label: None,
+            file: file.into(),
+            started_at: t,
+            finished_at: t,
+            duration_ms: 0,
+            database: "db".into(),
+            host: "localhost".into(),
+            port: Some(5432),
+            server_version: "15.1".into(),
+            pg_dump_version: "15.1".into(),
+            tool_version: "0".into(),
+            format: "custom".into(),
+            compression: "zstd".into(),
+            compression_level: 1,
+            encryption: "none".into(),
+            size_bytes: 3,
+            dump_bytes: 3,
+            sha256: String::new(),
+            tables: 1,
+            files: vec![],
+            archive_tables: None,
+            suspect: None,
+            recipients: vec![],
+        }
+    }
+
+    #[test]
+    fn scan_sorts_files_into_statuses_and_resolves_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (id, secs) in [("20240101-000000", 0), ("20240102-000000", 86_400)] {
+            let name = format!("aos-backup-{id}.dump.zst");
+            std::fs::write(d.join(&name), "abc").unwrap();
+            meta(id, &name, secs)
+                .write(&Meta::path_for(&d.join(&name)))
+                .unwrap();
+        }
+        std::fs::write(d.join("backup_2024.sql.gz"), "x").unwrap();
+        std::fs::write(d.join("aos-backup-20240103-000000.dump.zst.partial"), "x").unwrap();
+        std::fs::write(
+            d.join("aos-backup-20231231-000000.dump.meta.json"),
+            serde_json::to_vec(&meta("20231231-000000", "gone", -5)).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(d.join("notes.txt"), "x").unwrap();
+        let entries = scan(d).unwrap();
+        let by = |s: Status| entries.iter().filter(|e| e.status == s).count();
+        assert_eq!(by(Status::Complete), 2);
+        assert_eq!(by(Status::Unmanaged), 1);
+        assert_eq!(by(Status::Incomplete), 1);
+        assert_eq!(by(Status::Orphaned), 1);
+        assert_eq!(entries.len(), 5);
+        let all = Scope {
+            database: None,
+            now: Utc::now(),
+        };
+        assert_eq!(
+            resolve(&entries, "latest", d, &all).unwrap().id.as_deref(),
+            Some("20240102-000000")
+        );
+        assert_eq!(
+            resolve(&entries, "20240101", d, &all)
+                .unwrap()
+                .id
+                .as_deref(),
+            Some("20240101-000000")
+        );
+        assert!(
+            resolve(&entries, "2024010", d, &all).is_err(),
+            "ambiguous prefix"
+        );
+        assert!(resolve(&entries, "nope", d, &all).is_err());
+    }
+
+    #[test]
+    fn latest_and_prefixes_stay_within_the_database_and_skip_future_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // (id, database, seconds after the base time); "now" is base + 100.
+        for (id, db, secs) in [
+            ("20240101-000001", "shop", 1),
+            ("20240101-000002", "shop2", 2),
+            ("20240101-000003", "shop", 3),
+            ("20250101-000000", "shop", 1_000_000),
+            ("20240101-000004", "shop2", 4),
+        ] {
+            let name = format!("aos-backup-{id}.dump.zst");
+            std::fs::write(d.join(&name), "abc").unwrap();
+            let mut m = meta(id, &name, secs);
+            m.database = db.into();
+            m.write(&Meta::path_for(&d.join(&name))).unwrap();
+        }
+        // A file of ours without a sidecar, newer than all: never `latest`.
+        std::fs::write(d.join("aos-backup-20240101-000050.dump.zst"), "x").unwrap();
+        let entries = scan(d).unwrap();
+        let now = Utc.timestamp_opt(BASE + 100, 0).unwrap();
+        let scope = |database| Scope { database, now };
+        let id = |wanted, database| {
+            resolve(&entries, wanted, d, &scope(database))
+                .map(|e| e.id.clone().unwrap())
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(id("latest", Some("shop")).unwrap(), "20240101-000003");
+        assert_eq!(id("latest", Some("shop2")).unwrap(), "20240101-000004");
+        assert_eq!(id("latest", None).unwrap(), "20240101-000004");
+        let err = id("latest", Some("shop3")).unwrap_err();
+        assert!(
+            err.contains("no complete backup of database \"shop3\""),
+            "{err}"
+        );
+        // Prefixes: ambiguous across the folder, unique within a database.
+        assert!(id("20240101-00000", None).is_err());
+        assert!(id("20240101-00000", Some("shop")).is_err(), "two of shop");
+        assert_eq!(
+            id("20240101-000002", Some("shop")).unwrap(),
+            "20240101-000002"
+        );
+        assert!(
+            id("20240101-0000", Some("shop2")).is_err(),
+            "two of shop2 and one without"
+        );
+        let err = id("20240101-00000", Some("shop3")).unwrap_err();
+        assert!(err.contains("other databases"), "{err}");
+        // The unmanaged file is found by its id and prefix (it has no database).
+        assert_eq!(
+            id("20240101-00005", Some("shop")).unwrap(),
+            "20240101-000050"
+        );
+        // Only future-dated backups: the newest of them, with a warning.
+        let only_future: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.id.as_deref() == Some("20250101-000000"))
+            .cloned()
+            .collect();
+        let e = resolve(&only_future, "latest", d, &scope(Some("shop"))).unwrap();
+        assert_eq!(e.id.as_deref(), Some("20250101-000000"));
+        assert_eq!(databases(&entries), ["shop", "shop2"]);
+    }
+
+    #[test]
+    fn json_status_is_the_text_status() {
+        for s in [
+            Status::Complete,
+            Status::Unmanaged,
+            Status::Incomplete,
+            Status::Orphaned,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn missing_folder_is_empty() {
+        assert!(scan(Path::new("/nonexistent/aos-backup-test"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_sidecar_time_that_disagrees_with_the_name_is_flagged_and_never_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // (id, seconds after the base time): the second's sidecar claims a later time.
+        for (id, secs) in [
+            ("20240101-000000", 0),
+            ("20240101-000100-label", 60),
+            ("20240101-000010", 86_400),
+            ("20240101-000020", 20 + TIME_TOLERANCE_SECS),
+        ] {
+            let name = format!("aos-backup-{id}.dump.zst");
+            std::fs::write(d.join(&name), "abc").unwrap();
+            meta(id, &name, secs)
+                .write(&Meta::path_for(&d.join(&name)))
+                .unwrap();
+        }
+        let entries = scan(d).unwrap();
+        let by = |id: &str| {
+            entries
+                .iter()
+                .find(|e| e.id.as_deref() == Some(id))
+                .unwrap()
+        };
+        assert_eq!(by("20240101-000000").time_mismatch(), None);
+        assert_eq!(by("20240101-000100-label").time_mismatch(), None);
+        assert_eq!(
+            by("20240101-000020").time_mismatch(),
+            None,
+            "within the tolerance"
+        );
+        assert_eq!(
+            by("20240101-000010").time_mismatch(),
+            Some(Utc.timestamp_opt(BASE + 10, 0).unwrap())
+        );
+        let now = Utc.timestamp_opt(BASE + 2 * 86_400, 0).unwrap();
+        let scope = Scope {
+            database: None,
+            now,
+        };
+        let latest = resolve(&entries, "latest", d, &scope).unwrap();
+        assert_eq!(latest.id.as_deref(), Some("20240101-000020"));
+        // Alone, it is still `latest` (with a warning).
+        let alone: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.id.as_deref() == Some("20240101-000010"))
+            .cloned()
+            .collect();
+        let e = resolve(&alone, "latest", d, &scope).unwrap();
+        assert_eq!(e.id.as_deref(), Some("20240101-000010"));
+    }
+}

@@ -1,0 +1,249 @@
+//! The command line as typed; `config` turns it into validated settings and plans.
+
+use crate::archive::format::{Algorithm, DumpFormat};
+use crate::runtime::logging::LogFormat;
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// What `--help` says after the options: where the connection and the tools come from.
+pub const ENVIRONMENT_NOTES: &str = "\
+Connection: DATABASE_URL (environment, ./.env, the config file, or --database-url).
+Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH.";
+
+/// The text after the options in `aos-backup --help`: the notes, then the exit codes (from
+/// [`ExitCode`](crate::exit::ExitCode), their one definition).
+#[must_use]
+pub fn after_help() -> String {
+    format!(
+        "{ENVIRONMENT_NOTES}\n\nExit codes:\n{}",
+        crate::exit::ExitCode::help_table()
+    )
+}
+
+/// Back up and restore PostgreSQL databases safely, with pg_dump and pg_restore.
+#[derive(Debug, Parser)]
+#[command(name = "aos-backup", version, after_help = after_help())]
+#[command(next_help_heading = "Global options")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Print results on stdout as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Database URL [env: DATABASE_URL] (prefer the environment: a password on the command line
+    /// is visible in `ps`).
+    #[arg(long, value_name = "URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Backup folder [env: BACKUP_DIR] [default: ./backups].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Folder holding pg_dump, pg_restore and psql [env: PG_BIN].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub pg_bin: Option<PathBuf>,
+
+    /// TOML config file [env: AOS_BACKUP_CONFIG] [default: ./aos-backup.toml if present].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Dump the database into the backup folder; prints the new file's path.
+    Backup(BackupArgs),
+    /// Restore a backup (a path, an id, or `latest`) into the database.
+    Restore(RestoreArgs),
+    /// List the backups in the backup folder, newest first.
+    List(ListArgs),
+    /// Check backups against their checksums and read them through.
+    Verify(VerifyArgs),
+    /// Delete old backups according to the retention policy.
+    Prune(PruneArgs),
+    /// Print the effective configuration, secrets redacted.
+    Config,
+    /// Print a shell completion script on stdout (see README: Install).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: `aos-backup man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Label appended to the file name: aos-backup-YYYYMMDD-HHMMSS-LABEL.
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
+
+    /// Dump format [env: BACKUP_FORMAT] [default: custom].
+    #[arg(long, value_enum)]
+    pub format: Option<DumpFormat>,
+
+    /// Parallel pg_dump jobs (directory format only) [env: BACKUP_JOBS].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Compression [env: BACKUP_COMPRESSION] [default: zstd].
+    #[arg(long, value_enum)]
+    pub compression: Option<Algorithm>,
+
+    /// Compression level (zstd 1-19, gzip 0-9) [env: BACKUP_COMPRESSION_LEVEL].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
+
+    /// Encrypt with age [env: BACKUP_ENCRYPTION=age].
+    #[arg(long, overrides_with = "no_encrypt")]
+    pub encrypt: bool,
+
+    /// Do not encrypt, whatever the configuration says.
+    #[arg(long)]
+    pub no_encrypt: bool,
+
+    /// File of age recipients, one `age1...` key per line [env: BACKUP_AGE_RECIPIENTS].
+    #[arg(long, value_name = "FILE")]
+    pub recipients_file: Option<PathBuf>,
+
+    /// Encrypt with the passphrase in this file instead of recipients [env: BACKUP_PASSPHRASE_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Do not prune after the backup, even when a retention policy is configured.
+    #[arg(long)]
+    pub no_prune: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup file or directory, a backup id (or a unique prefix of one), or `latest`.
+    #[arg(value_name = "FILE|ID|latest")]
+    pub target: String,
+
+    /// Answer yes to the confirmation (required without a terminal when the target has tables).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Restore even when the environment says production, or with --jobs into a non-empty database.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Parallel pg_restore jobs (not one transaction: see README).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<u32>,
+
+    /// Restore a backup of database NAME (not the target's): `latest` and id prefixes look among
+    /// NAME's backups, and this is the consent needed to restore one into another database.
+    #[arg(long, value_name = "NAME")]
+    pub from_database: Option<String>,
+
+    /// Give up when another session's lock blocks the restore this long (e.g. 30s, 2m; 0 waits
+    /// forever) [env: BACKUP_LOCK_TIMEOUT] [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<String>,
+
+    /// End the other sessions connected to the target database before restoring (asks first,
+    /// like the restore itself; --yes confirms).
+    #[arg(long)]
+    pub terminate_sessions: bool,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ListArgs {
+    /// Only the backups of database NAME (default: every database in the folder).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// age identity file for encrypted backups [env: BACKUP_AGE_IDENTITY].
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// File holding the passphrase of passphrase-encrypted backups [env: BACKUP_PASSPHRASE_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A backup id, `latest`, or a path; default: the newest backup.
+    #[arg(value_name = "ID|FILE", conflicts_with = "all")]
+    pub target: Option<String>,
+
+    /// Verify every backup in the folder.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Look among the backups of database NAME for `latest` and id prefixes (with --all: verify
+    /// only NAME's backups) [default: DATABASE_URL's database, else the whole folder].
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Print the plan (each backup, keep or delete, and why) without deleting anything.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Apply the policy to the backups of database NAME [default: DATABASE_URL's database].
+    #[arg(long, value_name = "NAME", conflicts_with = "all_databases")]
+    pub database: Option<String>,
+
+    /// Apply the policy to each database's backups in the folder, separately.
+    #[arg(long)]
+    pub all_databases: bool,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Retention rules given on the command line; each overrides its environment/config value.
+/// 0 turns a rule off.
+#[derive(Debug, Args, Default)]
+pub struct PolicyArgs {
+    /// Keep the N newest backups; 0: off [env: BACKUP_KEEP_LAST].
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N days [env: BACKUP_KEEP_DAILY].
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks [env: BACKUP_KEEP_WEEKLY].
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months [env: BACKUP_KEEP_MONTHLY].
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years [env: BACKUP_KEEP_YEARLY].
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep backups younger than N days; 0: off [env: BACKUP_RETENTION_DAYS].
+    #[arg(long, value_name = "DAYS", alias = "retention-days")]
+    pub max_age_days: Option<u32>,
+}

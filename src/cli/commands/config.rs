@@ -1,0 +1,227 @@
+//! `aos-backup config`: the effective configuration and where each value came from, secrets redacted.
+//!
+//! The keys, their variables and TOML keys come from [`crate::config::KEYS`]. The text output has
+//! two parts: the `key = value` lines of earlier versions (scripts read them), then a table of
+//! every key's source, variable and config file key. `--json` gives each key's value with its
+//! JSON type at the top level (as before) and the same details under `keys`.
+
+use super::Ctx;
+use crate::config::{Key, Recipients, Settings, KEYS};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+/// Runs config.
+pub fn run(ctx: &Ctx) -> Result<()> {
+    let s = &ctx.settings;
+    let mut lines = Vec::new();
+    let mut table = vec![[
+        "key".to_string(),
+        "source".to_string(),
+        "variable".to_string(),
+        "config file key".to_string(),
+    ]];
+    let mut top = serde_json::Map::new();
+    let mut keys = Vec::new();
+    for d in KEYS {
+        let source = s.source(d.key);
+        let (text, shown_source) = text_value(s, d.key);
+        lines.push(match shown_source {
+            true => format!("{} = {text}  ({source})", d.name),
+            false => format!("{} = {text}", d.name),
+        });
+        let toml = if d.toml.is_empty() {
+            "-".to_string()
+        } else {
+            d.toml.join(", ")
+        };
+        table.push([
+            d.name.to_string(),
+            source.to_string(),
+            d.env.to_string(),
+            toml,
+        ]);
+        let value = json_value(s, d.key);
+        top.insert(d.name.to_string(), value.clone());
+        keys.push(json!({
+            "key": d.name,
+            "value": value,
+            "source": source.to_string(),
+            "env": d.env,
+            "toml": d.toml,
+            "flags": d.flags,
+            "default": d.default,
+            "help": d.help,
+        }));
+    }
+    let marker = s.env.production_marker();
+    lines.push(format!(
+        "production = {}",
+        marker
+            .as_ref()
+            .map_or_else(|| "no".into(), |(k, v)| format!("yes ({k}={v})"))
+    ));
+    top.insert("production".into(), Value::Bool(marker.is_some()));
+    top.insert(
+        "production_marker".into(),
+        marker.map_or(Value::Null, |(k, v)| Value::String(format!("{k}={v}"))),
+    );
+    top.insert("keys".into(), Value::Array(keys));
+
+    let mut text = lines.join("\n");
+    text.push_str(
+        "\n\nwhere each value came from (flag > environment > .env > config file > default):\n",
+    );
+    text.push_str(&align(&table));
+    ctx.emit(&text, &Value::Object(top));
+    Ok(())
+}
+
+/// Rows in columns two spaces apart, without trailing blanks.
+fn align(rows: &[[String; 4]]) -> String {
+    let mut widths = [0usize; 4];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            let mut line = String::new();
+            for (i, (c, w)) in r.iter().zip(widths).enumerate() {
+                if i + 1 == r.len() {
+                    line.push_str(c);
+                } else {
+                    line.push_str(&format!("{c:<w$}  "));
+                }
+            }
+            line.trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The database URL with its password masked (or why it does not parse).
+fn redacted_url(url: &str) -> String {
+    let shown = crate::pg::conninfo::ConnInfo::parse(url)
+        .map_or_else(|e| format!("(invalid: {e})"), |c| c.redacted());
+    crate::runtime::redact::scrub(&shown)
+}
+
+fn retention_rule(s: &Settings, key: Key) -> Option<u32> {
+    let p = &s.retention;
+    match key {
+        Key::KeepLast => p.keep_last,
+        Key::KeepDaily => p.keep_daily,
+        Key::KeepWeekly => p.keep_weekly,
+        Key::KeepMonthly => p.keep_monthly,
+        Key::KeepYearly => p.keep_yearly,
+        Key::MaxAgeDays => p.max_age_days,
+        _ => None,
+    }
+}
+
+fn path_text(p: Option<&std::path::PathBuf>) -> String {
+    p.map_or_else(|| "-".to_string(), |p| p.display().to_string())
+}
+
+/// A key's value as the `key = value` line shows it, and whether that line names the source
+/// (the lines of earlier versions are kept as they were).
+fn text_value(s: &Settings, key: Key) -> (String, bool) {
+    let enc = &s.encryption;
+    match key {
+        Key::ConfigFile => (path_text(s.config_file.as_ref()), false),
+        Key::DatabaseUrl => match &s.database_url {
+            None => ("(not set)".to_string(), false),
+            Some(u) => (redacted_url(&u.value), true),
+        },
+        Key::BackupDir => (s.backup_dir.value.display().to_string(), true),
+        Key::PgBin => (
+            s.pg_bin
+                .as_ref()
+                .map_or_else(|| "(PATH)".to_string(), |p| p.value.display().to_string()),
+            true,
+        ),
+        Key::Format => (s.format.value.to_string(), true),
+        Key::Compression => (s.compression.value.algorithm.to_string(), true),
+        Key::CompressionLevel => (s.compression.value.level.to_string(), false),
+        Key::Jobs => (s.jobs.map_or_else(|| "-".into(), |j| j.to_string()), false),
+        Key::Encryption => (if enc.enabled { "age" } else { "none" }.into(), false),
+        Key::AgeRecipients => (
+            match &enc.recipients {
+                None => "-".to_string(),
+                Some(Recipients::Keys(k)) => format!("{} key(s)", k.len()),
+                Some(Recipients::File(f)) => f.display().to_string(),
+            },
+            false,
+        ),
+        Key::AgeIdentity => (path_text(enc.identity_file.as_ref()), false),
+        Key::PassphraseFile => (path_text(enc.passphrase_file.as_ref()), false),
+        Key::SuspectRatio => (s.suspect_ratio.value.to_string(), true),
+        Key::LockTimeout => (
+            if s.lock_timeout.value.is_zero() {
+                "0 (no limit)".to_string()
+            } else {
+                super::human_duration(s.lock_timeout.value)
+            },
+            true,
+        ),
+        Key::KeepLast
+        | Key::KeepDaily
+        | Key::KeepWeekly
+        | Key::KeepMonthly
+        | Key::KeepYearly
+        | Key::MaxAgeDays => (
+            match retention_rule(s, key) {
+                None => "-".to_string(),
+                Some(0) => "0 (off)".to_string(),
+                Some(n) => n.to_string(),
+            },
+            false,
+        ),
+    }
+}
+
+/// A key's value with its JSON type: numbers, booleans, `null` when unset, an array of inline
+/// recipients (a string when they are in a file), the lock timeout in seconds.
+fn json_value(s: &Settings, key: Key) -> Value {
+    let path = |p: Option<&std::path::PathBuf>| {
+        p.map_or(Value::Null, |p| Value::String(p.display().to_string()))
+    };
+    let enc = &s.encryption;
+    match key {
+        Key::ConfigFile => path(s.config_file.as_ref()),
+        Key::DatabaseUrl => s
+            .database_url
+            .as_ref()
+            .map_or(Value::Null, |u| Value::String(redacted_url(&u.value))),
+        Key::BackupDir => path(Some(&s.backup_dir.value)),
+        Key::PgBin => path(s.pg_bin.as_ref().map(|p| &p.value)),
+        Key::Format => json!(s.format.value.to_string()),
+        Key::Compression => json!(s.compression.value.algorithm.to_string()),
+        Key::CompressionLevel => json!(s.compression.value.level),
+        Key::Jobs => json!(s.jobs),
+        Key::Encryption => json!(enc.enabled),
+        Key::AgeRecipients => match &enc.recipients {
+            None => Value::Null,
+            Some(Recipients::Keys(k)) => json!(k),
+            Some(Recipients::File(f)) => json!(f.display().to_string()),
+        },
+        Key::AgeIdentity => path(enc.identity_file.as_ref()),
+        Key::PassphraseFile => path(enc.passphrase_file.as_ref()),
+        Key::SuspectRatio => json!(s.suspect_ratio.value),
+        Key::LockTimeout => {
+            let d = s.lock_timeout.value;
+            if d.subsec_nanos() == 0 {
+                json!(d.as_secs())
+            } else {
+                json!(d.as_secs_f64())
+            }
+        }
+        Key::KeepLast
+        | Key::KeepDaily
+        | Key::KeepWeekly
+        | Key::KeepMonthly
+        | Key::KeepYearly
+        | Key::MaxAgeDays => json!(retention_rule(s, key)),
+    }
+}

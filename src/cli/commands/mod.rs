@@ -1,0 +1,212 @@
+//! One module per subcommand; this one holds what they share: the resolved settings, output
+//! helpers and the connection.
+
+pub mod backup;
+pub mod config;
+pub mod generate;
+pub mod list;
+pub mod prune;
+pub mod restore;
+pub mod verify;
+
+use crate::cli::args::{Cli, Command};
+use crate::config::Settings;
+use crate::error::Error;
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::tools::Locator;
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+// The formatting helpers live in a lower layer (modules below `commands` use them too).
+pub use crate::runtime::units::{count, human_bytes, human_duration};
+
+/// What every command needs.
+pub struct Ctx {
+    pub settings: Settings,
+    pub json: bool,
+    /// Show progress bars (stderr is a terminal, not quiet, text logs).
+    pub progress: bool,
+    /// "Now", injectable for tests through `AOS_BACKUP_NOW` (RFC 3339).
+    pub now: DateTime<Utc>,
+}
+
+impl Ctx {
+    /// The parsed `DATABASE_URL`, with its password registered for scrubbing.
+    pub fn conninfo(&self) -> Result<ConnInfo> {
+        let Some(url) = &self.settings.database_url else {
+            return Err(Error::usage("DATABASE_URL is not set")
+                .hint("export DATABASE_URL=postgresql://user:password@host:5432/dbname, put it in ./.env, or pass --database-url")
+                .into());
+        };
+        let conn = ConnInfo::parse(&url.value).map_err(|e| {
+            Error::usage(format!("invalid DATABASE_URL (from {}): {e}", url.source))
+                .hint("expected postgresql://user:password@host:port/dbname; percent-encode special characters in the password and the database name (/ is %2F, @ is %40, : is %3A, % is %25)")
+        })?;
+        if let Some(p) = conn.password() {
+            crate::runtime::redact::register(p);
+            if url.source == crate::config::Source::Flag {
+                tracing::warn!("--database-url holds a password, which other users can see in `ps`; prefer DATABASE_URL in the environment or .env");
+            }
+        }
+        for name in conn.dropped_params() {
+            tracing::debug!("ignoring URL parameter {name:?} (not a libpq parameter)");
+        }
+        let conn = self.resolve(&conn)?;
+        if let Some(p) = conn.password() {
+            crate::runtime::redact::register(p);
+        }
+        Ok(conn)
+    }
+
+    /// `conn` with what the URL leaves out taken from the environment and `.env`: the one
+    /// resolution our connection, the guards, the sidecar and the children all use.
+    fn resolve(&self, conn: &ConnInfo) -> Result<ConnInfo> {
+        Ok(conn.resolve(&|k| self.settings.env.var(k)).map_err(|e| {
+            Error::usage(format!("cannot use the connection settings: {e}"))
+                .hint("fix or unset that PG* variable in the environment or ./.env (DATABASE_URL's own parts win over them)")
+        })?)
+    }
+
+    /// The database `DATABASE_URL` names (else `PGDATABASE`, else the user name, as libpq does),
+    /// read without connecting; `None` when `DATABASE_URL` is unset or does not parse (whatever
+    /// connects reports that).
+    #[must_use]
+    pub fn target_database(&self) -> Option<String> {
+        let url = self.settings.database_url.as_ref()?;
+        let conn = ConnInfo::parse(&url.value).ok()?;
+        let conn = conn.resolve(&|k| self.settings.env.var(k)).ok()?;
+        conn.dbname().map(str::to_string)
+    }
+
+    /// Where pg_dump and friends are looked for.
+    #[must_use]
+    pub fn locator(&self) -> Locator {
+        Locator::new(self.settings.pg_bin.as_ref().map(|p| p.value.clone()))
+    }
+
+    #[must_use]
+    pub fn backup_dir(&self) -> PathBuf {
+        self.settings.backup_dir.value.clone()
+    }
+
+    /// The identities/passphrase for reading encrypted backups, flags over settings.
+    #[must_use]
+    pub fn keys(&self, args: &crate::cli::args::KeyArgs) -> crate::archive::crypto::KeySource {
+        crate::archive::crypto::KeySource {
+            identity_file: args
+                .identity
+                .clone()
+                .or_else(|| self.settings.encryption.identity_file.clone()),
+            passphrase_file: args
+                .passphrase_file
+                .clone()
+                .or_else(|| self.settings.encryption.passphrase_file.clone()),
+        }
+    }
+
+    /// Prints a result on stdout: `text` normally, `json` with `--json`.
+    pub fn emit(&self, text: &str, json: &serde_json::Value) {
+        use std::io::Write;
+        let out = if self.json {
+            serde_json::to_string_pretty(json).unwrap_or_default()
+        } else {
+            text.to_string()
+        };
+        if out.is_empty() {
+            return;
+        }
+        STDOUT_USED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{out}");
+        let _ = stdout.flush();
+    }
+}
+
+/// Set once a command has printed its result: an error after that goes to stderr only, so that
+/// stdout stays one JSON document with `--json`.
+pub static STDOUT_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
+    match &cli.command {
+        Command::Backup(a) => backup::run(&ctx, a).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::List(a) => list::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Config => config::run(&ctx),
+        // `crate::run` prints these before the settings are resolved; this is for other callers.
+        Command::Completions(_) | Command::Man => match generate::standalone(&cli.command) {
+            Some(0) | None => Ok(()),
+            Some(code) => Err(anyhow::anyhow!("cannot write to stdout (exit {code})")),
+        },
+    }
+}
+
+/// An age in words: `1 day ago`, `9 hours ago`, `2 minutes in the future`.
+#[must_use]
+pub fn age_phrase(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
+    let abs = secs.unsigned_abs();
+    let amount = match abs {
+        0..=119 => count(abs, "second"),
+        120..=7199 => count(abs / 60, "minute"),
+        7200..=86_399 => count(abs / 3600, "hour"),
+        _ => count(abs / 86400, "day"),
+    };
+    if secs < 0 {
+        format!("{amount} in the future")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+/// An age like `3h`, `2d`, `45s`.
+#[must_use]
+pub fn human_age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
+    if secs < 0 {
+        return "future".into();
+    }
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=7199 => format!("{}m", secs / 60),
+        7200..=172_799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanized_numbers() {
+        assert_eq!(count(1, "table"), "1 table");
+        assert_eq!(count(0, "table"), "0 tables");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(125 * 1024 * 1024), "125.0 MiB");
+        assert_eq!(
+            human_duration(std::time::Duration::from_millis(3200)),
+            "3.2s"
+        );
+        assert_eq!(human_duration(std::time::Duration::from_secs(125)), "2m05s");
+        let now = Utc::now();
+        assert_eq!(human_age(now - chrono::Duration::hours(5), now), "5h");
+        assert_eq!(human_age(now - chrono::Duration::days(3), now), "3d");
+        assert_eq!(
+            age_phrase(now - chrono::Duration::days(1), now),
+            "1 day ago"
+        );
+        assert_eq!(
+            age_phrase(now - chrono::Duration::hours(9), now),
+            "9 hours ago"
+        );
+        assert_eq!(
+            age_phrase(now + chrono::Duration::days(300), now),
+            "300 days in the future"
+        );
+    }
+}

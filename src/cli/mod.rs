@@ -1,0 +1,187 @@
+//! The command-line front end: parse, run the subcommand while watching for signals, render the
+//! outcome and map it to an exit code.
+
+pub mod args;
+pub mod commands;
+
+use crate::error;
+use crate::exit::ExitCode;
+use crate::runtime::{fsutil, logging, process, progress, redact};
+use clap::Parser;
+
+/// Runs the command line and returns the process exit status.
+#[must_use]
+pub fn run() -> i32 {
+    let cli = match args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                ExitCode::Success.code()
+            };
+        }
+    };
+    if let Some(code) = commands::generate::standalone(&cli.command) {
+        return code;
+    }
+    let verbosity = if cli.quiet {
+        -1
+    } else {
+        i8::try_from(cli.verbose).unwrap_or(i8::MAX)
+    };
+    logging::init(verbosity, cli.log_format);
+    let json = cli.json;
+    let log_format = cli.log_format;
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Failure.code();
+        }
+    };
+    process::install_signal_flag();
+    let result = runtime.block_on(async move {
+        let ctx = build_ctx(&cli)?;
+        let work = commands::dispatch(cli, ctx);
+        tokio::pin!(work);
+        let mut signals = Signals::new();
+        // A signal that arrived while a restore's COMMIT waited for the server's answer.
+        let mut waited: Option<i32> = None;
+        loop {
+            tokio::select! {
+                r = &mut work => {
+                    return match (waited, r) {
+                        // The answer came: the message says what it was.
+                        (Some(sig), Ok(())) => Err(process::interrupted_error(sig).into()),
+                        (_, r) => r,
+                    };
+                }
+                sig = signals.next() => {
+                    // psql may have printed that it sends COMMIT a moment ago: give the thread
+                    // that reads its stderr a moment to catch up (bounded) before deciding.
+                    for _ in 0..50 {
+                        if waited.is_some() || !process::commit_handed_over() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    if waited.is_none() && process::commit_pending() {
+                        // Abandoning now would leave the outcome unknown: wait for the answer.
+                        waited = Some(sig);
+                        tracing::warn!(
+                            "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
+                            if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
+                        );
+                        continue;
+                    }
+                    process::on_signal(sig);
+                    return Err(process::interrupted_error(sig).into());
+                }
+            }
+        }
+    });
+    process::cleanup_temps();
+    // Blocking threads (a pipeline that was interrupted) must not hold up the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::Success.code(),
+        Err(e) => report(&e, json, log_format).code(),
+    }
+}
+
+fn build_ctx(cli: &args::Cli) -> anyhow::Result<commands::Ctx> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| anyhow::anyhow!("cannot read the current folder: {e}"))?;
+    let env = crate::config::Env::load(&cwd)?;
+    let now = match env.var("AOS_BACKUP_NOW") {
+        Some(s) => chrono::DateTime::parse_from_rfc3339(&s)
+            .map_err(|e| error::Error::usage(format!("invalid AOS_BACKUP_NOW={s:?}: {e}")))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let settings = crate::config::Settings::resolve(cli, env, &cwd)?;
+    Ok(commands::Ctx {
+        settings,
+        json: cli.json,
+        progress: logging::stderr_is_terminal()
+            && !cli.quiet
+            && cli.log_format == logging::LogFormat::Text,
+        now,
+    })
+}
+
+/// SIGINT and SIGTERM, watched from start to end (no signal is missed between two waits).
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Resolves when SIGINT or SIGTERM arrives, with the signal number.
+    async fn next(&mut self) -> i32 {
+        let (Some(int), Some(term)) = (self.int.as_mut(), self.term.as_mut()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        }
+    }
+}
+
+/// Prints the error as one line (plus a hint) and returns its exit code.
+fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
+    let typed = error::find(err);
+    let kind = typed.map_or(error::Kind::Failure, |t| t.kind);
+    // One line, without control characters that names from the server or a sidecar could carry.
+    let message = redact::sanitize(&redact::scrub(&format!("{err:#}")).replace('\n', " "));
+    // An I/O error on our own files (a full disk, a folder we may not write) is about the disk
+    // or the path: say so before guessing from the text (where "permission denied" would
+    // otherwise read as the database's).
+    let local = || {
+        err.chain()
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .and_then(|e| fsutil::local_io_hint(e, None))
+    };
+    let hint = typed
+        .and_then(|t| t.hint.clone())
+        .or_else(local)
+        .or_else(|| process::classify(&message).1)
+        .map(|h| redact::scrub(&h));
+    let code = kind.exit_code();
+    if json && !commands::STDOUT_USED.load(std::sync::atomic::Ordering::SeqCst) {
+        let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    match format {
+        logging::LogFormat::Json => {
+            tracing::error!(
+                exit_code = code.code(),
+                hint = hint.as_deref().unwrap_or(""),
+                "{message}"
+            );
+        }
+        logging::LogFormat::Text => progress::suspend(|| {
+            eprintln!("error: {message}");
+            if let Some(h) = hint {
+                eprintln!("hint: {h}");
+            }
+        }),
+    }
+    code
+}

@@ -1,0 +1,845 @@
+//! Configuration, merged in one place: flags over the environment over `./.env` over the TOML
+//! config file over defaults. Nothing else reads the environment.
+
+use crate::archive::format::{Algorithm, Compression, DumpFormat};
+use crate::catalog::retention::Policy;
+use crate::cli::args::{Cli, PolicyArgs};
+use crate::error::Error;
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub mod envfile;
+pub mod keys;
+pub use keys::{Key, KeyDef, KEYS, KEY_COUNT};
+
+/// Where a setting came from, shown by `aos-backup config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env,
+    DotEnv,
+    File,
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Flag => "flag",
+            Source::Env => "environment",
+            Source::DotEnv => ".env",
+            Source::File => "config file",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// The process environment with `./.env` underneath it (the process wins).
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    process: HashMap<String, String>,
+    dotenv: HashMap<String, String>,
+}
+
+impl Env {
+    /// Reads the process environment and `.env` in `cwd` (if present).
+    pub fn load(cwd: &Path) -> Result<Env> {
+        let process = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let path = cwd.join(".env");
+        // Parse errors name the line and the problem, never the line's text (envfile).
+        let dotenv = if path.is_file() {
+            crate::config::envfile::load(&path)?
+        } else {
+            HashMap::new()
+        };
+        Ok(Env { process, dotenv })
+    }
+
+    /// An environment made of exactly these variables (for tests).
+    #[must_use]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env {
+            process: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            dotenv: HashMap::new(),
+        }
+    }
+
+    /// A variable and where it came from; empty values count as unset.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<(&str, Source)> {
+        if let Some(v) = self.process.get(key).filter(|v| !v.is_empty()) {
+            return Some((v, Source::Env));
+        }
+        self.dotenv
+            .get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| (v.as_str(), Source::DotEnv))
+    }
+
+    /// Just the value.
+    #[must_use]
+    pub fn var(&self, key: &str) -> Option<String> {
+        self.get(key).map(|(v, _)| v.to_string())
+    }
+
+    /// The variable that says this is production, if any: `NODE_ENV`, `APP_ENV`, `RAILS_ENV` or
+    /// `ENVIRONMENT` set to `production` (or `prod`), any case.
+    #[must_use]
+    pub fn production_marker(&self) -> Option<(String, String)> {
+        ["NODE_ENV", "APP_ENV", "RAILS_ENV", "ENVIRONMENT"]
+            .iter()
+            .find_map(|k| {
+                let (v, _) = self.get(k)?;
+                let lower = v.trim().to_ascii_lowercase();
+                (lower == "production" || lower == "prod")
+                    .then(|| ((*k).to_string(), v.to_string()))
+            })
+    }
+}
+
+/// The TOML config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    backup_dir: Option<PathBuf>,
+    pg_bin: Option<PathBuf>,
+    #[serde(default)]
+    backup: FileBackup,
+    #[serde(default)]
+    encryption: FileEncryption,
+    #[serde(default)]
+    retention: Policy,
+    #[serde(default)]
+    restore: FileRestore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRestore {
+    lock_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    format: Option<DumpFormat>,
+    compression: Option<String>,
+    compression_level: Option<i32>,
+    jobs: Option<u32>,
+    suspect_ratio: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEncryption {
+    enabled: Option<bool>,
+    recipients: Option<Vec<String>>,
+    recipients_file: Option<PathBuf>,
+    identity_file: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+}
+
+/// A value and its source.
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    fn new(value: T, source: Source) -> Self {
+        Sourced { value, source }
+    }
+}
+
+/// Where age recipients come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// `age1...` keys given inline.
+    Keys(Vec<String>),
+    /// A file of recipients, one per line.
+    File(PathBuf),
+}
+
+/// Encryption settings, before any key is read.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionSettings {
+    pub enabled: bool,
+    pub recipients: Option<Recipients>,
+    pub identity_file: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Every setting, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<Sourced<String>>,
+    pub backup_dir: Sourced<PathBuf>,
+    pub pg_bin: Option<Sourced<PathBuf>>,
+    pub format: Sourced<DumpFormat>,
+    pub compression: Sourced<Compression>,
+    pub jobs: Option<u32>,
+    pub encryption: EncryptionSettings,
+    pub retention: Policy,
+    /// A new backup smaller than this fraction of the previous one (size or tables) is suspect;
+    /// 0 turns the comparison off.
+    pub suspect_ratio: Sourced<f64>,
+    pub config_file: Option<PathBuf>,
+    pub env: Env,
+    /// How long a restore waits for another session's lock; zero waits forever.
+    pub lock_timeout: Sourced<std::time::Duration>,
+    /// Where each key's value came from.
+    pub sources: Sources,
+}
+
+/// The default of [`Settings::suspect_ratio`]: a drop of more than half.
+pub const DEFAULT_SUSPECT_RATIO: f64 = 0.5;
+
+fn suspect_ratio(env: &Env, file: Option<f64>) -> Result<Sourced<f64>> {
+    let var = Key::SuspectRatio.env();
+    let (v, source) = match env.get(var) {
+        Some((v, src)) => match v.trim().parse::<f64>() {
+            Ok(r) => (r, src),
+            Err(_) => (f64::NAN, src),
+        },
+        None => match file {
+            Some(r) => (r, Source::File),
+            None => (
+                default_of(Key::SuspectRatio)
+                    .parse()
+                    .context("the default suspect ratio in KEYS does not parse")?,
+                Source::Default,
+            ),
+        },
+    };
+    if !(0.0..=1.0).contains(&v) {
+        let shown = env.var(var).unwrap_or_else(|| v.to_string());
+        return Err(Error::usage(format!(
+            "invalid suspect ratio {shown:?} (from {source})"
+        ))
+        .hint("set BACKUP_SUSPECT_RATIO (or [backup] suspect_ratio) to a fraction from 0 to 1, e.g. 0.5; 0 turns the check off")
+        .into());
+    }
+    Ok(Sourced::new(v, source))
+}
+
+fn parse_env<T: std::str::FromStr>(env: &Env, key: &str) -> Result<Option<T>> {
+    match env.get(key) {
+        None => Ok(None),
+        Some((v, src)) => v.trim().parse().map(Some).map_err(|_| {
+            Error::usage(format!("invalid {key}={v:?} (from {src})"))
+                .hint(format!("set {key} to a whole number, or unset it"))
+                .into()
+        }),
+    }
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "age" => Ok(true),
+        "0" | "false" | "no" | "off" | "none" | "" => Ok(false),
+        _ => Err(Error::usage(format!("invalid {key}={v:?}"))
+            .hint(format!("set {key} to `age` to encrypt, or `none`"))
+            .into()),
+    }
+}
+
+impl Settings {
+    /// Resolves the settings from the command line, the environment and the config file. Each
+    /// key's variable and default come from [`KEYS`].
+    #[allow(clippy::too_many_lines)]
+    pub fn resolve(cli: &Cli, env: Env, cwd: &Path) -> Result<Settings> {
+        let mut sources = Sources::default();
+        let (file, config_file) = load_file(cli, &env, cwd)?;
+        sources.set(Key::ConfigFile, config_file_source(cli, &env));
+
+        let database_url = if let Some(u) = &cli.database_url {
+            Some(Sourced::new(u.clone(), Source::Flag))
+        } else if let Some((u, src)) = env.get(Key::DatabaseUrl.env()) {
+            Some(Sourced::new(u.to_string(), src))
+        } else {
+            file.database_url
+                .clone()
+                .map(|u| Sourced::new(u, Source::File))
+        };
+        sources.set_from(Key::DatabaseUrl, database_url.as_ref());
+
+        let backup_dir = pick_path(
+            cli.backup_dir.clone(),
+            &env,
+            Key::BackupDir.env(),
+            file.backup_dir.clone(),
+        )
+        .unwrap_or_else(|| Sourced::new(default_backup_dir(), Source::Default));
+        sources.set(Key::BackupDir, backup_dir.source);
+        let pg_bin = pick_path(
+            cli.pg_bin.clone(),
+            &env,
+            Key::PgBin.env(),
+            file.pg_bin.clone(),
+        );
+        sources.set_from(Key::PgBin, pg_bin.as_ref());
+
+        let format = if let Some((v, src)) = env.get(Key::Format.env()) {
+            Sourced::new(parse_format(v)?, src)
+        } else if let Some(f) = file.backup.format {
+            Sourced::new(f, Source::File)
+        } else {
+            Sourced::new(parse_format(default_of(Key::Format))?, Source::Default)
+        };
+        sources.set(Key::Format, format.source);
+
+        let (algorithm, alg_src) = if let Some((v, src)) = env.get(Key::Compression.env()) {
+            let a = Algorithm::parse_loose(v).ok_or_else(|| {
+                Error::usage(format!("invalid {}={v:?}", Key::Compression.env()))
+                    .hint("use zstd, gzip, pg_dump or none")
+            })?;
+            (a, src)
+        } else if let Some(v) = &file.backup.compression {
+            let a = Algorithm::parse_loose(v).ok_or_else(|| {
+                Error::usage(format!("invalid compression {v:?} in the config file"))
+                    .hint("use zstd, gzip, pg_dump or none")
+            })?;
+            (a, Source::File)
+        } else {
+            let a = Algorithm::parse_loose(default_of(Key::Compression))
+                .context("the default compression in KEYS does not parse")?;
+            (a, Source::Default)
+        };
+        sources.set(Key::Compression, alg_src);
+        let level_env = parse_env::<i32>(&env, Key::CompressionLevel.env())?;
+        sources.set(
+            Key::CompressionLevel,
+            layered(
+                &env,
+                Key::CompressionLevel,
+                file.backup.compression_level.is_some(),
+            ),
+        );
+        let level = level_env
+            .or(file.backup.compression_level)
+            .unwrap_or_else(|| algorithm.default_level());
+        let compression = Sourced::new(Compression { algorithm, level }, alg_src);
+        let jobs = parse_env::<u32>(&env, Key::Jobs.env())?.or(file.backup.jobs);
+        sources.set(
+            Key::Jobs,
+            layered(&env, Key::Jobs, file.backup.jobs.is_some()),
+        );
+
+        let enabled = match env.get(Key::Encryption.env()) {
+            Some((v, _)) => parse_bool(Key::Encryption.env(), v)?,
+            None => match file.encryption.enabled {
+                Some(b) => b,
+                None => parse_bool(Key::Encryption.env(), default_of(Key::Encryption))?,
+            },
+        };
+        sources.set(
+            Key::Encryption,
+            layered(&env, Key::Encryption, file.encryption.enabled.is_some()),
+        );
+        let recipients = match env.get(Key::AgeRecipients.env()) {
+            Some((v, _)) => Some(parse_recipients(v)),
+            None => file
+                .encryption
+                .recipients
+                .clone()
+                .map(Recipients::Keys)
+                .or_else(|| {
+                    file.encryption
+                        .recipients_file
+                        .clone()
+                        .map(Recipients::File)
+                }),
+        };
+        sources.set(
+            Key::AgeRecipients,
+            layered(&env, Key::AgeRecipients, recipients.is_some()),
+        );
+        sources.set(
+            Key::AgeIdentity,
+            layered(
+                &env,
+                Key::AgeIdentity,
+                file.encryption.identity_file.is_some(),
+            ),
+        );
+        sources.set(
+            Key::PassphraseFile,
+            layered(
+                &env,
+                Key::PassphraseFile,
+                file.encryption.passphrase_file.is_some(),
+            ),
+        );
+        let encryption = EncryptionSettings {
+            enabled,
+            recipients,
+            identity_file: env
+                .var(Key::AgeIdentity.env())
+                .map(PathBuf::from)
+                .or(file.encryption.identity_file.clone()),
+            passphrase_file: env
+                .var(Key::PassphraseFile.env())
+                .map(PathBuf::from)
+                .or(file.encryption.passphrase_file.clone()),
+        };
+
+        let mut retention = file.retention.clone();
+        let env_policy = PolicyArgs {
+            keep_last: parse_env(&env, Key::KeepLast.env())?,
+            keep_daily: parse_env(&env, Key::KeepDaily.env())?,
+            keep_weekly: parse_env(&env, Key::KeepWeekly.env())?,
+            keep_monthly: parse_env(&env, Key::KeepMonthly.env())?,
+            keep_yearly: parse_env(&env, Key::KeepYearly.env())?,
+            max_age_days: parse_env(&env, Key::MaxAgeDays.env())?,
+        };
+        for (key, in_file) in [
+            (Key::KeepLast, retention.keep_last),
+            (Key::KeepDaily, retention.keep_daily),
+            (Key::KeepWeekly, retention.keep_weekly),
+            (Key::KeepMonthly, retention.keep_monthly),
+            (Key::KeepYearly, retention.keep_yearly),
+            (Key::MaxAgeDays, retention.max_age_days),
+        ] {
+            sources.set(key, layered(&env, key, in_file.is_some()));
+        }
+        overlay_policy(&mut retention, &env_policy);
+        let suspect_ratio = suspect_ratio(&env, file.backup.suspect_ratio)?;
+        sources.set(Key::SuspectRatio, suspect_ratio.source);
+
+        let lock_timeout = resolve_lock_timeout(cli, &env, &file)?;
+        sources.set(Key::LockTimeout, lock_timeout.source);
+
+        Ok(Settings {
+            lock_timeout,
+            database_url,
+            backup_dir,
+            pg_bin,
+            format,
+            compression,
+            jobs,
+            encryption,
+            retention,
+            suspect_ratio,
+            config_file,
+            env,
+            sources,
+        })
+    }
+
+    /// Where `key`'s effective value came from ([`Source::Default`] when it is unset).
+    #[must_use]
+    pub fn source(&self, key: Key) -> Source {
+        self.sources.get(key)
+    }
+}
+
+/// Where each key's value came from, indexed by [`Key`].
+#[derive(Debug, Clone)]
+pub struct Sources([Source; KEY_COUNT]);
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources([Source::Default; KEY_COUNT])
+    }
+}
+
+impl Sources {
+    /// The source of `key`.
+    #[must_use]
+    pub fn get(&self, key: Key) -> Source {
+        self.0[key as usize]
+    }
+
+    fn set(&mut self, key: Key, source: Source) {
+        self.0[key as usize] = source;
+    }
+
+    fn set_from<T>(&mut self, key: Key, value: Option<&Sourced<T>>) {
+        self.set(key, value.map_or(Source::Default, |v| v.source));
+    }
+}
+
+/// The source of a key that no global flag sets: its variable (environment or `.env`) when set,
+/// else the config file when it sets it, else the default. Values that do not parse never get
+/// here: resolution stops first.
+fn layered(env: &Env, key: Key, in_file: bool) -> Source {
+    match env.get(key.env()) {
+        Some((_, src)) => src,
+        None if in_file => Source::File,
+        None => Source::Default,
+    }
+}
+
+fn config_file_source(cli: &Cli, env: &Env) -> Source {
+    if cli.config.is_some() {
+        Source::Flag
+    } else {
+        env.get(Key::ConfigFile.env())
+            .map_or(Source::Default, |(_, src)| src)
+    }
+}
+
+/// The default text of `key` from [`KEYS`]; only called for keys that have one.
+fn default_of(key: Key) -> &'static str {
+    key.default_text().unwrap_or_default()
+}
+
+/// The default backup folder, `./backups` in [`KEYS`], kept relative as `backups`.
+fn default_backup_dir() -> PathBuf {
+    let d = default_of(Key::BackupDir);
+    PathBuf::from(d.strip_prefix("./").unwrap_or(d))
+}
+
+fn parse_format(v: &str) -> Result<DumpFormat> {
+    Ok(match v.trim().to_ascii_lowercase().as_str() {
+        "custom" | "c" => DumpFormat::Custom,
+        "plain" | "p" | "sql" => DumpFormat::Plain,
+        "directory" | "d" | "dir" => DumpFormat::Directory,
+        _ => {
+            return Err(Error::usage(format!("invalid {}={v:?}", Key::Format.env()))
+                .hint("use custom, plain or directory")
+                .into())
+        }
+    })
+}
+
+/// `restore --lock-timeout`, else `BACKUP_LOCK_TIMEOUT`, else `[restore] lock_timeout`, else 30s.
+fn resolve_lock_timeout(
+    cli: &Cli,
+    env: &Env,
+    file: &FileConfig,
+) -> Result<Sourced<std::time::Duration>> {
+    let flag = match &cli.command {
+        crate::cli::args::Command::Restore(a) => a.lock_timeout.clone(),
+        _ => None,
+    };
+    let (text, source, name) = if let Some(v) = flag {
+        (v, Source::Flag, "--lock-timeout")
+    } else if let Some((v, src)) = env.get(Key::LockTimeout.env()) {
+        (v.to_string(), src, Key::LockTimeout.env())
+    } else if let Some(v) = &file.restore.lock_timeout {
+        (v.clone(), Source::File, "restore.lock_timeout")
+    } else {
+        (
+            default_of(Key::LockTimeout).to_string(),
+            Source::Default,
+            "the default lock timeout",
+        )
+    };
+    let d = crate::pg::sessions::parse_duration(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}"))
+            .hint("give a duration like 30s, 500ms or 2m (0 waits forever)")
+    })?;
+    Ok(Sourced::new(d, source))
+}
+
+/// Applies the rules set in `args` over `policy`.
+pub fn overlay_policy(policy: &mut Policy, args: &PolicyArgs) {
+    let pairs = [
+        (&mut policy.keep_last, args.keep_last),
+        (&mut policy.keep_daily, args.keep_daily),
+        (&mut policy.keep_weekly, args.keep_weekly),
+        (&mut policy.keep_monthly, args.keep_monthly),
+        (&mut policy.keep_yearly, args.keep_yearly),
+        (&mut policy.max_age_days, args.max_age_days),
+    ];
+    for (slot, value) in pairs {
+        if value.is_some() {
+            *slot = value;
+        }
+    }
+}
+
+/// `BACKUP_AGE_RECIPIENTS`: comma-separated `age1...` keys, or the path of a recipients file.
+fn parse_recipients(v: &str) -> Recipients {
+    let parts: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !parts.is_empty() && parts.iter().all(|p| p.starts_with("age1")) {
+        Recipients::Keys(parts)
+    } else {
+        Recipients::File(PathBuf::from(v.trim()))
+    }
+}
+
+fn pick_path(
+    flag: Option<PathBuf>,
+    env: &Env,
+    key: &str,
+    file: Option<PathBuf>,
+) -> Option<Sourced<PathBuf>> {
+    if let Some(p) = flag {
+        return Some(Sourced::new(p, Source::Flag));
+    }
+    if let Some((v, src)) = env.get(key) {
+        return Some(Sourced::new(PathBuf::from(v), src));
+    }
+    file.map(|p| Sourced::new(p, Source::File))
+}
+
+fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<PathBuf>)> {
+    let explicit = cli
+        .config
+        .clone()
+        .or_else(|| env.var(Key::ConfigFile.env()).map(PathBuf::from));
+    let path = match explicit {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(
+                    Error::usage(format!("config file {} not found", p.display()))
+                        .hint("check --config / AOS_BACKUP_CONFIG")
+                        .into(),
+                );
+            }
+            p
+        }
+        None => {
+            let p = cwd.join("aos-backup.toml");
+            if !p.is_file() {
+                return Ok((FileConfig::default(), None));
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+        let first = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
+        Error::usage(format!("invalid config file {}: {first}", path.display()))
+            .hint("see the README's Configuration section for the keys")
+    })?;
+    // A config file that holds a password is a secret file: private, as .pgpass must be.
+    let holds_password = file
+        .database_url
+        .as_deref()
+        .is_some_and(crate::pg::conninfo::holds_password);
+    if holds_password {
+        crate::runtime::fsutil::check_secret_file(&path, "config file").map_err(|mut e| {
+            e.message = format!("{} (its database_url holds a password)", e.message);
+            e
+        })?;
+    }
+    Ok((file, Some(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn settings(args: &[&str], env: &[(&str, &str)]) -> Result<Settings> {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        Settings::resolve(&cli, Env::from_pairs(env), dir.path())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = settings(&["aos-backup", "list"], &[]).unwrap();
+        assert_eq!(s.backup_dir.value, PathBuf::from("backups"));
+        assert_eq!(s.backup_dir.source, Source::Default);
+        assert_eq!(s.format.value, DumpFormat::Custom);
+        assert_eq!(s.compression.value.algorithm, Algorithm::Zstd);
+        assert!(s.retention.is_empty());
+        assert!(!s.encryption.enabled);
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let s = settings(
+            &["aos-backup", "--backup-dir", "/flag", "list"],
+            &[("BACKUP_DIR", "/env"), ("BACKUP_RETENTION_DAYS", "30")],
+        )
+        .unwrap();
+        assert_eq!(s.backup_dir.value, PathBuf::from("/flag"));
+        assert_eq!(s.backup_dir.source, Source::Flag);
+        assert_eq!(s.retention.max_age_days, Some(30));
+    }
+
+    #[test]
+    fn seed_style_values_are_understood() {
+        let s = settings(
+            &["aos-backup", "list"],
+            &[
+                ("BACKUP_COMPRESSION", "true"),
+                ("BACKUP_ENCRYPTION", "false"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.compression.value.algorithm, Algorithm::Zstd);
+        assert!(!s.encryption.enabled);
+        let s = settings(&["aos-backup", "list"], &[("BACKUP_COMPRESSION", "false")]).unwrap();
+        assert_eq!(s.compression.value.algorithm, Algorithm::None);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_variable() {
+        for (k, v) in [
+            ("BACKUP_RETENTION_DAYS", "thirty"),
+            ("BACKUP_COMPRESSION", "lzma"),
+            ("BACKUP_ENCRYPTION", "maybe"),
+            ("BACKUP_FORMAT", "xml"),
+        ] {
+            let err = settings(&["aos-backup", "list"], &[(k, v)]).unwrap_err();
+            let e = crate::error::find(&err).expect("typed error");
+            assert_eq!(e.kind, crate::error::Kind::Usage);
+            assert!(e.message.contains(k), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn defaults_come_from_the_key_table() {
+        let s = settings(&["aos-backup", "list"], &[]).unwrap();
+        assert_eq!(
+            Path::new(".").join(&s.backup_dir.value),
+            Path::new(Key::BackupDir.default_text().unwrap())
+        );
+        assert_eq!(
+            Some(s.format.value.to_string().as_str()),
+            Key::Format.default_text()
+        );
+        assert_eq!(
+            Some(s.compression.value.algorithm.to_string().as_str()),
+            Key::Compression.default_text()
+        );
+        assert_eq!(s.suspect_ratio.value, DEFAULT_SUSPECT_RATIO);
+        assert_eq!(
+            s.lock_timeout.value,
+            crate::pg::sessions::DEFAULT_LOCK_TIMEOUT
+        );
+        assert!(!s.encryption.enabled);
+        for d in KEYS {
+            assert_eq!(s.source(d.key), Source::Default, "{}", d.name);
+        }
+    }
+
+    #[test]
+    fn every_key_records_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aos-backup.toml"),
+            "[backup]\njobs = 2\ncompression_level = 5\n[retention]\nkeep_daily = 3\n\
+             [encryption]\nenabled = true\nidentity_file = \"/k\"\n",
+        )
+        .unwrap();
+        let all: Vec<(&str, &str)> = KEYS
+            .iter()
+            .filter(|d| d.key != Key::ConfigFile && d.key != Key::DatabaseUrl)
+            .map(|d| {
+                let v = match d.key {
+                    Key::Format => "plain",
+                    Key::Compression => "gzip",
+                    Key::Encryption => "age",
+                    Key::SuspectRatio => "0.25",
+                    Key::LockTimeout => "5s",
+                    Key::AgeRecipients => "age1abc",
+                    Key::BackupDir | Key::PgBin | Key::AgeIdentity | Key::PassphraseFile => "/x",
+                    _ => "4",
+                };
+                (d.env, v)
+            })
+            .collect();
+        let cli = Cli::try_parse_from(["aos-backup", "list"]).unwrap();
+        let s = Settings::resolve(&cli, Env::from_pairs(&all), dir.path()).unwrap();
+        for d in KEYS {
+            let want = match d.key {
+                Key::ConfigFile => Source::Default,
+                Key::DatabaseUrl => Source::Default,
+                _ => Source::Env,
+            };
+            assert_eq!(s.source(d.key), want, "{}", d.name);
+        }
+        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        for (k, want) in [
+            (Key::Jobs, Source::File),
+            (Key::CompressionLevel, Source::File),
+            (Key::KeepDaily, Source::File),
+            (Key::KeepLast, Source::Default),
+            (Key::Encryption, Source::File),
+            (Key::AgeIdentity, Source::File),
+            (Key::PassphraseFile, Source::Default),
+        ] {
+            assert_eq!(s.source(k), want, "{k:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "aos-backup",
+            "--config",
+            dir.path().join("aos-backup.toml").to_str().unwrap(),
+            "--pg-bin",
+            "/pg",
+            "list",
+        ])
+        .unwrap();
+        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        assert_eq!(s.source(Key::ConfigFile), Source::Flag);
+        assert_eq!(s.source(Key::PgBin), Source::Flag);
+    }
+
+    #[test]
+    fn recipients_inline_or_file() {
+        assert_eq!(
+            parse_recipients("age1abc, age1def"),
+            Recipients::Keys(vec!["age1abc".into(), "age1def".into()])
+        );
+        assert_eq!(
+            parse_recipients("/etc/keys.txt"),
+            Recipients::File(PathBuf::from("/etc/keys.txt"))
+        );
+    }
+
+    #[test]
+    fn production_marker() {
+        assert!(Env::from_pairs(&[("NODE_ENV", "production")])
+            .production_marker()
+            .is_some());
+        assert!(Env::from_pairs(&[("RAILS_ENV", "PRODUCTION")])
+            .production_marker()
+            .is_some());
+        assert!(Env::from_pairs(&[("APP_ENV", "staging")])
+            .production_marker()
+            .is_none());
+        assert!(Env::from_pairs(&[]).production_marker().is_none());
+    }
+
+    #[test]
+    fn config_file_is_read_and_unknown_keys_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aos-backup.toml"),
+            "backup_dir = \"/srv/b\"\n[retention]\nkeep_last = 3\n[backup]\ncompression = \"gzip\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(["aos-backup", "list"]).unwrap();
+        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        assert_eq!(s.backup_dir.value, PathBuf::from("/srv/b"));
+        assert_eq!(s.retention.keep_last, Some(3));
+        assert_eq!(s.compression.value.algorithm, Algorithm::Gzip);
+        for text in ["bakup_dir = 1\n", "[retention]\nkeep_lats = 3\n"] {
+            std::fs::write(dir.path().join("aos-backup.toml"), text).unwrap();
+            let err = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap_err();
+            assert_eq!(
+                crate::error::find(&err).unwrap().kind,
+                crate::error::Kind::Usage,
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Applying the retention plan to the folder: which backups each database has, the pure plan of
+//! `retention`, the files removed under the folder lock, and a typed report of it all. Below the
+//! commands, so that `prune` and `backup` (which prunes after a good run) share it.
+
+use crate::catalog::retention::{self, Candidate, Decision, Policy};
+use crate::catalog::{self, Status};
+use crate::storage::lock::FolderLock;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use std::path::Path;
+
+/// Whose backups the policy applies to: retention never counts one database's backups against
+/// another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Databases {
+    /// The backups of this database only.
+    One(String),
+    /// The backups of each database in the folder, each set on its own.
+    Each,
+}
+
+/// One complete backup and what the plan decided for it.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The backup's id, when it has one.
+    pub id: Option<String>,
+    /// Its file name in the folder.
+    pub file: String,
+    pub decision: Decision,
+}
+
+/// The plan for one database's backups, and how many were deleted.
+#[derive(Debug, Clone)]
+pub struct DatabaseOutcome {
+    pub database: String,
+    pub planned: Vec<Planned>,
+    /// Backups actually deleted (0 on a dry run).
+    pub deleted: usize,
+}
+
+/// A leftover of an interrupted run, or a sidecar without its backup.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    pub file: String,
+    pub what: &'static str,
+    /// Why it could not be removed (it is left in place).
+    pub error: Option<String>,
+}
+
+/// What [`apply`] decided and did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub dry_run: bool,
+    /// The databases the policy was applied to.
+    pub databases: Vec<String>,
+    pub outcomes: Vec<DatabaseOutcome>,
+    pub leftovers: Vec<Leftover>,
+    /// Files that are not ours, left alone.
+    pub unmanaged: usize,
+}
+
+impl Report {
+    fn verb(&self) -> &'static str {
+        if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        }
+    }
+
+    /// The plan, a line per backup and per leftover.
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for o in &self.outcomes {
+            let shown_db = sanitize(&o.database);
+            for p in &o.planned {
+                let d = &p.decision;
+                let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
+                let action = if d.keep { "keep" } else { "delete" };
+                lines.push(format!(
+                    "{action:<7} {}  {shown_db}  {}  {}",
+                    p.id.as_deref().unwrap_or(&p.file),
+                    d.time.format("%Y-%m-%d %H:%M:%S"),
+                    reasons.join(", ")
+                ));
+            }
+        }
+        for l in &self.leftovers {
+            lines.push(format!("remove  {}  ({})", l.file, l.what));
+        }
+        lines
+    }
+
+    /// The plan as `prune --json` prints it.
+    #[must_use]
+    pub fn json(&self) -> serde_json::Value {
+        let mut plan = Vec::new();
+        for o in &self.outcomes {
+            for p in &o.planned {
+                let d = &p.decision;
+                let action = if d.keep { "keep" } else { "delete" };
+                plan.push(serde_json::json!({
+                    "id": p.id, "file": p.file, "database": o.database, "time": d.time,
+                    "action": action, "reasons": d.reasons,
+                }));
+            }
+        }
+        for l in &self.leftovers {
+            let mut item =
+                serde_json::json!({ "file": l.file, "action": "remove", "reasons": [l.what] });
+            if let Some(err) = &l.error {
+                item["error"] = serde_json::Value::String(err.clone());
+            }
+            plan.push(item);
+        }
+        serde_json::json!({ "dry_run": self.dry_run, "databases": self.databases, "plan": plan })
+    }
+
+    /// One summary line per database (the last one counts the unmanaged files).
+    #[must_use]
+    pub fn summaries(&self) -> Vec<String> {
+        let verb = self.verb();
+        let mut summaries: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|o| {
+                let kept = o.planned.iter().filter(|p| p.decision.keep).count();
+                let gone = if self.dry_run {
+                    o.planned.len() - kept
+                } else {
+                    o.deleted
+                };
+                format!(
+                    "database {:?}: {verb} {gone} backup(s), kept {kept}",
+                    sanitize(&o.database)
+                )
+            })
+            .collect();
+        if self.databases.is_empty() {
+            summaries.push(format!("{verb} 0 backup(s): no complete backups"));
+        }
+        if self.unmanaged > 0 {
+            if let Some(last) = summaries.last_mut() {
+                last.push_str(&format!(", {} unmanaged file(s) untouched", self.unmanaged));
+            }
+        }
+        summaries
+    }
+}
+
+/// Applies `policy` in `dir` to the backups of `which` database(s), as of `now`; `protected` (a
+/// backup's file name: the one a backup run just wrote) is never deleted. Deletions and removals
+/// are logged as they happen; the plan itself is returned for the caller to show.
+///
+/// The caller must hold `_lock`: it is what makes leftovers safe to remove.
+pub fn apply(
+    dir: &Path,
+    policy: &Policy,
+    which: &Databases,
+    protected: Option<&str>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    _lock: &FolderLock,
+) -> Result<Report> {
+    let entries = catalog::scan(dir)?;
+    let in_folder = catalog::databases(&entries);
+    let databases = match which {
+        Databases::One(db) => vec![db.clone()],
+        Databases::Each => in_folder.clone(),
+    };
+    let protected: Vec<&str> = protected.into_iter().collect();
+    let mut outcomes = Vec::new();
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for db in &databases {
+        let complete: Vec<&catalog::Entry> = entries
+            .iter()
+            .filter(|e| e.status == Status::Complete && e.database() == Some(db.as_str()))
+            .collect();
+        let candidates: Vec<Candidate> = complete
+            .iter()
+            .map(|e| Candidate {
+                id: e.name.clone(),
+                time: e.time,
+            })
+            .collect();
+        // Backups whose recorded time disagrees with their name: kept, and counted in no rule.
+        let untrusted: Vec<&str> = complete
+            .iter()
+            .filter(|e| e.time_mismatch().is_some())
+            .map(|e| e.name.as_str())
+            .collect();
+        let decisions = retention::plan_full(&candidates, policy, now, &protected, &untrusted);
+        if !candidates.is_empty() && decisions.iter().all(|d| !d.keep) {
+            anyhow::bail!(
+                "internal error: the retention plan would delete every backup of {db:?}; nothing was deleted"
+            );
+        }
+        let mut planned = Vec::new();
+        let mut deleted = 0;
+        for d in decisions {
+            let entry = complete
+                .iter()
+                .find(|e| e.name == d.id)
+                .context("plan names an unknown backup")?;
+            if !d.keep && !dry_run {
+                let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
+                crate::runtime::fsutil::remove_any(&entry.path)
+                    .with_context(|| format!("deleting {}", entry.path.display()))?;
+                let meta = catalog::Meta::path_for(&entry.path);
+                crate::runtime::fsutil::remove_any(&meta)
+                    .with_context(|| format!("deleting {}", meta.display()))?;
+                deleted += 1;
+                tracing::info!("{verb} {} ({})", entry.name, reasons.join(", "));
+            }
+            planned.push(Planned {
+                id: entry.id.clone(),
+                file: entry.name.clone(),
+                decision: d,
+            });
+        }
+        outcomes.push(DatabaseOutcome {
+            database: db.clone(),
+            planned,
+            deleted,
+        });
+    }
+    if let Databases::One(db) = which {
+        let others: Vec<&str> = in_folder
+            .iter()
+            .map(String::as_str)
+            .filter(|d| d != db)
+            .collect();
+        if !others.is_empty() {
+            tracing::info!(
+                "backups of {} left alone (`prune --database NAME` or `--all-databases` applies the policy to them)",
+                sanitize(&others.join(", "))
+            );
+        }
+    }
+    // We hold the folder lock, so no running aos-backup owns these leftovers.
+    let mut leftovers = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| matches!(e.status, Status::Incomplete | Status::Orphaned))
+    {
+        let what = if e.status == Status::Incomplete {
+            "leftover of an interrupted run"
+        } else {
+            "metadata without its backup"
+        };
+        let mut error = None;
+        if !dry_run {
+            // A leftover is not a backup: one we cannot remove (another owner, immutable) is
+            // worth a warning, not a failed run.
+            match crate::runtime::fsutil::remove_any(&e.path) {
+                Ok(()) => tracing::info!("removed {} ({what})", e.name),
+                Err(err) => {
+                    tracing::warn!(
+                        "cannot remove {} ({what}): {err}; it is left in place (remove it by hand)",
+                        e.path.display()
+                    );
+                    error = Some(err.to_string());
+                }
+            }
+        }
+        leftovers.push(Leftover {
+            file: e.name.clone(),
+            what,
+            error,
+        });
+    }
+    let unmanaged = entries
+        .iter()
+        .filter(|e| e.status == Status::Unmanaged)
+        .count();
+    if unmanaged > 0 {
+        tracing::debug!("{unmanaged} unmanaged file(s) left alone");
+    }
+    Ok(Report {
+        dry_run,
+        databases,
+        outcomes,
+        leftovers,
+        unmanaged,
+    })
+}
+
+/// Database names come from sidecars; keep control characters off the terminal.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::retention::Reason;
+
+    fn planned(file: &str, keep: bool, reason: Reason) -> Planned {
+        Planned {
+            id: None,
+            file: file.into(),
+            decision: Decision {
+                id: file.into(),
+                time: DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc),
+                keep,
+                reasons: vec![reason],
+            },
+        }
+    }
+
+    #[test]
+    fn report_renders_plan_json_and_summaries() {
+        let report = Report {
+            dry_run: true,
+            databases: vec!["app\n".into()],
+            outcomes: vec![DatabaseOutcome {
+                database: "app\n".into(),
+                planned: vec![
+                    planned("new.dump", true, Reason::Newest),
+                    planned("old.dump", false, Reason::Unmatched),
+                ],
+                deleted: 0,
+            }],
+            leftovers: vec![Leftover {
+                file: "x.partial".into(),
+                what: "leftover of an interrupted run",
+                error: Some("denied".into()),
+            }],
+            unmanaged: 2,
+        };
+        let lines = report.lines();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("delete  old.dump  app?  2024-05-01 10:00:00"));
+        assert_eq!(
+            lines[2],
+            "remove  x.partial  (leftover of an interrupted run)"
+        );
+        assert_eq!(
+            report.summaries(),
+            ["database \"app?\": would delete 1 backup(s), kept 1, 2 unmanaged file(s) untouched"]
+        );
+        let json = report.json();
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["plan"][1]["action"], "delete");
+        assert_eq!(json["plan"][2]["error"], "denied");
+
+        let empty = Report {
+            dry_run: false,
+            databases: vec![],
+            outcomes: vec![],
+            leftovers: vec![],
+            unmanaged: 0,
+        };
+        assert_eq!(
+            empty.summaries(),
+            ["deleted 0 backup(s): no complete backups"]
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Talking to PostgreSQL: one resolution of the connection for us and the tools, our own
+//! connection, other sessions, and finding the client tools.
+
+pub mod conninfo;
+pub mod db;
+pub mod pgpass;
+pub mod sessions;
+pub mod tls;
+pub mod tools;

@@ -1,0 +1,688 @@
+//! Running pg_dump, pg_restore and psql: argv without secrets (the connection goes through the
+//! environment), the tail of stderr kept for messages, and children and temp files cleaned up
+//! when we are interrupted.
+
+use crate::error::{Error, Kind};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// Held while a finished backup is made visible, so a signal can't remove half of it.
+static COMMIT: Mutex<()> = Mutex::new(());
+
+/// Records SIGINT/SIGTERM the moment they arrive, in the signal handler itself, so that a child
+/// that dies of the same Ctrl-C is never mistaken for a failure. (The async task that stops
+/// children and removes temp files runs a little later.)
+pub fn install_signal_flag() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the action only does an atomic store, which is async-signal-safe.
+        let registered = unsafe {
+            signal_hook_registry::register(sig, move || {
+                let _ = INTERRUPTED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+            })
+        };
+        if let Err(e) = registered {
+            tracing::debug!("cannot watch signal {sig}: {e}");
+        }
+    }
+}
+
+/// The signal that interrupted us, if any.
+#[must_use]
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The error for an interruption by `sig`. During a restore it says what is known about the
+/// target at that moment (see [`RestorePhase`]); otherwise nothing was kept.
+#[must_use]
+pub fn interrupted_error(sig: i32) -> Error {
+    let (kind, what) = if sig == libc::SIGTERM {
+        (Kind::Terminated, "terminated (SIGTERM)")
+    } else {
+        (Kind::Interrupted, "interrupted (Ctrl-C)")
+    };
+    let Some(db) = lock(&RESTORE_TARGET).clone() else {
+        return Error::new(kind, format!("{what}; nothing was kept"));
+    };
+    match restore_phase() {
+        RestorePhase::Untouched => Error::new(
+            kind,
+            format!("{what} before the restore changed anything: database {db:?} is as it was"),
+        ),
+        RestorePhase::Transaction if commit_outcome_unknown() => Error::new(
+            kind,
+            format!(
+                "{what} after the restore's COMMIT was handed to psql: whether database {db:?} was restored is unknown"
+            ),
+        )
+        .hint(unknown_outcome_hint(&db)),
+        RestorePhase::Transaction => Error::new(
+            kind,
+            format!(
+                "{what}; the restore's transaction was never committed, so the server rolls it back: database {db:?} is as it was"
+            ),
+        ),
+        RestorePhase::Parallel => Error::new(
+            kind,
+            format!(
+                "{what} during a parallel restore (--jobs): database {db:?} may be partly restored"
+            ),
+        )
+        .hint(
+            "restore again and let it finish (without --jobs it runs in one transaction: all or nothing), or drop and recreate the database and restore into it",
+        ),
+        RestorePhase::CommitSent => Error::new(
+            kind,
+            format!(
+                "{what} after the restore's COMMIT was sent and before the server answered: whether database {db:?} was restored is unknown"
+            ),
+        )
+        .hint(unknown_outcome_hint(&db)),
+        RestorePhase::Committed => Error::new(
+            kind,
+            format!(
+                "{what} while the server committed the restore; it answered that the COMMIT succeeded: database {db:?} is restored"
+            ),
+        ),
+    }
+}
+
+/// How to find out whether a COMMIT whose answer we did not see went through.
+fn unknown_outcome_hint(db: &str) -> String {
+    format!(
+        "the server completes or rolls back that COMMIT on its own: wait until `SELECT pid, state, wait_event FROM pg_stat_activity WHERE datname = '{}'` shows no session of the restore, then look at the tables (or restore again)",
+        db.replace('\'', "''")
+    )
+}
+
+/// How far a restore has gone, for an honest message when it is interrupted or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RestorePhase {
+    /// No restore tool has touched the target yet.
+    Untouched = 0,
+    /// psql runs our transaction; COMMIT was not sent, so ending psql rolls everything back.
+    Transaction = 1,
+    /// pg_restore --jobs runs: every object commits on its own, the target may be partly changed.
+    Parallel = 2,
+    /// psql reached our COMMIT (it printed [`COMMIT_MARK`]); the outcome is the server's answer.
+    CommitSent = 3,
+    /// The server answered the COMMIT with success.
+    Committed = 4,
+}
+
+static RESTORE_PHASE: AtomicU8 = AtomicU8::new(0);
+/// The database a restore is writing to; `None` outside a restore.
+static RESTORE_TARGET: Mutex<Option<String>> = Mutex::new(None);
+
+/// What psql prints on stderr (as a server WARNING) right before it sends our COMMIT.
+pub const COMMIT_MARK: &str = "aos-backup: sending COMMIT";
+/// Set when the feeder has handed its COMMIT to psql: everything was read and checked, and psql
+/// may send COMMIT at any moment (it prints [`COMMIT_MARK`] first).
+static COMMIT_WRITTEN: AtomicBool = AtomicBool::new(false);
+/// Threads still reading a child's stderr. After the children are stopped, their stderr ends;
+/// once every reader is done, the phase holds everything psql printed, so the absence of
+/// [`COMMIT_MARK`] then proves that COMMIT was never sent.
+static STDERR_READERS: AtomicUsize = AtomicUsize::new(0);
+/// Whether `on_signal` saw every stderr reader finish after stopping the children.
+static STDERR_DRAINED: AtomicBool = AtomicBool::new(false);
+
+/// The feeder hands COMMIT to psql now.
+pub fn set_commit_written() {
+    COMMIT_WRITTEN.store(true, Ordering::SeqCst);
+}
+
+/// Whether the outcome of the restore's transaction is not known: COMMIT was sent, or it was
+/// handed to psql and we could not read all that psql printed.
+fn commit_outcome_unknown() -> bool {
+    match restore_phase() {
+        RestorePhase::CommitSent => true,
+        RestorePhase::Transaction => {
+            COMMIT_WRITTEN.load(Ordering::SeqCst) && !STDERR_DRAINED.load(Ordering::SeqCst)
+        }
+        _ => false,
+    }
+}
+
+/// A restore into `db` starts: interruption messages describe the target from now on.
+pub fn restore_begins(db: &str) {
+    *lock(&RESTORE_TARGET) = Some(db.to_string());
+    set_restore_phase(RestorePhase::Untouched);
+}
+
+pub fn set_restore_phase(phase: RestorePhase) {
+    RESTORE_PHASE.store(phase as u8, Ordering::SeqCst);
+}
+
+#[must_use]
+pub fn restore_phase() -> RestorePhase {
+    match RESTORE_PHASE.load(Ordering::SeqCst) {
+        1 => RestorePhase::Transaction,
+        2 => RestorePhase::Parallel,
+        3 => RestorePhase::CommitSent,
+        4 => RestorePhase::Committed,
+        _ => RestorePhase::Untouched,
+    }
+}
+
+/// True while a restore's COMMIT waits for the server's answer: a first signal then waits for
+/// that answer instead of abandoning it (see `lib.rs`).
+#[must_use]
+pub fn commit_pending() -> bool {
+    lock(&RESTORE_TARGET).is_some() && restore_phase() == RestorePhase::CommitSent
+}
+
+/// Whether COMMIT was handed to psql but psql's word that it sends it has not been read (yet):
+/// psql may still be running the last statements, or its stderr may not have been read.
+#[must_use]
+pub fn commit_handed_over() -> bool {
+    lock(&RESTORE_TARGET).is_some()
+        && restore_phase() == RestorePhase::Transaction
+        && COMMIT_WRITTEN.load(Ordering::SeqCst)
+}
+
+/// Registers a temp file or folder to remove if we are interrupted.
+pub fn register_temp(path: &Path) {
+    lock(&TEMPS).push(path.to_path_buf());
+}
+
+/// Forgets a temp path (it was renamed or removed).
+pub fn unregister_temp(path: &Path) {
+    lock(&TEMPS).retain(|p| p != path);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `f` (making a backup visible) unless we were interrupted; a signal waits for it.
+pub fn commit<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let _guard = lock(&COMMIT);
+    if let Some(sig) = interrupted() {
+        return Err(interrupted_error(sig).into());
+    }
+    f()
+}
+
+/// Handles SIGINT/SIGTERM: stops the children, removes temp files. The caller then exits.
+pub fn on_signal(sig: i32) {
+    INTERRUPTED.store(sig, Ordering::SeqCst);
+    for pid in lock(&CHILDREN).iter() {
+        if let Ok(pid) = i32::try_from(*pid) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let _guard = lock(&COMMIT);
+    for p in lock(&TEMPS).drain(..) {
+        let _ = crate::runtime::fsutil::remove_any(&p);
+    }
+    if !COMMIT_WRITTEN.load(Ordering::SeqCst) {
+        return;
+    }
+    // COMMIT was handed to psql: let the stderr readers see the end of the children's output
+    // (bounded); the restore phase then says whether psql got as far as sending COMMIT.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while STDERR_READERS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    STDERR_DRAINED.store(STDERR_READERS.load(Ordering::SeqCst) == 0, Ordering::SeqCst);
+}
+
+/// Removes the registered temp files (normal exit path after an error).
+pub fn cleanup_temps() {
+    for p in lock(&TEMPS).drain(..) {
+        let _ = crate::runtime::fsutil::remove_any(&p);
+    }
+}
+
+/// A running child with its stderr collected in the background.
+pub struct Running {
+    pub name: String,
+    pub child: Child,
+    stderr: Option<JoinHandle<Vec<String>>>,
+}
+
+/// Keeps this many of the last stderr lines for error messages.
+const TAIL_LINES: usize = 30;
+
+/// Spawns `cmd` (stderr must be piped), registering it for signal forwarding.
+pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
+    cmd.stderr(std::process::Stdio::piped());
+    // No tool reads it, and it may hold the password: it stays in our own environment.
+    cmd.env_remove("DATABASE_URL");
+    tracing::debug!(program = %cmd.get_program().to_string_lossy(),
+        args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
+    // Spawned and registered under the lock, so that `on_signal` (which sets INTERRUPTED, then
+    // takes the lock) either finds the child to stop, or we see INTERRUPTED and start nothing.
+    die_with_us(cmd);
+    let mut children = lock(&CHILDREN);
+    if let Some(sig) = interrupted() {
+        return Err(interrupted_error(sig).into());
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::new(Kind::Tools, format!("cannot start {name}: {e}")).hint(
+            "check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable",
+        )
+    })?;
+    children.push(child.id());
+    drop(children);
+    let stderr = child.stderr.take().map(|s| {
+        let name = name.to_string();
+        STDERR_READERS.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            let tail = collect_tail(&name, s);
+            STDERR_READERS.fetch_sub(1, Ordering::SeqCst);
+            tail
+        })
+    });
+    Ok(Running {
+        name: name.to_string(),
+        child,
+        stderr,
+    })
+}
+
+/// Makes the child die with us, however we end (SIGKILL, OOM, panic): the kernel sends it SIGKILL
+/// when the thread that spawned it exits (`PR_SET_PDEATHSIG`). Every spawn site waits for its
+/// child in the thread that spawned it, so that thread outlives the child. A psql whose input
+/// ends without our COMMIT rolls back; a pg_restore killed mid-way leaves what --jobs committed.
+fn die_with_us(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the pid is read before the fork.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: prctl, getppid and _exit are async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // We may have died between fork and prctl: then nobody is left to send the signal.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Kills a child's whole process group (its forked workers, which `PR_SET_PDEATHSIG` does not
+/// reach) when we end without saying goodbye. A tiny `sh` waits for a line on a pipe that only we
+/// hold: a newline means "done"; the end of the pipe (we died) means `kill -9 -PGID`.
+pub struct GroupWatch {
+    sh: Option<Child>,
+    pipe: Option<ChildStdin>,
+}
+
+/// Spawns `cmd` as the leader of its own process group, watched by a [`GroupWatch`]. For tools
+/// that fork workers with their own connections (`pg_restore --jobs`).
+pub fn spawn_group(name: &str, cmd: &mut Command) -> anyhow::Result<(Running, GroupWatch)> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let running = spawn(name, cmd)?;
+    let pgid = running.child.id();
+    let mut sh = Command::new("/bin/sh");
+    sh.args([
+        "-c",
+        "trap '' INT HUP TERM; read -r _ || kill -9 -\"$1\"",
+        "aos-backup-watch",
+        &pgid.to_string(),
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .process_group(0);
+    match sh.spawn() {
+        Ok(mut child) => {
+            let pipe = child.stdin.take();
+            Ok((
+                running,
+                GroupWatch {
+                    sh: Some(child),
+                    pipe,
+                },
+            ))
+        }
+        Err(e) => {
+            running.kill();
+            Err(anyhow::anyhow!("cannot start /bin/sh to watch {name}: {e}"))
+        }
+    }
+}
+
+impl Drop for GroupWatch {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(mut pipe) = self.pipe.take() {
+            let _ = pipe.write_all(b"done\n");
+        }
+        if let Some(mut sh) = self.sh.take() {
+            let _ = sh.wait();
+        }
+    }
+}
+
+fn collect_tail(name: &str, stream: impl Read) -> Vec<String> {
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    for line in BufReader::new(stream).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+        if line.is_empty() {
+            continue;
+        }
+        if line.contains(COMMIT_MARK) {
+            // Everything before succeeded; psql sends COMMIT now.
+            if restore_phase() == RestorePhase::Transaction {
+                set_restore_phase(RestorePhase::CommitSent);
+            }
+            tracing::debug!("{name}: the restore's COMMIT is being sent");
+            continue;
+        }
+        tracing::debug!("{name}: {}", crate::runtime::redact::scrub(&line));
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    tail.into()
+}
+
+/// How a child ended.
+pub struct Finished {
+    pub name: String,
+    pub status: ExitStatus,
+    pub stderr: Vec<String>,
+}
+
+impl Running {
+    /// Waits for the child and its stderr.
+    pub fn wait(mut self) -> anyhow::Result<Finished> {
+        let status = self.child.wait();
+        lock(&CHILDREN).retain(|p| *p != self.child.id());
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        let status = status.map_err(|e| anyhow::anyhow!("waiting for {}: {e}", self.name))?;
+        Ok(Finished {
+            name: self.name.clone(),
+            status,
+            stderr,
+        })
+    }
+
+    /// Stops the child (SIGTERM, then SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.wait();
+    }
+}
+
+impl Finished {
+    /// Ok when the child succeeded, else a typed error built from its stderr.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use std::os::unix::process::ExitStatusExt;
+        if self.status.success() {
+            return Ok(());
+        }
+        if let Some(sig) = interrupted() {
+            return Err(interrupted_error(sig).into());
+        }
+        // Ctrl-C (or a SIGTERM to the whole process group, as systemd sends) reaches the child
+        // and us at once, and the child's death may be seen before our own handler has run.
+        if let Some(sig) = self
+            .status
+            .signal()
+            .filter(|s| matches!(*s, libc::SIGINT | libc::SIGTERM))
+        {
+            return Err(interrupted_error(sig).into());
+        }
+        Err(failure(&self.name, &self.status, &self.stderr).into())
+    }
+}
+
+/// Describes an exit status: `exit code 1` or `killed by signal 9`.
+#[must_use]
+pub fn describe_status(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "unknown status".to_string(),
+    }
+}
+
+/// A one-line error for a failed child, with a hint for the typical causes.
+#[must_use]
+pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
+    let important = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains("error") || l.contains("FATAL") || l.contains("ERROR"))
+        .or_else(|| stderr.last())
+        .map(|l| crate::runtime::redact::scrub(l));
+    let mut what = important.unwrap_or_else(|| "no error message".to_string());
+    // A restore's clean step skips what it cannot drop; when the restore then fails, that is
+    // usually the real reason (a view of the target depends on a table, another role owns it).
+    if let Some(skipped) = stderr.iter().find_map(|l| {
+        l.split_once(crate::archive::sqlfeed::SKIPPED_MARK)
+            .map(|(_, why)| why)
+    }) {
+        what = format!(
+            "{what} (earlier, the clean step could not drop an object: {})",
+            crate::runtime::redact::scrub(skipped)
+        );
+    }
+    let (kind, hint) = classify(&stderr.join("\n"));
+    // The message shows one line of the tool's stderr; -v logs every line.
+    let hint = hint.unwrap_or_else(|| format!("run again with -v to see all of {name}'s messages"));
+    Error::new(
+        kind,
+        format!("{name} failed ({}): {what}", describe_status(status)),
+    )
+    .hint(hint)
+}
+
+/// Recognizes the typical failures (seed 000's list) in a tool's or library's message.
+#[must_use]
+pub fn classify(text: &str) -> (Kind, Option<String>) {
+    let t = text.to_ascii_lowercase();
+    let conn = Kind::Connection;
+    if t.contains("certificate")
+        || t.contains("tls handshake")
+        || t.contains("ssl") && t.contains("not support")
+    {
+        (conn, Some("TLS failed: check sslmode and sslrootcert in DATABASE_URL (verify-full needs the CA that signed the server's certificate, and a host name the certificate names)".into()))
+    } else if t.contains("password authentication failed") || t.contains("no password supplied") {
+        (conn, Some("check the user and password in DATABASE_URL (percent-encode special characters: @ is %40)".into()))
+    } else if t.contains("database") && t.contains("does not exist") {
+        (
+            conn,
+            Some(
+                "create the database first (createdb NAME) or fix its name in DATABASE_URL".into(),
+            ),
+        )
+    } else if t.contains("role") && t.contains("does not exist") {
+        (
+            conn,
+            Some("fix the user name in DATABASE_URL, or create the role".into()),
+        )
+    } else if t.contains("no pg_hba.conf entry") {
+        (conn, Some("the server does not accept this host/user/database: add a pg_hba.conf entry or check sslmode".into()))
+    } else if t.contains("connection refused")
+        || t.contains("could not connect")
+        || t.contains("no such file or directory") && t.contains("socket")
+    {
+        (
+            conn,
+            Some("is PostgreSQL running? check the host and port in DATABASE_URL".into()),
+        )
+    } else if t.contains("could not translate host name") || t.contains("name or service not known")
+    {
+        (
+            conn,
+            Some("the host name in DATABASE_URL does not resolve: check it".into()),
+        )
+    } else if t.contains("timeout expired") || t.contains("timed out") {
+        (
+            conn,
+            Some("the server did not answer in time: check host, port and firewalls".into()),
+        )
+    } else if t.contains("server version mismatch") {
+        (
+            Kind::Tools,
+            Some("use pg_dump of the server's major version or newer (set PG_BIN)".into()),
+        )
+    } else if t.contains("unsupported version") && t.contains("file header") {
+        (Kind::Tools, Some("the archive was made by a newer pg_dump: use a pg_restore at least as new (set PG_BIN)".into()))
+    } else if t.contains("no space left on device") {
+        (Kind::Failure, Some("the disk is full: free space in the backup folder (or prune old backups) and retry".into()))
+    } else if t.contains("permission denied")
+        && (t.contains("could not create") || t.contains("could not open output file"))
+    {
+        // pg_dump writing its output (a directory archive) into a folder it may not write.
+        (Kind::Failure, Some("the tool may not write its output there: check the backup folder's owner and permissions (this is not about the database)".into()))
+    } else if t.contains("permission denied") {
+        (Kind::Failure, Some("the database user lacks privileges: use a role that owns (or can read) every object, e.g. the database owner".into()))
+    } else if t.contains("must be owner of") {
+        (Kind::Failure, Some("objects in the target are owned by another role: restore as that role or as a superuser".into()))
+    } else {
+        (Kind::Failure, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typical_failures_are_classified() {
+        let cases = [
+            (
+                "FATAL:  password authentication failed for user \"app\"",
+                Kind::Connection,
+                "password",
+            ),
+            (
+                "FATAL:  database \"nope\" does not exist",
+                Kind::Connection,
+                "createdb",
+            ),
+            (
+                "connection to server at \"127.0.0.1\", port 1 failed: Connection refused",
+                Kind::Connection,
+                "running",
+            ),
+            (
+                "pg_dump: error: query failed: ERROR:  permission denied for table t",
+                Kind::Failure,
+                "privileges",
+            ),
+            (
+                "pg_dump: error: could not write: No space left on device",
+                Kind::Failure,
+                "disk is full",
+            ),
+            (
+                "aborting because of server version mismatch",
+                Kind::Tools,
+                "pg_dump",
+            ),
+        ];
+        for (text, kind, hint) in cases {
+            let (k, h) = classify(text);
+            assert_eq!(k, kind, "{text}");
+            assert!(h.unwrap().contains(hint), "{text}");
+        }
+        assert_eq!(classify("something odd"), (Kind::Failure, None));
+    }
+
+    #[test]
+    fn failure_message_is_one_line_with_the_error_line() {
+        let status = Command::new("sh").args(["-c", "exit 1"]).status().unwrap();
+        let e = failure(
+            "pg_dump",
+            &status,
+            &["pg_dump: last".into(), "pg_dump: error: boom".into()],
+        );
+        assert_eq!(
+            e.message,
+            "pg_dump failed (exit code 1): pg_dump: error: boom"
+        );
+        assert!(!e.message.contains('\n'));
+        assert!(
+            e.hint.unwrap().contains("-v"),
+            "an unknown failure still gets a hint"
+        );
+    }
+
+    #[test]
+    fn stderr_tail_is_collected() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo one >&2; echo two >&2; exit 3"]);
+        let f = spawn("sh", &mut cmd).unwrap().wait().unwrap();
+        assert_eq!(f.stderr, vec!["one".to_string(), "two".to_string()]);
+        assert_eq!(f.status.code(), Some(3));
+        assert!(f.check().is_err());
+    }
+
+    #[test]
+    fn a_child_killed_by_sigint_or_sigterm_is_an_interruption() {
+        use std::os::unix::process::CommandExt;
+        for (sig, kind) in [("INT", Kind::Interrupted), ("TERM", Kind::Terminated)] {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", &format!("kill -{sig} $$")]);
+            // SAFETY: signal() is async-signal-safe. (A shell started in the background ignores
+            // SIGINT, and so would its children.)
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                    libc::signal(libc::SIGTERM, libc::SIG_DFL);
+                    Ok(())
+                });
+            }
+            let err = spawn("sh", &mut cmd)
+                .unwrap()
+                .wait()
+                .unwrap()
+                .check()
+                .unwrap_err();
+            assert_eq!(crate::error::find(&err).unwrap().kind, kind, "SIG{sig}");
+        }
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -KILL $$"]);
+        let err = spawn("sh", &mut cmd)
+            .unwrap()
+            .wait()
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(crate::error::find(&err).unwrap().kind, Kind::Failure);
+    }
+}
