@@ -10,6 +10,7 @@ use crate::archive::sink;
 use crate::catalog::{FileEntry, Meta};
 use crate::error::{Error, Kind};
 use crate::pg::tools::Locator;
+use crate::runtime::context::OpContext;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -107,7 +108,12 @@ fn check_directory(path: &Path, meta: &Meta, counter: &AtomicU64) -> Result<()> 
 
 /// Reads the archive through: decryption and decompression check their own integrity, and
 /// pg_restore converts every entry (data blocks included) to SQL that goes nowhere.
-pub fn read_through(path: &Path, keys: &KeySource, locator: &Locator) -> Result<&'static str> {
+pub fn read_through(
+    ctx: &OpContext,
+    path: &Path,
+    keys: &KeySource,
+    locator: &Locator,
+) -> Result<&'static str> {
     let mut opened = layers::open(path, keys)?;
     let counter = AtomicU64::new(0);
     match opened.format {
@@ -127,14 +133,14 @@ pub fn read_through(path: &Path, keys: &KeySource, locator: &Locator) -> Result<
             }
             if format == DumpFormat::Directory || opened.is_bare() {
                 cmd.arg(path).stdin(Stdio::null());
-                crate::runtime::process::spawn("pg_restore", &mut cmd)?
+                crate::runtime::process::spawn(ctx, "pg_restore", &mut cmd)?
                     .wait()?
                     .check()
                     .map_err(|e| integrity_from(path, &e))?;
             } else {
                 let mut r = reader.context("no reader")?;
                 cmd.stdin(Stdio::piped());
-                let mut running = crate::runtime::process::spawn("pg_restore", &mut cmd)?;
+                let mut running = crate::runtime::process::spawn(ctx, "pg_restore", &mut cmd)?;
                 let mut stdin = running.child.stdin.take().context("no stdin")?;
                 let copied = sink::pump(&mut r, &mut stdin, &counter);
                 drop(stdin);

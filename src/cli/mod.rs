@@ -6,6 +6,7 @@ pub mod commands;
 
 use crate::error;
 use crate::exit::ExitCode;
+use crate::runtime::context::OpContext;
 use crate::runtime::{fsutil, logging, process, progress, redact};
 use clap::Parser;
 
@@ -46,9 +47,20 @@ pub fn run() -> i32 {
             return ExitCode::Failure.code();
         }
     };
-    process::install_signal_flag();
+    crate::runtime::signal::install_flag();
+    let progress: std::sync::Arc<dyn crate::runtime::progress::Progress> =
+        if logging::stderr_is_terminal() && !cli.quiet && cli.log_format == logging::LogFormat::Text
+        {
+            std::sync::Arc::new(crate::runtime::progress::Terminal)
+        } else {
+            std::sync::Arc::new(crate::runtime::progress::Silent)
+        };
+    let op = OpContext::new(progress);
+    let stdout_used = commands::StdoutUsed::default();
+    let (op2, used2) = (op.clone(), stdout_used.clone());
     let result = runtime.block_on(async move {
-        let ctx = build_ctx(&cli)?;
+        let op = op2;
+        let ctx = build_ctx(&cli, op.clone(), used2)?;
         let work = commands::dispatch(cli, ctx);
         tokio::pin!(work);
         let mut signals = Signals::new();
@@ -59,7 +71,7 @@ pub fn run() -> i32 {
                 r = &mut work => {
                     return match (waited, r) {
                         // The answer came: the message says what it was.
-                        (Some(sig), Ok(())) => Err(process::interrupted_error(sig).into()),
+                        (Some(sig), Ok(())) => Err(op.interrupted_error(sig).into()),
                         (_, r) => r,
                     };
                 }
@@ -67,12 +79,12 @@ pub fn run() -> i32 {
                     // psql may have printed that it sends COMMIT a moment ago: give the thread
                     // that reads its stderr a moment to catch up (bounded) before deciding.
                     for _ in 0..50 {
-                        if waited.is_some() || !process::commit_handed_over() {
+                        if waited.is_some() || !op.restore().commit_handed_over() {
                             break;
                         }
                         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     }
-                    if waited.is_none() && process::commit_pending() {
+                    if waited.is_none() && op.restore().commit_pending() {
                         // Abandoning now would leave the outcome unknown: wait for the answer.
                         waited = Some(sig);
                         tracing::warn!(
@@ -81,22 +93,26 @@ pub fn run() -> i32 {
                         );
                         continue;
                     }
-                    process::on_signal(sig);
-                    return Err(process::interrupted_error(sig).into());
+                    op.cancel(sig);
+                    return Err(op.interrupted_error(sig).into());
                 }
             }
         }
     });
-    process::cleanup_temps();
+    op.cleanup_temps();
     // Blocking threads (a pipeline that was interrupted) must not hold up the exit.
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::Success.code(),
-        Err(e) => report(&e, json, log_format).code(),
+        Err(e) => report(&e, json && !stdout_used.get(), log_format).code(),
     }
 }
 
-fn build_ctx(cli: &args::Cli) -> anyhow::Result<commands::Ctx> {
+fn build_ctx(
+    cli: &args::Cli,
+    op: OpContext,
+    stdout_used: commands::StdoutUsed,
+) -> anyhow::Result<commands::Ctx> {
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the current folder: {e}"))?;
     let env = crate::config::Env::load(&cwd)?;
@@ -110,9 +126,8 @@ fn build_ctx(cli: &args::Cli) -> anyhow::Result<commands::Ctx> {
     Ok(commands::Ctx {
         settings,
         json: cli.json,
-        progress: logging::stderr_is_terminal()
-            && !cli.quiet
-            && cli.log_format == logging::LogFormat::Text,
+        op,
+        stdout_used,
         now,
     })
 }
@@ -164,7 +179,7 @@ fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCo
         .or_else(|| process::classify(&message).1)
         .map(|h| redact::scrub(&h));
     let code = kind.exit_code();
-    if json && !commands::STDOUT_USED.load(std::sync::atomic::Ordering::SeqCst) {
+    if json {
         let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }

@@ -1,9 +1,12 @@
 //! What every operation needs from the OS: children that die with us, temp files, signals,
 //! secrets kept out of output, logging, progress and local file-system rules.
 
+pub mod context;
 pub mod fsutil;
 pub mod logging;
 pub mod process;
 pub mod progress;
 pub mod redact;
+pub mod restore_state;
+pub mod signal;
 pub mod units;

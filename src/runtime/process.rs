@@ -1,291 +1,50 @@
-//! Running pg_dump, pg_restore and psql: argv without secrets (the connection goes through the
-//! environment), the tail of stderr kept for messages, and children and temp files cleaned up
-//! when we are interrupted.
+//! Running pg_dump, pg_restore and psql as children of one operation: they die with us, their
+//! stderr tail is kept for messages, and a failed child becomes a typed error.
 
+use super::context::OpContext;
+use super::restore_state::COMMIT_MARK;
 use crate::error::{Error, Kind};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
-
-static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
-/// Held while a finished backup is made visible, so a signal can't remove half of it.
-static COMMIT: Mutex<()> = Mutex::new(());
-
-/// Records SIGINT/SIGTERM the moment they arrive, in the signal handler itself, so that a child
-/// that dies of the same Ctrl-C is never mistaken for a failure. (The async task that stops
-/// children and removes temp files runs a little later.)
-pub fn install_signal_flag() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the action only does an atomic store, which is async-signal-safe.
-        let registered = unsafe {
-            signal_hook_registry::register(sig, move || {
-                let _ = INTERRUPTED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-            })
-        };
-        if let Err(e) = registered {
-            tracing::debug!("cannot watch signal {sig}: {e}");
-        }
-    }
-}
-
-/// The signal that interrupted us, if any.
-#[must_use]
-pub fn interrupted() -> Option<i32> {
-    match INTERRUPTED.load(Ordering::SeqCst) {
-        0 => None,
-        s => Some(s),
-    }
-}
-
-/// The error for an interruption by `sig`. During a restore it says what is known about the
-/// target at that moment (see [`RestorePhase`]); otherwise nothing was kept.
-#[must_use]
-pub fn interrupted_error(sig: i32) -> Error {
-    let (kind, what) = if sig == libc::SIGTERM {
-        (Kind::Terminated, "terminated (SIGTERM)")
-    } else {
-        (Kind::Interrupted, "interrupted (Ctrl-C)")
-    };
-    let Some(db) = lock(&RESTORE_TARGET).clone() else {
-        return Error::new(kind, format!("{what}; nothing was kept"));
-    };
-    match restore_phase() {
-        RestorePhase::Untouched => Error::new(
-            kind,
-            format!("{what} before the restore changed anything: database {db:?} is as it was"),
-        ),
-        RestorePhase::Transaction if commit_outcome_unknown() => Error::new(
-            kind,
-            format!(
-                "{what} after the restore's COMMIT was handed to psql: whether database {db:?} was restored is unknown"
-            ),
-        )
-        .hint(unknown_outcome_hint(&db)),
-        RestorePhase::Transaction => Error::new(
-            kind,
-            format!(
-                "{what}; the restore's transaction was never committed, so the server rolls it back: database {db:?} is as it was"
-            ),
-        ),
-        RestorePhase::Parallel => Error::new(
-            kind,
-            format!(
-                "{what} during a parallel restore (--jobs): database {db:?} may be partly restored"
-            ),
-        )
-        .hint(
-            "restore again and let it finish (without --jobs it runs in one transaction: all or nothing), or drop and recreate the database and restore into it",
-        ),
-        RestorePhase::CommitSent => Error::new(
-            kind,
-            format!(
-                "{what} after the restore's COMMIT was sent and before the server answered: whether database {db:?} was restored is unknown"
-            ),
-        )
-        .hint(unknown_outcome_hint(&db)),
-        RestorePhase::Committed => Error::new(
-            kind,
-            format!(
-                "{what} while the server committed the restore; it answered that the COMMIT succeeded: database {db:?} is restored"
-            ),
-        ),
-    }
-}
-
-/// How to find out whether a COMMIT whose answer we did not see went through.
-fn unknown_outcome_hint(db: &str) -> String {
-    format!(
-        "the server completes or rolls back that COMMIT on its own: wait until `SELECT pid, state, wait_event FROM pg_stat_activity WHERE datname = '{}'` shows no session of the restore, then look at the tables (or restore again)",
-        db.replace('\'', "''")
-    )
-}
-
-/// How far a restore has gone, for an honest message when it is interrupted or fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum RestorePhase {
-    /// No restore tool has touched the target yet.
-    Untouched = 0,
-    /// psql runs our transaction; COMMIT was not sent, so ending psql rolls everything back.
-    Transaction = 1,
-    /// pg_restore --jobs runs: every object commits on its own, the target may be partly changed.
-    Parallel = 2,
-    /// psql reached our COMMIT (it printed [`COMMIT_MARK`]); the outcome is the server's answer.
-    CommitSent = 3,
-    /// The server answered the COMMIT with success.
-    Committed = 4,
-}
-
-static RESTORE_PHASE: AtomicU8 = AtomicU8::new(0);
-/// The database a restore is writing to; `None` outside a restore.
-static RESTORE_TARGET: Mutex<Option<String>> = Mutex::new(None);
-
-/// What psql prints on stderr (as a server WARNING) right before it sends our COMMIT.
-pub const COMMIT_MARK: &str = "aos-backup: sending COMMIT";
-/// Set when the feeder has handed its COMMIT to psql: everything was read and checked, and psql
-/// may send COMMIT at any moment (it prints [`COMMIT_MARK`] first).
-static COMMIT_WRITTEN: AtomicBool = AtomicBool::new(false);
-/// Threads still reading a child's stderr. After the children are stopped, their stderr ends;
-/// once every reader is done, the phase holds everything psql printed, so the absence of
-/// [`COMMIT_MARK`] then proves that COMMIT was never sent.
-static STDERR_READERS: AtomicUsize = AtomicUsize::new(0);
-/// Whether `on_signal` saw every stderr reader finish after stopping the children.
-static STDERR_DRAINED: AtomicBool = AtomicBool::new(false);
-
-/// The feeder hands COMMIT to psql now.
-pub fn set_commit_written() {
-    COMMIT_WRITTEN.store(true, Ordering::SeqCst);
-}
-
-/// Whether the outcome of the restore's transaction is not known: COMMIT was sent, or it was
-/// handed to psql and we could not read all that psql printed.
-fn commit_outcome_unknown() -> bool {
-    match restore_phase() {
-        RestorePhase::CommitSent => true,
-        RestorePhase::Transaction => {
-            COMMIT_WRITTEN.load(Ordering::SeqCst) && !STDERR_DRAINED.load(Ordering::SeqCst)
-        }
-        _ => false,
-    }
-}
-
-/// A restore into `db` starts: interruption messages describe the target from now on.
-pub fn restore_begins(db: &str) {
-    *lock(&RESTORE_TARGET) = Some(db.to_string());
-    set_restore_phase(RestorePhase::Untouched);
-}
-
-pub fn set_restore_phase(phase: RestorePhase) {
-    RESTORE_PHASE.store(phase as u8, Ordering::SeqCst);
-}
-
-#[must_use]
-pub fn restore_phase() -> RestorePhase {
-    match RESTORE_PHASE.load(Ordering::SeqCst) {
-        1 => RestorePhase::Transaction,
-        2 => RestorePhase::Parallel,
-        3 => RestorePhase::CommitSent,
-        4 => RestorePhase::Committed,
-        _ => RestorePhase::Untouched,
-    }
-}
-
-/// True while a restore's COMMIT waits for the server's answer: a first signal then waits for
-/// that answer instead of abandoning it (see `lib.rs`).
-#[must_use]
-pub fn commit_pending() -> bool {
-    lock(&RESTORE_TARGET).is_some() && restore_phase() == RestorePhase::CommitSent
-}
-
-/// Whether COMMIT was handed to psql but psql's word that it sends it has not been read (yet):
-/// psql may still be running the last statements, or its stderr may not have been read.
-#[must_use]
-pub fn commit_handed_over() -> bool {
-    lock(&RESTORE_TARGET).is_some()
-        && restore_phase() == RestorePhase::Transaction
-        && COMMIT_WRITTEN.load(Ordering::SeqCst)
-}
-
-/// Registers a temp file or folder to remove if we are interrupted.
-pub fn register_temp(path: &Path) {
-    lock(&TEMPS).push(path.to_path_buf());
-}
-
-/// Forgets a temp path (it was renamed or removed).
-pub fn unregister_temp(path: &Path) {
-    lock(&TEMPS).retain(|p| p != path);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Runs `f` (making a backup visible) unless we were interrupted; a signal waits for it.
-pub fn commit<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let _guard = lock(&COMMIT);
-    if let Some(sig) = interrupted() {
-        return Err(interrupted_error(sig).into());
-    }
-    f()
-}
-
-/// Handles SIGINT/SIGTERM: stops the children, removes temp files. The caller then exits.
-pub fn on_signal(sig: i32) {
-    INTERRUPTED.store(sig, Ordering::SeqCst);
-    for pid in lock(&CHILDREN).iter() {
-        if let Ok(pid) = i32::try_from(*pid) {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-    }
-    let _guard = lock(&COMMIT);
-    for p in lock(&TEMPS).drain(..) {
-        let _ = crate::runtime::fsutil::remove_any(&p);
-    }
-    if !COMMIT_WRITTEN.load(Ordering::SeqCst) {
-        return;
-    }
-    // COMMIT was handed to psql: let the stderr readers see the end of the children's output
-    // (bounded); the restore phase then says whether psql got as far as sending COMMIT.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while STDERR_READERS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    STDERR_DRAINED.store(STDERR_READERS.load(Ordering::SeqCst) == 0, Ordering::SeqCst);
-}
-
-/// Removes the registered temp files (normal exit path after an error).
-pub fn cleanup_temps() {
-    for p in lock(&TEMPS).drain(..) {
-        let _ = crate::runtime::fsutil::remove_any(&p);
-    }
-}
 
 /// A running child with its stderr collected in the background.
 pub struct Running {
     pub name: String,
     pub child: Child,
     stderr: Option<JoinHandle<Vec<String>>>,
+    ctx: OpContext,
 }
 
 /// Keeps this many of the last stderr lines for error messages.
 const TAIL_LINES: usize = 30;
 
-/// Spawns `cmd` (stderr must be piped), registering it for signal forwarding.
-pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
+/// Spawns `cmd` (stderr must be piped) as a child of the operation `ctx`, which stops it if the
+/// operation is cancelled.
+pub fn spawn(ctx: &OpContext, name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
     cmd.stderr(std::process::Stdio::piped());
     // No tool reads it, and it may hold the password: it stays in our own environment.
     cmd.env_remove("DATABASE_URL");
     tracing::debug!(program = %cmd.get_program().to_string_lossy(),
         args = ?cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(), "spawning");
-    // Spawned and registered under the lock, so that `on_signal` (which sets INTERRUPTED, then
-    // takes the lock) either finds the child to stop, or we see INTERRUPTED and start nothing.
     die_with_us(cmd);
-    let mut children = lock(&CHILDREN);
-    if let Some(sig) = interrupted() {
-        return Err(interrupted_error(sig).into());
-    }
-    let mut child = cmd.spawn().map_err(|e| {
-        Error::new(Kind::Tools, format!("cannot start {name}: {e}")).hint(
-            "check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable",
-        )
-    })?;
-    children.push(child.id());
-    drop(children);
+    let mut child = ctx.track_child(
+        || {
+            cmd.spawn().map_err(|e| {
+                Error::new(Kind::Tools, format!("cannot start {name}: {e}"))
+                    .hint("check PG_BIN / PATH: the PostgreSQL client tools must be installed and executable")
+                    .into()
+            })
+        },
+        Child::id,
+    )?;
     let stderr = child.stderr.take().map(|s| {
-        let name = name.to_string();
-        STDERR_READERS.fetch_add(1, Ordering::SeqCst);
+        let (name, ctx) = (name.to_string(), ctx.clone());
+        let reader = ctx.stderr_reader();
         std::thread::spawn(move || {
-            let tail = collect_tail(&name, s);
-            STDERR_READERS.fetch_sub(1, Ordering::SeqCst);
+            let tail = collect_tail(&ctx, &name, s);
+            drop(reader);
             tail
         })
     });
@@ -293,6 +52,7 @@ pub fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Running> {
         name: name.to_string(),
         child,
         stderr,
+        ctx: ctx.clone(),
     })
 }
 
@@ -329,10 +89,14 @@ pub struct GroupWatch {
 
 /// Spawns `cmd` as the leader of its own process group, watched by a [`GroupWatch`]. For tools
 /// that fork workers with their own connections (`pg_restore --jobs`).
-pub fn spawn_group(name: &str, cmd: &mut Command) -> anyhow::Result<(Running, GroupWatch)> {
+pub fn spawn_group(
+    ctx: &OpContext,
+    name: &str,
+    cmd: &mut Command,
+) -> anyhow::Result<(Running, GroupWatch)> {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
-    let running = spawn(name, cmd)?;
+    let running = spawn(ctx, name, cmd)?;
     let pgid = running.child.id();
     let mut sh = Command::new("/bin/sh");
     sh.args([
@@ -375,7 +139,7 @@ impl Drop for GroupWatch {
     }
 }
 
-fn collect_tail(name: &str, stream: impl Read) -> Vec<String> {
+fn collect_tail(ctx: &OpContext, name: &str, stream: impl Read) -> Vec<String> {
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     for line in BufReader::new(stream).split(b'\n') {
         let Ok(line) = line else { break };
@@ -385,9 +149,7 @@ fn collect_tail(name: &str, stream: impl Read) -> Vec<String> {
         }
         if line.contains(COMMIT_MARK) {
             // Everything before succeeded; psql sends COMMIT now.
-            if restore_phase() == RestorePhase::Transaction {
-                set_restore_phase(RestorePhase::CommitSent);
-            }
+            ctx.restore().commit_mark_seen();
             tracing::debug!("{name}: the restore's COMMIT is being sent");
             continue;
         }
@@ -405,13 +167,14 @@ pub struct Finished {
     pub name: String,
     pub status: ExitStatus,
     pub stderr: Vec<String>,
+    ctx: OpContext,
 }
 
 impl Running {
     /// Waits for the child and its stderr.
     pub fn wait(mut self) -> anyhow::Result<Finished> {
         let status = self.child.wait();
-        lock(&CHILDREN).retain(|p| *p != self.child.id());
+        self.ctx.forget_child(self.child.id());
         let stderr = self
             .stderr
             .take()
@@ -422,6 +185,7 @@ impl Running {
             name: self.name.clone(),
             status,
             stderr,
+            ctx: self.ctx.clone(),
         })
     }
 
@@ -451,8 +215,8 @@ impl Finished {
         if self.status.success() {
             return Ok(());
         }
-        if let Some(sig) = interrupted() {
-            return Err(interrupted_error(sig).into());
+        if let Some(sig) = self.ctx.cancelled() {
+            return Err(self.ctx.interrupted_error(sig).into());
         }
         // Ctrl-C (or a SIGTERM to the whole process group, as systemd sends) reaches the child
         // and us at once, and the child's death may be seen before our own handler has run.
@@ -461,7 +225,7 @@ impl Finished {
             .signal()
             .filter(|s| matches!(*s, libc::SIGINT | libc::SIGTERM))
         {
-            return Err(interrupted_error(sig).into());
+            return Err(self.ctx.interrupted_error(sig).into());
         }
         Err(failure(&self.name, &self.status, &self.stderr).into())
     }
@@ -646,7 +410,10 @@ mod tests {
     fn stderr_tail_is_collected() {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo one >&2; echo two >&2; exit 3"]);
-        let f = spawn("sh", &mut cmd).unwrap().wait().unwrap();
+        let f = spawn(&OpContext::default(), "sh", &mut cmd)
+            .unwrap()
+            .wait()
+            .unwrap();
         assert_eq!(f.stderr, vec!["one".to_string(), "two".to_string()]);
         assert_eq!(f.status.code(), Some(3));
         assert!(f.check().is_err());
@@ -667,7 +434,7 @@ mod tests {
                     Ok(())
                 });
             }
-            let err = spawn("sh", &mut cmd)
+            let err = spawn(&OpContext::default(), "sh", &mut cmd)
                 .unwrap()
                 .wait()
                 .unwrap()
@@ -677,7 +444,7 @@ mod tests {
         }
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "kill -KILL $$"]);
-        let err = spawn("sh", &mut cmd)
+        let err = spawn(&OpContext::default(), "sh", &mut cmd)
             .unwrap()
             .wait()
             .unwrap()

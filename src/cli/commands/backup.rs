@@ -268,7 +268,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         super::count(tables, "table")
     );
     let started = Instant::now();
-    let progress = crate::runtime::progress::Progress::new(ctx.progress, "dumping", None);
+    let progress = ctx.op.progress("dumping", None);
     let job = Job {
         plan: plan.clone(),
         pg_dump: pg_dump.clone(),
@@ -279,6 +279,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         counter: progress.counter.clone(),
         second_read: second_read_keys(ctx, &plan),
         locator: ctx.locator(),
+        op: ctx.op.clone(),
     };
     let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_ref()))
         .await
@@ -325,14 +326,14 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     // The sidecar is written last: its presence marks the backup complete.
     let meta_path = Meta::path_for(&outcome.path);
     // Under the commit lock: a signal either finds the backup complete or removes it whole.
-    let written = process::commit(|| {
+    let written = ctx.op.commit(|| {
         meta.write(&meta_path)?;
-        process::unregister_temp(&outcome.path);
+        ctx.op.unregister_temp(&outcome.path);
         Ok(())
     });
     if let Err(e) = written {
         let _ = fsutil::remove_any(&outcome.path);
-        process::unregister_temp(&outcome.path);
+        ctx.op.unregister_temp(&outcome.path);
         return Err(e.context(format!(
             "writing the metadata of {}",
             outcome.path.display()
@@ -408,6 +409,7 @@ struct Job {
     /// it cannot be read back, being encrypted to recipients whose identity is not configured).
     second_read: Option<crate::archive::crypto::KeySource>,
     locator: crate::pg::tools::Locator,
+    op: crate::runtime::context::OpContext,
 }
 
 struct Outcome {
@@ -455,22 +457,23 @@ impl Job {
             .hint("another program writes into the backup folder; nothing was changed")
             .into());
         }
-        process::register_temp(&tmp);
+        self.op.register_temp(&tmp);
         let result = self.dump(&tmp, sealer);
         let result = result.and_then(|(written, files, verdict)| {
             let checked = self.completeness(&tmp, verdict)?;
             Ok((written, files, checked))
         });
         let result = result.and_then(|(written, files, checked)| {
-            process::commit(|| {
-                let (path, id) = self.publish(&tmp)?;
-                process::unregister_temp(&tmp);
-                // Until its sidecar is written, the backup is not complete: an interruption
-                // now must remove it like any temp file.
-                process::register_temp(&path);
-                Ok((path, id))
-            })
-            .map(|(path, id)| (path, id, written, files, checked))
+            self.op
+                .commit(|| {
+                    let (path, id) = self.publish(&tmp)?;
+                    self.op.unregister_temp(&tmp);
+                    // Until its sidecar is written, the backup is not complete: an interruption
+                    // now must remove it like any temp file.
+                    self.op.register_temp(&path);
+                    Ok((path, id))
+                })
+                .map(|(path, id)| (path, id, written, files, checked))
         });
         match result {
             Ok((path, id, written, files, checked)) => Ok(Outcome {
@@ -484,7 +487,7 @@ impl Job {
             }),
             Err(e) => {
                 let _ = fsutil::remove_any(&tmp);
-                process::unregister_temp(&tmp);
+                self.op.unregister_temp(&tmp);
                 Err(e)
             }
         }
@@ -499,7 +502,7 @@ impl Job {
         if self.plan.format == DumpFormat::Directory {
             let mut cmd = self.command(Some(tmp));
             cmd.stdout(Stdio::null());
-            let running = process::spawn("pg_dump", &mut cmd)?;
+            let running = process::spawn(&self.op, "pg_dump", &mut cmd)?;
             running.wait()?.check()?;
             let verdict = dumpcheck::check_directory(tmp);
             let (written, files) = hash_directory(tmp, &self.counter)?;
@@ -510,7 +513,7 @@ impl Job {
         let mut sink = Sink::new(file, self.plan.compression, sealer)?;
         let mut cmd = self.command(None);
         cmd.stdout(Stdio::piped());
-        let mut running = process::spawn("pg_dump", &mut cmd)?;
+        let mut running = process::spawn(&self.op, "pg_dump", &mut cmd)?;
         let Some(stdout) = running.child.stdout.take() else {
             running.kill();
             anyhow::bail!("pg_dump has no stdout");
@@ -578,7 +581,7 @@ impl Job {
                 "{why}, and the backup cannot be read back (encrypted to recipients; no identity configured)"
             )));
         };
-        match crate::archive::integrity::read_through(tmp, keys, &self.locator) {
+        match crate::archive::integrity::read_through(&self.op, tmp, keys, &self.locator) {
             Ok(_) => Ok(Checked::Complete { tables: None }),
             Err(e)
                 if crate::error::find(&e)

@@ -25,8 +25,10 @@ pub use crate::runtime::units::{count, human_bytes, human_duration};
 pub struct Ctx {
     pub settings: Settings,
     pub json: bool,
-    /// Show progress bars (stderr is a terminal, not quiet, text logs).
-    pub progress: bool,
+    /// This run's operation: its cancellation, children, temp files and progress.
+    pub op: crate::runtime::context::OpContext,
+    /// Set once a result went to stdout.
+    pub stdout_used: StdoutUsed,
     /// "Now", injectable for tests through `AOS_BACKUP_NOW` (RFC 3339).
     pub now: DateTime<Utc>,
 }
@@ -116,7 +118,7 @@ impl Ctx {
         if out.is_empty() {
             return;
         }
-        STDOUT_USED.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stdout_used.set();
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{out}");
         let _ = stdout.flush();
@@ -125,7 +127,21 @@ impl Ctx {
 
 /// Set once a command has printed its result: an error after that goes to stderr only, so that
 /// stdout stays one JSON document with `--json`.
-pub static STDOUT_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+#[derive(Debug, Clone, Default)]
+pub struct StdoutUsed(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StdoutUsed {
+    /// Records that stdout carries a result.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether stdout carries a result.
+    #[must_use]
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 /// Runs the chosen subcommand.
 pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {

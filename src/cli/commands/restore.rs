@@ -12,7 +12,8 @@ use crate::error::{Error, Kind};
 use crate::pg::db::Db;
 use crate::pg::sessions::Session;
 use crate::pg::tools::Tool;
-use crate::runtime::process::{self, RestorePhase};
+use crate::runtime::process;
+use crate::runtime::restore_state::{RestorePhase, COMMIT_MARK};
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -149,14 +150,17 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     }
 
     // Guard: the file. Checksum first (when we made it), then its content, before the target is touched.
-    let progress = crate::runtime::progress::Progress::new(
-        ctx.progress && Meta::path_for(&path).exists(),
-        "verifying",
-        std::fs::metadata(&path)
-            .ok()
-            .filter(std::fs::Metadata::is_file)
-            .map(|m| m.len()),
-    );
+    let progress = if Meta::path_for(&path).exists() {
+        ctx.op.progress(
+            "verifying",
+            std::fs::metadata(&path)
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len()),
+        )
+    } else {
+        crate::runtime::progress::Task::hidden()
+    };
     let counter = progress.counter.clone();
     let p2 = path.clone();
     let meta = tokio::task::spawn_blocking(move || check_against_meta(&p2, &counter))
@@ -191,7 +195,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let dbname = db.info.database.clone();
     let empty = db.is_empty().await?;
     refuse_plain_without_clean(clean_section, empty, args.force, &dbname, &path)?;
-    process::restore_begins(&dbname);
+    ctx.op.restore().begins(&dbname);
     let others = db.other_sessions().await?;
     if !others.is_empty() {
         tracing::warn!(
@@ -246,7 +250,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let total = meta.as_ref().map(|m| m.dump_bytes).filter(|n| {
         *n > 0 && (!opened.is_bare() || opened.format == DumpFormat::Plain) && jobs.is_none()
     });
-    let progress = crate::runtime::progress::Progress::new(ctx.progress, "restoring", total);
+    let progress = ctx.op.progress("restoring", total);
     let tool_started = Arc::new(AtomicBool::new(false));
     let child_conn = {
         let options = crate::pg::sessions::child_options(major, lock_timeout);
@@ -268,13 +272,14 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         expected_dump_bytes: meta.as_ref().map(|m| m.dump_bytes).filter(|n| *n > 0),
         tool_started: tool_started.clone(),
         clean: needs_clean(empty, &dbname),
+        op: ctx.op.clone(),
     };
     let result = tokio::task::spawn_blocking(move || job.run(opened))
         .await
         .context("the restore thread failed")?;
     drop(progress);
     if let Err(e) = result {
-        let phase = process::restore_phase();
+        let phase = ctx.op.restore().phase();
         let note = if phase == RestorePhase::CommitSent {
             format!("restore failed after its COMMIT was sent, before the server answered: whether {dbname:?} was restored is unknown")
         } else if jobs.is_some() && !tool_started.load(Ordering::SeqCst) {
@@ -546,6 +551,7 @@ struct RestoreJob {
     tool_started: Arc<AtomicBool>,
     /// Drop the archive's objects first (`--clean`); false into an empty database.
     clean: bool,
+    op: crate::runtime::context::OpContext,
 }
 
 impl RestoreJob {
@@ -633,8 +639,8 @@ impl RestoreJob {
         before_commit: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
         let mut cmd = self.psql()?;
-        let mut running = process::spawn("psql", &mut cmd)?;
-        process::set_restore_phase(RestorePhase::Transaction);
+        let mut running = process::spawn(&self.op, "psql", &mut cmd)?;
+        self.op.restore().set_phase(RestorePhase::Transaction);
         let Some(stdin) = running.child.stdin.take() else {
             running.kill();
             anyhow::bail!("psql has no stdin");
@@ -703,19 +709,19 @@ impl RestoreJob {
             "SET client_min_messages = warning;\n\
              DO $aos_commit$BEGIN RAISE WARNING '{}'; END$aos_commit$;\n\
              COMMIT;\n",
-            process::COMMIT_MARK
+            COMMIT_MARK
         );
-        process::set_commit_written();
+        self.op.restore().set_commit_written();
         let sent = out.write_all(commit.as_bytes()).and_then(|()| out.finish());
         drop(out);
         let finished = running.wait()?;
         if finished.status.success() {
-            process::set_restore_phase(RestorePhase::Committed);
-        } else if process::restore_phase() == RestorePhase::CommitSent
+            self.op.restore().set_phase(RestorePhase::Committed);
+        } else if self.op.restore().phase() == RestorePhase::CommitSent
             && finished.status.code() == Some(3)
         {
             // The server answered the COMMIT with an error: it rolled back.
-            process::set_restore_phase(RestorePhase::Transaction);
+            self.op.restore().set_phase(RestorePhase::Transaction);
         }
         finished.check()?;
         sent.map_err(|e| anyhow::anyhow!("psql stopped reading its input: {e}"))
@@ -734,7 +740,7 @@ impl RestoreJob {
         } else {
             Stdio::null()
         });
-        let mut producer = process::spawn("pg_restore", &mut cmd)?;
+        let mut producer = process::spawn(&self.op, "pg_restore", &mut cmd)?;
         let stdout = producer.child.stdout.take();
         // Progress counts the archive's bytes when we stream it, else the SQL (no total then).
         let streamed = input.is_some();
@@ -794,8 +800,8 @@ impl RestoreJob {
     /// pg_restore --jobs, in its own process group so that its workers die with us too.
     fn run_parallel(&self, cmd: &mut Command) -> Result<()> {
         self.tool_started.store(true, Ordering::SeqCst);
-        let (running, watch) = process::spawn_group("pg_restore", cmd)?;
-        process::set_restore_phase(RestorePhase::Parallel);
+        let (running, watch) = process::spawn_group(&self.op, "pg_restore", cmd)?;
+        self.op.restore().set_phase(RestorePhase::Parallel);
         let finished = running.wait();
         drop(watch);
         finished?.check()

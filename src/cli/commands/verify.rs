@@ -8,6 +8,7 @@ use crate::catalog::{self, Entry, Meta, Status};
 use crate::cli::args::VerifyArgs;
 use crate::error::{Error, Kind};
 use crate::pg::tools::Locator;
+use crate::runtime::context::OpContext;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -25,7 +26,7 @@ struct Report {
     key_error: bool,
 }
 
-fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
+fn verify_entry(op: &OpContext, entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
     let mut report = Report {
         id: entry.id.clone(),
         file: entry.path.display().to_string(),
@@ -77,7 +78,7 @@ fn verify_entry(entry: &Entry, keys: &KeySource, locator: &Locator) -> Report {
         }
         report
             .checks
-            .push(read_through(&entry.path, keys, locator)?.to_string());
+            .push(read_through(op, &entry.path, keys, locator)?.to_string());
         Ok(())
     })();
     match result {
@@ -170,10 +171,11 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     {
         keys.check_private()?;
     }
+    let op = ctx.op.clone();
     let reports = tokio::task::spawn_blocking(move || {
         targets
             .iter()
-            .map(|e| verify_entry(e, &keys, &locator))
+            .map(|e| verify_entry(&op, e, &keys, &locator))
             .collect::<Vec<_>>()
     })
     .await

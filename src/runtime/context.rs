@@ -1,0 +1,227 @@
+//! One operation's share of the process: its cancellation, the children and temp files it must
+//! clean up, the state of a restore it runs, and where its progress goes. Each operation gets its
+//! own, so two operations in one process (a daemon's backup and its bot's `/status`) never stop
+//! or clean up each other's work.
+
+use super::progress::{Progress, Silent, Task};
+use super::restore_state::RestoreState;
+use crate::error::Error;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// A cheap handle (clone it freely) on one operation's runtime state.
+#[derive(Clone)]
+pub struct OpContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cancelled: AtomicI32,
+    children: Mutex<Vec<u32>>,
+    temps: Mutex<Vec<PathBuf>>,
+    /// Held while a finished backup is made visible, so a cancellation can't remove half of it.
+    commit: Mutex<()>,
+    /// Threads still reading a child's stderr.
+    stderr_readers: AtomicUsize,
+    restore: RestoreState,
+    progress: Arc<dyn Progress>,
+}
+
+impl Default for OpContext {
+    fn default() -> Self {
+        OpContext::new(Arc::new(Silent))
+    }
+}
+
+impl std::fmt::Debug for OpContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpContext")
+            .field("cancelled", &self.cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl OpContext {
+    /// A fresh context whose progress goes to `progress`.
+    #[must_use]
+    pub fn new(progress: Arc<dyn Progress>) -> Self {
+        OpContext {
+            inner: Arc::new(Inner {
+                cancelled: AtomicI32::new(0),
+                children: Mutex::new(Vec::new()),
+                temps: Mutex::new(Vec::new()),
+                commit: Mutex::new(()),
+                stderr_readers: AtomicUsize::new(0),
+                restore: RestoreState::default(),
+                progress,
+            }),
+        }
+    }
+
+    /// The signal that cancelled this operation, if any: its own cancellation, or a SIGINT or
+    /// SIGTERM the process received (see [`super::signal`]).
+    #[must_use]
+    pub fn cancelled(&self) -> Option<i32> {
+        match self.inner.cancelled.load(Ordering::SeqCst) {
+            0 => super::signal::received(),
+            s => Some(s),
+        }
+    }
+
+    /// The error for a cancellation by `sig`, saying what is known (see [`RestoreState`]).
+    #[must_use]
+    pub fn interrupted_error(&self, sig: i32) -> Error {
+        self.inner.restore.interrupted_error(sig)
+    }
+
+    /// The state of the restore this operation runs.
+    #[must_use]
+    pub fn restore(&self) -> &RestoreState {
+        &self.inner.restore
+    }
+
+    /// Starts showing progress for `message`; it stops when the task is dropped.
+    #[must_use]
+    pub fn progress(&self, message: &str, total: Option<u64>) -> Task {
+        Task::start(self.inner.progress.as_ref(), message, total)
+    }
+
+    /// Cancels the operation (SIGINT/SIGTERM, or a caller's stop): stops its children and removes
+    /// its temp files. A backup being made visible finishes first.
+    pub fn cancel(&self, sig: i32) {
+        self.inner.cancelled.store(sig, Ordering::SeqCst);
+        for pid in lock(&self.inner.children).iter() {
+            if let Ok(pid) = i32::try_from(*pid) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        let _guard = lock(&self.inner.commit);
+        self.cleanup_temps();
+        if self.inner.restore.commit_written() {
+            self.await_stderr_readers();
+        }
+    }
+
+    /// COMMIT was handed to psql: let the stderr readers see the end of the children's output
+    /// (bounded); the restore phase then says whether psql got as far as sending COMMIT.
+    fn await_stderr_readers(&self) {
+        let readers = &self.inner.stderr_readers;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while readers.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.inner
+            .restore
+            .set_stderr_drained(readers.load(Ordering::SeqCst) == 0);
+    }
+
+    /// Registers a temp file or folder to remove if the operation is cancelled or fails.
+    pub fn register_temp(&self, path: &Path) {
+        lock(&self.inner.temps).push(path.to_path_buf());
+    }
+
+    /// Forgets a temp path (it was renamed or removed).
+    pub fn unregister_temp(&self, path: &Path) {
+        lock(&self.inner.temps).retain(|p| p != path);
+    }
+
+    /// Removes this operation's registered temp files (after an error or a cancellation).
+    pub fn cleanup_temps(&self) {
+        for p in lock(&self.inner.temps).drain(..) {
+            let _ = super::fsutil::remove_any(&p);
+        }
+    }
+
+    /// Runs `f` (making a backup visible) unless the operation was cancelled; a cancellation
+    /// waits for it.
+    pub fn commit<T>(&self, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let _guard = lock(&self.inner.commit);
+        if let Some(sig) = self.cancelled() {
+            return Err(self.interrupted_error(sig).into());
+        }
+        f()
+    }
+
+    /// Registers a child under the children lock unless the operation was cancelled: `cancel`
+    /// (which sets the flag, then takes the lock) either finds the child to stop, or `start`
+    /// sees the flag and starts nothing.
+    pub(crate) fn track_child<C>(
+        &self,
+        start: impl FnOnce() -> anyhow::Result<C>,
+        pid: impl Fn(&C) -> u32,
+    ) -> anyhow::Result<C> {
+        let mut children = lock(&self.inner.children);
+        if let Some(sig) = self.cancelled() {
+            return Err(self.interrupted_error(sig).into());
+        }
+        let child = start()?;
+        children.push(pid(&child));
+        Ok(child)
+    }
+
+    /// Forgets a child that was reaped.
+    pub(crate) fn forget_child(&self, pid: u32) {
+        lock(&self.inner.children).retain(|p| *p != pid);
+    }
+
+    /// Counts a thread that reads a child's stderr; the guard uncounts it.
+    pub(crate) fn stderr_reader(&self) -> ReaderGuard {
+        self.inner.stderr_readers.fetch_add(1, Ordering::SeqCst);
+        ReaderGuard(self.clone())
+    }
+}
+
+/// Held by a thread that reads a child's stderr.
+pub(crate) struct ReaderGuard(OpContext);
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        self.0.inner.stderr_readers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_contexts_do_not_clean_up_each_others_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (OpContext::default(), OpContext::default());
+        let (fa, fb) = (dir.path().join("a.partial"), dir.path().join("b.partial"));
+        std::fs::write(&fa, "a").unwrap();
+        std::fs::write(&fb, "b").unwrap();
+        a.register_temp(&fa);
+        b.register_temp(&fb);
+        a.cancel(libc::SIGTERM);
+        assert!(
+            !fa.exists(),
+            "the cancelled operation's temp file is removed"
+        );
+        assert!(fb.exists(), "the other operation's temp file is untouched");
+        assert_eq!(a.cancelled(), Some(libc::SIGTERM));
+        assert_eq!(
+            b.cancelled(),
+            None,
+            "cancelling one operation leaves the other running"
+        );
+        b.cleanup_temps();
+        assert!(!fb.exists());
+    }
+
+    #[test]
+    fn a_cancelled_context_commits_nothing_and_starts_no_child() {
+        let ctx = OpContext::default();
+        ctx.cancel(libc::SIGINT);
+        assert!(ctx.commit(|| Ok(())).is_err());
+        assert!(ctx.track_child(|| Ok(1u32), |p| *p).is_err());
+    }
+}
