@@ -13,7 +13,7 @@ use crate::pg::tools::Locator;
 use crate::runtime::context::OpContext;
 use anyhow::{Context, Result};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::AtomicU64;
 
 /// Checks a stored backup against its metadata: the file the sidecar names, its size and its
@@ -124,7 +124,7 @@ pub fn read_through(
         }
         format => {
             let tool = locator.find("pg_restore", None)?;
-            let mut cmd = Command::new(&tool.path);
+            let mut cmd = tool.command(&[]);
             cmd.args(["--file=/dev/null"]).stdout(Stdio::null());
             let reader = opened.reader.take();
             if format == DumpFormat::Directory {

@@ -1,10 +1,12 @@
 //! Finding pg_dump, pg_restore and psql: `PG_BIN` alone when set, else the Debian folder that
 //! matches the server, else `PATH`; and checking that they are new enough for the server.
 
+use super::runner::{Local, Runner};
 use crate::error::{Error, Kind};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// A PostgreSQL client program that was found and asked for its version.
 #[derive(Debug, Clone)]
@@ -16,6 +18,16 @@ pub struct Tool {
     /// e.g. `15.18`.
     pub version: String,
     pub major: u32,
+    /// How its commands are built and where they run.
+    pub runner: Arc<dyn Runner>,
+}
+
+impl Tool {
+    /// The command that runs this tool with the connection's libpq environment `conn_env`.
+    #[must_use]
+    pub fn command(&self, conn_env: &[(String, String)]) -> Command {
+        self.runner.command(&self.path, conn_env)
+    }
 }
 
 /// Where to look for the tools.
@@ -27,6 +39,8 @@ pub struct Locator {
     pub debian_root: PathBuf,
     /// The `PATH` to search.
     pub path_var: Option<std::ffi::OsString>,
+    /// How the tools are run.
+    pub runner: Arc<dyn Runner>,
 }
 
 impl Locator {
@@ -36,13 +50,14 @@ impl Locator {
             pg_bin,
             debian_root: PathBuf::from("/usr/lib/postgresql"),
             path_var: std::env::var_os("PATH"),
+            runner: Arc::new(Local),
         }
     }
 
     /// Finds `name`, preferring the Debian folder of `server_major` when `PG_BIN` is unset.
     pub fn find(&self, name: &'static str, server_major: Option<u32>) -> Result<Tool> {
         let path = self.locate(name, server_major)?;
-        let version_line = version_line(name, &path)?;
+        let version_line = version_line(self.runner.as_ref(), name, &path)?;
         let (version, major) = parse_version(&version_line).ok_or_else(|| {
             Error::new(
                 Kind::Tools,
@@ -60,6 +75,7 @@ impl Locator {
             version_line,
             version,
             major,
+            runner: self.runner.clone(),
         })
     }
 
@@ -132,12 +148,16 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn version_line(name: &str, path: &Path) -> Result<String> {
-    let out = Command::new(path).arg("--version").output().map_err(|e| {
-        Error::new(Kind::Tools, format!("cannot run {}: {e}", path.display())).hint(format!(
-            "check that {name} is an executable PostgreSQL client program"
-        ))
-    })?;
+fn version_line(runner: &dyn Runner, name: &str, path: &Path) -> Result<String> {
+    let out = runner
+        .command(path, &[])
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            Error::new(Kind::Tools, format!("cannot run {}: {e}", path.display())).hint(format!(
+                "check that {name} is an executable PostgreSQL client program"
+            ))
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next().unwrap_or("").trim().to_string();
     if !out.status.success() || line.is_empty() {
@@ -223,6 +243,7 @@ mod tests {
             pg_bin: Some(dir.path().to_path_buf()),
             debian_root: dir.path().join("none"),
             path_var: std::env::var_os("PATH"),
+            runner: Arc::new(Local),
         };
         let err = loc.find("pg_dump", None).unwrap_err();
         let e = crate::error::find(&err).unwrap();
@@ -247,6 +268,7 @@ mod tests {
             pg_bin: None,
             debian_root: root.path().to_path_buf(),
             path_var: Some(path_dir.path().as_os_str().to_owned()),
+            runner: Arc::new(Local),
         };
         assert_eq!(loc.find("pg_dump", Some(14)).unwrap().major, 14);
         assert_eq!(loc.find("pg_dump", Some(15)).unwrap().major, 13);
@@ -265,6 +287,7 @@ mod tests {
             version_line: String::new(),
             version: "14.2".into(),
             major: 14,
+            runner: Arc::new(Local),
         };
         let err = check_not_older(&t, "16.1", 16).unwrap_err();
         let e = crate::error::find(&err).unwrap();

@@ -433,12 +433,11 @@ enum Checked {
 
 impl Job {
     fn command(&self, target: Option<&Path>) -> Command {
-        let mut cmd = Command::new(&self.pg_dump.path);
+        let mut cmd = self.pg_dump.command(&self.env);
         cmd.args(self.plan.pg_dump_args(target));
         if !self.dbname.is_empty() {
             cmd.arg(format!("--dbname={}", self.dbname));
         }
-        crate::pg::conninfo::apply_child_env(&mut cmd, &self.env);
         cmd.stdin(Stdio::null());
         // What pg_dump creates itself (a directory archive's files) is private too.
         fsutil::private_umask(&mut cmd);

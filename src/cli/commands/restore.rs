@@ -10,6 +10,7 @@ use crate::catalog::{self, Meta};
 use crate::cli::args::RestoreArgs;
 use crate::error::{Error, Kind};
 use crate::pg::db::Db;
+use crate::pg::runner::{Local, Runner};
 use crate::pg::sessions::Session;
 use crate::pg::tools::Tool;
 use crate::runtime::process;
@@ -230,7 +231,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let psql = if jobs.is_some() && opened.format != DumpFormat::Plain {
         None
     } else {
-        Some(locator.find("psql", Some(db.info.major))?.path)
+        Some(locator.find("psql", Some(db.info.major))?)
     };
     drop(db);
 
@@ -538,7 +539,7 @@ fn needs_clean(empty: bool, dbname: &str) -> bool {
 
 struct RestoreJob {
     pg_restore: Option<Tool>,
-    psql: Option<PathBuf>,
+    psql: Option<Tool>,
     /// Replaces the script's `SET lock_timeout = 0;` (none: 0, no limit).
     lock_timeout: Option<Duration>,
     env: Vec<(String, String)>,
@@ -556,12 +557,10 @@ struct RestoreJob {
 
 impl RestoreJob {
     fn base(&self) -> Command {
-        let path = self
-            .pg_restore
-            .as_ref()
-            .map_or_else(|| PathBuf::from("pg_restore"), |t| t.path.clone());
-        let mut cmd = Command::new(path);
-        crate::pg::conninfo::apply_child_env(&mut cmd, &self.env);
+        let mut cmd = match &self.pg_restore {
+            Some(tool) => tool.command(&self.env),
+            None => Local.command(Path::new("pg_restore"), &self.env),
+        };
         cmd.stdout(Stdio::null());
         cmd
     }
@@ -597,9 +596,11 @@ impl RestoreJob {
     }
 
     fn psql(&self) -> Result<Command> {
-        let path = self.psql.as_ref().context("psql was not found")?;
-        let mut cmd = Command::new(path);
-        crate::pg::conninfo::apply_child_env(&mut cmd, &self.env);
+        let mut cmd = self
+            .psql
+            .as_ref()
+            .context("psql was not found")?
+            .command(&self.env);
         cmd.stdout(Stdio::null()).stdin(Stdio::piped());
         // Not --single-transaction, which commits at the end of input, however early it comes:
         // the feeder writes BEGIN and COMMIT itself.
