@@ -1,6 +1,7 @@
 //! Encryption at rest with age: public-key recipients for backups (the backup host holds no
 //! secret), an identity file or a passphrase file to read them. Keys never come from argv.
 
+use crate::archive::format::EncryptionKind;
 use crate::config::Recipients;
 use crate::error::{Error, Kind};
 use age::secrecy::SecretString;
@@ -117,15 +118,17 @@ pub fn fingerprint(public_key: &str) -> String {
 /// What a backup needs to be opened, from its sidecar: `", which needs ..."`, or nothing when
 /// the sidecar does not say (no sidecar, or one from before recipients were recorded).
 #[must_use]
-pub fn needs_note(encryption: Option<&str>, recipients: &[String]) -> String {
+pub fn needs_note(encryption: Option<EncryptionKind>, recipients: &[String]) -> String {
     match encryption {
-        Some("age-passphrase") => "; it needs the passphrase it was made with".to_string(),
-        Some("age-recipients") if !recipients.is_empty() => format!(
+        Some(EncryptionKind::AgePassphrase) => {
+            "; it needs the passphrase it was made with".to_string()
+        }
+        Some(EncryptionKind::AgeRecipients) if !recipients.is_empty() => format!(
             "; it needs the age identity for recipient{} {}",
             if recipients.len() == 1 { "" } else { "s" },
             recipients.join(", ")
         ),
-        Some("age-recipients") => {
+        Some(EncryptionKind::AgeRecipients) => {
             "; it needs the age identity (private key) of one of its recipients".to_string()
         }
         _ => String::new(),
@@ -193,7 +196,7 @@ impl KeySource {
                 } else {
                     ""
                 };
-                let needs = needs_note(Some("age-recipients"), &expected.recipients);
+                let needs = needs_note(Some(EncryptionKind::AgeRecipients), &expected.recipients);
                 return Err(key_error(format!(
                     "{what} is encrypted, and no age identity was given{given}{needs}"
                 ))
@@ -238,7 +241,7 @@ impl KeySource {
                     } else {
                         format!(" (the identity is for {})", own_keys.join(", "))
                     };
-                    let needs = needs_note(Some("age-recipients"), &expected.recipients);
+                    let needs = needs_note(Some(EncryptionKind::AgeRecipients), &expected.recipients);
                     key_error(format!(
                         "{what}: the given age identity does not match any recipient of this backup{ours}{needs}"
                     ))
@@ -258,8 +261,8 @@ impl KeySource {
 /// What a backup's sidecar says about the key that opens it (empty without a sidecar).
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
-    /// `age-recipients`, `age-passphrase` or `none`.
-    pub encryption: Option<String>,
+    /// The encryption the sidecar records, when it records one this version knows.
+    pub encryption: Option<EncryptionKind>,
     /// Fingerprints of the recipients ([`fingerprint`]).
     pub recipients: Vec<String>,
 }

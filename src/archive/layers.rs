@@ -199,7 +199,7 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
                     Layer::Age => {
                         let expected = expected_key(path);
                         if keys.is_empty() {
-                            let needs = crate::archive::crypto::needs_note(expected.encryption.as_deref(), &expected.recipients);
+                            let needs = crate::archive::crypto::needs_note(expected.encryption, &expected.recipients);
                             return Err(crate::archive::crypto::key_error(format!("{what} is encrypted (age), and no key was given{needs}"))
                                 .hint("set BACKUP_AGE_IDENTITY (or --identity) to the identity file, or BACKUP_PASSPHRASE_FILE for passphrase backups")
                                 .into());
@@ -222,10 +222,10 @@ pub fn open(path: &Path, keys: &KeySource) -> Result<Opened> {
 
 /// What the sidecar next to `path` (if any) says about the key that opens it.
 fn expected_key(path: &Path) -> crate::archive::crypto::Expected {
-    let meta_path = crate::catalog::Meta::path_for(path);
-    match crate::catalog::Meta::read(&meta_path) {
+    let meta_path = crate::archive::meta::Meta::path_for(path);
+    match crate::archive::meta::Meta::read(&meta_path) {
         Ok(m) => crate::archive::crypto::Expected {
-            encryption: Some(m.encryption),
+            encryption: m.encryption.known(),
             recipients: m.recipients,
         },
         Err(_) => crate::archive::crypto::Expected::default(),

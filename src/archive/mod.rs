@@ -6,6 +6,7 @@ pub mod dumpcheck;
 pub mod format;
 pub mod integrity;
 pub mod layers;
+pub mod meta;
 pub mod naming;
 pub mod sink;
 pub mod sqlfeed;

@@ -1,7 +1,9 @@
 //! Whether a new backup shrank sharply against the previous one of the same database: a pg_dump
 //! that "succeeds" with a fraction of the data must not push the good backups out of retention.
 
-use crate::catalog::{self, Meta, Status, Suspect};
+use crate::archive::format::{Algorithm, DumpFormat};
+use crate::archive::meta::{Meta, Recorded, Suspect};
+use crate::catalog::{self, Status};
 use anyhow::Result;
 use std::path::Path;
 
@@ -17,10 +19,10 @@ pub fn baseline(dir: &Path, database: &str, except_id: &str) -> Result<Option<Me
 /// pg_dump's raw output in bytes, before our compression and encryption: comparable across
 /// formats and our compressions. None when pg_dump compressed its output itself.
 fn raw_size(m: &Meta) -> Option<u64> {
-    match (m.compression.as_str(), m.format.as_str()) {
-        ("pg_dump", _) => None,
+    match (&m.compression, &m.format) {
+        (Recorded::Known(Algorithm::PgDump), _) => None,
         // A directory archive's files are pg_dump's own output.
-        (_, "directory") => Some(m.size_bytes),
+        (_, Recorded::Known(DumpFormat::Directory)) => Some(m.size_bytes),
         _ => Some(m.dump_bytes),
     }
 }
@@ -86,11 +88,13 @@ pub fn judge(new: &Meta, previous: &Meta, ratio: f64) -> Option<Suspect> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format::EncryptionKind;
+    use crate::archive::meta::META_FORMAT_VERSION;
     use chrono::Utc;
 
     fn meta(id: &str, size: u64, dump: u64, tables: u64, archive: Option<u64>) -> Meta {
         Meta {
-            format_version: catalog::META_FORMAT_VERSION,
+            format_version: META_FORMAT_VERSION,
             id: id.into(),
             label: None,
             file: format!("aos-backup-{id}.dump.zst"),
@@ -103,10 +107,10 @@ mod tests {
             server_version: "15".into(),
             pg_dump_version: "15".into(),
             tool_version: "0".into(),
-            format: "custom".into(),
-            compression: "zstd".into(),
+            format: DumpFormat::Custom.into(),
+            compression: Algorithm::Zstd.into(),
             compression_level: 1,
-            encryption: "none".into(),
+            encryption: EncryptionKind::None.into(),
             size_bytes: size,
             dump_bytes: dump,
             sha256: String::new(),
@@ -153,16 +157,20 @@ mod tests {
         let prev = meta("a", 1000, 10_000, 10, None);
         // pg_dump's own compression: dump_bytes are compressed bytes, not comparable with raw.
         let mut new = meta("b", 100, 100, 10, None);
-        new.compression = "pg_dump".into();
+        new.compression = Algorithm::PgDump.into();
         assert_eq!(judge(&new, &prev, 0.5), None);
         // ... but comparable with the same format and compression.
         let mut old = prev.clone();
-        old.compression = "pg_dump".into();
+        old.compression = Algorithm::PgDump.into();
         assert!(judge(&new, &old, 0.5).is_some());
-        new.format = "plain".into();
+        new.format = DumpFormat::Plain.into();
         assert_eq!(judge(&new, &old, 0.5), None);
         // Another of our compressions, or another format: pg_dump's raw output is comparable.
-        for (format, compression) in [("custom", "gzip"), ("plain", "zstd"), ("plain", "none")] {
+        for (format, compression) in [
+            (DumpFormat::Custom, Algorithm::Gzip),
+            (DumpFormat::Plain, Algorithm::Zstd),
+            (DumpFormat::Plain, Algorithm::None),
+        ] {
             let mut new = meta("b", 100, 1_000, 10, None);
             new.format = format.into();
             new.compression = compression.into();
@@ -172,8 +180,8 @@ mod tests {
         }
         // A directory archive without pg_dump's compression: its files are the raw output.
         let mut new = meta("b", 1_000, 0, 10, None);
-        new.format = "directory".into();
-        new.compression = "none".into();
+        new.format = DumpFormat::Directory.into();
+        new.compression = Algorithm::None.into();
         assert!(judge(&new, &prev, 0.5).is_some());
         new.size_bytes = 9_000;
         assert_eq!(judge(&new, &prev, 0.5), None);
@@ -188,9 +196,9 @@ mod tests {
     fn archive_table_counts_are_compared_whatever_the_sizes() {
         // pg_dump-compressed custom against a plain dump: sizes say nothing, table counts do.
         let mut prev = meta("a", 1000, 1000, 10, Some(8));
-        prev.compression = "pg_dump".into();
+        prev.compression = Algorithm::PgDump.into();
         let mut new = meta("b", 900, 9_000, 10, Some(0));
-        new.format = "plain".into();
+        new.format = DumpFormat::Plain.into();
         let s = judge(&new, &prev, 0.5).unwrap();
         assert!(
             s.reason.contains("archive fell from 8 to 0"),

@@ -1,109 +1,16 @@
-//! The backup folder as a catalog: the metadata sidecar written last (its presence marks a
-//! backup complete), the scan that sorts files into complete, unmanaged and incomplete, and
-//! resolving `latest` or an id to a backup.
+//! The backup folder as a catalog: the scan that sorts files into complete (the metadata
+//! sidecar, written last, is present), unmanaged and incomplete, and resolving `latest` or an id
+//! to a backup.
 
 pub mod retention;
 
+use crate::archive::meta::Meta;
 use crate::archive::naming::{self, META_SUFFIX, PARTIAL_SUFFIX};
 use crate::error::Error;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// The version of the metadata format.
-pub const META_FORMAT_VERSION: u32 = 1;
-
-/// One file of a directory archive, for verification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-/// The sidecar `<backup>.meta.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    pub format_version: u32,
-    pub id: String,
-    pub label: Option<String>,
-    /// The backup's file (or folder) name.
-    pub file: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: DateTime<Utc>,
-    pub duration_ms: u64,
-    pub database: String,
-    pub host: String,
-    pub port: Option<u16>,
-    pub server_version: String,
-    pub pg_dump_version: String,
-    pub tool_version: String,
-    /// custom, plain or directory.
-    pub format: String,
-    /// zstd, gzip, pg_dump or none.
-    pub compression: String,
-    pub compression_level: i32,
-    /// none, age-recipients or age-passphrase.
-    pub encryption: String,
-    /// Bytes stored on disk (for a directory: the sum of its files).
-    pub size_bytes: u64,
-    /// Bytes pg_dump produced before compression and encryption (0 for a directory).
-    pub dump_bytes: u64,
-    /// SHA-256 of the stored bytes (for a directory: of its manifest lines).
-    pub sha256: String,
-    pub tables: u64,
-    /// The files of a directory archive.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<FileEntry>,
-    /// `TABLE` entries in the archive's table of contents, as the completeness check counted
-    /// them while the backup streamed (absent for plain SQL and older sidecars).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub archive_tables: Option<u64>,
-    /// Set when the backup shrank sharply against the previous one of the same database.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suspect: Option<Suspect>,
-    /// For `age-recipients`: the recipients' short fingerprints (`crypto::fingerprint`), so a
-    /// key error can say which identity the backup needs.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recipients: Vec<String>,
-}
-
-/// Why a backup is suspect: it was kept, but not trusted to cause deletions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Suspect {
-    /// What dropped, in words.
-    pub reason: String,
-    /// The backup it was compared with.
-    pub previous_id: String,
-}
-
-impl Meta {
-    /// The sidecar path for a backup at `path`.
-    #[must_use]
-    pub fn path_for(backup: &Path) -> PathBuf {
-        let mut name = backup.file_name().unwrap_or_default().to_os_string();
-        name.push(META_SUFFIX);
-        backup.with_file_name(name)
-    }
-
-    /// Reads and parses a sidecar.
-    pub fn read(path: &Path) -> Result<Meta> {
-        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&text).map_err(|e| {
-            Error::integrity(format!("metadata {} is unreadable: {e}", path.display()))
-                .hint("the sidecar was damaged or edited; the backup cannot be verified")
-                .into()
-        })
-    }
-
-    /// Writes the sidecar atomically; it never replaces an existing one.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let mut json = serde_json::to_vec_pretty(self).context("encoding metadata")?;
-        json.push(b'\n');
-        crate::runtime::fsutil::write_new_atomic(path, &json)
-    }
-}
 
 /// What a catalog entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -517,6 +424,8 @@ fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
+    use crate::archive::meta::META_FORMAT_VERSION;
     use chrono::TimeZone;
 
     /// 2024-01-01 00:00:00 UTC: ids of that day agree with their sidecar's time.
@@ -538,10 +447,10 @@ mod tests {
             server_version: "15.1".into(),
             pg_dump_version: "15.1".into(),
             tool_version: "0".into(),
-            format: "custom".into(),
-            compression: "zstd".into(),
+            format: DumpFormat::Custom.into(),
+            compression: Algorithm::Zstd.into(),
             compression_level: 1,
-            encryption: "none".into(),
+            encryption: EncryptionKind::None.into(),
             size_bytes: 3,
             dump_bytes: 3,
             sha256: String::new(),

@@ -207,7 +207,7 @@ pub fn apply(
                 let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
                 crate::runtime::fsutil::remove_any(&entry.path)
                     .with_context(|| format!("deleting {}", entry.path.display()))?;
-                let meta = catalog::Meta::path_for(&entry.path);
+                let meta = crate::archive::meta::Meta::path_for(&entry.path);
                 crate::runtime::fsutil::remove_any(&meta)
                     .with_context(|| format!("deleting {}", meta.display()))?;
                 deleted += 1;

@@ -189,7 +189,7 @@ fn reseal_directory(dir: &Path, id: &str) {
         let (sha256, size) =
             aos_backup::archive::sink::hash_file(&folder.join(&name), &counter).unwrap();
         total += size;
-        files.push(aos_backup::catalog::FileEntry {
+        files.push(aos_backup::archive::meta::FileEntry {
             path: name,
             size,
             sha256,

@@ -4,8 +4,8 @@
 //! program itself defines (the lock file, the sidecar's path) come from the library.
 
 use crate::cmd::{self, Output};
+use aos_backup::archive::meta::Meta;
 use aos_backup::archive::naming;
-use aos_backup::catalog::Meta;
 use aos_backup::storage::lock::LOCK_FILE;
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -5,10 +5,10 @@ use super::Ctx;
 use crate::archive::crypto::{self, Sealer};
 use crate::archive::dumpcheck::{self, StreamCheck, Verdict};
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
+use crate::archive::meta::{FileEntry, Meta, META_FORMAT_VERSION};
 use crate::archive::naming;
 use crate::archive::sink::{self, Sink, Written};
 use crate::catalog::retention::Policy;
-use crate::catalog::{FileEntry, Meta, META_FORMAT_VERSION};
 use crate::cli::args::BackupArgs;
 use crate::config::{Recipients, Settings};
 use crate::error::Error;
@@ -306,10 +306,10 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         server_version,
         pg_dump_version: pg_dump.version.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        format: plan.format.to_string(),
-        compression: plan.compression.algorithm.to_string(),
+        format: plan.format.into(),
+        compression: plan.compression.algorithm.into(),
         compression_level: plan.compression.level,
-        encryption: outcome.encryption.as_str().to_string(),
+        encryption: outcome.encryption.into(),
         size_bytes: outcome.written.stored_bytes,
         dump_bytes: outcome.written.dump_bytes,
         sha256: outcome.written.sha256.clone(),
@@ -670,7 +670,7 @@ fn second_read_keys(ctx: &Ctx, plan: &BackupPlan) -> Option<crate::archive::cryp
 }
 
 /// Whether `meta` shrank sharply against the previous trusted backup of its database.
-fn suspect_of(dir: &Path, meta: &Meta, ratio: f64) -> Option<crate::catalog::Suspect> {
+fn suspect_of(dir: &Path, meta: &Meta, ratio: f64) -> Option<crate::archive::meta::Suspect> {
     if ratio <= 0.0 {
         return None;
     }

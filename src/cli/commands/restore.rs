@@ -5,8 +5,9 @@
 use super::Ctx;
 use crate::archive::format::DumpFormat;
 use crate::archive::layers::{self, Opened};
+use crate::archive::meta::Meta;
 use crate::archive::sqlfeed::CleanSection;
-use crate::catalog::{self, Meta};
+use crate::catalog;
 use crate::cli::args::RestoreArgs;
 use crate::error::{Error, Kind};
 use crate::pg::db::Db;
@@ -493,12 +494,16 @@ fn peek_clean_section(opened: &mut Opened, path: &Path) -> Result<CleanSection> 
     let Some(reader) = opened.reader.take() else {
         return Ok(CleanSection::Unknown);
     };
-    let (section, reader) = crate::archive::sqlfeed::peek_clean_section(reader).map_err(|e| {
-        Error::integrity(format!("{}: cannot read the backup: {e}", path.display()))
-            .hint("the file is damaged or truncated (or was altered); use another backup")
-    })?;
+    let (section, reader) = crate::archive::sqlfeed::peek_clean_section(reader)
+        .map_err(|e| unreadable_backup(path, &e))?;
     opened.reader = Some(reader);
     Ok(section)
+}
+
+/// The backup's content failed to read: decompression, decryption, a truncated file.
+fn unreadable_backup(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::integrity(format!("{}: cannot read the backup: {e}", path.display()))
+        .hint("the file is damaged or truncated (or was altered); use another backup")
 }
 
 /// Guard: a pg_dump script without DROP statements (made without `--clean`) fails on the first
@@ -664,12 +669,7 @@ impl RestoreJob {
                     drop(feed);
                     drop(out);
                     running.kill();
-                    return Err(Error::integrity(format!(
-                        "{}: cannot read the backup: {e}",
-                        self.path.display()
-                    ))
-                    .hint("the file is damaged or truncated (or was altered); use another backup")
-                    .into());
+                    return Err(unreadable_backup(&self.path, &e).into());
                 }
             };
             if let Err(e) = feed.write_all(&buf[..n]) {
@@ -779,12 +779,7 @@ impl RestoreJob {
                     .join()
                     .map_err(|_| anyhow::anyhow!("the reading thread failed"))?;
                 if let Err(e) = read {
-                    return Err(Error::integrity(format!(
-                        "{}: cannot read the backup: {e}",
-                        self.path.display()
-                    ))
-                    .hint("the file is damaged or truncated (or was altered); use another backup")
-                    .into());
+                    return Err(unreadable_backup(&self.path, &e).into());
                 }
             }
             match producer.take() {

@@ -4,7 +4,8 @@
 use super::Ctx;
 use crate::archive::crypto::KeySource;
 use crate::archive::integrity::{check_stored, read_through};
-use crate::catalog::{self, Entry, Meta, Status};
+use crate::archive::meta::Meta;
+use crate::catalog::{self, Entry, Status};
 use crate::cli::args::VerifyArgs;
 use crate::error::{Error, Kind};
 use crate::pg::tools::Locator;
@@ -70,7 +71,7 @@ fn verify_entry(op: &OpContext, entry: &Entry, keys: &KeySource, locator: &Locat
         let meta = entry.meta.as_ref().context("metadata")?;
         check_stored(&entry.path, meta, &AtomicU64::new(0))?;
         report.checks.push("checksum".into());
-        if meta.encryption != "none" && keys.is_empty() {
+        if meta.is_encrypted() && keys.is_empty() {
             report
                 .checks
                 .push("content not read: encrypted, and no identity or passphrase given".into());
@@ -87,7 +88,7 @@ fn verify_entry(op: &OpContext, entry: &Entry, keys: &KeySource, locator: &Locat
             // A missing or non-matching key (crypto::key_error) says nothing about the backup.
             // For an encrypted backup whose checksum passed, a usage error can only be that.
             report.key_error = crate::error::find(&e).is_some_and(|t| t.kind == Kind::Usage)
-                && entry.meta.as_ref().is_some_and(|m| m.encryption != "none");
+                && entry.meta.as_ref().is_some_and(Meta::is_encrypted);
             report.error = Some(crate::runtime::redact::scrub(&format!("{e:#}")));
         }
     }
@@ -167,7 +168,7 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     // A loose key file is one problem for every encrypted backup: say it once, with its fix.
     if targets
         .iter()
-        .any(|t| t.meta.as_ref().is_some_and(|m| m.encryption != "none"))
+        .any(|t| t.meta.as_ref().is_some_and(Meta::is_encrypted))
     {
         keys.check_private()?;
     }
