@@ -7,7 +7,7 @@ pub mod commands;
 use crate::error;
 use crate::exit::ExitCode;
 use crate::runtime::context::OpContext;
-use crate::runtime::{fsutil, logging, process, progress, redact};
+use crate::runtime::{fsutil, logging, process, progress};
 use clap::Parser;
 
 /// Runs the command line and returns the process exit status.
@@ -104,7 +104,7 @@ pub fn run() -> i32 {
     runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::Success.code(),
-        Err(e) => report(&e, json && !stdout_used.get(), log_format).code(),
+        Err(e) => report(e, json && !stdout_used.get(), log_format).code(),
     }
 }
 
@@ -160,25 +160,9 @@ impl Signals {
 }
 
 /// Prints the error as one line (plus a hint) and returns its exit code.
-fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
-    let typed = error::find(err);
-    let kind = typed.map_or(error::Kind::Failure, |t| t.kind);
-    // One line, without control characters that names from the server or a sidecar could carry.
-    let message = redact::sanitize(&redact::scrub(&format!("{err:#}")).replace('\n', " "));
-    // An I/O error on our own files (a full disk, a folder we may not write) is about the disk
-    // or the path: say so before guessing from the text (where "permission denied" would
-    // otherwise read as the database's).
-    let local = || {
-        err.chain()
-            .find_map(|e| e.downcast_ref::<std::io::Error>())
-            .and_then(|e| fsutil::local_io_hint(e, None))
-    };
-    let hint = typed
-        .and_then(|t| t.hint.clone())
-        .or_else(local)
-        .or_else(|| process::classify(&message).1)
-        .map(|h| redact::scrub(&h));
-    let code = kind.exit_code();
+fn report(err: anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
+    let err = error::Error::from_chain(err, fallback_hint);
+    let (message, hint, code) = (err.message, err.hint, err.kind.exit_code());
     if json {
         let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -199,4 +183,14 @@ fn report(err: &anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCo
         }),
     }
     code
+}
+
+/// A hint for an error that carries none: an I/O error on our own files (a full disk, a folder we
+/// may not write) is about the disk or the path, and that is said before guessing from the text
+/// (where "permission denied" would otherwise read as the database's).
+fn fallback_hint(err: &anyhow::Error, message: &str) -> Option<String> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .and_then(|e| fsutil::local_io_hint(e, None))
+        .or_else(|| process::classify(message).1)
 }
