@@ -106,7 +106,7 @@ fn build_ctx(cli: &args::Cli) -> anyhow::Result<commands::Ctx> {
             .with_timezone(&chrono::Utc),
         None => chrono::Utc::now(),
     };
-    let settings = crate::config::Settings::resolve(cli, env, &cwd)?;
+    let settings = crate::config::Settings::resolve(&cli.overrides(), env, &cwd)?;
     Ok(commands::Ctx {
         settings,
         json: cli.json,
