@@ -2,13 +2,21 @@
 //! secret), an identity file or a passphrase file to read them. Keys never come from argv.
 
 use crate::archive::format::EncryptionKind;
-use crate::config::Recipients;
 use crate::error::{Error, Kind};
 use age::secrecy::SecretString;
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+/// Where age recipients come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// `age1...` keys given inline.
+    Keys(Vec<String>),
+    /// A file of recipients, one per line.
+    File(PathBuf),
+}
 
 /// How new backups are encrypted.
 pub enum Sealer {

@@ -1,6 +1,8 @@
 //! The command line as typed; `config` turns it into validated settings and plans.
 
 use crate::archive::format::{Algorithm, DumpFormat};
+use crate::catalog::retention::Policy;
+use crate::config::Overrides;
 use crate::runtime::logging::LogFormat;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -60,6 +62,24 @@ pub struct Cli {
     /// TOML config file [env: AOS_BACKUP_CONFIG] [default: ./aos-backup.toml if present].
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+}
+
+impl Cli {
+    /// What this command line sets among the configuration keys, for
+    /// [`Settings::resolve`](crate::config::Settings::resolve).
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            database_url: self.database_url.clone(),
+            backup_dir: self.backup_dir.clone(),
+            pg_bin: self.pg_bin.clone(),
+            lock_timeout: match &self.command {
+                Command::Restore(a) => a.lock_timeout.clone(),
+                _ => None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,4 +266,160 @@ pub struct PolicyArgs {
     /// Keep backups younger than N days; 0: off [env: BACKUP_RETENTION_DAYS].
     #[arg(long, value_name = "DAYS", alias = "retention-days")]
     pub max_age_days: Option<u32>,
+}
+
+impl PolicyArgs {
+    /// The rules given, as a policy to lay over the configured one
+    /// ([`overlay_policy`](crate::config::overlay_policy)).
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        Policy {
+            keep_last: self.keep_last,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            max_age_days: self.max_age_days,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{KEYS, KEY_COUNT};
+    use clap::CommandFactory;
+
+    #[test]
+    fn keys_are_in_enum_order_with_unique_names_and_variables() {
+        for (i, d) in KEYS.iter().enumerate() {
+            assert_eq!(d.key as usize, i, "{} is out of order", d.name);
+            assert_eq!(d.key.def().name, d.name);
+        }
+        let mut names: Vec<_> = KEYS.iter().map(|d| d.name).collect();
+        let mut envs: Vec<_> = KEYS.iter().map(|d| d.env).collect();
+        names.sort_unstable();
+        names.dedup();
+        envs.sort_unstable();
+        envs.dedup();
+        assert_eq!(names.len(), KEY_COUNT);
+        assert_eq!(envs.len(), KEY_COUNT);
+    }
+
+    /// The `[env: VAR]` (or `[env: VAR=value]`) names in a help text.
+    fn env_names(help: &str) -> Vec<&str> {
+        help.split("[env: ")
+            .skip(1)
+            .filter_map(|rest| rest.split([']', '=']).next())
+            .collect()
+    }
+
+    fn find_arg<'a>(cmd: &'a clap::Command, flag: &str) -> &'a clap::Arg {
+        let (sub, long) = match flag.split_once(' ') {
+            Some((sub, long)) => (Some(sub), long),
+            None => (None, flag),
+        };
+        let cmd = match sub {
+            Some(s) => cmd
+                .find_subcommand(s)
+                .unwrap_or_else(|| panic!("no subcommand {s}")),
+            None => cmd,
+        };
+        let long = long.trim_start_matches("--");
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .unwrap_or_else(|| panic!("no flag {flag}"))
+    }
+
+    #[test]
+    fn each_flag_help_names_its_variable_and_default_from_the_table() {
+        let cmd = Cli::command();
+        for d in KEYS {
+            for flag in d.flags {
+                let arg = find_arg(&cmd, flag);
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                assert_eq!(
+                    env_names(&help),
+                    vec![d.env],
+                    "{flag}'s help must say [env: {}]: {help:?}",
+                    d.env
+                );
+                // A switch (`--encrypt`) has no default of its own to show.
+                if let Some(default) = d.default.filter(|_| arg.get_action().takes_values()) {
+                    assert!(
+                        help.contains(&format!("[default: {default}]")),
+                        "{flag}'s help must say [default: {default}]: {help:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_variable_in_the_help_is_a_key() {
+        let cmd = Cli::command();
+        let mut helps = Vec::new();
+        for c in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            for a in c.get_arguments() {
+                helps.push(a.get_help().map(ToString::to_string).unwrap_or_default());
+            }
+        }
+        for help in &helps {
+            for var in env_names(help) {
+                assert!(
+                    KEYS.iter().any(|d| d.env == var),
+                    "[env: {var}] in {help:?} is not in KEYS"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_command_line_becomes_plain_overrides() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "aos-backup",
+            "--config",
+            "/c.toml",
+            "--database-url",
+            "postgresql:///d",
+            "--backup-dir",
+            "/b",
+            "--pg-bin",
+            "/pg",
+            "restore",
+            "latest",
+            "--lock-timeout",
+            "5s",
+        ])
+        .unwrap();
+        let o = cli.overrides();
+        assert_eq!(o.config_file, Some(PathBuf::from("/c.toml")));
+        assert_eq!(o.database_url.as_deref(), Some("postgresql:///d"));
+        assert_eq!(o.backup_dir, Some(PathBuf::from("/b")));
+        assert_eq!(o.pg_bin, Some(PathBuf::from("/pg")));
+        assert_eq!(o.lock_timeout.as_deref(), Some("5s"));
+        let o = Cli::try_parse_from(["aos-backup", "list"])
+            .unwrap()
+            .overrides();
+        assert!(o.config_file.is_none() && o.database_url.is_none() && o.lock_timeout.is_none());
+        let cli = Cli::try_parse_from([
+            "aos-backup",
+            "prune",
+            "--keep-last",
+            "3",
+            "--max-age-days",
+            "0",
+        ])
+        .unwrap();
+        let Command::Prune(p) = &cli.command else {
+            unreachable!()
+        };
+        let want = Policy {
+            keep_last: Some(3),
+            max_age_days: Some(0),
+            ..Policy::default()
+        };
+        assert_eq!(p.policy.policy(), want);
+    }
 }

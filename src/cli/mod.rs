@@ -122,7 +122,7 @@ fn build_ctx(
             .with_timezone(&chrono::Utc),
         None => chrono::Utc::now(),
     };
-    let settings = crate::config::Settings::resolve(cli, env, &cwd)?;
+    let settings = crate::config::Settings::resolve(&cli.overrides(), env, &cwd)?;
     Ok(commands::Ctx {
         settings,
         json: cli.json,

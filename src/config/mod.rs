@@ -1,9 +1,9 @@
 //! Configuration, merged in one place: flags over the environment over `./.env` over the TOML
 //! config file over defaults. Nothing else reads the environment.
 
+pub use crate::archive::crypto::Recipients;
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
 use crate::catalog::retention::Policy;
-use crate::cli::args::{Cli, PolicyArgs};
 use crate::error::Error;
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -161,15 +161,6 @@ impl<T> Sourced<T> {
     }
 }
 
-/// Where age recipients come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recipients {
-    /// `age1...` keys given inline.
-    Keys(Vec<String>),
-    /// A file of recipients, one per line.
-    File(PathBuf),
-}
-
 /// Encryption settings, before any key is read.
 #[derive(Debug, Clone, Default)]
 pub struct EncryptionSettings {
@@ -177,6 +168,22 @@ pub struct EncryptionSettings {
     pub recipients: Option<Recipients>,
     pub identity_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// What the command line gave for the keys that resolution takes from it (`None`: not given),
+/// filled by the cli layer from its parsed arguments. Each wins over every other layer.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--backup-dir`.
+    pub backup_dir: Option<PathBuf>,
+    /// `--pg-bin`.
+    pub pg_bin: Option<PathBuf>,
+    /// `restore --lock-timeout`, as typed (parsed during resolution).
+    pub lock_timeout: Option<String>,
 }
 
 /// Every setting, resolved.
@@ -254,27 +261,16 @@ fn parse_bool(key: &str, v: &str) -> Result<bool> {
 }
 
 impl Settings {
-    /// Resolves the settings from the command line, the environment and the config file. Each
-    /// key's variable and default come from [`KEYS`].
-    #[allow(clippy::too_many_lines)]
-    pub fn resolve(cli: &Cli, env: Env, cwd: &Path) -> Result<Settings> {
+    /// Resolves the settings from the command line's overrides, the environment and the config
+    /// file. Each key's variable and default come from [`KEYS`].
+    pub fn resolve(over: &Overrides, env: Env, cwd: &Path) -> Result<Settings> {
         let mut sources = Sources::default();
-        let (file, config_file) = load_file(cli, &env, cwd)?;
-        sources.set(Key::ConfigFile, config_file_source(cli, &env));
-
-        let database_url = if let Some(u) = &cli.database_url {
-            Some(Sourced::new(u.clone(), Source::Flag))
-        } else if let Some((u, src)) = env.get(Key::DatabaseUrl.env()) {
-            Some(Sourced::new(u.to_string(), src))
-        } else {
-            file.database_url
-                .clone()
-                .map(|u| Sourced::new(u, Source::File))
-        };
+        let (file, config_file) = load_file(over, &env, cwd)?;
+        sources.set(Key::ConfigFile, config_file_source(over, &env));
+        let database_url = database_url(over, &env, &file);
         sources.set_from(Key::DatabaseUrl, database_url.as_ref());
-
         let backup_dir = pick_path(
-            cli.backup_dir.clone(),
+            over.backup_dir.clone(),
             &env,
             Key::BackupDir.env(),
             file.backup_dir.clone(),
@@ -282,143 +278,26 @@ impl Settings {
         .unwrap_or_else(|| Sourced::new(default_backup_dir(), Source::Default));
         sources.set(Key::BackupDir, backup_dir.source);
         let pg_bin = pick_path(
-            cli.pg_bin.clone(),
+            over.pg_bin.clone(),
             &env,
             Key::PgBin.env(),
             file.pg_bin.clone(),
         );
         sources.set_from(Key::PgBin, pg_bin.as_ref());
-
-        let format = if let Some((v, src)) = env.get(Key::Format.env()) {
-            Sourced::new(parse_format(v)?, src)
-        } else if let Some(f) = file.backup.format {
-            Sourced::new(f, Source::File)
-        } else {
-            Sourced::new(parse_format(default_of(Key::Format))?, Source::Default)
-        };
+        let format = format(&env, &file)?;
         sources.set(Key::Format, format.source);
-
-        let (algorithm, alg_src) = if let Some((v, src)) = env.get(Key::Compression.env()) {
-            let a = Algorithm::parse_loose(v).ok_or_else(|| {
-                Error::usage(format!("invalid {}={v:?}", Key::Compression.env()))
-                    .hint("use zstd, gzip, pg_dump or none")
-            })?;
-            (a, src)
-        } else if let Some(v) = &file.backup.compression {
-            let a = Algorithm::parse_loose(v).ok_or_else(|| {
-                Error::usage(format!("invalid compression {v:?} in the config file"))
-                    .hint("use zstd, gzip, pg_dump or none")
-            })?;
-            (a, Source::File)
-        } else {
-            let a = Algorithm::parse_loose(default_of(Key::Compression))
-                .context("the default compression in KEYS does not parse")?;
-            (a, Source::Default)
-        };
-        sources.set(Key::Compression, alg_src);
-        let level_env = parse_env::<i32>(&env, Key::CompressionLevel.env())?;
-        sources.set(
-            Key::CompressionLevel,
-            layered(
-                &env,
-                Key::CompressionLevel,
-                file.backup.compression_level.is_some(),
-            ),
-        );
-        let level = level_env
-            .or(file.backup.compression_level)
-            .unwrap_or_else(|| algorithm.default_level());
-        let compression = Sourced::new(Compression { algorithm, level }, alg_src);
+        let compression = compression(&env, &file, &mut sources)?;
         let jobs = parse_env::<u32>(&env, Key::Jobs.env())?.or(file.backup.jobs);
         sources.set(
             Key::Jobs,
             layered(&env, Key::Jobs, file.backup.jobs.is_some()),
         );
-
-        let enabled = match env.get(Key::Encryption.env()) {
-            Some((v, _)) => parse_bool(Key::Encryption.env(), v)?,
-            None => match file.encryption.enabled {
-                Some(b) => b,
-                None => parse_bool(Key::Encryption.env(), default_of(Key::Encryption))?,
-            },
-        };
-        sources.set(
-            Key::Encryption,
-            layered(&env, Key::Encryption, file.encryption.enabled.is_some()),
-        );
-        let recipients = match env.get(Key::AgeRecipients.env()) {
-            Some((v, _)) => Some(parse_recipients(v)),
-            None => file
-                .encryption
-                .recipients
-                .clone()
-                .map(Recipients::Keys)
-                .or_else(|| {
-                    file.encryption
-                        .recipients_file
-                        .clone()
-                        .map(Recipients::File)
-                }),
-        };
-        sources.set(
-            Key::AgeRecipients,
-            layered(&env, Key::AgeRecipients, recipients.is_some()),
-        );
-        sources.set(
-            Key::AgeIdentity,
-            layered(
-                &env,
-                Key::AgeIdentity,
-                file.encryption.identity_file.is_some(),
-            ),
-        );
-        sources.set(
-            Key::PassphraseFile,
-            layered(
-                &env,
-                Key::PassphraseFile,
-                file.encryption.passphrase_file.is_some(),
-            ),
-        );
-        let encryption = EncryptionSettings {
-            enabled,
-            recipients,
-            identity_file: env
-                .var(Key::AgeIdentity.env())
-                .map(PathBuf::from)
-                .or(file.encryption.identity_file.clone()),
-            passphrase_file: env
-                .var(Key::PassphraseFile.env())
-                .map(PathBuf::from)
-                .or(file.encryption.passphrase_file.clone()),
-        };
-
-        let mut retention = file.retention.clone();
-        let env_policy = PolicyArgs {
-            keep_last: parse_env(&env, Key::KeepLast.env())?,
-            keep_daily: parse_env(&env, Key::KeepDaily.env())?,
-            keep_weekly: parse_env(&env, Key::KeepWeekly.env())?,
-            keep_monthly: parse_env(&env, Key::KeepMonthly.env())?,
-            keep_yearly: parse_env(&env, Key::KeepYearly.env())?,
-            max_age_days: parse_env(&env, Key::MaxAgeDays.env())?,
-        };
-        for (key, in_file) in [
-            (Key::KeepLast, retention.keep_last),
-            (Key::KeepDaily, retention.keep_daily),
-            (Key::KeepWeekly, retention.keep_weekly),
-            (Key::KeepMonthly, retention.keep_monthly),
-            (Key::KeepYearly, retention.keep_yearly),
-            (Key::MaxAgeDays, retention.max_age_days),
-        ] {
-            sources.set(key, layered(&env, key, in_file.is_some()));
-        }
-        overlay_policy(&mut retention, &env_policy);
+        let encryption = encryption(&env, &file, &mut sources)?;
+        let retention = retention(&env, &file, &mut sources)?;
         let suspect_ratio = suspect_ratio(&env, file.backup.suspect_ratio)?;
         sources.set(Key::SuspectRatio, suspect_ratio.source);
-
-        let lock_timeout = resolve_lock_timeout(cli, &env, &file)?;
+        let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
-
         Ok(Settings {
             lock_timeout,
             database_url,
@@ -441,6 +320,142 @@ impl Settings {
     pub fn source(&self, key: Key) -> Source {
         self.sources.get(key)
     }
+}
+
+/// `--database-url`, else `DATABASE_URL`, else the config file's `database_url`.
+fn database_url(over: &Overrides, env: &Env, file: &FileConfig) -> Option<Sourced<String>> {
+    if let Some(u) = &over.database_url {
+        Some(Sourced::new(u.clone(), Source::Flag))
+    } else if let Some((u, src)) = env.get(Key::DatabaseUrl.env()) {
+        Some(Sourced::new(u.to_string(), src))
+    } else {
+        file.database_url
+            .clone()
+            .map(|u| Sourced::new(u, Source::File))
+    }
+}
+
+/// `BACKUP_FORMAT`, else `[backup] format`, else the default.
+fn format(env: &Env, file: &FileConfig) -> Result<Sourced<DumpFormat>> {
+    Ok(if let Some((v, src)) = env.get(Key::Format.env()) {
+        Sourced::new(parse_format(v)?, src)
+    } else if let Some(f) = file.backup.format {
+        Sourced::new(f, Source::File)
+    } else {
+        Sourced::new(parse_format(default_of(Key::Format))?, Source::Default)
+    })
+}
+
+/// The algorithm and its level; records the sources of both keys. The level defaults to the
+/// algorithm's own.
+fn compression(
+    env: &Env,
+    file: &FileConfig,
+    sources: &mut Sources,
+) -> Result<Sourced<Compression>> {
+    let (algorithm, alg_src) = algorithm(env, file)?;
+    sources.set(Key::Compression, alg_src);
+    let level_env = parse_env::<i32>(env, Key::CompressionLevel.env())?;
+    sources.set(
+        Key::CompressionLevel,
+        layered(
+            env,
+            Key::CompressionLevel,
+            file.backup.compression_level.is_some(),
+        ),
+    );
+    let level = level_env
+        .or(file.backup.compression_level)
+        .unwrap_or_else(|| algorithm.default_level());
+    Ok(Sourced::new(Compression { algorithm, level }, alg_src))
+}
+
+/// `BACKUP_COMPRESSION`, else `[backup] compression`, else the default.
+fn algorithm(env: &Env, file: &FileConfig) -> Result<(Algorithm, Source)> {
+    if let Some((v, src)) = env.get(Key::Compression.env()) {
+        let a = Algorithm::parse_loose(v).ok_or_else(|| {
+            Error::usage(format!("invalid {}={v:?}", Key::Compression.env()))
+                .hint("use zstd, gzip, pg_dump or none")
+        })?;
+        Ok((a, src))
+    } else if let Some(v) = &file.backup.compression {
+        let a = Algorithm::parse_loose(v).ok_or_else(|| {
+            Error::usage(format!("invalid compression {v:?} in the config file"))
+                .hint("use zstd, gzip, pg_dump or none")
+        })?;
+        Ok((a, Source::File))
+    } else {
+        let a = Algorithm::parse_loose(default_of(Key::Compression))
+            .context("the default compression in KEYS does not parse")?;
+        Ok((a, Source::Default))
+    }
+}
+
+/// Whether to encrypt, to whom, and the key files; records the sources of the four keys.
+fn encryption(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<EncryptionSettings> {
+    let enc = &file.encryption;
+    let enabled = match env.get(Key::Encryption.env()) {
+        Some((v, _)) => parse_bool(Key::Encryption.env(), v)?,
+        None => match enc.enabled {
+            Some(b) => b,
+            None => parse_bool(Key::Encryption.env(), default_of(Key::Encryption))?,
+        },
+    };
+    let recipients = recipients(env, enc);
+    for (key, in_file) in [
+        (Key::Encryption, enc.enabled.is_some()),
+        (Key::AgeRecipients, recipients.is_some()),
+        (Key::AgeIdentity, enc.identity_file.is_some()),
+        (Key::PassphraseFile, enc.passphrase_file.is_some()),
+    ] {
+        sources.set(key, layered(env, key, in_file));
+    }
+    let path = |key: Key, in_file: &Option<PathBuf>| {
+        env.var(key.env()).map(PathBuf::from).or(in_file.clone())
+    };
+    Ok(EncryptionSettings {
+        enabled,
+        recipients,
+        identity_file: path(Key::AgeIdentity, &enc.identity_file),
+        passphrase_file: path(Key::PassphraseFile, &enc.passphrase_file),
+    })
+}
+
+/// `BACKUP_AGE_RECIPIENTS`, else `[encryption] recipients`, else `recipients_file`.
+fn recipients(env: &Env, enc: &FileEncryption) -> Option<Recipients> {
+    match env.get(Key::AgeRecipients.env()) {
+        Some((v, _)) => Some(parse_recipients(v)),
+        None => enc
+            .recipients
+            .clone()
+            .map(Recipients::Keys)
+            .or_else(|| enc.recipients_file.clone().map(Recipients::File)),
+    }
+}
+
+/// The config file's `[retention]` with each rule's variable over it; records their sources.
+fn retention(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<Policy> {
+    let mut retention = file.retention.clone();
+    let env_policy = Policy {
+        keep_last: parse_env(env, Key::KeepLast.env())?,
+        keep_daily: parse_env(env, Key::KeepDaily.env())?,
+        keep_weekly: parse_env(env, Key::KeepWeekly.env())?,
+        keep_monthly: parse_env(env, Key::KeepMonthly.env())?,
+        keep_yearly: parse_env(env, Key::KeepYearly.env())?,
+        max_age_days: parse_env(env, Key::MaxAgeDays.env())?,
+    };
+    for (key, in_file) in [
+        (Key::KeepLast, retention.keep_last),
+        (Key::KeepDaily, retention.keep_daily),
+        (Key::KeepWeekly, retention.keep_weekly),
+        (Key::KeepMonthly, retention.keep_monthly),
+        (Key::KeepYearly, retention.keep_yearly),
+        (Key::MaxAgeDays, retention.max_age_days),
+    ] {
+        sources.set(key, layered(env, key, in_file.is_some()));
+    }
+    overlay_policy(&mut retention, &env_policy);
+    Ok(retention)
 }
 
 /// Where each key's value came from, indexed by [`Key`].
@@ -480,8 +495,8 @@ fn layered(env: &Env, key: Key, in_file: bool) -> Source {
     }
 }
 
-fn config_file_source(cli: &Cli, env: &Env) -> Source {
-    if cli.config.is_some() {
+fn config_file_source(over: &Overrides, env: &Env) -> Source {
+    if over.config_file.is_some() {
         Source::Flag
     } else {
         env.get(Key::ConfigFile.env())
@@ -515,15 +530,11 @@ fn parse_format(v: &str) -> Result<DumpFormat> {
 
 /// `restore --lock-timeout`, else `BACKUP_LOCK_TIMEOUT`, else `[restore] lock_timeout`, else 30s.
 fn resolve_lock_timeout(
-    cli: &Cli,
+    over: &Overrides,
     env: &Env,
     file: &FileConfig,
 ) -> Result<Sourced<std::time::Duration>> {
-    let flag = match &cli.command {
-        crate::cli::args::Command::Restore(a) => a.lock_timeout.clone(),
-        _ => None,
-    };
-    let (text, source, name) = if let Some(v) = flag {
+    let (text, source, name) = if let Some(v) = over.lock_timeout.clone() {
         (v, Source::Flag, "--lock-timeout")
     } else if let Some((v, src)) = env.get(Key::LockTimeout.env()) {
         (v.to_string(), src, Key::LockTimeout.env())
@@ -543,15 +554,15 @@ fn resolve_lock_timeout(
     Ok(Sourced::new(d, source))
 }
 
-/// Applies the rules set in `args` over `policy`.
-pub fn overlay_policy(policy: &mut Policy, args: &PolicyArgs) {
+/// Applies the rules that `over` sets (its `Some` values, 0 included) over `policy`.
+pub fn overlay_policy(policy: &mut Policy, over: &Policy) {
     let pairs = [
-        (&mut policy.keep_last, args.keep_last),
-        (&mut policy.keep_daily, args.keep_daily),
-        (&mut policy.keep_weekly, args.keep_weekly),
-        (&mut policy.keep_monthly, args.keep_monthly),
-        (&mut policy.keep_yearly, args.keep_yearly),
-        (&mut policy.max_age_days, args.max_age_days),
+        (&mut policy.keep_last, over.keep_last),
+        (&mut policy.keep_daily, over.keep_daily),
+        (&mut policy.keep_weekly, over.keep_weekly),
+        (&mut policy.keep_monthly, over.keep_monthly),
+        (&mut policy.keep_yearly, over.keep_yearly),
+        (&mut policy.max_age_days, over.max_age_days),
     ];
     for (slot, value) in pairs {
         if value.is_some() {
@@ -590,9 +601,9 @@ fn pick_path(
     file.map(|p| Sourced::new(p, Source::File))
 }
 
-fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<PathBuf>)> {
-    let explicit = cli
-        .config
+fn load_file(over: &Overrides, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<PathBuf>)> {
+    let explicit = over
+        .config_file
         .clone()
         .or_else(|| env.var(Key::ConfigFile.env()).map(PathBuf::from));
     let path = match explicit {
@@ -643,17 +654,19 @@ fn load_file(cli: &Cli, env: &Env, cwd: &Path) -> Result<(FileConfig, Option<Pat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    fn settings(args: &[&str], env: &[(&str, &str)]) -> Result<Settings> {
-        let cli = Cli::try_parse_from(args).unwrap();
+    fn settings(over: &Overrides, env: &[(&str, &str)]) -> Result<Settings> {
         let dir = tempfile::tempdir().unwrap();
-        Settings::resolve(&cli, Env::from_pairs(env), dir.path())
+        Settings::resolve(over, Env::from_pairs(env), dir.path())
+    }
+
+    fn none() -> Overrides {
+        Overrides::default()
     }
 
     #[test]
     fn defaults() {
-        let s = settings(&["aos-backup", "list"], &[]).unwrap();
+        let s = settings(&none(), &[]).unwrap();
         assert_eq!(s.backup_dir.value, PathBuf::from("backups"));
         assert_eq!(s.backup_dir.source, Source::Default);
         assert_eq!(s.format.value, DumpFormat::Custom);
@@ -664,8 +677,12 @@ mod tests {
 
     #[test]
     fn flags_beat_environment() {
+        let over = Overrides {
+            backup_dir: Some(PathBuf::from("/flag")),
+            ..Overrides::default()
+        };
         let s = settings(
-            &["aos-backup", "--backup-dir", "/flag", "list"],
+            &over,
             &[("BACKUP_DIR", "/env"), ("BACKUP_RETENTION_DAYS", "30")],
         )
         .unwrap();
@@ -677,7 +694,7 @@ mod tests {
     #[test]
     fn seed_style_values_are_understood() {
         let s = settings(
-            &["aos-backup", "list"],
+            &none(),
             &[
                 ("BACKUP_COMPRESSION", "true"),
                 ("BACKUP_ENCRYPTION", "false"),
@@ -686,7 +703,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.compression.value.algorithm, Algorithm::Zstd);
         assert!(!s.encryption.enabled);
-        let s = settings(&["aos-backup", "list"], &[("BACKUP_COMPRESSION", "false")]).unwrap();
+        let s = settings(&none(), &[("BACKUP_COMPRESSION", "false")]).unwrap();
         assert_eq!(s.compression.value.algorithm, Algorithm::None);
     }
 
@@ -698,7 +715,7 @@ mod tests {
             ("BACKUP_ENCRYPTION", "maybe"),
             ("BACKUP_FORMAT", "xml"),
         ] {
-            let err = settings(&["aos-backup", "list"], &[(k, v)]).unwrap_err();
+            let err = settings(&none(), &[(k, v)]).unwrap_err();
             let e = crate::error::find(&err).expect("typed error");
             assert_eq!(e.kind, crate::error::Kind::Usage);
             assert!(e.message.contains(k), "{}", e.message);
@@ -707,7 +724,7 @@ mod tests {
 
     #[test]
     fn defaults_come_from_the_key_table() {
-        let s = settings(&["aos-backup", "list"], &[]).unwrap();
+        let s = settings(&none(), &[]).unwrap();
         assert_eq!(
             Path::new(".").join(&s.backup_dir.value),
             Path::new(Key::BackupDir.default_text().unwrap())
@@ -757,8 +774,7 @@ mod tests {
                 (d.env, v)
             })
             .collect();
-        let cli = Cli::try_parse_from(["aos-backup", "list"]).unwrap();
-        let s = Settings::resolve(&cli, Env::from_pairs(&all), dir.path()).unwrap();
+        let s = Settings::resolve(&none(), Env::from_pairs(&all), dir.path()).unwrap();
         for d in KEYS {
             let want = match d.key {
                 Key::ConfigFile => Source::Default,
@@ -767,7 +783,7 @@ mod tests {
             };
             assert_eq!(s.source(d.key), want, "{}", d.name);
         }
-        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        let s = Settings::resolve(&none(), Env::from_pairs(&[]), dir.path()).unwrap();
         for (k, want) in [
             (Key::Jobs, Source::File),
             (Key::CompressionLevel, Source::File),
@@ -779,16 +795,12 @@ mod tests {
         ] {
             assert_eq!(s.source(k), want, "{k:?}");
         }
-        let cli = Cli::try_parse_from([
-            "aos-backup",
-            "--config",
-            dir.path().join("aos-backup.toml").to_str().unwrap(),
-            "--pg-bin",
-            "/pg",
-            "list",
-        ])
-        .unwrap();
-        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        let over = Overrides {
+            config_file: Some(dir.path().join("aos-backup.toml")),
+            pg_bin: Some(PathBuf::from("/pg")),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&over, Env::from_pairs(&[]), dir.path()).unwrap();
         assert_eq!(s.source(Key::ConfigFile), Source::Flag);
         assert_eq!(s.source(Key::PgBin), Source::Flag);
     }
@@ -827,14 +839,13 @@ mod tests {
             "backup_dir = \"/srv/b\"\n[retention]\nkeep_last = 3\n[backup]\ncompression = \"gzip\"\n",
         )
         .unwrap();
-        let cli = Cli::try_parse_from(["aos-backup", "list"]).unwrap();
-        let s = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap();
+        let s = Settings::resolve(&none(), Env::from_pairs(&[]), dir.path()).unwrap();
         assert_eq!(s.backup_dir.value, PathBuf::from("/srv/b"));
         assert_eq!(s.retention.keep_last, Some(3));
         assert_eq!(s.compression.value.algorithm, Algorithm::Gzip);
         for text in ["bakup_dir = 1\n", "[retention]\nkeep_lats = 3\n"] {
             std::fs::write(dir.path().join("aos-backup.toml"), text).unwrap();
-            let err = Settings::resolve(&cli, Env::from_pairs(&[]), dir.path()).unwrap_err();
+            let err = Settings::resolve(&none(), Env::from_pairs(&[]), dir.path()).unwrap_err();
             assert_eq!(
                 crate::error::find(&err).unwrap().kind,
                 crate::error::Kind::Usage,

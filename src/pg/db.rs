@@ -1,7 +1,6 @@
 //! Talking to the server through tokio-postgres (no psql needed): its version, and how many
 //! tables the database holds, for the version check, the restore guard and the metadata.
 
-use crate::config::Env;
 use crate::error::{Error, Kind};
 use crate::pg::conninfo::ConnInfo;
 use anyhow::Result;
@@ -69,12 +68,15 @@ SELECT EXISTS (SELECT 1 FROM user_ns WHERE oid >= 16384) \
             (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))";
 
 impl Db {
-    /// Connects, with a timeout, and reads the server version.
-    pub async fn connect(conn: &ConnInfo, env: &Env) -> Result<Db> {
-        let lookup = |k: &str| env.var(k);
-        let mut config = conn.tokio_config(&lookup);
+    /// Connects, with a timeout, and reads the server version. `lookup` reads the variables
+    /// (`PG*`, `PGPASSFILE`) that fill in what `conn` leaves out.
+    pub async fn connect(
+        conn: &ConnInfo,
+        lookup: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Db> {
+        let mut config = conn.tokio_config(lookup);
         if config.get_password().is_none() {
-            if let Some(pw) = password_from_file(&config, conn, &lookup) {
+            if let Some(pw) = password_from_file(&config, conn, lookup) {
                 crate::runtime::redact::register(&pw);
                 config.password(pw);
             }
@@ -88,10 +90,10 @@ impl Db {
         }
         let target = format!(
             "database {:?} at {}",
-            conn.effective_dbname(&lookup),
+            conn.effective_dbname(lookup),
             conn.host_display()
         );
-        let tls = crate::pg::tls::connector(conn, &lookup)?;
+        let tls = crate::pg::tls::connector(conn, lookup)?;
         let connected = tokio::time::timeout(timeout + Duration::from_secs(1), config.connect(tls))
             .await
             .map_err(|_| {

@@ -240,7 +240,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     })?;
     let lock = crate::storage::lock::acquire(&plan.dir, "backup")?;
 
-    let db = Db::connect(&conn, &ctx.settings.env).await?;
+    let db = Db::connect(&conn, &|k| ctx.settings.env.var(k)).await?;
     let tables = db.table_count().await?;
     let pg_dump = ctx.locator().find("pg_dump", Some(db.info.major))?;
     crate::pg::tools::check_not_older(&pg_dump, &db.info.version, db.info.major)?;
@@ -795,7 +795,7 @@ mod tests {
         full.extend_from_slice(args);
         let cli = Cli::try_parse_from(full).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings::resolve(&cli, Env::from_pairs(env), dir.path())?;
+        let settings = Settings::resolve(&cli.overrides(), Env::from_pairs(env), dir.path())?;
         let Sub::Backup(a) = &cli.command else {
             unreachable!()
         };

@@ -12,7 +12,7 @@ pub use crate::ops::prune::Databases;
 /// Runs `aos-backup prune`.
 pub fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
     let mut policy = ctx.settings.retention.clone();
-    crate::config::overlay_policy(&mut policy, &args.policy);
+    crate::config::overlay_policy(&mut policy, &args.policy.policy());
     if policy.is_empty() {
         return Err(Error::usage("no retention policy is configured (every rule is unset or 0, which means off), so there is nothing to prune")
             .hint("set BACKUP_RETENTION_DAYS, BACKUP_KEEP_LAST, BACKUP_KEEP_DAILY... or pass --keep-last N, --max-age-days N (N of 1 or more)")

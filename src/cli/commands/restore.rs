@@ -192,7 +192,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         .filter(|j| *j > 1 && opened.format != DumpFormat::Plain);
 
     // Guard: the target.
-    let db = Db::connect(&conn, &ctx.settings.env).await?;
+    let db = Db::connect(&conn, &|k| ctx.settings.env.var(k)).await?;
     let tables = db.table_count().await?;
     let dbname = db.info.database.clone();
     let empty = db.is_empty().await?;
@@ -441,7 +441,7 @@ async fn lock_wait_error(
     limit: Duration,
     note: &str,
 ) -> anyhow::Error {
-    let (sessions, prepared) = match Db::connect(conn, env).await {
+    let (sessions, prepared) = match Db::connect(conn, &|k| env.var(k)).await {
         Ok(db) => (
             db.other_sessions().await.unwrap_or_default(),
             db.prepared_transactions().await.unwrap_or_default(),
