@@ -81,6 +81,19 @@ impl Ctx {
         conn.dbname().map(str::to_string)
     }
 
+    /// What the operations are given: the folder, the tools, "now", the variables and `op`.
+    #[must_use]
+    pub fn ops(&self) -> crate::ops::Context {
+        let env = self.settings.env.clone();
+        crate::ops::Context {
+            op: self.op.clone(),
+            dir: self.backup_dir(),
+            locator: self.locator(),
+            now: self.now,
+            lookup: std::sync::Arc::new(move |k: &str| env.var(k)),
+        }
+    }
+
     /// Where pg_dump and friends are looked for.
     #[must_use]
     pub fn locator(&self) -> Locator {
