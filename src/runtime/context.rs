@@ -1,9 +1,10 @@
 //! One operation's share of the process: its cancellation, the children and temp files it must
-//! clean up, the state of a restore it runs, and where its progress goes. Each operation gets its
+//! clean up, the state of a restore it runs, its secrets, and where its progress goes. Each operation gets its
 //! own, so two operations in one process (a daemon's backup and its bot's `/status`) never stop
 //! or clean up each other's work.
 
 use super::progress::{Progress, Silent, Task};
+use super::redact::Secrets;
 use super::restore_state::RestoreState;
 use crate::error::Error;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ struct Inner {
     /// Threads still reading a child's stderr.
     stderr_readers: AtomicUsize,
     restore: RestoreState,
+    secrets: Secrets,
     progress: Arc<dyn Progress>,
 }
 
@@ -58,6 +60,7 @@ impl OpContext {
                 commit: Mutex::new(()),
                 stderr_readers: AtomicUsize::new(0),
                 restore: RestoreState::default(),
+                secrets: Secrets::new(),
                 progress,
             }),
         }
@@ -77,6 +80,12 @@ impl OpContext {
     #[must_use]
     pub fn interrupted_error(&self, sig: i32) -> Error {
         self.inner.restore.interrupted_error(sig)
+    }
+
+    /// The secrets this operation learnt, masked in its messages (and in every log line).
+    #[must_use]
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
     }
 
     /// The state of the restore this operation runs.

@@ -153,7 +153,7 @@ fn collect_tail(ctx: &OpContext, name: &str, stream: impl Read) -> Vec<String> {
             tracing::debug!("{name}: the restore's COMMIT is being sent");
             continue;
         }
-        tracing::debug!("{name}: {}", crate::runtime::redact::scrub(&line));
+        tracing::debug!("{name}: {}", ctx.secrets().scrub(&line));
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
@@ -227,7 +227,7 @@ impl Finished {
         {
             return Err(self.ctx.interrupted_error(sig).into());
         }
-        Err(failure(&self.name, &self.status, &self.stderr).into())
+        Err(failure(&self.name, &self.status, &self.stderr, &self.ctx).into())
     }
 }
 
@@ -244,13 +244,13 @@ pub fn describe_status(status: &ExitStatus) -> String {
 
 /// A one-line error for a failed child, with a hint for the typical causes.
 #[must_use]
-pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
+pub fn failure(name: &str, status: &ExitStatus, stderr: &[String], ctx: &OpContext) -> Error {
     let important = stderr
         .iter()
         .rev()
         .find(|l| l.contains("error") || l.contains("FATAL") || l.contains("ERROR"))
         .or_else(|| stderr.last())
-        .map(|l| crate::runtime::redact::scrub(l));
+        .map(|l| ctx.secrets().scrub(l));
     let mut what = important.unwrap_or_else(|| "no error message".to_string());
     // A restore's clean step skips what it cannot drop; when the restore then fails, that is
     // usually the real reason (a view of the target depends on a table, another role owns it).
@@ -260,7 +260,7 @@ pub fn failure(name: &str, status: &ExitStatus, stderr: &[String]) -> Error {
     }) {
         what = format!(
             "{what} (earlier, the clean step could not drop an object: {})",
-            crate::runtime::redact::scrub(skipped)
+            ctx.secrets().scrub(skipped)
         );
     }
     let (kind, hint) = classify(&stderr.join("\n"));
@@ -394,6 +394,7 @@ mod tests {
             "pg_dump",
             &status,
             &["pg_dump: last".into(), "pg_dump: error: boom".into()],
+            &OpContext::default(),
         );
         assert_eq!(
             e.message,

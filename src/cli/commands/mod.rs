@@ -46,7 +46,7 @@ impl Ctx {
                 .hint("expected postgresql://user:password@host:port/dbname; percent-encode special characters in the password and the database name (/ is %2F, @ is %40, : is %3A, % is %25)")
         })?;
         if let Some(p) = conn.password() {
-            crate::runtime::redact::register(p);
+            self.op.secrets().register(p);
             if url.source == crate::config::Source::Flag {
                 tracing::warn!("--database-url holds a password, which other users can see in `ps`; prefer DATABASE_URL in the environment or .env");
             }
@@ -56,7 +56,7 @@ impl Ctx {
         }
         let conn = self.resolve(&conn)?;
         if let Some(p) = conn.password() {
-            crate::runtime::redact::register(p);
+            self.op.secrets().register(p);
         }
         Ok(conn)
     }
