@@ -28,10 +28,40 @@ pub fn init(verbosity: i8, format: LogFormat) {
         .with_target(false);
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(color_enabled()).without_time().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(color_enabled())
+            .without_time()
+            .fmt_fields(text_fields())
+            .try_init(),
     };
     // A second init (tests calling run twice) keeps the first subscriber.
     drop(result);
+}
+
+/// Fields that JSON log lines carry for machines, and that text lines leave out because their
+/// message already says it in words (`file`, `bytes`, `database`, `duration_ms`, ...).
+pub const STRUCTURED_ONLY: &[&str] = &[
+    "file",
+    "bytes",
+    "size_bytes",
+    "database",
+    "duration_ms",
+    "id",
+    "tables",
+    "deleted",
+    "kept",
+    "verified",
+];
+
+/// Text lines: the message, then any other field as `name=value`, except [`STRUCTURED_ONLY`].
+fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
+        "message" => write!(w, "{value:?}"),
+        name if STRUCTURED_ONLY.contains(&name) => Ok(()),
+        name => write!(w, " {name}={value:?}"),
+    })
+    .display_messages()
 }
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set.
