@@ -2,7 +2,9 @@
 //! (results go back to the caller, logs go through `tracing`). Operations share code through the
 //! layers below (archive, catalog, storage, pg, runtime), never through each other's modules.
 
+pub mod list;
 pub mod prune;
+pub mod verify;
 
 use crate::pg::tools::Locator;
 use crate::runtime::context::OpContext;

@@ -1,0 +1,116 @@
+//! List: what the backup folder holds (or one database's part of it), newest first, with each
+//! entry's status and what makes it doubtful (dated in the future, a time that disagrees with
+//! its name, a sharp shrink), as a typed report.
+
+use super::Context;
+use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
+use crate::archive::meta::{Recorded, Suspect};
+use crate::catalog::{self, Entry, Status};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+/// Which entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only the backups of this database (files without metadata belong to none, so a filter
+    /// leaves them out); `None`: everything in the folder.
+    pub database: Option<String>,
+}
+
+/// One thing in the backup folder.
+#[derive(Debug, Clone)]
+pub struct ListEntry {
+    /// The id (from metadata, else from our file name).
+    pub id: Option<String>,
+    /// The file name in the folder.
+    pub file: String,
+    pub path: PathBuf,
+    /// When it was made: the metadata's start time, else the file's modification time.
+    pub time: DateTime<Utc>,
+    pub size: u64,
+    pub status: Status,
+    pub label: Option<String>,
+    pub database: Option<String>,
+    pub host: Option<String>,
+    pub format: Option<Recorded<DumpFormat>>,
+    pub compression: Option<Recorded<Algorithm>>,
+    pub encryption: Option<Recorded<EncryptionKind>>,
+    /// Dated after "now" (clock skew, or a file from another host).
+    pub future: bool,
+    /// For a complete backup whose sidecar's time disagrees with its name: the time its name says.
+    pub name_time: Option<DateTime<Utc>>,
+    /// Why the backup is suspect (it shrank sharply against the one before it).
+    pub suspect: Option<Suspect>,
+}
+
+impl ListEntry {
+    /// The id, else the file name: how the entry is named to a person.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.file)
+    }
+}
+
+/// What [`list`] found.
+#[derive(Debug, Clone)]
+pub struct ListReport {
+    /// The backup folder.
+    pub dir: PathBuf,
+    /// "Now", which ages and the future flag are measured against.
+    pub now: DateTime<Utc>,
+    /// The database filter that was applied.
+    pub database: Option<String>,
+    /// Every database with backups in the folder, filter or not.
+    pub databases: Vec<String>,
+    /// The entries, newest first.
+    pub entries: Vec<ListEntry>,
+}
+
+impl ListReport {
+    /// How many entries are leftovers of interrupted runs.
+    #[must_use]
+    pub fn incomplete(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.status == Status::Incomplete)
+            .count()
+    }
+}
+
+/// Lists the backup folder.
+pub fn list(ctx: &Context, options: &ListOptions) -> Result<ListReport> {
+    let mut entries = catalog::scan(&ctx.dir)?;
+    let databases = catalog::databases(&entries);
+    if let Some(db) = &options.database {
+        entries.retain(|e| e.database() == Some(db.as_str()));
+    }
+    Ok(ListReport {
+        dir: ctx.dir.clone(),
+        now: ctx.now,
+        database: options.database.clone(),
+        databases,
+        entries: entries.iter().map(|e| list_entry(e, ctx.now)).collect(),
+    })
+}
+
+fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
+    let meta = e.meta.as_ref();
+    ListEntry {
+        id: e.id.clone(),
+        file: e.name.clone(),
+        path: e.path.clone(),
+        time: e.time,
+        size: e.size,
+        status: e.status,
+        label: meta.and_then(|m| m.label.clone()),
+        database: meta.map(|m| m.database.clone()),
+        host: meta.map(|m| m.host.clone()),
+        format: meta.map(|m| m.format.clone()),
+        compression: meta.map(|m| m.compression.clone()),
+        encryption: meta.map(|m| m.encryption.clone()),
+        future: e.is_future(now),
+        name_time: e.time_mismatch(),
+        suspect: meta.and_then(|m| m.suspect.clone()),
+    }
+}
