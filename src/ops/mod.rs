@@ -2,6 +2,7 @@
 //! (results go back to the caller, logs go through `tracing`). Operations share code through the
 //! layers below (archive, catalog, storage, pg, runtime), never through each other's modules.
 
+pub mod backup;
 pub mod list;
 pub mod prune;
 pub mod verify;

@@ -195,7 +195,7 @@ fn reseal_directory(dir: &Path, id: &str) {
             sha256,
         });
     }
-    meta["sha256"] = Value::from(aos_backup::cli::commands::backup::manifest_sha256(&files));
+    meta["sha256"] = Value::from(aos_backup::archive::integrity::manifest_sha256(&files));
     meta["size_bytes"] = Value::from(total);
     meta["files"] = serde_json::to_value(&files).unwrap();
     fs::write(&sidecar, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();

@@ -1,0 +1,152 @@
+//! The backup operation: [`plan`] checks the options, [`execute`] runs pg_dump through the sink
+//! into a temp file, checks it is whole, renames it without overwriting, writes its sidecar, and
+//! then applies the retention policy when one is configured. It prints nothing: it returns a
+//! [`BackupReport`] and logs through `tracing`.
+
+mod dump;
+mod finish;
+mod plan;
+mod prepare;
+
+pub use dump::Completeness;
+pub use plan::{BackupPlan, EncryptionPlan};
+
+use crate::archive::crypto::{KeySource, Recipients, Sealer};
+use crate::archive::format::{Compression, DumpFormat};
+use crate::archive::meta::Meta;
+use crate::archive::naming;
+use crate::catalog::retention::Policy;
+use crate::ops::Context;
+use crate::pg::conninfo::ConnInfo;
+use crate::runtime::units::count;
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a backup is asked to do, free of the command line (flags already merged over the
+/// settings by the caller).
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The connection, resolved (the URL's parts over the PG* variables).
+    pub conn: ConnInfo,
+    /// A label for the file name: `aos-backup-YYYYMMDD-HHMMSS-LABEL`.
+    pub label: Option<String>,
+    pub format: DumpFormat,
+    /// The compression asked for; the format may replace it (see [`BackupPlan::compression`]).
+    pub compression: Compression,
+    /// Parallel pg_dump jobs (directory format only).
+    pub jobs: Option<u32>,
+    pub encryption: EncryptionRequest,
+    /// The keys that read backups back (identity and passphrase files): a new backup that the
+    /// stream check cannot judge is read through with them.
+    pub read_keys: KeySource,
+    /// The retention policy to apply after a good backup (None: no prune).
+    pub prune: Option<Policy>,
+    /// A new backup smaller than this fraction of the previous one (size or tables) is suspect;
+    /// 0 turns the comparison off.
+    pub suspect_ratio: f64,
+}
+
+/// The encryption asked for; [`plan`] turns it into an [`EncryptionPlan`], or refuses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncryptionRequest {
+    /// Whether the backup is to be encrypted.
+    pub wanted: bool,
+    pub recipients: Option<Recipients>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// What a backup did.
+#[derive(Debug)]
+pub struct BackupReport {
+    /// The new backup (a file, or a folder for the directory format).
+    pub path: PathBuf,
+    /// Its sidecar: id, database, sizes, tables, duration, checksum, suspect...
+    pub meta: Meta,
+    /// How long the dump took.
+    pub elapsed: Duration,
+    pub completeness: Completeness,
+    /// The automatic prune after the backup.
+    pub prune: AutoPrune,
+    /// The warnings logged on the way, in order.
+    pub warnings: Vec<String>,
+}
+
+/// The automatic prune after a backup.
+#[derive(Debug)]
+pub enum AutoPrune {
+    /// No retention policy applies.
+    Off,
+    /// Not run, for this reason (the backup is suspect, or its completeness unchecked).
+    Blocked(String),
+    /// Ran.
+    Done(crate::ops::prune::Report),
+    /// Failed: the backup itself is complete and kept.
+    Failed(anyhow::Error),
+}
+
+/// Checks `options` for a backup into `ctx`'s folder; changes nothing.
+pub fn plan(ctx: &Context, options: &BackupOptions) -> Result<BackupPlan> {
+    BackupPlan::new(&ctx.dir, options)
+}
+
+/// Carries out `plan`: the folder lock is held from before pg_dump starts until the prune ends.
+pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
+    let sealer = plan.sealer()?;
+    prepare::create_folder(&plan.dir)?;
+    let lock = crate::storage::lock::acquire(&plan.dir, "backup")?;
+    let source = prepare::source(ctx, &plan).await?;
+    let id = prepare::choose_id(&plan.dir, &naming::make_id(ctx.now, plan.label.as_deref()))?;
+    let ext = naming::extension(plan.format, plan.compression.algorithm, sealer.is_some());
+    tracing::info!(
+        "backing up database {:?} on {} with {} ({})",
+        source.conn.effective_dbname(&|k| ctx.var(k)),
+        source.conn.host_display(),
+        source.pg_dump.version_line,
+        count(source.tables, "table")
+    );
+    let started = Instant::now();
+    let outcome = dump(ctx, &plan, &source, id, ext, sealer).await?;
+    let elapsed = started.elapsed();
+    let mut warnings = Vec::new();
+    let meta = finish::record(ctx, &plan, &source, &outcome, elapsed, &mut warnings)?;
+    finish::log_complete(&meta, &outcome.path, elapsed, &mut warnings);
+    let prune = finish::auto_prune(ctx, &plan, &meta, &outcome, &lock, &mut warnings);
+    drop(lock);
+    Ok(BackupReport {
+        path: outcome.path,
+        meta,
+        elapsed,
+        completeness: outcome.checked,
+        prune,
+        warnings,
+    })
+}
+
+/// Runs the blocking [`dump::Job`] on its own thread, with its progress shown.
+async fn dump(
+    ctx: &Context,
+    plan: &BackupPlan,
+    source: &prepare::Source,
+    id: String,
+    ext: String,
+    sealer: Option<Sealer>,
+) -> Result<dump::Outcome> {
+    let progress = ctx.op.progress("dumping", None);
+    let job = dump::Job {
+        plan: plan.clone(),
+        pg_dump: source.pg_dump.clone(),
+        env: source.conn.child_env(),
+        dbname: source.conn.conninfo_without_password(),
+        id,
+        ext,
+        counter: progress.counter.clone(),
+        locator: ctx.locator.clone(),
+        op: ctx.op.clone(),
+    };
+    let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_ref()))
+        .await
+        .context("the backup thread failed")??;
+    drop(progress);
+    Ok(outcome)
+}
