@@ -640,6 +640,90 @@ mod tests {
     }
 
     #[test]
+    fn a_temp_is_no_backup_until_published_with_its_sidecar() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = LocalFolder::new(dir.path());
+        let name = "aos-backup-20240101-000000.dump.zst";
+        let mut w = folder.create_partial(name).unwrap();
+        w.write_all(b"abc").unwrap();
+        w.finish().unwrap();
+        let statuses = || -> Vec<(String, Status)> {
+            scan_in(&folder)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.name, e.status))
+                .collect()
+        };
+        assert_eq!(
+            statuses(),
+            [(crate::storage::partial_name(name), Status::Incomplete)]
+        );
+        folder
+            .publish(&crate::storage::partial_name(name), name)
+            .unwrap();
+        assert_eq!(statuses(), [(name.to_string(), Status::Unmanaged)]);
+        meta("20240101-000000", name, 0)
+            .write(&Meta::path_for(&folder.path(name)))
+            .unwrap();
+        assert_eq!(statuses(), [(name.to_string(), Status::Complete)]);
+        let entries = scan_in(&folder).unwrap();
+        assert_eq!(entries[0].path, dir.path().join(name));
+    }
+
+    #[test]
+    fn any_storage_is_a_catalog() {
+        use crate::storage::memory::Memory;
+        let store = Memory::default();
+        let name = "aos-backup-20240101-000000.dump.zst";
+        store.put(name, "abc");
+        let json = serde_json::to_vec(&meta("20240101-000000", name, 0)).unwrap();
+        store.put(&format!("{name}{META_SUFFIX}"), json.clone());
+        store.put("aos-backup-20231231-000000.dump.meta.json", json);
+        store.put("aos-backup-20240102-000000.dir/toc.dat", "t");
+        store.put("aos-backup-20240103-000000.sql.gz.partial", "x");
+        store.put("aos-backup-20240104-000000.dump.zst.meta.json", "{not json");
+        store.put("aos-backup-20240104-000000.dump.zst", "y");
+        let entries = scan_in(&store).unwrap();
+        let status = |n: &str| entries.iter().find(|e| e.name == n).map(|e| e.status);
+        assert_eq!(status(name), Some(Status::Complete));
+        assert_eq!(
+            status("aos-backup-20231231-000000.dump.meta.json"),
+            Some(Status::Orphaned)
+        );
+        assert_eq!(
+            status("aos-backup-20240102-000000.dir"),
+            Some(Status::Unmanaged)
+        );
+        assert_eq!(
+            status("aos-backup-20240103-000000.sql.gz.partial"),
+            Some(Status::Incomplete)
+        );
+        let damaged = entries
+            .iter()
+            .find(|e| e.name == "aos-backup-20240104-000000.dump.zst")
+            .unwrap();
+        assert_eq!(damaged.status, Status::Unmanaged);
+        let why = damaged.meta_error.as_deref().unwrap();
+        assert!(
+            why.contains(
+                "metadata mem:aos-backup-20240104-000000.dump.zst.meta.json is unreadable"
+            ),
+            "{why}"
+        );
+        assert_eq!(
+            damaged.path,
+            Path::new("mem:aos-backup-20240104-000000.dump.zst")
+        );
+        let all = Scope {
+            database: None,
+            now: Utc::now(),
+        };
+        let err = resolve_in(&entries, "nope", &store, &all).unwrap_err();
+        assert!(format!("{err:#}").contains("backup id in mem:"), "{err:#}");
+    }
+
+    #[test]
     fn missing_folder_is_empty() {
         assert!(scan(Path::new("/nonexistent/aos-backup-test"))
             .unwrap()

@@ -390,6 +390,55 @@ mod tests {
     }
 
     #[test]
+    fn apply_in_deletes_through_the_storage_and_removes_leftovers() {
+        use crate::storage::memory::Memory;
+        let store = Memory::default();
+        for day in ["01", "02", "03"] {
+            let id = format!("202401{day}-000000");
+            let name = format!("aos-backup-{id}.dump.zst");
+            let meta = serde_json::json!({
+                "format_version": 1, "id": id, "label": null, "file": name,
+                "started_at": format!("2024-01-{day}T00:00:00Z"),
+                "finished_at": format!("2024-01-{day}T00:00:00Z"), "duration_ms": 0,
+                "database": "app", "host": "h", "port": 5432, "server_version": "15",
+                "pg_dump_version": "15", "tool_version": "0", "format": "custom",
+                "compression": "zstd", "compression_level": 1, "encryption": "none",
+                "size_bytes": 3, "dump_bytes": 3, "sha256": "", "tables": 1,
+            });
+            store.put(&name, "abc");
+            store.put(&format!("{name}{META_SUFFIX}"), meta.to_string());
+        }
+        store.put("aos-backup-20240104-000000.dump.zst.partial", "x");
+        store.put("notes.txt", "mine");
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let now = DateTime::parse_from_rfc3339("2024-01-05T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let which = Databases::One("app".into());
+        let lock = store.lock("prune").unwrap();
+        let dry = apply_in(&store, &policy, &which, None, now, true, &lock).unwrap();
+        assert_eq!(dry.outcomes[0].deleted, 0);
+        assert_eq!(store.names().len(), 8, "a dry run changes nothing");
+        let protected = Some("aos-backup-20240101-000000.dump.zst");
+        let report = apply_in(&store, &policy, &which, protected, now, false, &lock).unwrap();
+        assert_eq!(report.outcomes[0].deleted, 1);
+        assert_eq!(report.leftovers.len(), 1);
+        assert_eq!(
+            store.names(),
+            [
+                "aos-backup-20240101-000000.dump.zst",
+                "aos-backup-20240101-000000.dump.zst.meta.json",
+                "aos-backup-20240103-000000.dump.zst",
+                "aos-backup-20240103-000000.dump.zst.meta.json",
+                "notes.txt",
+            ]
+        );
+    }
+
+    #[test]
     fn report_renders_plan_json_and_summaries() {
         let report = Report {
             dry_run: true,

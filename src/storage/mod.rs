@@ -4,6 +4,8 @@
 
 pub mod local;
 pub mod lock;
+#[cfg(test)]
+pub(crate) mod memory;
 
 pub use local::LocalFolder;
 
