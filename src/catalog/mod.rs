@@ -7,9 +7,11 @@ pub mod retention;
 use crate::archive::meta::Meta;
 use crate::archive::naming::{self, META_SUFFIX, PARTIAL_SUFFIX};
 use crate::error::Error;
+use crate::storage::{Listed, LocalFolder, Storage};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What a catalog entry is.
@@ -42,7 +44,10 @@ impl Status {
 /// One thing found in the backup folder.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// Its path, for callers that open it in a local folder (for any other storage: its
+    /// location, for messages). Storage-neutral code uses `name` with the storage.
     pub path: PathBuf,
+    /// Its name, relative to the storage's root.
     pub name: String,
     pub status: Status,
     /// The id (from metadata, else from our file name).
@@ -56,110 +61,140 @@ pub struct Entry {
     pub meta_error: Option<String>,
 }
 
-fn mtime(md: &std::fs::Metadata) -> DateTime<Utc> {
-    md.modified()
-        .map_or_else(|_| DateTime::<Utc>::UNIX_EPOCH, DateTime::<Utc>::from)
+/// Lists the backup folder at `dir`. A missing folder is an empty catalog.
+///
+/// The local-folder form of [`scan_in`], for callers that hold a path.
+pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
+    scan_in(&LocalFolder::new(dir))
 }
 
-/// Lists the backup folder. A missing folder is an empty catalog.
-pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
-    let read = match std::fs::read_dir(dir) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("reading the backup folder {}", dir.display()))
-        }
-    };
-    let mut names = std::collections::BTreeSet::new();
-    for item in read {
-        let item = item.with_context(|| format!("reading the backup folder {}", dir.display()))?;
-        if let Ok(name) = item.file_name().into_string() {
-            names.insert(name);
-        }
-    }
-    let mut entries = Vec::new();
-    for name in &names {
-        let path = dir.join(name);
-        if let Some(base) = name.strip_suffix(PARTIAL_SUFFIX) {
-            // `x.partial` and `x.meta.json.partial` are leftovers of interrupted runs.
-            if naming::looks_like_backup(base.trim_end_matches(META_SUFFIX))
-                || base.ends_with(META_SUFFIX)
-            {
-                let md = std::fs::symlink_metadata(&path).ok();
-                entries.push(Entry {
-                    path,
-                    name: name.clone(),
-                    status: Status::Incomplete,
-                    id: naming::id_of(base.trim_end_matches(META_SUFFIX)).map(str::to_string),
-                    time: md.as_ref().map_or(DateTime::<Utc>::UNIX_EPOCH, mtime),
-                    size: md.map_or(0, |m| m.len()),
-                    meta: None,
-                    meta_error: None,
-                });
-            }
-            continue;
-        }
-        if let Some(base) = name.strip_suffix(META_SUFFIX) {
-            if !names.contains(base) {
-                let meta = Meta::read(&path).ok();
-                entries.push(Entry {
-                    path,
-                    name: name.clone(),
-                    status: Status::Orphaned,
-                    id: meta.as_ref().map(|m| m.id.clone()),
-                    time: meta
-                        .as_ref()
-                        .map_or(DateTime::<Utc>::UNIX_EPOCH, |m| m.started_at),
-                    size: 0,
-                    meta,
-                    meta_error: None,
-                });
-            }
-            continue;
-        }
-        if !naming::looks_like_backup(name) {
-            continue;
-        }
-        let meta_path = dir.join(format!("{name}{META_SUFFIX}"));
-        let (meta, meta_error) = if names.contains(&format!("{name}{META_SUFFIX}")) {
-            match Meta::read(&meta_path) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (None, Some(format!("{e:#}"))),
-            }
-        } else {
-            (None, None)
-        };
-        let entry = match meta {
-            Some(m) => Entry {
-                path,
-                name: name.clone(),
-                status: Status::Complete,
-                id: Some(m.id.clone()),
-                time: m.started_at,
-                size: m.size_bytes,
-                meta: Some(m),
-                meta_error: None,
-            },
-            None => {
-                let md = std::fs::metadata(&path).ok();
-                Entry {
-                    path,
-                    name: name.clone(),
-                    // Unreadable metadata: the backup can't be trusted, but is never deleted.
-                    status: Status::Unmanaged,
-                    id: naming::id_of(name).map(str::to_string),
-                    time: md.as_ref().map_or(DateTime::<Utc>::UNIX_EPOCH, mtime),
-                    size: md.map_or(0, |m| m.len()),
-                    meta: None,
-                    meta_error,
-                }
-            }
-        };
-        entries.push(entry);
-    }
-    // Newest first; ties by name, descending.
+/// Lists the backups in `storage`, newest first (ties by name, descending). A storage that does
+/// not exist yet is an empty catalog.
+pub fn scan_in(storage: &dyn Storage) -> Result<Vec<Entry>> {
+    let listed: BTreeMap<String, Listed> = storage
+        .list()
+        .with_context(|| format!("reading the backup folder {}", storage.root_location()))?
+        .into_iter()
+        .map(|l| (l.name.clone(), l))
+        .collect();
+    let mut entries: Vec<Entry> = listed
+        .values()
+        .filter_map(|l| entry_for(storage, l, &listed))
+        .collect();
     entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
     Ok(entries)
+}
+
+/// What the catalog makes of one listed name, among all of them; `None` for a name that is
+/// not ours to show (notes, the lock file, other programs' files).
+fn entry_for(
+    storage: &dyn Storage,
+    item: &Listed,
+    listed: &BTreeMap<String, Listed>,
+) -> Option<Entry> {
+    let name = item.name.as_str();
+    if let Some(base) = name.strip_suffix(PARTIAL_SUFFIX) {
+        // `x.partial` and `x.meta.json.partial` are leftovers of interrupted runs.
+        let ours = naming::looks_like_backup(base.trim_end_matches(META_SUFFIX))
+            || base.ends_with(META_SUFFIX);
+        return ours.then(|| Entry {
+            id: naming::id_of(base.trim_end_matches(META_SUFFIX)).map(str::to_string),
+            ..unread(storage, item, Status::Incomplete)
+        });
+    }
+    if let Some(base) = name.strip_suffix(META_SUFFIX) {
+        return (!listed.contains_key(base)).then(|| orphaned(storage, name));
+    }
+    if !naming::looks_like_backup(name) {
+        return None;
+    }
+    let sidecar = format!("{name}{META_SUFFIX}");
+    let read = listed
+        .contains_key(&sidecar)
+        .then(|| read_meta(storage, &sidecar));
+    Some(match read {
+        Some(Ok(meta)) => complete(storage, name, meta),
+        // Unreadable metadata: the backup can't be trusted, but is never deleted.
+        Some(Err(e)) => Entry {
+            meta_error: Some(format!("{e:#}")),
+            ..unmanaged(storage, item)
+        },
+        None => unmanaged(storage, item),
+    })
+}
+
+/// An entry as the listing alone describes it: its time and size are the storage's.
+fn unread(storage: &dyn Storage, item: &Listed, status: Status) -> Entry {
+    Entry {
+        path: local_path(storage, &item.name),
+        name: item.name.clone(),
+        status,
+        id: None,
+        time: item.modified.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        size: item.size,
+        meta: None,
+        meta_error: None,
+    }
+}
+
+/// A backup-looking file without (readable) metadata.
+fn unmanaged(storage: &dyn Storage, item: &Listed) -> Entry {
+    Entry {
+        id: naming::id_of(&item.name).map(str::to_string),
+        ..unread(storage, item, Status::Unmanaged)
+    }
+}
+
+/// A backup with its sidecar: time and size are the sidecar's.
+fn complete(storage: &dyn Storage, name: &str, meta: Meta) -> Entry {
+    Entry {
+        path: local_path(storage, name),
+        name: name.to_string(),
+        status: Status::Complete,
+        id: Some(meta.id.clone()),
+        time: meta.started_at,
+        size: meta.size_bytes,
+        meta: Some(meta),
+        meta_error: None,
+    }
+}
+
+/// A sidecar whose backup is gone.
+fn orphaned(storage: &dyn Storage, name: &str) -> Entry {
+    let meta = read_meta(storage, name).ok();
+    Entry {
+        path: local_path(storage, name),
+        name: name.to_string(),
+        status: Status::Orphaned,
+        id: meta.as_ref().map(|m| m.id.clone()),
+        time: meta
+            .as_ref()
+            .map_or(DateTime::<Utc>::UNIX_EPOCH, |m| m.started_at),
+        size: 0,
+        meta,
+        meta_error: None,
+    }
+}
+
+/// The path of `name` in a local folder; elsewhere, its location.
+fn local_path(storage: &dyn Storage, name: &str) -> PathBuf {
+    storage.as_local().map_or_else(
+        || PathBuf::from(storage.location(name)),
+        |folder| folder.path(name),
+    )
+}
+
+/// Reads and parses the sidecar `name`, with the messages of [`Meta::read`].
+fn read_meta(storage: &dyn Storage, name: &str) -> Result<Meta> {
+    let shown = storage.location(name);
+    let text = storage
+        .read_small(name)
+        .with_context(|| format!("reading {shown}"))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        Error::integrity(format!("metadata {shown} is unreadable: {e}"))
+            .hint("the sidecar was damaged or edited; the backup cannot be verified")
+            .into()
+    })
 }
 
 impl Entry {
@@ -283,15 +318,37 @@ fn warn_if_suspect(e: &Entry) {
 /// Files without metadata are never `latest`. An id prefix matches the scope's backups and the
 /// files that cannot be attributed to a database; a full id or file name matches any backup
 /// (the caller checks whose it is).
+///
+/// The local-folder form of [`resolve_in`]: `dir` is named in its errors.
 pub fn resolve<'a>(
     entries: &'a [Entry],
     wanted: &str,
     dir: &Path,
     scope: &Scope<'_>,
 ) -> Result<&'a Entry> {
+    find(entries, wanted, &dir.display().to_string(), scope)
+}
+
+/// Finds a backup of `storage`'s catalog `entries`, as [`resolve`] describes.
+pub fn resolve_in<'a>(
+    entries: &'a [Entry],
+    wanted: &str,
+    storage: &dyn Storage,
+    scope: &Scope<'_>,
+) -> Result<&'a Entry> {
+    find(entries, wanted, &storage.root_location(), scope)
+}
+
+/// [`resolve`], with the storage shown as `root` in errors.
+fn find<'a>(
+    entries: &'a [Entry],
+    wanted: &str,
+    root: &str,
+    scope: &Scope<'_>,
+) -> Result<&'a Entry> {
     let usable = |e: &&Entry| matches!(e.status, Status::Complete | Status::Unmanaged);
     if wanted == "latest" {
-        return latest(entries, dir, scope);
+        return latest(entries, root, scope);
     }
     if let Some(e) = entries
         .iter()
@@ -329,8 +386,7 @@ pub fn resolve<'a>(
                 .collect();
             if elsewhere.is_empty() {
                 Err(Error::usage(format!(
-                    "{wanted:?} is neither a file nor a backup id in {}",
-                    dir.display()
+                    "{wanted:?} is neither a file nor a backup id in {root}"
                 ))
                 .hint("see `aos-backup list` for ids, or give a path to a backup file")
                 .into())
@@ -360,7 +416,7 @@ pub fn resolve<'a>(
 }
 
 /// `latest` within the scope; see [`resolve`].
-fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a Entry> {
+fn latest<'a>(entries: &'a [Entry], root: &str, scope: &Scope<'_>) -> Result<&'a Entry> {
     let complete = entries
         .iter()
         .filter(|e| e.status == Status::Complete && scope.admits(e));
@@ -405,11 +461,7 @@ fn latest<'a>(entries: &'a [Entry], dir: &Path, scope: &Scope<'_>) -> Result<&'a
         .into_iter()
         .filter(|db| Some(db.as_str()) != scope.database)
         .collect();
-    let mut err = Error::usage(format!(
-        "no complete backup{} in {}",
-        scope.of_db(),
-        dir.display()
-    ));
+    let mut err = Error::usage(format!("no complete backup{} in {root}", scope.of_db()));
     err = if others.is_empty() {
         err.hint("make one with `aos-backup backup`, or give a file path")
     } else {
@@ -585,6 +637,90 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+
+    #[test]
+    fn a_temp_is_no_backup_until_published_with_its_sidecar() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = LocalFolder::new(dir.path());
+        let name = "aos-backup-20240101-000000.dump.zst";
+        let mut w = folder.create_partial(name).unwrap();
+        w.write_all(b"abc").unwrap();
+        w.finish().unwrap();
+        let statuses = || -> Vec<(String, Status)> {
+            scan_in(&folder)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.name, e.status))
+                .collect()
+        };
+        assert_eq!(
+            statuses(),
+            [(crate::storage::partial_name(name), Status::Incomplete)]
+        );
+        folder
+            .publish(&crate::storage::partial_name(name), name)
+            .unwrap();
+        assert_eq!(statuses(), [(name.to_string(), Status::Unmanaged)]);
+        meta("20240101-000000", name, 0)
+            .write(&Meta::path_for(&folder.path(name)))
+            .unwrap();
+        assert_eq!(statuses(), [(name.to_string(), Status::Complete)]);
+        let entries = scan_in(&folder).unwrap();
+        assert_eq!(entries[0].path, dir.path().join(name));
+    }
+
+    #[test]
+    fn any_storage_is_a_catalog() {
+        use crate::storage::memory::Memory;
+        let store = Memory::default();
+        let name = "aos-backup-20240101-000000.dump.zst";
+        store.put(name, "abc");
+        let json = serde_json::to_vec(&meta("20240101-000000", name, 0)).unwrap();
+        store.put(&format!("{name}{META_SUFFIX}"), json.clone());
+        store.put("aos-backup-20231231-000000.dump.meta.json", json);
+        store.put("aos-backup-20240102-000000.dir/toc.dat", "t");
+        store.put("aos-backup-20240103-000000.sql.gz.partial", "x");
+        store.put("aos-backup-20240104-000000.dump.zst.meta.json", "{not json");
+        store.put("aos-backup-20240104-000000.dump.zst", "y");
+        let entries = scan_in(&store).unwrap();
+        let status = |n: &str| entries.iter().find(|e| e.name == n).map(|e| e.status);
+        assert_eq!(status(name), Some(Status::Complete));
+        assert_eq!(
+            status("aos-backup-20231231-000000.dump.meta.json"),
+            Some(Status::Orphaned)
+        );
+        assert_eq!(
+            status("aos-backup-20240102-000000.dir"),
+            Some(Status::Unmanaged)
+        );
+        assert_eq!(
+            status("aos-backup-20240103-000000.sql.gz.partial"),
+            Some(Status::Incomplete)
+        );
+        let damaged = entries
+            .iter()
+            .find(|e| e.name == "aos-backup-20240104-000000.dump.zst")
+            .unwrap();
+        assert_eq!(damaged.status, Status::Unmanaged);
+        let why = damaged.meta_error.as_deref().unwrap();
+        assert!(
+            why.contains(
+                "metadata mem:aos-backup-20240104-000000.dump.zst.meta.json is unreadable"
+            ),
+            "{why}"
+        );
+        assert_eq!(
+            damaged.path,
+            Path::new("mem:aos-backup-20240104-000000.dump.zst")
+        );
+        let all = Scope {
+            database: None,
+            now: Utc::now(),
+        };
+        let err = resolve_in(&entries, "nope", &store, &all).unwrap_err();
+        assert!(format!("{err:#}").contains("backup id in mem:"), "{err:#}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Applying the retention plan to the folder: which backups each database has, the pure plan of
-//! `retention`, the files removed under the folder lock, and a typed report of it all. Below the
-//! commands, so that `prune` and `backup` (which prunes after a good run) share it.
+//! `retention`, the files removed through the [`Storage`] seam under its lock, and a typed report
+//! of it all. Below the commands, so that `prune` and `backup` (which prunes after a good run)
+//! share it.
 
+use crate::archive::naming::META_SUFFIX;
 use crate::catalog::retention::{self, Candidate, Decision, Policy};
 use crate::catalog::{self, Status};
 use crate::storage::lock::FolderLock;
+use crate::storage::{LocalFolder, Lock, Storage};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::path::Path;
@@ -149,11 +152,8 @@ impl Report {
     }
 }
 
-/// Applies `policy` in `dir` to the backups of `which` database(s), as of `now`; `protected` (a
-/// backup's file name: the one a backup run just wrote) is never deleted. Deletions and removals
-/// are logged as they happen; the plan itself is returned for the caller to show.
-///
-/// The caller must hold `_lock`: it is what makes leftovers safe to remove.
+/// Applies `policy` in the backup folder `dir`: the local-folder form of [`apply_in`], for
+/// callers that hold a path and the folder's [`FolderLock`].
 pub fn apply(
     dir: &Path,
     policy: &Policy,
@@ -163,19 +163,88 @@ pub fn apply(
     dry_run: bool,
     _lock: &FolderLock,
 ) -> Result<Report> {
-    let entries = catalog::scan(dir)?;
-    let in_folder = catalog::databases(&entries);
-    let databases = match which {
-        Databases::One(db) => vec![db.clone()],
-        Databases::Each => in_folder.clone(),
+    let run = Run {
+        storage: &LocalFolder::new(dir),
+        policy,
+        protected,
+        now,
+        dry_run,
     };
-    let protected: Vec<&str> = protected.into_iter().collect();
-    let mut outcomes = Vec::new();
-    let verb = if dry_run { "would delete" } else { "deleted" };
-    for db in &databases {
+    run.apply(which)
+}
+
+/// Applies `policy` in `storage` to the backups of `which` database(s), as of `now`; `protected`
+/// (a backup's file name: the one a backup run just wrote) is never deleted. Deletions and
+/// removals are logged as they happen; the plan itself is returned for the caller to show.
+///
+/// The caller must hold `_lock` (from [`Storage::lock`]): it is what makes leftovers safe to
+/// remove.
+pub fn apply_in(
+    storage: &dyn Storage,
+    policy: &Policy,
+    which: &Databases,
+    protected: Option<&str>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    _lock: &Lock,
+) -> Result<Report> {
+    let run = Run {
+        storage,
+        policy,
+        protected,
+        now,
+        dry_run,
+    };
+    run.apply(which)
+}
+
+/// One application of a policy to a storage.
+struct Run<'a> {
+    storage: &'a dyn Storage,
+    policy: &'a Policy,
+    protected: Option<&'a str>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+}
+
+impl Run<'_> {
+    /// The whole run: each database's plan carried out, then the leftovers.
+    fn apply(&self, which: &Databases) -> Result<Report> {
+        let entries = catalog::scan_in(self.storage)?;
+        let in_folder = catalog::databases(&entries);
+        let databases = match which {
+            Databases::One(db) => vec![db.clone()],
+            Databases::Each => in_folder.clone(),
+        };
+        let outcomes = databases
+            .iter()
+            .map(|db| self.database(&entries, db))
+            .collect::<Result<Vec<_>>>()?;
+        if let Databases::One(db) = which {
+            note_others(&in_folder, db);
+        }
+        let leftovers = self.leftovers(&entries);
+        let unmanaged = entries
+            .iter()
+            .filter(|e| e.status == Status::Unmanaged)
+            .count();
+        if unmanaged > 0 {
+            tracing::debug!("{unmanaged} unmanaged file(s) left alone");
+        }
+        Ok(Report {
+            dry_run: self.dry_run,
+            databases,
+            outcomes,
+            leftovers,
+            unmanaged,
+        })
+    }
+
+    /// The plan for `db`'s complete backups, carried out unless this is a dry run.
+    fn database(&self, entries: &[catalog::Entry], db: &str) -> Result<DatabaseOutcome> {
         let complete: Vec<&catalog::Entry> = entries
             .iter()
-            .filter(|e| e.status == Status::Complete && e.database() == Some(db.as_str()))
+            .filter(|e| e.status == Status::Complete && e.database() == Some(db))
             .collect();
         let candidates: Vec<Candidate> = complete
             .iter()
@@ -190,7 +259,9 @@ pub fn apply(
             .filter(|e| e.time_mismatch().is_some())
             .map(|e| e.name.as_str())
             .collect();
-        let decisions = retention::plan_full(&candidates, policy, now, &protected, &untrusted);
+        let protected: Vec<&str> = self.protected.into_iter().collect();
+        let decisions =
+            retention::plan_full(&candidates, self.policy, self.now, &protected, &untrusted);
         if !candidates.is_empty() && decisions.iter().all(|d| !d.keep) {
             anyhow::bail!(
                 "internal error: the retention plan would delete every backup of {db:?}; nothing was deleted"
@@ -203,15 +274,9 @@ pub fn apply(
                 .iter()
                 .find(|e| e.name == d.id)
                 .context("plan names an unknown backup")?;
-            if !d.keep && !dry_run {
-                let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
-                crate::runtime::fsutil::remove_any(&entry.path)
-                    .with_context(|| format!("deleting {}", entry.path.display()))?;
-                let meta = crate::archive::meta::Meta::path_for(&entry.path);
-                crate::runtime::fsutil::remove_any(&meta)
-                    .with_context(|| format!("deleting {}", meta.display()))?;
+            if !d.keep && !self.dry_run {
+                self.delete(entry, &d)?;
                 deleted += 1;
-                tracing::info!("{verb} {} ({})", entry.name, reasons.join(", "));
             }
             planned.push(Planned {
                 id: entry.id.clone(),
@@ -219,71 +284,82 @@ pub fn apply(
                 decision: d,
             });
         }
-        outcomes.push(DatabaseOutcome {
-            database: db.clone(),
+        Ok(DatabaseOutcome {
+            database: db.to_string(),
             planned,
             deleted,
-        });
+        })
     }
-    if let Databases::One(db) = which {
-        let others: Vec<&str> = in_folder
-            .iter()
-            .map(String::as_str)
-            .filter(|d| d != db)
-            .collect();
-        if !others.is_empty() {
-            tracing::info!(
-                "backups of {} left alone (`prune --database NAME` or `--all-databases` applies the policy to them)",
-                sanitize(&others.join(", "))
-            );
+
+    /// Deletes a backup, then its sidecar.
+    fn delete(&self, entry: &catalog::Entry, d: &Decision) -> Result<()> {
+        let sidecar = format!("{}{META_SUFFIX}", entry.name);
+        for name in [entry.name.as_str(), sidecar.as_str()] {
+            self.storage
+                .remove(name)
+                .with_context(|| format!("deleting {}", self.storage.location(name)))?;
         }
+        let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
+        tracing::info!("deleted {} ({})", entry.name, reasons.join(", "));
+        Ok(())
     }
-    // We hold the folder lock, so no running aos-backup owns these leftovers.
-    let mut leftovers = Vec::new();
-    for e in entries
-        .iter()
-        .filter(|e| matches!(e.status, Status::Incomplete | Status::Orphaned))
-    {
-        let what = if e.status == Status::Incomplete {
-            "leftover of an interrupted run"
-        } else {
-            "metadata without its backup"
-        };
-        let mut error = None;
-        if !dry_run {
-            // A leftover is not a backup: one we cannot remove (another owner, immutable) is
-            // worth a warning, not a failed run.
-            match crate::runtime::fsutil::remove_any(&e.path) {
-                Ok(()) => tracing::info!("removed {} ({what})", e.name),
-                Err(err) => {
-                    tracing::warn!(
-                        "cannot remove {} ({what}): {err}; it is left in place (remove it by hand)",
-                        e.path.display()
-                    );
-                    error = Some(err.to_string());
+
+    /// Leftovers of interrupted runs and sidecars without their backup, removed unless this is
+    /// a dry run. We hold the lock, so no running aos-backup owns them.
+    fn leftovers(&self, entries: &[catalog::Entry]) -> Vec<Leftover> {
+        entries
+            .iter()
+            .filter(|e| matches!(e.status, Status::Incomplete | Status::Orphaned))
+            .map(|e| {
+                let what = if e.status == Status::Incomplete {
+                    "leftover of an interrupted run"
+                } else {
+                    "metadata without its backup"
+                };
+                let error = (!self.dry_run)
+                    .then(|| self.remove_leftover(e, what))
+                    .flatten();
+                Leftover {
+                    file: e.name.clone(),
+                    what,
+                    error,
                 }
+            })
+            .collect()
+    }
+
+    /// Removes one leftover; why it could not be, if so. A leftover is not a backup: one we
+    /// cannot remove (another owner, immutable) is worth a warning, not a failed run.
+    fn remove_leftover(&self, e: &catalog::Entry, what: &str) -> Option<String> {
+        match self.storage.remove(&e.name) {
+            Ok(()) => {
+                tracing::info!("removed {} ({what})", e.name);
+                None
+            }
+            Err(err) => {
+                tracing::warn!(
+                    "cannot remove {} ({what}): {err}; it is left in place (remove it by hand)",
+                    self.storage.location(&e.name)
+                );
+                Some(err.to_string())
             }
         }
-        leftovers.push(Leftover {
-            file: e.name.clone(),
-            what,
-            error,
-        });
     }
-    let unmanaged = entries
+}
+
+/// Says which databases' backups a one-database run left alone.
+fn note_others(in_folder: &[String], db: &str) {
+    let others: Vec<&str> = in_folder
         .iter()
-        .filter(|e| e.status == Status::Unmanaged)
-        .count();
-    if unmanaged > 0 {
-        tracing::debug!("{unmanaged} unmanaged file(s) left alone");
+        .map(String::as_str)
+        .filter(|d| *d != db)
+        .collect();
+    if !others.is_empty() {
+        tracing::info!(
+            "backups of {} left alone (`prune --database NAME` or `--all-databases` applies the policy to them)",
+            sanitize(&others.join(", "))
+        );
     }
-    Ok(Report {
-        dry_run,
-        databases,
-        outcomes,
-        leftovers,
-        unmanaged,
-    })
 }
 
 /// Database names come from sidecars; keep control characters off the terminal.
@@ -311,6 +387,55 @@ mod tests {
                 reasons: vec![reason],
             },
         }
+    }
+
+    #[test]
+    fn apply_in_deletes_through_the_storage_and_removes_leftovers() {
+        use crate::storage::memory::Memory;
+        let store = Memory::default();
+        for day in ["01", "02", "03"] {
+            let id = format!("202401{day}-000000");
+            let name = format!("aos-backup-{id}.dump.zst");
+            let meta = serde_json::json!({
+                "format_version": 1, "id": id, "label": null, "file": name,
+                "started_at": format!("2024-01-{day}T00:00:00Z"),
+                "finished_at": format!("2024-01-{day}T00:00:00Z"), "duration_ms": 0,
+                "database": "app", "host": "h", "port": 5432, "server_version": "15",
+                "pg_dump_version": "15", "tool_version": "0", "format": "custom",
+                "compression": "zstd", "compression_level": 1, "encryption": "none",
+                "size_bytes": 3, "dump_bytes": 3, "sha256": "", "tables": 1,
+            });
+            store.put(&name, "abc");
+            store.put(&format!("{name}{META_SUFFIX}"), meta.to_string());
+        }
+        store.put("aos-backup-20240104-000000.dump.zst.partial", "x");
+        store.put("notes.txt", "mine");
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let now = DateTime::parse_from_rfc3339("2024-01-05T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let which = Databases::One("app".into());
+        let lock = store.lock("prune").unwrap();
+        let dry = apply_in(&store, &policy, &which, None, now, true, &lock).unwrap();
+        assert_eq!(dry.outcomes[0].deleted, 0);
+        assert_eq!(store.names().len(), 8, "a dry run changes nothing");
+        let protected = Some("aos-backup-20240101-000000.dump.zst");
+        let report = apply_in(&store, &policy, &which, protected, now, false, &lock).unwrap();
+        assert_eq!(report.outcomes[0].deleted, 1);
+        assert_eq!(report.leftovers.len(), 1);
+        assert_eq!(
+            store.names(),
+            [
+                "aos-backup-20240101-000000.dump.zst",
+                "aos-backup-20240101-000000.dump.zst.meta.json",
+                "aos-backup-20240103-000000.dump.zst",
+                "aos-backup-20240103-000000.dump.zst.meta.json",
+                "notes.txt",
+            ]
+        );
     }
 
     #[test]

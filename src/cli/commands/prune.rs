@@ -5,6 +5,7 @@
 use super::Ctx;
 use crate::cli::args::PruneArgs;
 use crate::error::Error;
+use crate::storage::{LocalFolder, Storage};
 use anyhow::Result;
 
 pub use crate::ops::prune::Databases;
@@ -40,9 +41,17 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
         ))
         .into());
     }
-    let lock = crate::storage::lock::acquire(&dir, "prune")?;
-    let report =
-        crate::ops::prune::apply(&dir, &policy, &which, None, ctx.now, args.dry_run, &lock)?;
+    let storage = LocalFolder::new(dir);
+    let lock = storage.lock("prune")?;
+    let report = crate::ops::prune::apply_in(
+        &storage,
+        &policy,
+        &which,
+        None,
+        ctx.now,
+        args.dry_run,
+        &lock,
+    )?;
     ctx.emit(&report.lines().join("\n"), &report.json());
     for s in report.summaries() {
         tracing::info!("{s}");
