@@ -89,8 +89,13 @@ impl Meta {
     /// Reads and parses a sidecar.
     pub fn read(path: &Path) -> Result<Meta> {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&text).map_err(|e| {
-            Error::integrity(format!("metadata {} is unreadable: {e}", path.display()))
+        Meta::from_json(&text, &path.display().to_string())
+    }
+
+    /// Parses a sidecar's bytes; `shown` names it in the error (a path, or a storage location).
+    pub fn from_json(text: &[u8], shown: &str) -> Result<Meta> {
+        serde_json::from_slice(text).map_err(|e| {
+            Error::integrity(format!("metadata {shown} is unreadable: {e}"))
                 .hint("the sidecar was damaged or edited; the backup cannot be verified")
                 .into()
         })

@@ -190,11 +190,7 @@ fn read_meta(storage: &dyn Storage, name: &str) -> Result<Meta> {
     let text = storage
         .read_small(name)
         .with_context(|| format!("reading {shown}"))?;
-    serde_json::from_slice(&text).map_err(|e| {
-        Error::integrity(format!("metadata {shown} is unreadable: {e}"))
-            .hint("the sidecar was damaged or edited; the backup cannot be verified")
-            .into()
-    })
+    Meta::from_json(&text, &shown)
 }
 
 impl Entry {
