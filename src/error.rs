@@ -96,6 +96,19 @@ impl Error {
         }
     }
 
+    /// [`Error::from_chain`] with the usual hints: an I/O error on our own files (a full disk, a
+    /// folder we may not write) is about the disk or the path, and that is said before guessing
+    /// from the text (where "permission denied" would otherwise read as the database's).
+    #[must_use]
+    pub fn from_anyhow(err: anyhow::Error) -> Error {
+        Error::from_chain(err, |err, message| {
+            err.chain()
+                .find_map(|e| e.downcast_ref::<std::io::Error>())
+                .and_then(|e| crate::runtime::fsutil::local_io_hint(e, None))
+                .or_else(|| crate::runtime::process::classify(message).1)
+        })
+    }
+
     /// The process exit code for this error.
     #[must_use]
     pub fn exit_code(&self) -> ExitCode {

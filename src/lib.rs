@@ -8,6 +8,7 @@ pub mod archive;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+mod engine;
 pub mod error;
 pub mod exit;
 pub mod ops;
@@ -16,3 +17,5 @@ pub mod runtime;
 pub mod storage;
 
 pub use cli::run;
+pub use engine::{Engine, Result};
+pub use error::{Error, Kind};

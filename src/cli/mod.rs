@@ -7,7 +7,7 @@ pub mod commands;
 use crate::error;
 use crate::exit::ExitCode;
 use crate::runtime::context::OpContext;
-use crate::runtime::{fsutil, logging, process, progress};
+use crate::runtime::{logging, progress};
 use clap::Parser;
 
 /// Runs the command line and returns the process exit status.
@@ -161,7 +161,7 @@ impl Signals {
 
 /// Prints the error as one line (plus a hint) and returns its exit code.
 fn report(err: anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
-    let err = error::Error::from_chain(err, fallback_hint);
+    let err = error::Error::from_anyhow(err);
     let (message, hint, code) = (err.message, err.hint, err.kind.exit_code());
     if json {
         let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });
@@ -183,14 +183,4 @@ fn report(err: anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCod
         }),
     }
     code
-}
-
-/// A hint for an error that carries none: an I/O error on our own files (a full disk, a folder we
-/// may not write) is about the disk or the path, and that is said before guessing from the text
-/// (where "permission denied" would otherwise read as the database's).
-fn fallback_hint(err: &anyhow::Error, message: &str) -> Option<String> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<std::io::Error>())
-        .and_then(|e| fsutil::local_io_hint(e, None))
-        .or_else(|| process::classify(message).1)
 }

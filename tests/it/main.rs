@@ -12,6 +12,7 @@ mod hardening_archive;
 mod hardening_conn;
 mod harness;
 mod killsafe;
+mod library;
 mod perdb;
 mod pgpass;
 mod pipeline;

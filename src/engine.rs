@@ -1,0 +1,198 @@
+//! The library's front door: an [`Engine`] is built from a connection and a backup folder, and
+//! runs the same operations as the command line (backup, list, verify, restore, prune), each with
+//! its own runtime context, returning typed reports and one [`Error`] type.
+
+use crate::archive::format::{Algorithm, Compression, DumpFormat};
+use crate::catalog::retention::Policy;
+use crate::error::Error;
+use crate::ops::backup::{BackupOptions, BackupReport, EncryptionRequest};
+use crate::ops::list::{ListOptions, ListReport};
+use crate::ops::prune::{Databases, Report as PruneReport};
+use crate::ops::verify::{VerifyOptions, VerifyReport};
+use crate::ops::{Context, Lookup};
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::tools::Locator;
+use crate::runtime::context::OpContext;
+use crate::runtime::progress::{Progress, Silent};
+use crate::storage::{LocalFolder, Storage};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What the library's calls return.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Backs up and restores one PostgreSQL database into one backup folder.
+///
+/// ```no_run
+/// # async fn demo() -> aos_backup::Result<()> {
+/// let engine = aos_backup::Engine::new("postgresql://app@localhost/shop", "/var/backups/shop")?;
+/// let report = engine.backup(&engine.backup_options()?).await?;
+/// println!("{}", report.path.display());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    conn: Option<ConnInfo>,
+    dir: PathBuf,
+    locator: Locator,
+    lookup: Lookup,
+    progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("conn", &self.conn)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine for the database at `database_url` (a `postgresql://` URL; libpq's PG*
+    /// environment variables fill what it leaves out), keeping its backups in `backup_dir`.
+    ///
+    /// # Errors
+    /// A URL that does not parse, or PG* variables that cannot be used ([`crate::Kind::Usage`]).
+    pub fn new(database_url: &str, backup_dir: impl Into<PathBuf>) -> Result<Engine> {
+        let mut engine = Engine::for_folder(backup_dir);
+        let conn = ConnInfo::parse(database_url)
+            .and_then(|c| c.resolve(&|k| std::env::var(k).ok()))
+            .map_err(|e| Error::usage(format!("invalid database URL: {e}")))?;
+        engine.conn = Some(conn);
+        Ok(engine)
+    }
+
+    /// An engine for a backup folder alone: list, verify and prune need no connection.
+    #[must_use]
+    pub fn for_folder(backup_dir: impl Into<PathBuf>) -> Engine {
+        Engine {
+            conn: None,
+            dir: backup_dir.into(),
+            locator: Locator::new(None),
+            lookup: Arc::new(|k: &str| std::env::var(k).ok()),
+            progress: Arc::new(Silent),
+        }
+    }
+
+    /// Looks for pg_dump, pg_restore and psql in `pg_bin` only (as `PG_BIN` does).
+    #[must_use]
+    pub fn with_pg_bin(mut self, pg_bin: impl Into<PathBuf>) -> Engine {
+        self.locator = Locator::new(Some(pg_bin.into()));
+        self
+    }
+
+    /// Shows the operations' progress through `progress` (nothing by default).
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Engine {
+        self.progress = progress;
+        self
+    }
+
+    /// The backup folder.
+    #[must_use]
+    pub fn backup_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// A fresh context for one operation: its own cancellation (`context().op.cancel(..)` from
+    /// another task stops it), children, temp files and secrets. The methods below make one per
+    /// call; pass one to the functions of [`crate::ops`] to control it yourself.
+    #[must_use]
+    pub fn context(&self) -> Context {
+        Context {
+            op: OpContext::new(self.progress.clone()),
+            dir: self.dir.clone(),
+            locator: self.locator.clone(),
+            now: chrono::Utc::now(),
+            lookup: self.lookup.clone(),
+        }
+    }
+
+    fn conn(&self) -> Result<ConnInfo> {
+        self.conn.clone().ok_or_else(|| {
+            Error::usage("this engine has no database connection")
+                .hint("build it with Engine::new(database_url, backup_dir)")
+        })
+    }
+
+    /// The defaults of `aos-backup backup`: custom format, zstd, no encryption, no prune.
+    ///
+    /// # Errors
+    /// The engine was built without a connection ([`Engine::for_folder`]).
+    pub fn backup_options(&self) -> Result<BackupOptions> {
+        Ok(BackupOptions {
+            conn: self.conn()?,
+            label: None,
+            format: DumpFormat::Custom,
+            compression: Compression {
+                algorithm: Algorithm::Zstd,
+                level: Algorithm::Zstd.default_level(),
+            },
+            jobs: None,
+            encryption: EncryptionRequest::default(),
+            read_keys: crate::archive::crypto::KeySource::default(),
+            prune: None,
+            suspect_ratio: crate::config::DEFAULT_SUSPECT_RATIO,
+        })
+    }
+
+    /// Backs the database up into the folder: the new backup appears only once it is complete
+    /// and checked.
+    ///
+    /// # Errors
+    /// See [`crate::Kind`]: the connection, the tools, the folder, a damaged dump...
+    pub async fn backup(&self, options: &BackupOptions) -> Result<BackupReport> {
+        let ctx = self.context();
+        let result = async {
+            let plan = crate::ops::backup::plan(&ctx, options)?;
+            crate::ops::backup::execute(&ctx, plan).await
+        }
+        .await;
+        finish(&ctx, result)
+    }
+
+    /// The backups in the folder (of `options.database` only, when set).
+    ///
+    /// # Errors
+    /// The folder cannot be read.
+    pub fn list(&self, options: &ListOptions) -> Result<ListReport> {
+        let ctx = self.context();
+        finish(&ctx, crate::ops::list::list(&ctx, options))
+    }
+
+    /// Verifies backups: checksum against the sidecar, and a read-through of the content.
+    /// Damaged backups are reported in [`VerifyReport`], not as an error.
+    ///
+    /// # Errors
+    /// Nothing to verify, or the selection does not name a backup.
+    pub async fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport> {
+        let ctx = self.context();
+        let result = async {
+            let plan = crate::ops::verify::plan(&ctx, options)?;
+            crate::ops::verify::execute(&ctx, plan).await
+        }
+        .await;
+        finish(&ctx, result)
+    }
+
+    /// Applies `policy` to the backups of `which` database(s); with `dry_run`, only says what
+    /// it would delete.
+    ///
+    /// # Errors
+    /// The folder is locked by another run, or cannot be read or changed.
+    pub fn prune(&self, policy: &Policy, which: &Databases, dry_run: bool) -> Result<PruneReport> {
+        let ctx = self.context();
+        let storage = LocalFolder::new(&self.dir);
+        let result = storage.lock("prune").and_then(|lock| {
+            crate::ops::prune::apply_in(&storage, policy, which, None, ctx.now, dry_run, &lock)
+        });
+        finish(&ctx, result)
+    }
+}
+
+/// The end of one operation: its temp files go, and an error becomes an [`Error`].
+fn finish<T>(ctx: &Context, result: anyhow::Result<T>) -> Result<T> {
+    ctx.op.cleanup_temps();
+    result.map_err(Error::from_anyhow)
+}
