@@ -3,6 +3,7 @@
 //! layers below (archive, catalog, storage, pg, runtime), never through each other's modules.
 
 pub mod prune;
+pub mod restore;
 
 use crate::pg::tools::Locator;
 use crate::runtime::context::OpContext;
