@@ -65,11 +65,12 @@ pub struct RestoreReport {
     pub database: String,
     /// Its server, as shown to people.
     pub host: String,
-    /// How long the restore took, from the first tool started to its end.
+    /// How long the restore itself took (after the plan, the confirmation and the ending of
+    /// other sessions).
     pub duration: Duration,
     pub strategy: Strategy,
     /// The bytes the progress counted: the dump's when we streamed it, else the SQL psql read,
-    /// or the archive unpacked for `--jobs` (none when pg_restore read the file itself).
+    /// or the archive unpacked for `--jobs` (0 when pg_restore read the file itself).
     pub bytes: u64,
 }
 
@@ -305,4 +306,17 @@ fn prepared_transactions_error(limit: Duration, note: &str, prepared: &[String])
 /// Whether the restore failed because a lock wait reached `lock_timeout`.
 fn is_lock_timeout(e: &anyhow::Error) -> bool {
     format!("{e:#}").contains("lock timeout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon runs operations on tokio tasks: both halves must be `Send`.
+    #[allow(dead_code)]
+    fn plan_and_execute_are_send(ctx: &Context, opts: &RestoreOptions, plan: RestorePlan) {
+        fn send<T: Send>(_: T) {}
+        send(super::plan(ctx, opts));
+        send(execute(ctx, plan));
+    }
 }

@@ -548,6 +548,27 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_connection_is_reported_as_the_caller_found_it() {
+        let opts = RestoreOptions {
+            backup: "latest".into(),
+            from_database: None,
+            target: Err(Error::usage("DATABASE_URL is not set").hint("export it")),
+            jobs: None,
+            lock_timeout: None,
+            terminate_sessions: false,
+            force: false,
+            confirmed: false,
+            production_marker: None,
+            keys: KeySource::default(),
+        };
+        let err = connection(&opts).unwrap_err();
+        let typed = crate::error::find(&err).unwrap();
+        assert_eq!(typed.kind, crate::error::Kind::Usage);
+        assert_eq!(typed.message, "DATABASE_URL is not set");
+        assert_eq!(typed.hint.as_deref(), Some("export it"));
+    }
+
+    #[test]
     fn ages_in_words() {
         let now = Utc::now();
         assert_eq!(
