@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod list;
 pub mod prune;
+pub mod restore;
 pub mod verify;
 
 use crate::pg::tools::Locator;
