@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::ops::backup::{BackupOptions, BackupReport, EncryptionRequest};
 use crate::ops::list::{ListOptions, ListReport};
 use crate::ops::prune::{Databases, Report as PruneReport};
+use crate::ops::restore::{RestoreOptions, RestorePlan, RestoreReport};
 use crate::ops::verify::{VerifyOptions, VerifyReport};
 use crate::ops::{Context, Lookup};
 use crate::pg::conninfo::ConnInfo;
@@ -171,6 +172,64 @@ impl Engine {
         let result = async {
             let plan = crate::ops::verify::plan(&ctx, options)?;
             crate::ops::verify::execute(&ctx, plan).await
+        }
+        .await;
+        finish(&ctx, result)
+    }
+
+    /// The defaults of `aos-backup restore BACKUP` into this engine's database: one transaction,
+    /// no confirmation given, no production marker, no keys.
+    ///
+    /// # Errors
+    /// The engine was built without a connection.
+    pub fn restore_options(&self, backup: &str) -> Result<RestoreOptions> {
+        Ok(RestoreOptions {
+            backup: backup.to_string(),
+            from_database: None,
+            target: Ok(self.conn()?),
+            jobs: None,
+            lock_timeout: Some(std::time::Duration::from_secs(30)),
+            terminate_sessions: false,
+            force: false,
+            confirmed: false,
+            production_marker: None,
+            keys: crate::archive::crypto::KeySource::default(),
+        })
+    }
+
+    /// What a restore with `options` would do (the backup, the target, the strategy, the guards
+    /// that fired, the confirmation it needs), without touching the target.
+    ///
+    /// # Errors
+    /// A guard refused, the backup failed its checksum, the target cannot be reached...
+    pub async fn plan_restore(&self, options: &RestoreOptions) -> Result<RestorePlan> {
+        let ctx = self.context();
+        let result = crate::ops::restore::plan(&ctx, options).await;
+        finish(&ctx, result)
+    }
+
+    /// Restores with `options`. When the plan needs a confirmation (the target holds data),
+    /// `confirm` is asked with the plan; a `false` refuses the restore before anything changes.
+    ///
+    /// # Errors
+    /// As [`Engine::plan_restore`], a refused confirmation ([`crate::Kind::Refused`]), or the
+    /// restore failed (the message says what is known about the target).
+    pub async fn restore(
+        &self,
+        options: &RestoreOptions,
+        confirm: impl FnOnce(&RestorePlan) -> bool + Send,
+    ) -> Result<RestoreReport> {
+        let ctx = self.context();
+        let result = async {
+            let mut plan = crate::ops::restore::plan(&ctx, options).await?;
+            if let Some(question) = plan.confirmation_needed() {
+                let question = question.question.clone();
+                if !confirm(&plan) {
+                    return Err(Error::refused(format!("not confirmed: {question}")).into());
+                }
+                plan.confirm();
+            }
+            crate::ops::restore::execute(&ctx, plan).await
         }
         .await;
         finish(&ctx, result)

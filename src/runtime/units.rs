@@ -40,3 +40,24 @@ pub fn human_duration(d: std::time::Duration) -> String {
         format!("{}m{:02}s", whole / 60, whole % 60)
     }
 }
+
+/// An age in words: `1 day ago`, `9 hours ago`, `2 minutes in the future`.
+#[must_use]
+pub fn age_phrase(
+    then: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let secs = (now - then).num_seconds();
+    let abs = secs.unsigned_abs();
+    let amount = match abs {
+        0..=119 => count(abs, "second"),
+        120..=7199 => count(abs / 60, "minute"),
+        7200..=86_399 => count(abs / 3600, "hour"),
+        _ => count(abs / 86400, "day"),
+    };
+    if secs < 0 {
+        format!("{amount} in the future")
+    } else {
+        format!("{amount} ago")
+    }
+}

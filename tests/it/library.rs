@@ -88,7 +88,10 @@ fn library_errors_carry_a_kind_a_hint_and_their_cause() {
 fn the_library_example_backs_up_lists_and_verifies() {
     let pg = server();
     let db = pg.create_db("libex");
-    pg.psql(&db, "SET ROLE app; CREATE TABLE t (i int); INSERT INTO t VALUES (1);");
+    pg.psql(
+        &db,
+        "SET ROLE app; CREATE TABLE t (i int); INSERT INTO t VALUES (1);",
+    );
     let dir = tempdir();
     let folder = dir.path().join("backups");
     let out = std::process::Command::new(env!("CARGO"))
@@ -121,4 +124,49 @@ fn the_library_example_backs_up_lists_and_verifies() {
     );
     assert!(lines[1].starts_with("1 backup(s)"), "{stdout}");
     assert!(lines[2].contains(": ok ("), "{stdout}");
+}
+
+#[test]
+fn an_engine_plans_a_restore_then_restores_only_when_confirmed() {
+    let pg = server();
+    let db = pg.create_db("libsrc");
+    pg.psql(
+        &db,
+        "SET ROLE app; CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 50);",
+    );
+    let dir = tempdir();
+    let source = Engine::new(&pg.tcp_url(&db), dir.path())
+        .unwrap()
+        .with_pg_bin(harness::pg_bin());
+    let rt = runtime();
+    let backup = rt
+        .block_on(source.backup(&source.backup_options().unwrap()))
+        .unwrap();
+    // Change the source, then restore its backup over it: the plan asks for a confirmation.
+    pg.psql(&db, "SET ROLE app; INSERT INTO t VALUES (999);");
+    let options = source.restore_options("latest").unwrap();
+    let plan = rt.block_on(source.plan_restore(&options)).unwrap();
+    assert_eq!(plan.target.database, db);
+    assert!(plan.confirmation_needed().is_some(), "{plan:?}");
+    // A plan holds the folder's lock and its connection until it is executed or dropped.
+    drop(plan);
+
+    let refused = rt
+        .block_on(source.restore(&options, |_| false))
+        .unwrap_err();
+    assert_eq!(refused.kind, Kind::Refused, "{refused}");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM t").trim(),
+        "51",
+        "nothing changed"
+    );
+
+    let report = rt.block_on(source.restore(&options, |_| true)).unwrap();
+    assert_eq!(report.database, db);
+    assert_eq!(report.path, backup.path);
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM t").trim(),
+        "50",
+        "restored"
+    );
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 
 // The formatting helpers live in a lower layer (modules below `commands` use them too).
-pub use crate::runtime::units::{count, human_bytes, human_duration};
+pub use crate::runtime::units::{age_phrase, count, human_bytes, human_duration};
 
 /// What every command needs.
 pub struct Ctx {
@@ -170,24 +170,6 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
             Some(0) | None => Ok(()),
             Some(code) => Err(anyhow::anyhow!("cannot write to stdout (exit {code})")),
         },
-    }
-}
-
-/// An age in words: `1 day ago`, `9 hours ago`, `2 minutes in the future`.
-#[must_use]
-pub fn age_phrase(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - then).num_seconds();
-    let abs = secs.unsigned_abs();
-    let amount = match abs {
-        0..=119 => count(abs, "second"),
-        120..=7199 => count(abs / 60, "minute"),
-        7200..=86_399 => count(abs / 3600, "hour"),
-        _ => count(abs / 86400, "day"),
-    };
-    if secs < 0 {
-        format!("{amount} in the future")
-    } else {
-        format!("{amount} ago")
     }
 }
 

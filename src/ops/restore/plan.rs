@@ -326,30 +326,12 @@ fn describe_backup(meta: Option<&Meta>, path: &Path, now: DateTime<Utc>) -> Stri
             m.database,
             m.host.escape_debug(),
             m.started_at.format("%Y-%m-%d %H:%M UTC"),
-            age_phrase(m.started_at, now)
+            crate::runtime::units::age_phrase(m.started_at, now)
         ),
         None => format!(
             "file {} (no metadata: its database and date are unknown)",
             path.display()
         ),
-    }
-}
-
-/// An age in words: `1 day ago`, `9 hours ago`, `2 minutes in the future`.
-fn age_phrase(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    use crate::runtime::units::count;
-    let secs = (now - then).num_seconds();
-    let abs = secs.unsigned_abs();
-    let amount = match abs {
-        0..=119 => count(abs, "second"),
-        120..=7199 => count(abs / 60, "minute"),
-        7200..=86_399 => count(abs / 3600, "hour"),
-        _ => count(abs / 86400, "day"),
-    };
-    if secs < 0 {
-        format!("{amount} in the future")
-    } else {
-        format!("{amount} ago")
     }
 }
 
@@ -572,11 +554,11 @@ mod tests {
     fn ages_in_words() {
         let now = Utc::now();
         assert_eq!(
-            age_phrase(now - chrono::Duration::days(1), now),
+            crate::runtime::units::age_phrase(now - chrono::Duration::days(1), now),
             "1 day ago"
         );
         assert_eq!(
-            age_phrase(now + chrono::Duration::minutes(5), now),
+            crate::runtime::units::age_phrase(now + chrono::Duration::minutes(5), now),
             "5 minutes in the future"
         );
     }
