@@ -300,7 +300,14 @@ impl Run<'_> {
                 .with_context(|| format!("deleting {}", self.storage.location(name)))?;
         }
         let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
-        tracing::info!("deleted {} ({})", entry.name, reasons.join(", "));
+        tracing::info!(
+            file = %entry.name,
+            bytes = entry.size,
+            database = entry.database().unwrap_or(""),
+            "deleted {} ({})",
+            entry.name,
+            reasons.join(", ")
+        );
         Ok(())
     }
 

@@ -1282,3 +1282,35 @@ fn a_failure_after_large_object_data_still_rolls_everything_back() {
     }
     pg.drop_db(&source);
 }
+
+/// JSON log lines carry the facts as fields for log shippers; text lines say them in words only.
+#[test]
+fn json_log_lines_carry_fields_and_text_lines_keep_their_words() {
+    let pg = server();
+    let db = small_db("logfields");
+    let url = pg.tcp_url(&db);
+    let json = backup(&url, &["--log-format", "json"]).run();
+    json.assert_success();
+    let line = json
+        .stderr
+        .lines()
+        .find(|l| l.contains("backup complete"))
+        .unwrap_or_else(|| panic!("no completion line: {}", json.stderr));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["database"], db.as_str(), "{line}");
+    assert!(v["bytes"].as_u64().is_some_and(|b| b > 0), "{line}");
+    assert!(v["duration_ms"].as_u64().is_some(), "{line}");
+    assert_eq!(v["file"], json.stdout_trimmed(), "{line}");
+
+    let text = backup(&url, &[]).run();
+    text.assert_success();
+    let line = text
+        .stderr
+        .lines()
+        .find(|l| l.contains("backup complete"))
+        .unwrap();
+    assert!(
+        !line.contains("duration_ms") && !line.contains("bytes="),
+        "{line}"
+    );
+}

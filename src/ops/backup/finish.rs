@@ -130,6 +130,11 @@ pub(super) fn log_complete(
         String::new()
     };
     tracing::info!(
+        file = %path.display(),
+        bytes = meta.size_bytes,
+        database = %meta.database,
+        tables = meta.tables,
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "backup complete: {} ({}{ratio}, {}) in {}",
         path.display(),
         human_bytes(meta.size_bytes),

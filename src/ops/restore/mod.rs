@@ -147,6 +147,9 @@ fn completed(
     bytes: u64,
 ) -> RestoreReport {
     tracing::info!(
+        file = %backup.path.display(),
+        database = %target.database,
+        duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         "restore complete: {} into {:?} in {}",
         backup.path.display(),
         target.database,
