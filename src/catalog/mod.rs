@@ -314,8 +314,7 @@ fn warn_if_suspect(e: &Entry) {
 /// Files without metadata are never `latest`. An id prefix matches the scope's backups and the
 /// files that cannot be attributed to a database; a full id or file name matches any backup
 /// (the caller checks whose it is).
-///
-/// The local-folder form of [`resolve_in`]: `dir` is named in its errors.
+/// `dir` is named in its errors.
 pub fn resolve<'a>(
     entries: &'a [Entry],
     wanted: &str,
@@ -323,16 +322,6 @@ pub fn resolve<'a>(
     scope: &Scope<'_>,
 ) -> Result<&'a Entry> {
     find(entries, wanted, &dir.display().to_string(), scope)
-}
-
-/// Finds a backup of `storage`'s catalog `entries`, as [`resolve`] describes.
-pub fn resolve_in<'a>(
-    entries: &'a [Entry],
-    wanted: &str,
-    storage: &dyn Storage,
-    scope: &Scope<'_>,
-) -> Result<&'a Entry> {
-    find(entries, wanted, &storage.root_location(), scope)
 }
 
 /// [`resolve`], with the storage shown as `root` in errors.
@@ -715,7 +704,7 @@ mod tests {
             database: None,
             now: Utc::now(),
         };
-        let err = resolve_in(&entries, "nope", &store, &all).unwrap_err();
+        let err = find(&entries, "nope", &store.root_location(), &all).unwrap_err();
         assert!(format!("{err:#}").contains("backup id in mem:"), "{err:#}");
     }
 

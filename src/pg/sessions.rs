@@ -10,9 +10,6 @@ use std::time::Duration;
 /// waits for a lock (`client_connection_check_interval`, PostgreSQL 14+).
 pub const CHECK_INTERVAL: &str = "1s";
 
-/// How long a restore waits for a lock held by another session, unless configured.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The other client sessions of the current database, with what they are doing and whether they
 /// hold a lock on one of its tables (the sessions a restore would wait for). A role without
 /// `pg_read_all_stats` sees other roles' sessions without their state or type (NULL).
