@@ -30,6 +30,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name shown by `list` and in its JSON (`complete`, `orphaned-metadata`, ...).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +50,7 @@ pub struct Entry {
     pub path: PathBuf,
     /// Its name, relative to the storage's root.
     pub name: String,
+    /// What kind of thing it is: a finished backup, a leftover, an orphaned sidecar...
     pub status: Status,
     /// The id (from metadata, else from our file name).
     pub id: Option<String>,
@@ -56,6 +58,7 @@ pub struct Entry {
     pub time: DateTime<Utc>,
     /// Size on disk (metadata for complete backups, else the file's size).
     pub size: u64,
+    /// Its readable sidecar; `None` without one, or when it cannot be read (see `meta_error`).
     pub meta: Option<Meta>,
     /// Why the metadata could not be used, if it exists but is unreadable.
     pub meta_error: Option<String>,
@@ -208,7 +211,7 @@ impl Entry {
     }
 
     /// For a complete backup whose sidecar's start time disagrees with the time in its file
-    /// name (by more than [`TIME_TOLERANCE_SECS`]): the time its name says. The id is made from
+    /// name (by more than `TIME_TOLERANCE_SECS`, 2 minutes): the time its name says. The id is made from
     /// the start time, so a disagreement means an edited or damaged sidecar, and its date
     /// cannot be trusted for retention or `latest`.
     #[must_use]

@@ -28,8 +28,11 @@ ORDER BY a.pid";
 /// Another session connected to the target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
+    /// The server process id of its backend.
     pub pid: i32,
+    /// Its role name (empty when the server does not say).
     pub user: String,
+    /// Its `application_name` (empty when unset).
     pub application: String,
     /// `active`, `idle`, `idle in transaction`, ... (`None` when our role may not see it).
     pub state: Option<String>,
