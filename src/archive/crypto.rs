@@ -146,17 +146,20 @@ pub fn needs_note(encryption: Option<EncryptionKind>, recipients: &[String]) -> 
 /// What can open encrypted backups.
 #[derive(Debug, Clone, Default)]
 pub struct KeySource {
+    /// An age identity file (private keys), for backups encrypted to recipients; `None`: not given.
     pub identity_file: Option<PathBuf>,
+    /// A file holding the passphrase, for passphrase-encrypted backups; `None`: not given.
     pub passphrase_file: Option<PathBuf>,
 }
 
 impl KeySource {
+    /// Whether neither key file was given (no encrypted backup can be opened).
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.identity_file.is_none() && self.passphrase_file.is_none()
     }
 
-    /// Refuses a key file that group or others can read ([`crate::runtime::fsutil::check_secret_file`]),
+    /// Refuses a key file that group or others can read (`runtime::fsutil::check_secret_file`),
     /// before any backup is opened with it.
     pub fn check_private(&self) -> Result<()> {
         if let Some(p) = &self.identity_file {

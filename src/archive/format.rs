@@ -19,6 +19,7 @@ pub enum DumpFormat {
 }
 
 impl DumpFormat {
+    /// The name used in settings, metadata and messages (`custom`, `plain`, ...).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -53,6 +54,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The name used in settings, metadata and messages (`zstd`, `pg_dump`, ...).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -106,7 +108,10 @@ impl fmt::Display for Algorithm {
 /// A compression algorithm with its level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compression {
+    /// Who compresses, and with what.
     pub algorithm: Algorithm,
+    /// The algorithm's level (see [`Algorithm::levels`]); -1 with [`Algorithm::PgDump`] leaves
+    /// the level to pg_dump.
     pub level: i32,
 }
 
@@ -114,6 +119,7 @@ pub struct Compression {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EncryptionKind {
+    /// Not encrypted: the stored bytes are the (compressed) dump.
     None,
     /// age, to one or more public-key recipients.
     AgeRecipients,
@@ -122,11 +128,13 @@ pub enum EncryptionKind {
 }
 
 impl EncryptionKind {
+    /// Whether the stored bytes are an age file (a key is needed to read them).
     #[must_use]
     pub fn is_encrypted(self) -> bool {
         self != EncryptionKind::None
     }
 
+    /// The name written in the metadata (`none`, `age-recipients`, `age-passphrase`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,8 +12,11 @@ use std::path::Path;
 /// A wrapping layer around the dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
+    /// age encryption (binary or armored header).
     Age,
+    /// A zstd frame.
     Zstd,
+    /// A gzip stream (members read one after another).
     Gzip,
 }
 

@@ -16,32 +16,48 @@ pub const META_FORMAT_VERSION: u32 = 1;
 /// One file of a directory archive, for verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// The file's name inside the archive's folder.
     pub path: String,
+    /// Its length in bytes.
     pub size: u64,
+    /// Lowercase hex SHA-256 of its content.
     pub sha256: String,
 }
 
 /// The sidecar `<backup>.meta.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
+    /// The metadata format this sidecar was written in (`META_FORMAT_VERSION`, now 1).
     pub format_version: u32,
+    /// The backup id, `YYYYMMDD-HHMMSS[-LABEL]` in UTC, with `-2`, `-3`... after a name clash.
     pub id: String,
+    /// The `--name` label given to the backup, if any (also part of the id).
     pub label: Option<String>,
     /// The backup's file (or folder) name.
     pub file: String,
+    /// When the backup run started (UTC).
     pub started_at: DateTime<Utc>,
+    /// When the backup was complete: `started_at` plus the time it took.
     pub finished_at: DateTime<Utc>,
+    /// How long the backup took, in milliseconds.
     pub duration_ms: u64,
+    /// The database that was dumped.
     pub database: String,
+    /// The host the connection named, or `default socket` when it named none.
     pub host: String,
+    /// The port the connection URL gave; `None`: it gave none (`PGPORT`, else 5432).
     pub port: Option<u16>,
+    /// The server's version, e.g. `15.18`.
     pub server_version: String,
+    /// The version of the pg_dump that wrote the dump, e.g. `15.18`.
     pub pg_dump_version: String,
+    /// The version of aos-backup that made the backup.
     pub tool_version: String,
     /// custom, plain or directory.
     pub format: Recorded<DumpFormat>,
     /// zstd, gzip, pg_dump or none.
     pub compression: Recorded<Algorithm>,
+    /// The compression level used; -1 when pg_dump chose its own.
     pub compression_level: i32,
     /// none, age-recipients or age-passphrase.
     pub encryption: Recorded<EncryptionKind>,
@@ -51,6 +67,7 @@ pub struct Meta {
     pub dump_bytes: u64,
     /// SHA-256 of the stored bytes (for a directory: of its manifest lines).
     pub sha256: String,
+    /// User tables the server held when the backup started (not counting extensions' tables).
     pub tables: u64,
     /// The files of a directory archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

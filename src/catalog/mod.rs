@@ -30,6 +30,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name shown by `list` and in its JSON (`complete`, `orphaned-metadata`, ...).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,6 +50,7 @@ pub struct Entry {
     pub path: PathBuf,
     /// Its name, relative to the storage's root.
     pub name: String,
+    /// What kind of thing it is: a finished backup, a leftover, an orphaned sidecar...
     pub status: Status,
     /// The id (from metadata, else from our file name).
     pub id: Option<String>,
@@ -56,6 +58,7 @@ pub struct Entry {
     pub time: DateTime<Utc>,
     /// Size on disk (metadata for complete backups, else the file's size).
     pub size: u64,
+    /// Its readable sidecar; `None` without one, or when it cannot be read (see `meta_error`).
     pub meta: Option<Meta>,
     /// Why the metadata could not be used, if it exists but is unreadable.
     pub meta_error: Option<String>,
@@ -208,7 +211,7 @@ impl Entry {
     }
 
     /// For a complete backup whose sidecar's start time disagrees with the time in its file
-    /// name (by more than [`TIME_TOLERANCE_SECS`]): the time its name says. The id is made from
+    /// name (by more than `TIME_TOLERANCE_SECS`, 2 minutes): the time its name says. The id is made from
     /// the start time, so a disagreement means an edited or damaged sidecar, and its date
     /// cannot be trusted for retention or `latest`.
     #[must_use]
@@ -314,8 +317,7 @@ fn warn_if_suspect(e: &Entry) {
 /// Files without metadata are never `latest`. An id prefix matches the scope's backups and the
 /// files that cannot be attributed to a database; a full id or file name matches any backup
 /// (the caller checks whose it is).
-///
-/// The local-folder form of [`resolve_in`]: `dir` is named in its errors.
+/// `dir` is named in its errors.
 pub fn resolve<'a>(
     entries: &'a [Entry],
     wanted: &str,
@@ -323,16 +325,6 @@ pub fn resolve<'a>(
     scope: &Scope<'_>,
 ) -> Result<&'a Entry> {
     find(entries, wanted, &dir.display().to_string(), scope)
-}
-
-/// Finds a backup of `storage`'s catalog `entries`, as [`resolve`] describes.
-pub fn resolve_in<'a>(
-    entries: &'a [Entry],
-    wanted: &str,
-    storage: &dyn Storage,
-    scope: &Scope<'_>,
-) -> Result<&'a Entry> {
-    find(entries, wanted, &storage.root_location(), scope)
 }
 
 /// [`resolve`], with the storage shown as `root` in errors.
@@ -715,7 +707,7 @@ mod tests {
             database: None,
             now: Utc::now(),
         };
-        let err = resolve_in(&entries, "nope", &store, &all).unwrap_err();
+        let err = find(&entries, "nope", &store.root_location(), &all).unwrap_err();
         assert!(format!("{err:#}").contains("backup id in mem:"), "{err:#}");
     }
 

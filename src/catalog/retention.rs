@@ -4,7 +4,7 @@
 //! N newest backups; `keep_daily`/`keep_weekly`/`keep_monthly`/`keep_yearly` keep the newest
 //! backup of each of the N most recent calendar periods (UTC days, ISO weeks, months, years)
 //! that contain backups; `max_age_days` keeps everything younger than D days. A backup is kept
-//! when any rule keeps it, and [`plan`] records every rule that did.
+//! when any rule keeps it, and [`plan_full`] records every rule that did.
 //!
 //! A count or age of 0 turns its rule off (as in restic and borg), so a policy whose rules are
 //! all 0 or unset keeps everything.
@@ -180,28 +180,15 @@ fn newest_per_period<K: PartialEq>(
 /// See the module documentation for the rules. A backup dated after `now` is never counted as
 /// [`Reason::WithinAge`]; it gets [`Reason::Future`] instead (when any rule is on), and takes no
 /// slot of the count-based rules.
-#[must_use]
-pub fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
-    plan_protecting(candidates, policy, now, &[])
-}
-
-/// [`plan`], and every candidate whose id is in `protected` is kept ([`Reason::Protected`]).
-/// A backup run passes the id of the backup it just wrote: whatever the dates say, the prune that
-/// follows a backup never deletes that backup.
-#[must_use]
-pub fn plan_protecting(
-    candidates: &[Candidate],
-    policy: &Policy,
-    now: DateTime<Utc>,
-    protected: &[&str],
-) -> Vec<Decision> {
-    plan_full(candidates, policy, now, protected, &[])
-}
-
-/// [`plan_protecting`], and every candidate whose id is in `untrusted` (its recorded time
-/// disagrees with its name: an edited or damaged sidecar) is treated like a future-dated one:
-/// it is kept ([`Reason::TimeMismatch`], once any rule is on), takes no slot of the count-based
-/// or calendar rules, and is never the newest.
+///
+/// Every candidate whose id is in `protected` is kept ([`Reason::Protected`]). A backup run
+/// passes the id of the backup it just wrote: whatever the dates say, the prune that follows a
+/// backup never deletes that backup.
+///
+/// Every candidate whose id is in `untrusted` (its recorded time disagrees with its name: an
+/// edited or damaged sidecar) is treated like a future-dated one: it is kept
+/// ([`Reason::TimeMismatch`], once any rule is on), takes no slot of the count-based or calendar
+/// rules, and is never the newest.
 #[must_use]
 pub fn plan_full(
     candidates: &[Candidate],
@@ -323,6 +310,21 @@ mod tests {
         Daily, Future, Last, Monthly, Newest, NoPolicy, Protected, TimeMismatch, Unmatched, Weekly,
         WithinAge, Yearly,
     };
+
+    /// [`plan_full`] with nothing protected and nothing untrusted.
+    fn plan(candidates: &[Candidate], policy: &Policy, now: DateTime<Utc>) -> Vec<Decision> {
+        plan_protecting(candidates, policy, now, &[])
+    }
+
+    /// [`plan_full`] with `protected` and nothing untrusted.
+    fn plan_protecting(
+        candidates: &[Candidate],
+        policy: &Policy,
+        now: DateTime<Utc>,
+        protected: &[&str],
+    ) -> Vec<Decision> {
+        plan_full(candidates, policy, now, protected, &[])
+    }
 
     /// Parses an RFC 3339 timestamp such as `2024-01-01T03:00:00Z`.
     fn at(s: &str) -> DateTime<Utc> {

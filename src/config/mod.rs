@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub mod envfile;
 pub mod keys;
-pub use keys::{Key, KeyDef, KEYS, KEY_COUNT};
+pub use keys::{Key, KEYS, KEY_COUNT};
 
 /// Where a setting came from, shown by `aos-backup config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,7 @@ impl Env {
     }
 
     /// An environment made of exactly these variables (for tests).
+    #[cfg(test)]
     #[must_use]
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
         Env {
@@ -738,10 +739,7 @@ mod tests {
             Key::Compression.default_text()
         );
         assert_eq!(s.suspect_ratio.value, DEFAULT_SUSPECT_RATIO);
-        assert_eq!(
-            s.lock_timeout.value,
-            crate::pg::sessions::DEFAULT_LOCK_TIMEOUT
-        );
+        assert_eq!(s.lock_timeout.value, std::time::Duration::from_secs(30));
         assert!(!s.encryption.enabled);
         for d in KEYS {
             assert_eq!(s.source(d.key), Source::Default, "{}", d.name);

@@ -25,16 +25,26 @@ pub struct ListEntry {
     pub id: Option<String>,
     /// The file name in the folder.
     pub file: String,
+    /// Its full path in the backup folder.
     pub path: PathBuf,
     /// When it was made: the metadata's start time, else the file's modification time.
     pub time: DateTime<Utc>,
+    /// Bytes on disk: the metadata's size for a complete backup, else the file's (0 for an
+    /// orphaned sidecar).
     pub size: u64,
+    /// Complete, unmanaged, incomplete or orphaned metadata.
     pub status: Status,
+    /// The backup's `--name` label; `None` without one or without readable metadata.
     pub label: Option<String>,
+    /// The database it holds; `None` without readable metadata (the same for the fields below).
     pub database: Option<String>,
+    /// The host it was taken from, as its metadata records it.
     pub host: Option<String>,
+    /// pg_dump's format, as its metadata records it.
     pub format: Option<Recorded<DumpFormat>>,
+    /// The compression, as its metadata records it.
     pub compression: Option<Recorded<Algorithm>>,
+    /// The encryption, as its metadata records it.
     pub encryption: Option<Recorded<EncryptionKind>>,
     /// Dated after "now" (clock skew, or a file from another host).
     pub future: bool,

@@ -29,13 +29,16 @@ pub struct Planned {
     pub id: Option<String>,
     /// Its file name in the folder.
     pub file: String,
+    /// Keep or delete, and every rule that kept it.
     pub decision: Decision,
 }
 
 /// The plan for one database's backups, and how many were deleted.
 #[derive(Debug, Clone)]
 pub struct DatabaseOutcome {
+    /// The database, as the backups' metadata names it.
     pub database: String,
+    /// Its complete backups, newest first, each with its decision.
     pub planned: Vec<Planned>,
     /// Backups actually deleted (0 on a dry run).
     pub deleted: usize,
@@ -44,7 +47,9 @@ pub struct DatabaseOutcome {
 /// A leftover of an interrupted run, or a sidecar without its backup.
 #[derive(Debug, Clone)]
 pub struct Leftover {
+    /// Its file name in the folder.
     pub file: String,
+    /// What it is, in words: a leftover of an interrupted run, or metadata without its backup.
     pub what: &'static str,
     /// Why it could not be removed (it is left in place).
     pub error: Option<String>,
@@ -53,10 +58,13 @@ pub struct Leftover {
 /// What [`apply`] decided and did.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Nothing was deleted: the report says what would be.
     pub dry_run: bool,
     /// The databases the policy was applied to.
     pub databases: Vec<String>,
+    /// One per database of `databases`, in the same order.
     pub outcomes: Vec<DatabaseOutcome>,
+    /// Partial files and orphaned sidecars: removed, unless this is a dry run or removal failed.
     pub leftovers: Vec<Leftover>,
     /// Files that are not ours, left alone.
     pub unmanaged: usize,
@@ -153,7 +161,7 @@ impl Report {
 }
 
 /// Applies `policy` in the backup folder `dir`: the local-folder form of [`apply_in`], for
-/// callers that hold a path and the folder's [`FolderLock`].
+/// callers that hold a path and the folder's lock.
 pub fn apply(
     dir: &Path,
     policy: &Policy,

@@ -17,11 +17,16 @@ use std::sync::atomic::AtomicU64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
     /// Every backup in the folder; with `database`, only that database's.
-    All { database: Option<String> },
+    All {
+        /// Only this database's backups; `None`: the whole folder.
+        database: Option<String>,
+    },
     /// One backup: an id, an id prefix, `latest`, or the path of a backup file. `latest` and
     /// prefixes are looked for among `database`'s backups (the whole folder when `None`).
     One {
+        /// The id, id prefix, `latest`, or path that names the backup.
         target: String,
+        /// The database whose backups `latest` and prefixes are looked for among.
         database: Option<String>,
     },
 }
@@ -29,6 +34,7 @@ pub enum Selection {
 /// What to verify, and with which keys.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
+    /// Every backup, or one.
     pub selection: Selection,
     /// What opens encrypted backups; without a key their content is not read.
     pub keys: KeySource,
@@ -37,15 +43,21 @@ pub struct VerifyOptions {
 /// The backups that [`execute`] verifies, in order.
 #[derive(Debug, Clone)]
 pub struct VerifyPlan {
+    /// The catalog entries chosen (never empty): complete backups, and the orphaned sidecars and
+    /// our own sidecar-less files that are to fail.
     pub entries: Vec<Entry>,
+    /// The keys that read encrypted backups' content.
     pub keys: KeySource,
 }
 
 /// The result of verifying one backup.
 #[derive(Debug, Clone)]
 pub struct BackupResult {
+    /// The backup's id, when it has one.
     pub id: Option<String>,
+    /// The backup's file or folder.
     pub path: PathBuf,
+    /// Every check passed.
     pub ok: bool,
     /// The checks that passed, in words (`checksum`, then what the read-through did).
     pub checks: Vec<String>,
@@ -58,6 +70,7 @@ pub struct BackupResult {
 /// What [`execute`] found, one result per planned backup.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
+    /// One per backup of the plan, in its order.
     pub results: Vec<BackupResult>,
 }
 

@@ -13,7 +13,6 @@ pub struct ServerInfo {
     pub version: String,
     pub major: u32,
     pub database: String,
-    pub user: String,
 }
 
 /// A connection to the database in `DATABASE_URL`.
@@ -117,7 +116,7 @@ impl Db {
         });
         let row = client
             .query_one(
-                "SELECT current_setting('server_version'), current_setting('server_version_num')::int, current_database(), current_user",
+                "SELECT current_setting('server_version'), current_setting('server_version_num')::int, current_database()",
                 &[],
             )
             .await
@@ -135,7 +134,6 @@ impl Db {
             version,
             major,
             database: row.get(2),
-            user: row.get(3),
         };
         tracing::debug!(server = %info.version, database = %info.database, "connected");
         if info.major >= 14 {

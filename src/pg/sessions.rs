@@ -10,9 +10,6 @@ use std::time::Duration;
 /// waits for a lock (`client_connection_check_interval`, PostgreSQL 14+).
 pub const CHECK_INTERVAL: &str = "1s";
 
-/// How long a restore waits for a lock held by another session, unless configured.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The other client sessions of the current database, with what they are doing and whether they
 /// hold a lock on one of its tables (the sessions a restore would wait for). A role without
 /// `pg_read_all_stats` sees other roles' sessions without their state or type (NULL).
@@ -31,8 +28,11 @@ ORDER BY a.pid";
 /// Another session connected to the target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
+    /// The server process id of its backend.
     pub pid: i32,
+    /// Its role name (empty when the server does not say).
     pub user: String,
+    /// Its `application_name` (empty when unset).
     pub application: String,
     /// `active`, `idle`, `idle in transaction`, ... (`None` when our role may not see it).
     pub state: Option<String>,

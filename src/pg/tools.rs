@@ -11,12 +11,15 @@ use std::sync::Arc;
 /// A PostgreSQL client program that was found and asked for its version.
 #[derive(Debug, Clone)]
 pub struct Tool {
+    /// The program's name: `pg_dump`, `pg_restore` or `psql`.
     pub name: &'static str,
+    /// Where it was found.
     pub path: PathBuf,
     /// The version line, e.g. `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`.
     pub version_line: String,
     /// e.g. `15.18`.
     pub version: String,
+    /// The major version, e.g. 15, which decides whether it can handle the server.
     pub major: u32,
     /// How its commands are built and where they run.
     pub runner: Arc<dyn Runner>,

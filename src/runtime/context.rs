@@ -67,7 +67,7 @@ impl OpContext {
     }
 
     /// The signal that cancelled this operation, if any: its own cancellation, or a SIGINT or
-    /// SIGTERM the process received (see [`super::signal`]).
+    /// SIGTERM the process received (see `runtime::signal`).
     #[must_use]
     pub fn cancelled(&self) -> Option<i32> {
         match self.inner.cancelled.load(Ordering::SeqCst) {
@@ -76,7 +76,7 @@ impl OpContext {
         }
     }
 
-    /// The error for a cancellation by `sig`, saying what is known (see [`RestoreState`]).
+    /// The error for a cancellation by `sig`, saying what is known (see `RestoreState`).
     #[must_use]
     pub fn interrupted_error(&self, sig: i32) -> Error {
         self.inner.restore.interrupted_error(sig)

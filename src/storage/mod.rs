@@ -78,7 +78,7 @@ pub trait Storage: Send + Sync + Debug {
     /// Reads the whole of `name`: for small files such as sidecars.
     fn read_small(&self, name: &str) -> io::Result<Vec<u8>>;
 
-    /// Creates `name`'s temporary object ([`partial_name`]) for writing, readable by the owner
+    /// Creates `name`'s temporary object (`<name>.partial`) for writing, readable by the owner
     /// only. It fails if one exists: a temp of another run is never written over.
     fn create_partial(&self, name: &str) -> io::Result<Box<dyn Partial>>;
 

@@ -25,7 +25,7 @@ use crate::support::{
     self, assert_contains, at, fabricate, file_name, id_at, read_json, sha256_hex, sidecar,
     tempdir, write_json,
 };
-use aos_backup::storage::lock::LOCK_FILE;
+use aos_backup::check::LOCK_FILE;
 
 /// "Now" for every command that does not say otherwise (`AOS_BACKUP_NOW`): a Sunday, noon UTC.
 const NOW: &str = "2024-03-31T12:00:00Z";

@@ -1,9 +1,9 @@
 //! One source for each fact: the exit codes (README, `--help`, man page) come from
-//! `aos_backup::exit::ExitCode`, and `--help`, the shell completions and the man page from the
+//! `aos_backup::ExitCode`, and `--help`, the shell completions and the man page from the
 //! one clap definition. None of these tests needs the database.
 
 use crate::cmd::Cmd;
-use aos_backup::exit::ExitCode;
+use aos_backup::ExitCode;
 use std::fmt::Write as _;
 
 /// The subcommands a user can type (clap's own `help` aside).

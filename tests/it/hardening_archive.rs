@@ -186,16 +186,15 @@ fn reseal_directory(dir: &Path, id: &str) {
     let mut total = 0;
     for name in names {
         let counter = std::sync::atomic::AtomicU64::new(0);
-        let (sha256, size) =
-            aos_backup::archive::sink::hash_file(&folder.join(&name), &counter).unwrap();
+        let (sha256, size) = aos_backup::check::hash_file(&folder.join(&name), &counter).unwrap();
         total += size;
-        files.push(aos_backup::archive::meta::FileEntry {
+        files.push(aos_backup::types::FileEntry {
             path: name,
             size,
             sha256,
         });
     }
-    meta["sha256"] = Value::from(aos_backup::archive::integrity::manifest_sha256(&files));
+    meta["sha256"] = Value::from(aos_backup::check::manifest_sha256(&files));
     meta["size_bytes"] = Value::from(total);
     meta["files"] = serde_json::to_value(&files).unwrap();
     fs::write(&sidecar, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();

@@ -13,7 +13,7 @@ use crate::harness::server;
 use crate::support::{
     age_keygen, mode_of, names_if_any as names_in, private, set_mode as chmod, tempdir, Tmpfs,
 };
-use aos_backup::storage::lock::LOCK_FILE;
+use aos_backup::check::LOCK_FILE;
 
 /// A database owned by `app` with `rows` rows of about 70 bytes each.
 fn db_with_rows(prefix: &str, rows: u32) -> String {

@@ -4,9 +4,9 @@
 //! program itself defines (the lock file, the sidecar's path) come from the library.
 
 use crate::cmd::{self, Output};
-use aos_backup::archive::meta::Meta;
-use aos_backup::archive::naming;
-use aos_backup::storage::lock::LOCK_FILE;
+use aos_backup::check::naming;
+use aos_backup::check::LOCK_FILE;
+use aos_backup::types::Meta;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

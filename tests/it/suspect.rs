@@ -319,7 +319,7 @@ fn the_suspect_threshold_is_configurable() {
 /// The real pg_dump's custom archive of `db`, its first data block repeated right after it:
 /// block boundaries are found by feeding the archive to the stream check byte by byte.
 fn first_block_twice(db: &str) -> Vec<u8> {
-    use aos_backup::archive::dumpcheck::{ArchiveParser, Verdict};
+    use aos_backup::check::{ArchiveParser, Verdict};
     let pg = server();
     let out = std::process::Command::new(pg.bindir.join("pg_dump"))
         .args(["--format=custom", "--no-owner", "--no-acl", "--compress=0"])

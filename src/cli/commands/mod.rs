@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 
 // The formatting helpers live in a lower layer (modules below `commands` use them too).
-pub use crate::runtime::units::{age_phrase, count, human_bytes, human_duration};
+pub use crate::runtime::units::{human_bytes, human_duration};
 
 /// What every command needs.
 pub struct Ctx {
@@ -191,6 +191,7 @@ pub fn human_age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::units::{age_phrase, count};
 
     #[test]
     fn humanized_numbers() {

@@ -25,7 +25,10 @@ use std::sync::Arc;
 pub enum Completeness {
     /// Checked complete; `tables`: its `TABLE` entries, when the format has a table of contents
     /// and the stream check read it.
-    Complete { tables: Option<u64> },
+    Complete {
+        /// The archive's `TABLE` entries; `None` when they were not counted.
+        tables: Option<u64>,
+    },
     /// Could not be checked (why): the backup is kept, but causes no deletion.
     Unchecked(String),
 }

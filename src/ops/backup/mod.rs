@@ -31,11 +31,13 @@ pub struct BackupOptions {
     pub conn: ConnInfo,
     /// A label for the file name: `aos-backup-YYYYMMDD-HHMMSS-LABEL`.
     pub label: Option<String>,
+    /// pg_dump's output format.
     pub format: DumpFormat,
     /// The compression asked for; the format may replace it (see [`BackupPlan::compression`]).
     pub compression: Compression,
     /// Parallel pg_dump jobs (directory format only).
     pub jobs: Option<u32>,
+    /// Whether to encrypt, and to what.
     pub encryption: EncryptionRequest,
     /// The keys that read backups back (identity and passphrase files): a new backup that the
     /// stream check cannot judge is read through with them.
@@ -52,7 +54,9 @@ pub struct BackupOptions {
 pub struct EncryptionRequest {
     /// Whether the backup is to be encrypted.
     pub wanted: bool,
+    /// The age public keys to encrypt to, if configured (exclusive with `passphrase_file`).
     pub recipients: Option<Recipients>,
+    /// The file holding the passphrase to encrypt with, if configured.
     pub passphrase_file: Option<PathBuf>,
 }
 
@@ -65,6 +69,7 @@ pub struct BackupReport {
     pub meta: Meta,
     /// How long the dump took.
     pub elapsed: Duration,
+    /// Whether the archive was checked complete, or why it could not be.
     pub completeness: Completeness,
     /// The automatic prune after the backup.
     pub prune: AutoPrune,

@@ -27,12 +27,15 @@ pub struct BackupPlan {
     pub dir: PathBuf,
     /// The connection pg_dump is given.
     pub conn: ConnInfo,
+    /// The label checked for the file name (see [`BackupOptions::label`]).
     pub label: Option<String>,
+    /// pg_dump's output format.
     pub format: DumpFormat,
     /// The compression that runs (the format may have changed the one asked for).
     pub compression: Compression,
     /// pg_dump's jobs (directory format only).
     pub jobs: Option<u32>,
+    /// How the backup is encrypted; `None`: it is not.
     pub encryption: Option<EncryptionPlan>,
     /// The retention policy to apply after a successful backup, if any.
     pub prune: Option<Policy>,

@@ -40,7 +40,9 @@ pub enum Guard {
 /// A warning of a guard, as it was logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuardWarning {
+    /// Which guard it was.
     pub guard: Guard,
+    /// The warning's text.
     pub message: String,
 }
 

@@ -68,6 +68,7 @@ pub struct RestoreReport {
     /// How long the restore itself took (after the plan, the confirmation and the ending of
     /// other sessions).
     pub duration: Duration,
+    /// How it ran: the method, and whether the archive's objects were dropped first.
     pub strategy: Strategy,
     /// The bytes the progress counted: the dump's when we streamed it, else the SQL psql read,
     /// or the archive unpacked for `--jobs` (0 when pg_restore read the file itself).

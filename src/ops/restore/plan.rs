@@ -27,9 +27,13 @@ use std::time::Duration;
 /// A restore, decided and checked, not yet carried out.
 #[derive(Debug, Serialize)]
 pub struct RestorePlan {
+    /// The backup chosen, opened and checked.
     pub backup: Backup,
+    /// The database it goes into, as found.
     pub target: Target,
+    /// How the restore will run.
     pub strategy: Strategy,
+    /// The client tools it will run.
     pub tools: Tools,
     /// What the progress counts towards, when the bytes it counts are the dump's.
     pub progress_total: Option<u64>,
@@ -62,6 +66,7 @@ impl RestorePlan {
 /// The backup to restore.
 #[derive(Debug, Clone, Serialize)]
 pub struct Backup {
+    /// Its file or directory.
     pub path: PathBuf,
     /// Its metadata, against which the file was checked (none: it has no sidecar).
     pub meta: Option<Meta>,
@@ -89,10 +94,13 @@ impl Backup {
 /// The database restored into, as it was found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
+    /// The database's name, as the server reports it.
     pub database: String,
     /// Its server, as shown to people.
     pub host: String,
+    /// The server's major version, e.g. 15 (the tools are found for it).
     pub server_major: u32,
+    /// The user tables it holds now (not counting extensions' tables).
     pub tables: u64,
     /// It holds nothing a clean section could drop.
     pub empty: bool,
@@ -106,6 +114,7 @@ pub struct Target {
 /// How the restore runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Strategy {
+    /// Which tools move the backup into the database.
     #[serde(flatten)]
     pub method: Method,
     /// The archive's objects are dropped first; not into an empty database, where that could
@@ -121,12 +130,21 @@ pub enum Method {
     PlainSql,
     /// pg_restore turns the archive into SQL, which psql runs inside one transaction that we open
     /// and close.
-    Script { input: ScriptInput },
+    Script {
+        /// Where pg_restore reads the archive from.
+        input: ScriptInput,
+    },
     /// pg_restore --jobs reads the archive itself: not one transaction.
-    Parallel { jobs: u32 },
+    Parallel {
+        /// pg_restore's `--jobs`.
+        jobs: u32,
+    },
     /// The compressed or encrypted archive is unpacked into an unnamed temp file first, which
     /// pg_restore --jobs then reads: not one transaction.
-    UnpackThenParallel { jobs: u32 },
+    UnpackThenParallel {
+        /// pg_restore's `--jobs`.
+        jobs: u32,
+    },
 }
 
 /// Where pg_restore reads the archive from when it writes the script.
@@ -195,8 +213,10 @@ impl Method {
 /// The client tools the method needs, found for the target's server version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Tools {
+    /// pg_restore, when the method runs it.
     #[serde(serialize_with = "tool_path")]
     pub pg_restore: Option<Tool>,
+    /// psql, when the method runs it (the one-transaction methods).
     #[serde(serialize_with = "tool_path")]
     pub psql: Option<Tool>,
 }

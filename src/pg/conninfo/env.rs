@@ -17,7 +17,7 @@ impl ConnInfo {
     /// variables [`ConnInfo::resolve`] found.
     ///
     /// What this connection holds is set; on a [`ConnInfo::resolve`]d connection that is
-    /// everything, and [`apply_child_env`] removes every other libpq variable, so that a child
+    /// everything, and `apply_child_env` removes every other libpq variable, so that a child
     /// connects exactly where our own connection did. Parameters without an environment variable
     /// (`keepalives*`, `tcp_user_timeout`, `fallback_application_name`, `sslpassword`) are
     /// skipped with a debug log.
@@ -64,7 +64,7 @@ impl ConnInfo {
     ///
     /// This is the one resolution of the connection target: our own connection
     /// ([`ConnInfo::tokio_config`]), the database name in messages and sidecars, and the
-    /// children's environment ([`ConnInfo::child_env`], [`apply_child_env`]) all read it, so a
+    /// children's environment ([`ConnInfo::child_env`], `apply_child_env`) all read it, so a
     /// `PGDATABASE` in `.env` cannot send pg_dump elsewhere than where the guards looked.
     ///
     /// # Errors
