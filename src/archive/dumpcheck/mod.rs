@@ -28,16 +28,18 @@ mod test_archive;
 mod toc;
 
 pub use directory::check_directory;
-pub use plain::{sql_complete, SqlTail, SQL_HEADER, SQL_TRAILER};
+pub use plain::{SqlTail, SQL_HEADER, SQL_TRAILER};
 pub use stream::{StreamCheck, Tee};
 pub use toc::{ArchiveParser, DataFile};
 
 /// What the check concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The archive is whole. `tables`: its `TABLE` entries (None when the format has no table
-    /// of contents).
-    Complete { tables: Option<u64> },
+    /// The archive is whole.
+    Complete {
+        /// Its `TABLE` entries (None when the format has no table of contents).
+        tables: Option<u64>,
+    },
     /// The archive is cut short or damaged; why, in words.
     Incomplete(String),
     /// This parser cannot judge (an archive version it does not know, or a structure it did not

@@ -169,7 +169,7 @@ fn could_be_name_line(cut: &[u8]) -> bool {
 /// Whether a plain dump's last bytes are pg_dump's trailer: the "dump complete" comment at the
 /// start of a line, followed only by comment dashes, blank lines and `\unrestrict` lines.
 #[must_use]
-pub fn sql_complete(tail: &[u8]) -> bool {
+pub(crate) fn sql_complete(tail: &[u8]) -> bool {
     let Some(at) = memchr::memmem::rfind(tail, SQL_TRAILER) else {
         return false;
     };

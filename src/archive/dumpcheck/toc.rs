@@ -122,6 +122,7 @@ pub struct ArchiveParser {
     /// Custom: the block being read. Directory: data file names.
     block_id: i64,
     blocks: u64,
+    /// The `TABLE` entries of the table of contents read so far.
     pub tables: u64,
     /// Directory format: the files its table of contents names, and what each holds.
     pub files: Vec<(String, DataFile)>,
