@@ -94,6 +94,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete old backups according to the retention policy.
     Prune(PruneArgs),
+    /// Stay running and back up on the configured schedule (BACKUP_SCHEDULE); SIGTERM stops it.
+    Daemon,
+    /// Print a systemd service and timer, or a crontab line, for the configured schedule.
+    Schedule(ScheduleArgs),
     /// Print the effective configuration, secrets redacted.
     Config,
     /// Print a shell completion script on stdout (see README: Install).
@@ -109,7 +113,25 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// What `schedule --print` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchedulerKind {
+    /// A systemd service running `backup` and a timer (`Persistent=true`) for the schedule.
+    Systemd,
+    /// A crontab line running `backup`.
+    Cron,
+    /// A systemd service running `aos-backup daemon` (any schedule, seconds included).
+    Daemon,
+}
+
 #[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The kind of recipe to print.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub print: SchedulerKind,
+}
+
+#[derive(Debug, Args, Default)]
 pub struct BackupArgs {
     /// Label appended to the file name: aos-backup-YYYYMMDD-HHMMSS-LABEL.
     #[arg(long, value_name = "LABEL")]

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod runs;
 
 use crate::error;
 use crate::exit::ExitCode;
@@ -61,6 +62,10 @@ pub fn run() -> i32 {
     let result = runtime.block_on(async move {
         let op = op2;
         let ctx = build_ctx(&cli, op.clone(), used2)?;
+        if matches!(cli.command, args::Command::Daemon) {
+            // The daemon watches the signals itself: each of its runs has its own operation.
+            return commands::daemon::run(&ctx, &mut Signals::new()).await;
+        }
         let work = commands::dispatch(cli, ctx);
         tokio::pin!(work);
         let mut signals = Signals::new();
@@ -133,13 +138,15 @@ fn build_ctx(
 }
 
 /// SIGINT and SIGTERM, watched from start to end (no signal is missed between two waits).
-struct Signals {
+pub struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    fn new() -> Signals {
+    /// Starts watching.
+    #[must_use]
+    pub fn new() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
         Signals {
             int: signal(SignalKind::interrupt()).ok(),
@@ -148,7 +155,7 @@ impl Signals {
     }
 
     /// Resolves when SIGINT or SIGTERM arrives, with the signal number.
-    async fn next(&mut self) -> i32 {
+    pub async fn next(&mut self) -> i32 {
         let (Some(int), Some(term)) = (self.int.as_mut(), self.term.as_mut()) else {
             return std::future::pending().await;
         };

@@ -26,6 +26,10 @@ pub enum Key {
     KeepMonthly,
     KeepYearly,
     MaxAgeDays,
+    Schedule,
+    ScheduleHour,
+    ScheduleTz,
+    DrillSchedule,
 }
 
 /// One configuration key's facts.
@@ -252,6 +256,42 @@ pub const KEYS: &[KeyDef] = &[
         flags: &["prune --max-age-days"],
         default: None,
         help: "keep backups younger than N days; 0 is off",
+    },
+    KeyDef {
+        key: Key::Schedule,
+        name: "schedule.backup",
+        env: "BACKUP_SCHEDULE",
+        toml: &["schedule.backup"],
+        flags: &[],
+        default: None,
+        help: "when `daemon` backs up: a cron expression, 5 fields or 6 with seconds first",
+    },
+    KeyDef {
+        key: Key::ScheduleHour,
+        name: "schedule.hour",
+        env: "BACKUP_SCHEDULE_HOUR",
+        toml: &["schedule.hour"],
+        flags: &[],
+        default: None,
+        help: "instead of a cron expression: back up daily at this hour (0-23)",
+    },
+    KeyDef {
+        key: Key::ScheduleTz,
+        name: "schedule.timezone",
+        env: "BACKUP_SCHEDULE_TZ",
+        toml: &["schedule.timezone"],
+        flags: &[],
+        default: Some("UTC"),
+        help: "the time zone of the schedules: UTC or a name such as Europe/Berlin",
+    },
+    KeyDef {
+        key: Key::DrillSchedule,
+        name: "schedule.drill",
+        env: "BACKUP_DRILL_SCHEDULE",
+        toml: &["schedule.drill"],
+        flags: &[],
+        default: None,
+        help: "when `daemon` runs a restore drill: a cron expression (checked; drills are not run yet)",
     },
 ];
 

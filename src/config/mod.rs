@@ -5,7 +5,10 @@ pub use crate::archive::crypto::Recipients;
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
 use crate::catalog::retention::Policy;
 use crate::error::Error;
+use crate::runtime::schedule::parse_timezone;
+pub use crate::runtime::schedule::Schedule;
 use anyhow::{Context, Result};
+use chrono_tz::Tz;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -121,6 +124,17 @@ struct FileConfig {
     retention: Policy,
     #[serde(default)]
     restore: FileRestore,
+    #[serde(default)]
+    schedule: FileSchedule,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedule {
+    backup: Option<String>,
+    hour: Option<u32>,
+    timezone: Option<String>,
+    drill: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,8 +219,24 @@ pub struct Settings {
     pub env: Env,
     /// How long a restore waits for another session's lock; zero waits forever.
     pub lock_timeout: Sourced<std::time::Duration>,
+    /// When `daemon` runs what.
+    pub schedule: ScheduleSettings,
     /// Where each key's value came from.
     pub sources: Sources,
+}
+
+/// The daemon's schedules, parsed (a bad one stops resolution with a usage error).
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// When to back up: `BACKUP_SCHEDULE`, else `BACKUP_SCHEDULE_HOUR` as a daily expression;
+    /// `None` when neither is set.
+    pub backup: Option<Schedule>,
+    /// `BACKUP_SCHEDULE_HOUR`, when set.
+    pub hour: Option<u32>,
+    /// The time zone the expressions are read in.
+    pub timezone: Tz,
+    /// When to run a restore drill (`BACKUP_DRILL_SCHEDULE`).
+    pub drill: Option<Schedule>,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
@@ -299,7 +329,9 @@ impl Settings {
         sources.set(Key::SuspectRatio, suspect_ratio.source);
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
+        let schedule = schedule(&env, &file.schedule, &mut sources)?;
         Ok(Settings {
+            schedule,
             lock_timeout,
             database_url,
             backup_dir,
@@ -457,6 +489,77 @@ fn retention(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<Poli
     }
     overlay_policy(&mut retention, &env_policy);
     Ok(retention)
+}
+
+/// A text setting: its variable (environment or `.env`), else the config file's value.
+fn text_setting(env: &Env, key: Key, file: Option<&String>) -> Option<Sourced<String>> {
+    match env.get(key.env()) {
+        Some((v, src)) => Some(Sourced::new(v.to_string(), src)),
+        None => file.map(|v| Sourced::new(v.clone(), Source::File)),
+    }
+}
+
+/// The schedules and their time zone; records the sources of the four keys.
+fn schedule(env: &Env, file: &FileSchedule, sources: &mut Sources) -> Result<ScheduleSettings> {
+    let tz_text = text_setting(env, Key::ScheduleTz, file.timezone.as_ref())
+        .unwrap_or_else(|| Sourced::new(default_of(Key::ScheduleTz).to_string(), Source::Default));
+    let timezone = parse_timezone(&tz_text.value).map_err(|e| {
+        Error::usage(format!("invalid {} (from {}): {e}", Key::ScheduleTz.env(), tz_text.source))
+            .hint("use UTC or an IANA time zone name such as Europe/Berlin (see `timedatectl list-timezones`)")
+    })?;
+    let hour = parse_env::<u32>(env, Key::ScheduleHour.env())?.or(file.hour);
+    let expression = text_setting(env, Key::Schedule, file.backup.as_ref());
+    let drill = text_setting(env, Key::DrillSchedule, file.drill.as_ref());
+    for (key, in_file) in [
+        (Key::Schedule, file.backup.is_some()),
+        (Key::ScheduleHour, file.hour.is_some()),
+        (Key::ScheduleTz, file.timezone.is_some()),
+        (Key::DrillSchedule, file.drill.is_some()),
+    ] {
+        sources.set(key, layered(env, key, in_file));
+    }
+    let backup = match (expression, hour) {
+        (Some(e), Some(_)) => {
+            return Err(Error::usage(format!(
+                "both {} (from {}) and {} (from {}) are set",
+                Key::Schedule.env(),
+                e.source,
+                Key::ScheduleHour.env(),
+                sources.get(Key::ScheduleHour)
+            ))
+            .hint("set one of them: BACKUP_SCHEDULE_HOUR=3 is BACKUP_SCHEDULE=\"0 3 * * *\"")
+            .into())
+        }
+        (Some(e), None) => Some(cron(Key::Schedule, &e, timezone)?),
+        (None, Some(h)) => Some(Schedule::daily_at(h, timezone).map_err(|why| {
+            Error::usage(format!("invalid {}: {why}", Key::ScheduleHour.env()))
+                .hint("give the hour of the daily backup, 0 to 23")
+        })?),
+        (None, None) => None,
+    };
+    let drill = drill
+        .map(|d| cron(Key::DrillSchedule, &d, timezone))
+        .transpose()?;
+    Ok(ScheduleSettings {
+        backup,
+        hour,
+        timezone,
+        drill,
+    })
+}
+
+/// `key`'s cron expression, read in `tz`.
+fn cron(key: Key, text: &Sourced<String>, tz: Tz) -> Result<Schedule> {
+    Schedule::parse(&text.value, tz).map_err(|why| {
+        Error::usage(format!(
+            "invalid {}={:?} (from {}): {why}",
+            key.env(),
+            text.value,
+            text.source
+        ))
+        .hint("give a cron expression: 5 fields (minute hour day-of-month month day-of-week, e.g. \"15 2 * * *\") or 6 with seconds first (\"*/30 * * * * *\")")
+        .into()
+    })
 }
 
 /// Where each key's value came from, indexed by [`Key`].
@@ -757,9 +860,17 @@ mod tests {
         .unwrap();
         let all: Vec<(&str, &str)> = KEYS
             .iter()
-            .filter(|d| d.key != Key::ConfigFile && d.key != Key::DatabaseUrl)
+            // BACKUP_SCHEDULE_HOUR and BACKUP_SCHEDULE exclude each other.
+            .filter(|d| {
+                !matches!(
+                    d.key,
+                    Key::ConfigFile | Key::DatabaseUrl | Key::ScheduleHour
+                )
+            })
             .map(|d| {
                 let v = match d.key {
+                    Key::Schedule | Key::DrillSchedule => "0 3 * * *",
+                    Key::ScheduleTz => "Europe/Berlin",
                     Key::Format => "plain",
                     Key::Compression => "gzip",
                     Key::Encryption => "age",
@@ -777,6 +888,7 @@ mod tests {
             let want = match d.key {
                 Key::ConfigFile => Source::Default,
                 Key::DatabaseUrl => Source::Default,
+                Key::ScheduleHour => Source::Default,
                 _ => Source::Env,
             };
             assert_eq!(s.source(d.key), want, "{}", d.name);
@@ -801,6 +913,41 @@ mod tests {
         let s = Settings::resolve(&over, Env::from_pairs(&[]), dir.path()).unwrap();
         assert_eq!(s.source(Key::ConfigFile), Source::Flag);
         assert_eq!(s.source(Key::PgBin), Source::Flag);
+    }
+
+    #[test]
+    fn schedules_are_parsed_in_their_zone_and_checked() {
+        let s = settings(&none(), &[]).unwrap();
+        assert!(s.schedule.backup.is_none() && s.schedule.drill.is_none());
+        assert_eq!(s.schedule.timezone, Tz::UTC);
+        let s = settings(
+            &none(),
+            &[
+                ("BACKUP_SCHEDULE_HOUR", "3"),
+                ("BACKUP_SCHEDULE_TZ", "Europe/Berlin"),
+            ],
+        )
+        .unwrap();
+        let backup = s.schedule.backup.as_ref().unwrap();
+        assert_eq!(backup.expression(), "0 3 * * *");
+        assert_eq!(backup.timezone().name(), "Europe/Berlin");
+        assert_eq!(s.source(Key::ScheduleHour), Source::Env);
+        for env in [
+            &[("BACKUP_SCHEDULE", "every day")][..],
+            &[("BACKUP_SCHEDULE_HOUR", "24")],
+            &[("BACKUP_SCHEDULE_HOUR", "three")],
+            &[("BACKUP_SCHEDULE_TZ", "Mars/Olympus")],
+            &[("BACKUP_DRILL_SCHEDULE", "0 0 0 * *")],
+            &[
+                ("BACKUP_SCHEDULE", "0 3 * * *"),
+                ("BACKUP_SCHEDULE_HOUR", "3"),
+            ],
+        ] {
+            let err = settings(&none(), env).unwrap_err();
+            let e = crate::error::find(&err).expect("typed error");
+            assert_eq!(e.kind, crate::error::Kind::Usage, "{env:?}");
+            assert!(e.message.contains(env[0].0), "{}", e.message);
+        }
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub const STRUCTURED_ONLY: &[&str] = &[
     "deleted",
     "kept",
     "verified",
+    "job",
+    "slot",
+    "outcome",
+    "next_run",
 ];
 
 /// Text lines: the message, then any other field as `name=value`, except [`STRUCTURED_ONLY`].

@@ -8,5 +8,6 @@ pub mod process;
 pub mod progress;
 pub mod redact;
 pub mod restore_state;
+pub mod schedule;
 pub mod signal;
 pub mod units;

@@ -115,6 +115,10 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("retention.keep_monthly", ("default", Value::Null)),
         ("retention.keep_yearly", ("default", Value::Null)),
         ("retention.max_age_days", ("default", Value::Null)),
+        ("schedule.backup", ("default", Value::Null)),
+        ("schedule.hour", ("default", Value::Null)),
+        ("schedule.timezone", ("default", json!("UTC"))),
+        ("schedule.drill", ("default", Value::Null)),
     ]
     .into_iter()
     .collect();

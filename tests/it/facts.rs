@@ -13,6 +13,8 @@ const SUBCOMMANDS: &[&str] = &[
     "list",
     "verify",
     "prune",
+    "daemon",
+    "schedule",
     "config",
     "completions",
     "man",

@@ -1,74 +1,20 @@
-//! `aos-backup backup`: the flags over the settings become [`BackupOptions`], the backup
-//! operation ([`crate::ops::backup`]) runs, and its new backup's path is printed (its sidecar
-//! with `--json`).
+//! `aos-backup backup`: the flags over the settings become the backup's options, the backup
+//! operation runs (both through [`crate::cli::runs`], shared with the daemon), and its new
+//! backup's path is printed (its sidecar with `--json`).
 
 use super::Ctx;
-use crate::archive::crypto::{KeySource, Recipients};
-use crate::archive::format::Compression;
 use crate::cli::args::BackupArgs;
-use crate::config::Settings;
-use crate::ops::backup::{self, AutoPrune, BackupOptions, BackupReport, EncryptionRequest};
-use crate::pg::conninfo::ConnInfo;
+use crate::ops::backup::{AutoPrune, BackupReport};
 use anyhow::Result;
 
 /// Runs a backup.
 pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
-    let options = options(&ctx.settings, args, ctx.conninfo()?);
-    let ops = ctx.ops();
-    let plan = backup::plan(&ops, &options)?;
-    let report = backup::execute(&ops, plan).await?;
+    let report = crate::cli::runs::backup(ctx, args).await?;
     render(ctx, &report);
     match report.prune {
         AutoPrune::Failed(e) => Err(e),
         AutoPrune::Off | AutoPrune::Blocked(_) | AutoPrune::Done(_) => Ok(()),
     }
-}
-
-/// The flags over the settings, for the connection `conn`.
-fn options(settings: &Settings, args: &BackupArgs, conn: ConnInfo) -> BackupOptions {
-    let enc = &settings.encryption;
-    BackupOptions {
-        conn,
-        label: args.name.clone(),
-        format: args.format.unwrap_or(settings.format.value),
-        compression: compression(settings.compression.value, args),
-        jobs: args.jobs.or(settings.jobs),
-        encryption: EncryptionRequest {
-            wanted: !args.no_encrypt
-                && (args.encrypt
-                    || enc.enabled
-                    || args.recipients_file.is_some()
-                    || args.passphrase_file.is_some()),
-            recipients: args
-                .recipients_file
-                .clone()
-                .map(Recipients::File)
-                .or_else(|| enc.recipients.clone()),
-            passphrase_file: args
-                .passphrase_file
-                .clone()
-                .or_else(|| enc.passphrase_file.clone()),
-        },
-        read_keys: KeySource {
-            identity_file: enc.identity_file.clone(),
-            passphrase_file: enc.passphrase_file.clone(),
-        },
-        prune: (!args.no_prune && !settings.retention.is_empty())
-            .then(|| settings.retention.clone()),
-        suspect_ratio: settings.suspect_ratio.value,
-    }
-}
-
-/// `--compression` and `--compression-level` over the configured compression.
-fn compression(configured: Compression, args: &BackupArgs) -> Compression {
-    let algorithm = args.compression.unwrap_or(configured.algorithm);
-    let level = match (args.compression_level, args.compression) {
-        (Some(l), _) => l,
-        // A new algorithm on the command line gets its own default level.
-        (None, Some(a)) if a != configured.algorithm => a.default_level(),
-        (None, _) => configured.level,
-    };
-    Compression { algorithm, level }
 }
 
 /// The new backup's path; with `--json`, its sidecar and path.
@@ -81,10 +27,13 @@ fn render(ctx: &Ctx, report: &BackupReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::format::{Algorithm, DumpFormat};
+    use crate::archive::crypto::Recipients;
+    use crate::archive::format::{Algorithm, Compression, DumpFormat};
     use crate::cli::args::{Cli, Command as Sub};
-    use crate::config::Env;
-    use crate::ops::backup::{BackupPlan, EncryptionPlan};
+    use crate::cli::runs::backup_options as options;
+    use crate::config::{Env, Settings};
+    use crate::ops::backup::{self, BackupPlan, EncryptionPlan};
+    use crate::pg::conninfo::ConnInfo;
     use clap::Parser;
     use std::path::Path;
 

@@ -178,7 +178,28 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             },
             false,
         ),
+        Key::Schedule | Key::DrillSchedule => (
+            schedule_text(s, key).map_or_else(|| "-".to_string(), str::to_string),
+            true,
+        ),
+        Key::ScheduleHour => (
+            s.schedule
+                .hour
+                .map_or_else(|| "-".to_string(), |h| h.to_string()),
+            true,
+        ),
+        Key::ScheduleTz => (s.schedule.timezone.name().to_string(), true),
     }
+}
+
+/// The cron expression `key` sets (the backup's is unset when `BACKUP_SCHEDULE_HOUR` made it).
+fn schedule_text(s: &Settings, key: Key) -> Option<&str> {
+    let schedule = match key {
+        Key::Schedule if s.schedule.hour.is_none() => s.schedule.backup.as_ref(),
+        Key::DrillSchedule => s.schedule.drill.as_ref(),
+        _ => None,
+    };
+    schedule.map(crate::config::Schedule::expression)
 }
 
 /// A key's value with its JSON type: numbers, booleans, `null` when unset, an array of inline
@@ -223,5 +244,8 @@ fn json_value(s: &Settings, key: Key) -> Value {
         | Key::KeepMonthly
         | Key::KeepYearly
         | Key::MaxAgeDays => json!(retention_rule(s, key)),
+        Key::Schedule | Key::DrillSchedule => json!(schedule_text(s, key)),
+        Key::ScheduleHour => json!(s.schedule.hour),
+        Key::ScheduleTz => json!(s.schedule.timezone.name()),
     }
 }

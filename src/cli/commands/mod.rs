@@ -3,10 +3,12 @@
 
 pub mod backup;
 pub mod config;
+pub mod daemon;
 pub mod generate;
 pub mod list;
 pub mod prune;
 pub mod restore;
+pub mod schedule;
 pub mod verify;
 
 use crate::cli::args::{Cli, Command};
@@ -120,6 +122,18 @@ impl Ctx {
         }
     }
 
+    /// The same settings and output for another operation (a daemon's run) at `now`.
+    #[must_use]
+    pub fn for_run(&self, op: crate::runtime::context::OpContext, now: DateTime<Utc>) -> Ctx {
+        Ctx {
+            settings: self.settings.clone(),
+            json: self.json,
+            op,
+            stdout_used: self.stdout_used.clone(),
+            now,
+        }
+    }
+
     /// Prints a result on stdout: `text` normally, `json` with `--json`.
     pub fn emit(&self, text: &str, json: &serde_json::Value) {
         use std::io::Write;
@@ -164,6 +178,8 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
         Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
+        Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
+        Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Config => config::run(&ctx),
         // `crate::run` prints these before the settings are resolved; this is for other callers.
         Command::Completions(_) | Command::Man => match generate::standalone(&cli.command) {

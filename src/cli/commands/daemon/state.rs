@@ -1,0 +1,184 @@
+//! What the daemon remembers across restarts, so that a slot missed while it was down runs once
+//! on start: `.aos-backup.daemon.json` in the backup folder, replaced atomically after each run.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The state file's name inside the backup folder.
+pub const STATE_FILE: &str = ".aos-backup.daemon.json";
+
+/// The state of the daemon's backup job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobState {
+    /// Every slot up to this time was run, skipped, or came before the daemon's first start.
+    pub handled_until: DateTime<Utc>,
+    /// The slot the last run was for (the first missed one when it caught up).
+    pub last_slot: Option<DateTime<Utc>>,
+    /// When the last run started.
+    pub last_run: Option<DateTime<Utc>>,
+    /// How it ended: `success`, `failed` or `skipped`.
+    pub last_outcome: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    backup: Option<JobState>,
+}
+
+/// The state file of one backup folder.
+#[derive(Debug)]
+pub struct State {
+    path: PathBuf,
+    /// The backup job's state.
+    pub backup: JobState,
+}
+
+impl State {
+    /// Reads the state in `dir`. Without one (a first start, or a file that cannot be read,
+    /// which is said), the slots before `now` count as handled, and that is written down, so
+    /// that a slot missed before the first run is caught up after a restart.
+    pub fn open(dir: &Path, now: DateTime<Utc>) -> State {
+        let path = dir.join(STATE_FILE);
+        if let Some(backup) = read(&path) {
+            return State { path, backup };
+        }
+        let state = State {
+            path,
+            backup: JobState {
+                handled_until: now,
+                last_slot: None,
+                last_run: None,
+                last_outcome: None,
+            },
+        };
+        state.save();
+        state
+    }
+
+    /// Records a run for `slot`, started at `started`, that ended as `outcome` at `ended`: the
+    /// slots that passed meanwhile are handled too (runs never queue up), and saves.
+    pub fn record(
+        &mut self,
+        slot: DateTime<Utc>,
+        started: DateTime<Utc>,
+        ended: DateTime<Utc>,
+        outcome: &str,
+    ) {
+        self.backup = JobState {
+            handled_until: ended.max(slot),
+            last_slot: Some(slot),
+            last_run: Some(started),
+            last_outcome: Some(outcome.to_string()),
+        };
+        self.save();
+    }
+
+    /// Writes the state; a failure is logged (the daemon goes on: at worst a slot runs again
+    /// after a restart).
+    fn save(&self) {
+        if let Err(e) = write(&self.path, &self.backup) {
+            tracing::warn!(
+                "cannot record the daemon's state in {}: {e:#}; after a restart, a slot may run again",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// The backup job's state in `path`; `None` when there is none or it cannot be used (said).
+fn read(path: &Path) -> Option<JobState> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the daemon's state {}: {e}; starting afresh",
+                path.display()
+            );
+            return None;
+        }
+    };
+    match serde_json::from_slice::<File>(&text) {
+        Ok(f) => f.backup,
+        Err(e) => {
+            tracing::warn!(
+                "the daemon's state {} is damaged ({e}); starting afresh",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Replaces `path` atomically: a private temp file beside it, fsynced, renamed over it.
+fn write(path: &Path, backup: &JobState) -> Result<()> {
+    use std::io::Write;
+    let file = File {
+        backup: Some(backup.clone()),
+    };
+    let text = serde_json::to_vec_pretty(&file)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    // A temp file left by a daemon that died while writing is ours to replace.
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| -> Result<()> {
+        let mut f = crate::runtime::fsutil::create_private(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        crate::runtime::fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_first_start_is_recorded_and_a_run_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path(), at("2026-01-01T10:00:00Z"));
+        assert_eq!(state.backup.handled_until, at("2026-01-01T10:00:00Z"));
+        let mut state = State::open(dir.path(), at("2026-01-05T10:00:00Z"));
+        assert_eq!(
+            state.backup.handled_until,
+            at("2026-01-01T10:00:00Z"),
+            "read back, not reset"
+        );
+        state.record(
+            at("2026-01-02T03:00:00Z"),
+            at("2026-01-05T10:00:00Z"),
+            at("2026-01-05T10:00:05Z"),
+            "success",
+        );
+        let state = State::open(dir.path(), at("2026-01-06T00:00:00Z"));
+        assert_eq!(state.backup.handled_until, at("2026-01-05T10:00:05Z"));
+        assert_eq!(state.backup.last_outcome.as_deref(), Some("success"));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [STATE_FILE], "no temp file left");
+    }
+
+    #[test]
+    fn a_damaged_state_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
+        let state = State::open(dir.path(), at("2026-01-01T10:00:00Z"));
+        assert_eq!(state.backup.handled_until, at("2026-01-01T10:00:00Z"));
+    }
+}

@@ -1,0 +1,625 @@
+//! The built-in scheduler, `aos-backup daemon`, on the real server, driven by seconds-level
+//! schedules and an injected clock (`AOS_BACKUP_NOW`):
+//!
+//! - it backs up at each slot, and SIGTERM between runs stops it with exit 0;
+//! - SIGTERM during a run cancels it: exit 143, no partial file, no pg_dump left;
+//! - a slot missed while it was down runs once on start, not once per slot;
+//! - a failing run (no server) is logged and the daemon goes on;
+//! - a slot that finds the folder lock held is skipped;
+//! - a bad schedule is a usage error (exit 2);
+//! - `schedule --print systemd|cron|daemon` writes ready recipes without secrets.
+
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cmd::{self, Cmd, Output};
+use crate::harness::{self, server, APP_PASSWORD};
+use crate::support::{names_if_any, wait_until};
+use aos_backup::check::LOCK_FILE;
+
+/// The daemon's state file in the backup folder.
+const STATE_FILE: &str = ".aos-backup.daemon.json";
+/// How long a test waits for something the daemon does within a few slots.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A database with one small table.
+fn small_db(prefix: &str) -> String {
+    let pg = server();
+    let db = pg.create_db(prefix);
+    pg.psql(
+        &db,
+        "SET ROLE app; CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;",
+    );
+    db
+}
+
+/// `aos-backup --log-format json daemon` backing up `url` on `schedule`.
+fn daemon(url: &str, schedule: &str) -> Cmd {
+    Cmd::new()
+        .args(["--log-format", "json", "daemon"])
+        .env("DATABASE_URL", url)
+        .env("BACKUP_SCHEDULE", schedule)
+        .timeout(Duration::from_secs(60))
+}
+
+/// A daemon that runs, with its stderr collected as it comes. Its `Cmd` (and so its folders)
+/// outlives the process.
+struct Running {
+    cmd: Cmd,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(cmd: Cmd) -> Running {
+        let mut child = cmd.spawn();
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            use std::io::Read;
+            let mut chunk = [0; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        Running {
+            cmd,
+            child: Some(child),
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    fn child(&self) -> &Child {
+        self.child.as_ref().expect("the daemon runs")
+    }
+
+    fn backups(&self) -> PathBuf {
+        self.cmd.dir().join("backups")
+    }
+
+    /// The JSON log lines so far.
+    fn lines(&self) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The log lines whose `outcome` field is `outcome`.
+    fn outcomes(&self, outcome: &str) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["outcome"] == outcome)
+            .collect()
+    }
+
+    #[track_caller]
+    fn wait_for(&self, what: &str, mut condition: impl FnMut(&Running) -> bool) {
+        wait_until(what, PATIENCE, Some(self.child()), || condition(self));
+    }
+
+    fn alive(&self) -> bool {
+        crate::support::alive(pid(self.child()))
+    }
+
+    /// Sends `sig` to the daemon alone (as systemd's `KillMode=mixed` does), waits for it, and
+    /// checks that nothing it started outlived it.
+    fn stop(&mut self, sig: libc::c_int) -> Output {
+        let child = self.child.take().expect("the daemon runs");
+        cmd::signal(&child, sig);
+        let pgid = pid(&child);
+        let mut out = self.cmd.wait(child);
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the stderr reader");
+        }
+        out.stderr = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let left = group_members(pgid);
+        assert!(
+            left.is_empty(),
+            "processes left in the daemon's group: {left:?}\n{out}"
+        );
+        out
+    }
+}
+
+fn pid(child: &Child) -> i32 {
+    i32::try_from(child.id()).expect("pid fits i32")
+}
+
+/// The live processes of process group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                return false;
+            };
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            // After the name: state, ppid, pgrp.
+            fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+                && !matches!(fields.first(), Some(&"Z" | &"X"))
+        })
+        .collect()
+}
+
+/// The complete backups in `dir` (those with a sidecar).
+fn complete_backups(dir: &Path) -> Vec<String> {
+    names_if_any(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".meta.json"))
+        .collect()
+}
+
+fn assert_no_partial(dir: &Path, out: &Output) {
+    let partial: Vec<String> = names_if_any(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".partial") || n.ends_with(".tmp"))
+        .collect();
+    assert!(partial.is_empty(), "left behind: {partial:?}\n{out}");
+}
+
+fn read_state(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join(STATE_FILE)).expect("the state file");
+    serde_json::from_str(&text).expect("the state file is JSON")
+}
+
+#[test]
+fn it_backs_up_at_each_slot_and_sigterm_between_runs_exits_0() {
+    let pg = server();
+    let db = small_db("daemon_slots");
+    let mut running = Running::start(
+        daemon(&pg.tcp_url(&db), "*/2 * * * * *").env("BACKUP_DRILL_SCHEDULE", "0 4 * * 0"),
+    );
+    running.wait_for("two scheduled backups are done", |r| {
+        r.outcomes("success").len() >= 2
+    });
+    let backups = running.backups();
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    assert!(
+        out.stderr
+            .contains("the daemon stops (no run was in progress)"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("issue #9"), "the drill note:\n{out}");
+    assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
+    assert!(complete_backups(&backups).len() >= 2, "{out}");
+    assert_no_partial(&backups, &out);
+    let done: Vec<Value> = out
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["outcome"] == "success")
+        .collect();
+    for line in &done {
+        assert_eq!(line["job"], "backup", "{line}");
+        assert_eq!(line["level"], "INFO", "{line}");
+        let file = line["file"].as_str().expect("the file field");
+        assert!(Path::new(file).exists(), "{line}");
+        assert!(line["size_bytes"].as_u64().unwrap() > 0, "{line}");
+        assert!(line["slot"].is_string(), "{line}");
+        assert!(line["next_run"].is_string(), "{line}");
+    }
+    let state = read_state(&backups);
+    assert_eq!(state["backup"]["last_outcome"], "success", "{state}");
+    // The backups are those `aos-backup backup` makes: `list` shows them complete.
+    let list = Cmd::new()
+        .args(["list", "--json", "--backup-dir"])
+        .arg(&backups)
+        .run();
+    list.assert_success();
+    let entries = list.json();
+    assert!(
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["status"] == "complete" && e["database"] == db.as_str())
+            .count()
+            >= 2,
+        "{list}"
+    );
+    pg.drop_db(&db);
+}
+
+/// Holds an ACCESS EXCLUSIVE lock on `db`'s table `t` until dropped, so that pg_dump waits.
+struct TableLock(Child);
+
+impl TableLock {
+    fn take(db: &str) -> TableLock {
+        let pg = server();
+        let child = Command::new(pg.bindir.join("psql"))
+            .args(["-X", "-q", "--host"])
+            .arg(&pg.socket_dir)
+            .args([
+                "--port",
+                &pg.port.to_string(),
+                "--username",
+                harness::SUPERUSER,
+            ])
+            .args(["--dbname", db, "--command"])
+            .arg(
+                "SET client_connection_check_interval = '100ms'; BEGIN; \
+                 LOCK TABLE t IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);",
+            )
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start psql");
+        wait_until("the table is locked", PATIENCE, None, || {
+            count(
+                db,
+                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                 WHERE d.datname = $DB AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            ) != "0"
+        });
+        TableLock(child)
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn count(db: &str, sql: &str) -> String {
+    server().psql("postgres", &sql.replace("$DB", &harness::quote_literal(db)))
+}
+
+#[test]
+fn sigterm_during_a_run_cancels_it_and_exits_143() {
+    let pg = server();
+    let db = small_db("daemon_cancel");
+    let lock = TableLock::take(&db);
+    let mut running = Running::start(daemon(&pg.tcp_url(&db), "*/2 * * * * *"));
+    running.wait_for("pg_dump waits for the table lock", |_| {
+        count(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $DB AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        ) != "0"
+    });
+    let backups = running.backups();
+    assert!(
+        names_if_any(&backups)
+            .iter()
+            .any(|n| n.ends_with(".partial")),
+        "the run is in progress"
+    );
+    let out = running.stop(libc::SIGTERM);
+    drop(lock);
+    out.assert_code(143);
+    assert!(
+        out.stderr
+            .contains("SIGTERM: cancelling the backup in progress, then stopping"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("terminated (SIGTERM)"), "{out}");
+    assert_no_partial(&backups, &out);
+    assert!(complete_backups(&backups).is_empty(), "{out}");
+    // The cancelled slot is not recorded: it runs again when the daemon is back.
+    let state = read_state(&backups);
+    assert_eq!(state["backup"]["last_outcome"], Value::Null, "{state}");
+    pg.drop_db(&db);
+}
+
+#[test]
+fn a_slot_missed_while_down_runs_once_on_start() {
+    let pg = server();
+    let db = small_db("daemon_missed");
+    let backups = crate::support::tempdir();
+    // An injected clock at 12:30 and hourly slots: no slot comes while the test runs.
+    let start = || {
+        Running::start(
+            daemon(&pg.tcp_url(&db), "0 * * * *")
+                .env("AOS_BACKUP_NOW", "2030-06-15T12:30:00Z")
+                .env("BACKUP_DIR", backups.path()),
+        )
+    };
+
+    // A first start records that the slots before it predate the daemon: nothing runs.
+    let mut running = start();
+    running.wait_for("the daemon starts", |r| !r.lines().is_empty());
+    thread::sleep(Duration::from_millis(1500));
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    assert!(complete_backups(backups.path()).is_empty(), "{out}");
+    let state = read_state(backups.path());
+    assert!(
+        state["backup"]["handled_until"]
+            .as_str()
+            .unwrap()
+            .starts_with("2030-06-15T12:30:0"),
+        "{state}\n{out}"
+    );
+
+    // Down since 09:10: the 10:00, 11:00 and 12:00 slots were missed; one run catches up.
+    std::fs::write(
+        backups.path().join(STATE_FILE),
+        r#"{"backup": {"handled_until": "2030-06-15T09:10:00Z"}}"#,
+    )
+    .unwrap();
+    let mut running = start();
+    running.wait_for("the missed slot ran", |r| !r.outcomes("success").is_empty());
+    thread::sleep(Duration::from_millis(1500));
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    let made = complete_backups(backups.path());
+    assert_eq!(made.len(), 1, "one run, not three:\n{out}");
+    assert!(
+        made[0].starts_with("aos-backup-20300615-1230"),
+        "named by the injected clock: {made:?}"
+    );
+    assert!(
+        out.stderr.contains("was missed") && out.stderr.contains("once for every slot missed"),
+        "{out}"
+    );
+    let state = read_state(backups.path());
+    assert_eq!(
+        state["backup"]["last_slot"], "2030-06-15T10:00:00Z",
+        "{state}"
+    );
+    assert_eq!(state["backup"]["last_outcome"], "success", "{state}");
+    let done = &running.outcomes("success")[0];
+    assert_eq!(done["next_run"], "2030-06-15T13:00:00+00:00", "{done}");
+    pg.drop_db(&db);
+}
+
+/// A TCP port of 127.0.0.1 where nothing listens.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn failing_runs_are_logged_and_the_daemon_goes_on() {
+    let url = format!(
+        "postgresql://app:{}@127.0.0.1:{}/nowhere",
+        harness::app_password_encoded(),
+        closed_port()
+    );
+    let mut running = Running::start(daemon(&url, "*/2 * * * * *"));
+    running.wait_for("two failed runs", |r| r.outcomes("failed").len() >= 2);
+    assert!(running.alive(), "the daemon died");
+    let out = running.stop(libc::SIGINT);
+    out.assert_success();
+    assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
+    let lines: Vec<Value> = out
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["outcome"] == "failed")
+        .collect();
+    assert!(lines.len() >= 2, "{out}");
+    for line in &lines {
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert_eq!(line["exit_code"], 7, "a connection failure: {line}");
+        let message = line["message"].as_str().unwrap();
+        assert!(
+            message.contains("scheduled backup failed") && message.contains("the daemon goes on"),
+            "{line}"
+        );
+    }
+    assert!(out.stderr.contains("SIGINT: the daemon stops"), "{out}");
+}
+
+/// Holds the backup folder's lock as another aos-backup run would (an `flock` on its lock file).
+fn hold_folder_lock(dir: &Path) -> File {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .unwrap();
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    file
+}
+
+#[test]
+fn a_slot_that_finds_the_folder_locked_is_skipped() {
+    let pg = server();
+    let db = small_db("daemon_locked");
+    let cmd = daemon(&pg.tcp_url(&db), "*/2 * * * * *");
+    let held = hold_folder_lock(&cmd.dir().join("backups"));
+    let mut running = Running::start(cmd);
+    running.wait_for("a skipped slot", |r| !r.outcomes("skipped").is_empty());
+    assert!(complete_backups(&running.backups()).is_empty());
+    let skipped = &running.outcomes("skipped")[0];
+    assert_eq!(skipped["level"], "WARN", "{skipped}");
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("holds the lock"),
+        "{skipped}"
+    );
+    // Once the other run is over, the next slot backs up.
+    drop(held);
+    running.wait_for("a backup after the lock is free", |r| {
+        !r.outcomes("success").is_empty()
+    });
+    let backups = running.backups();
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    assert_no_partial(&backups, &out);
+    pg.drop_db(&db);
+}
+
+#[test]
+fn bad_or_missing_schedules_are_usage_errors() {
+    for (var, value, says) in [
+        ("BACKUP_SCHEDULE", "61 * * * *", "BACKUP_SCHEDULE"),
+        ("BACKUP_SCHEDULE", "every night", "BACKUP_SCHEDULE"),
+        ("BACKUP_SCHEDULE_HOUR", "25", "BACKUP_SCHEDULE_HOUR"),
+        ("BACKUP_SCHEDULE_TZ", "Mars/Olympus", "BACKUP_SCHEDULE_TZ"),
+        (
+            "BACKUP_DRILL_SCHEDULE",
+            "0 0 0 * *",
+            "BACKUP_DRILL_SCHEDULE",
+        ),
+    ] {
+        let out = Cmd::new()
+            .arg("daemon")
+            .env("DATABASE_URL", "postgresql://app@127.0.0.1:1/db")
+            .env(var, value)
+            .run();
+        out.assert_code(2);
+        assert!(out.stderr.contains(says), "{var}={value}: {out}");
+    }
+    let out = Cmd::new()
+        .arg("daemon")
+        .env("DATABASE_URL", "postgresql://app@127.0.0.1:1/db")
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("no backup schedule"), "{out}");
+    // Nothing to back up: the daemon says so at once, not at the first slot.
+    let out = Cmd::new()
+        .arg("daemon")
+        .env("BACKUP_SCHEDULE_HOUR", "3")
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("DATABASE_URL is not set"), "{out}");
+}
+
+/// `schedule --print KIND` in a folder whose `.env` holds the URL (with its password).
+fn print(kind: &str, env: &[(&str, &str)]) -> (Cmd, Output) {
+    let mut cmd = Cmd::new().args(["schedule", "--print", kind]);
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    std::fs::write(
+        cmd.dir().join(".env"),
+        format!("DATABASE_URL=postgresql://app:{APP_PASSWORD}@db.example:5432/shop\n"),
+    )
+    .unwrap();
+    let out = cmd.run();
+    (cmd, out)
+}
+
+#[test]
+fn schedule_print_writes_a_systemd_timer_a_crontab_line_or_a_daemon_service() {
+    let bin = env!("CARGO_BIN_EXE_aos-backup");
+    let (cmd, out) = print(
+        "systemd",
+        &[
+            ("BACKUP_SCHEDULE_HOUR", "3"),
+            ("BACKUP_SCHEDULE_TZ", "Europe/Berlin"),
+            ("BACKUP_KEEP_DAILY", "7"),
+        ],
+    );
+    out.assert_success();
+    let dir = cmd.dir().display().to_string();
+    for line in [
+        "[Timer]".to_string(),
+        "OnCalendar=*-*-* 03:00:00 Europe/Berlin".to_string(),
+        "Persistent=true".to_string(),
+        "Type=oneshot".to_string(),
+        format!("WorkingDirectory={dir}"),
+        format!("ExecStart={bin} --log-format json backup"),
+        "WantedBy=timers.target".to_string(),
+    ] {
+        assert!(out.stdout.lines().any(|l| l == line), "{line:?} in:\n{out}");
+    }
+    assert!(!out.stdout.contains(APP_PASSWORD), "{out}");
+    assert!(out.stdout.contains(&format!("{dir}/.env")), "{out}");
+    assert!(
+        out.stdout
+            .contains("not seen by the scheduler: BACKUP_KEEP_DAILY"),
+        "{out}"
+    );
+
+    let (cmd, out) = print("cron", &[("BACKUP_SCHEDULE", "15 2 * * 1-5")]);
+    out.assert_success();
+    let dir = cmd.dir().display().to_string();
+    assert!(out.stdout.lines().any(|l| l == "CRON_TZ=UTC"), "{out}");
+    let want = format!("15 2 * * 1-5 cd {dir} && {bin} --log-format json backup");
+    assert!(out.stdout.lines().any(|l| l == want), "{want:?} in:\n{out}");
+    assert!(!out.stdout.contains(APP_PASSWORD), "{out}");
+
+    // Seconds: no crontab line; systemd takes them.
+    let (_, out) = print("cron", &[("BACKUP_SCHEDULE", "*/30 * * * * *")]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("seconds"), "{out}");
+    let (_, out) = print("systemd", &[("BACKUP_SCHEDULE", "*/30 * * * * *")]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("OnCalendar=*-*-* *:*:00/30 UTC"),
+        "{out}"
+    );
+
+    // No calendar form: the daemon's service instead, and a warning that says why.
+    let (_, out) = print(
+        "systemd",
+        &[
+            ("BACKUP_SCHEDULE", "0 0 1 * 1"),
+            ("BACKUP_SCHEDULE_TZ", "UTC"),
+        ],
+    );
+    out.assert_success();
+    assert!(out.stderr.contains("no systemd calendar form"), "{out}");
+    for line in [
+        "Type=simple".to_string(),
+        format!("ExecStart={bin} --log-format json daemon"),
+        "Environment=\"BACKUP_SCHEDULE=0 0 1 * 1\"".to_string(),
+        "SuccessExitStatus=143".to_string(),
+        "KillMode=mixed".to_string(),
+    ] {
+        assert!(out.stdout.lines().any(|l| l == line), "{line:?} in:\n{out}");
+    }
+
+    let (_, out) = print("daemon", &[("BACKUP_SCHEDULE_HOUR", "4")]);
+    out.assert_success();
+    assert!(
+        out.stdout.contains("Environment=BACKUP_SCHEDULE_HOUR=4"),
+        "{out}"
+    );
+    let json = Cmd::new()
+        .args(["--json", "schedule", "--print", "systemd"])
+        .env("BACKUP_SCHEDULE_HOUR", "4")
+        .run();
+    json.assert_success();
+    let v = json.json();
+    assert_eq!(v["schedule"], "0 4 * * *", "{json}");
+    assert!(v["files"]["aos-backup.timer"]
+        .as_str()
+        .unwrap()
+        .contains("OnCalendar=*-*-* 04:00:00 UTC"));
+
+    let out = Cmd::new().args(["schedule", "--print", "cron"]).run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("no backup schedule"), "{out}");
+}
