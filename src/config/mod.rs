@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod databases;
 pub mod envfile;
 pub mod keys;
+pub use databases::{DatabaseEntry, UrlSource};
 pub use keys::{Key, KEYS, KEY_COUNT};
 
 /// Where a setting came from, shown by `aos-backup config`.
@@ -121,6 +123,8 @@ struct FileConfig {
     retention: Policy,
     #[serde(default)]
     restore: FileRestore,
+    #[serde(default)]
+    databases: Vec<databases::FileDatabase>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +211,8 @@ pub struct Settings {
     pub lock_timeout: Sourced<std::time::Duration>,
     /// Where each key's value came from.
     pub sources: Sources,
+    /// The config file's `[[databases]]` list, in its order.
+    pub databases: Vec<DatabaseEntry>,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
@@ -299,7 +305,9 @@ impl Settings {
         sources.set(Key::SuspectRatio, suspect_ratio.source);
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
+        let databases = databases::entries(&file.databases)?;
         Ok(Settings {
+            databases,
             lock_timeout,
             database_url,
             backup_dir,
