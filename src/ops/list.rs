@@ -174,3 +174,28 @@ fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
         suspect: meta.and_then(|m| m.suspect.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_folders_with_database_folder_names_are_database_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "shop",
+            "we%2Fird",
+            "aos-backup-20250101-000000.dir",
+            "a.b",
+            "%2e",
+        ] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("shop"), dir.path().join("link")).unwrap();
+        assert_eq!(database_folders(dir.path()).unwrap(), ["shop", "we%2Fird"]);
+        assert!(database_folders(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
+    }
+}

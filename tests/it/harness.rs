@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL server for the integration tests: one per test process, started on first use
 //! by [`server`], shared by every test (each test makes its own databases), stopped when the process
-//! exits.
+//! exits. [`own_server`] starts a second one, the same way, for tests that must see every database
+//! of a server.
 //!
 //! Start-up: `initdb` into a temporary folder, then `postgres` on a Unix socket in that folder and on a
 //! free TCP port of 127.0.0.1. Local (socket) connections are trusted; TCP connections need a password
