@@ -123,6 +123,56 @@ pub fn free_id<'a>(
         })
 }
 
+/// The longest database name (in bytes) that gets a folder: PostgreSQL's own limit
+/// (`NAMEDATALEN` - 1), so a folder name is at most three times as long, far below any
+/// filesystem's limit.
+pub const MAX_DATABASE_NAME: usize = 63;
+
+/// The subfolder of the backup folder that holds database `name`'s backups when several
+/// databases are backed up: ASCII letters, digits and `_` stay; `-` stays unless it comes first;
+/// every other byte (`.`, `/`, `%`, spaces, control characters, non-ASCII) becomes `%XX`
+/// (upper-case hex of its UTF-8 bytes). The rule is one-to-one (two names never share a folder)
+/// and the result is never `.`, `..`, hidden, a path, or a name the catalog reads as a backup,
+/// a sidecar or a leftover (those all hold a `.`). `None` for an empty name or one longer than
+/// [`MAX_DATABASE_NAME`] bytes.
+#[must_use]
+pub fn database_folder(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > MAX_DATABASE_NAME {
+        return None;
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let kept = b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0);
+        if kept {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Some(out)
+}
+
+/// The database whose folder [`database_folder`] names `folder`; `None` when `folder` is not
+/// such a name (another folder, or a backup made with `--format directory`).
+#[must_use]
+pub fn database_of_folder(folder: &str) -> Option<String> {
+    let bytes = folder.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = folder.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    (database_folder(&name).as_deref() == Some(folder)).then_some(name)
+}
+
 /// Whether a name looks like a backup of any tool (by extension), ours or not.
 #[must_use]
 pub fn looks_like_backup(file_name: &str) -> bool {
@@ -133,6 +183,44 @@ pub fn looks_like_backup(file_name: &str) -> bool {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn database_folders_are_safe_and_one_to_one() {
+        for (name, folder) in [
+            ("shop", "shop"),
+            ("Shop_2-b", "Shop_2-b"),
+            ("../x", "%2E%2E%2Fx"),
+            ("/", "%2F"),
+            ("-x", "%2Dx"),
+            ("a.meta.json", "a%2Emeta%2Ejson"),
+            ("50%", "50%25"),
+            ("tab\there", "tab%09here"),
+            ("caf\u{e9}", "caf%C3%A9"),
+        ] {
+            assert_eq!(database_folder(name).as_deref(), Some(folder), "{name:?}");
+            assert_eq!(
+                database_of_folder(folder).as_deref(),
+                Some(name),
+                "{folder:?}"
+            );
+            assert!(!looks_like_backup(folder) && !folder.contains(['.', '/']));
+        }
+        assert_eq!(database_folder(""), None);
+        assert_eq!(database_folder(&"x".repeat(64)), None);
+        let longest = database_folder(&"\u{e9}".repeat(31)).unwrap();
+        assert!(longest.len() <= 3 * MAX_DATABASE_NAME);
+        for other in [
+            "a.b",
+            "%2e",
+            "%2",
+            "%ZZ",
+            "-x",
+            "aos-backup-20250101-000000.dir",
+            ".x",
+        ] {
+            assert_eq!(database_of_folder(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn ids_and_names_round_trip() {

@@ -172,6 +172,16 @@ pub struct BackupArgs {
     /// Do not prune after the backup, even when a retention policy is configured.
     #[arg(long)]
     pub no_prune: bool,
+
+    /// Back up every database on DATABASE_URL's server that the user may connect to (templates
+    /// left out), each into its subfolder BACKUP_DIR/NAME/.
+    #[arg(long, conflicts_with = "all_configured")]
+    pub all_databases: bool,
+
+    /// Back up each database of the config file's [[databases]] list into BACKUP_DIR/NAME/ (what
+    /// `backup` does when that list exists and DATABASE_URL is unset).
+    #[arg(long)]
+    pub all_configured: bool,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +226,11 @@ pub struct ListArgs {
     /// Only the backups of database NAME (default: every database in the folder).
     #[arg(long, value_name = "NAME")]
     pub database: Option<String>,
+
+    /// Also list the database subfolders (BACKUP_DIR/NAME/) that `backup --all-databases` and
+    /// `--all-configured` fill.
+    #[arg(long)]
+    pub all_databases: bool,
 }
 
 #[derive(Debug, Args)]

@@ -58,10 +58,11 @@ pub fn run() -> i32 {
         };
     let op = OpContext::new(progress);
     let stdout_used = commands::StdoutUsed::default();
-    let (op2, used2) = (op.clone(), stdout_used.clone());
+    let reports = commands::ReportsWhenCancelled::default();
+    let (op2, used2, reports2) = (op.clone(), stdout_used.clone(), reports.clone());
     let result = runtime.block_on(async move {
         let op = op2;
-        let ctx = build_ctx(&cli, op.clone(), used2)?;
+        let ctx = build_ctx(&cli, op.clone(), used2, reports2)?;
         if matches!(cli.command, args::Command::Daemon) {
             // The daemon watches the signals itself: each of its runs has its own operation.
             return commands::daemon::run(&ctx, &mut Signals::new()).await;
@@ -99,6 +100,9 @@ pub fn run() -> i32 {
                         continue;
                     }
                     op.cancel(sig);
+                    if reports.get() {
+                        return finish_cancelled(&mut work, &mut signals, &op, sig).await;
+                    }
                     return Err(op.interrupted_error(sig).into());
                 }
             }
@@ -113,10 +117,30 @@ pub fn run() -> i32 {
     }
 }
 
+/// How long a cancelled command that reports what it finished may take to end.
+const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Lets a cancelled command that reports what it finished end by itself (its children are
+/// stopped); a second signal, or [`REPORT_GRACE`], stops the wait. The run ends as interrupted
+/// whatever the command returns.
+async fn finish_cancelled(
+    work: &mut (impl std::future::Future<Output = anyhow::Result<()>> + Unpin),
+    signals: &mut Signals,
+    op: &OpContext,
+    sig: i32,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = work => r.and(Err(op.interrupted_error(sig).into())),
+        _ = signals.next() => Err(op.interrupted_error(sig).into()),
+        () = tokio::time::sleep(REPORT_GRACE) => Err(op.interrupted_error(sig).into()),
+    }
+}
+
 fn build_ctx(
     cli: &args::Cli,
     op: OpContext,
     stdout_used: commands::StdoutUsed,
+    reports_when_cancelled: commands::ReportsWhenCancelled,
 ) -> anyhow::Result<commands::Ctx> {
     let cwd = std::env::current_dir()
         .map_err(|e| anyhow::anyhow!("cannot read the current folder: {e}"))?;
@@ -133,6 +157,7 @@ fn build_ctx(
         json: cli.json,
         op,
         stdout_used,
+        reports_when_cancelled,
         now,
     })
 }

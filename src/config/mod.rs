@@ -14,8 +14,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod databases;
 pub mod envfile;
 pub mod keys;
+pub use databases::{DatabaseEntry, UrlSource};
 pub use keys::{Key, KEYS, KEY_COUNT};
 
 /// Where a setting came from, shown by `aos-backup config`.
@@ -126,6 +128,8 @@ struct FileConfig {
     restore: FileRestore,
     #[serde(default)]
     schedule: FileSchedule,
+    #[serde(default)]
+    databases: Vec<databases::FileDatabase>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +227,8 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     /// Where each key's value came from.
     pub sources: Sources,
+    /// The config file's `[[databases]]` list, in its order.
+    pub databases: Vec<DatabaseEntry>,
 }
 
 /// The daemon's schedules, parsed (a bad one stops resolution with a usage error).
@@ -330,8 +336,10 @@ impl Settings {
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
         let schedule = schedule(&env, &file.schedule, &mut sources)?;
+        let databases = databases::entries(&file.databases)?;
         Ok(Settings {
             schedule,
+            databases,
             lock_timeout,
             database_url,
             backup_dir,

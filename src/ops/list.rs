@@ -5,6 +5,7 @@
 use super::Context;
 use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
 use crate::archive::meta::{Recorded, Suspect};
+use crate::archive::naming;
 use crate::catalog::{self, Entry, Status};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -104,6 +105,55 @@ pub fn list(ctx: &Context, options: &ListOptions) -> Result<ListReport> {
     })
 }
 
+/// One folder's part of [`list_all`].
+#[derive(Debug, Clone)]
+pub struct FolderListing {
+    /// The database subfolder's name; `None` for the backup folder itself.
+    pub folder: Option<String>,
+    /// What it holds.
+    pub report: ListReport,
+}
+
+/// Lists the backup folder, then each of its database subfolders (the folders named by
+/// [`database_folder`](crate::check::naming::database_folder), in name order; links are not
+/// followed).
+pub fn list_all(ctx: &Context, options: &ListOptions) -> Result<Vec<FolderListing>> {
+    let mut out = vec![FolderListing {
+        folder: None,
+        report: list(ctx, options)?,
+    }];
+    for folder in database_folders(&ctx.dir)? {
+        let sub = Context {
+            dir: ctx.dir.join(&folder),
+            ..ctx.clone()
+        };
+        out.push(FolderListing {
+            folder: Some(folder),
+            report: list(&sub, options)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The database subfolders of `dir`, by name; none when `dir` does not exist.
+fn database_folders(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", dir.display()))),
+    };
+    let mut folders: Vec<String> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            (e.file_type().ok()?.is_dir() && naming::database_of_folder(&name).is_some())
+                .then_some(name)
+        })
+        .collect();
+    folders.sort();
+    Ok(folders)
+}
+
 fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
     let meta = e.meta.as_ref();
     ListEntry {
@@ -122,5 +172,30 @@ fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
         future: e.is_future(now),
         name_time: e.time_mismatch(),
         suspect: meta.and_then(|m| m.suspect.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_folders_with_database_folder_names_are_database_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "shop",
+            "we%2Fird",
+            "aos-backup-20250101-000000.dir",
+            "a.b",
+            "%2e",
+        ] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("shop"), dir.path().join("link")).unwrap();
+        assert_eq!(database_folders(dir.path()).unwrap(), ["shop", "we%2Fird"]);
+        assert!(database_folders(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod list;
+pub mod many;
 pub mod prune;
 pub mod restore;
 pub mod verify;

@@ -66,6 +66,14 @@ SELECT EXISTS (SELECT 1 FROM user_ns WHERE oid >= 16384) \
  OR EXISTS (SELECT 1 FROM pg_catalog.pg_subscription WHERE subdbid = \
             (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))";
 
+/// The databases a backup of the whole server covers: every one that takes connections, is not
+/// a template, and that the user may connect to, by name (byte order).
+const CONNECTABLE_DATABASES_SQL: &str = "\
+SELECT datname FROM pg_catalog.pg_database \
+WHERE datallowconn AND NOT datistemplate \
+  AND pg_catalog.has_database_privilege(oid, 'CONNECT') \
+ORDER BY datname COLLATE \"C\"";
+
 impl Db {
     /// Connects, with a timeout, and reads the server version. `lookup` reads the variables
     /// (`PG*`, `PGPASSFILE`) that fill in what `conn` leaves out.
@@ -161,6 +169,19 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("counting tables: {}", error_text(&e)))?;
         let n: i64 = row.get(0);
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+impl Db {
+    /// The server's databases that a backup of the whole server covers (see
+    /// [`CONNECTABLE_DATABASES_SQL`]).
+    pub async fn connectable_databases(&self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(CONNECTABLE_DATABASES_SQL, &[])
+            .await
+            .map_err(|e| anyhow::anyhow!("listing the databases: {}", error_text(&e)))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 

@@ -9,7 +9,7 @@ use super::restore_state::RestoreState;
 use crate::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 /// A cheap handle (clone it freely) on one operation's runtime state.
 #[derive(Clone)]
@@ -28,6 +28,10 @@ struct Inner {
     restore: RestoreState,
     secrets: Secrets,
     progress: Arc<dyn Progress>,
+    /// The context this one is a step of (see [`OpContext::child`]): its cancellation is ours.
+    parent: Option<Arc<Inner>>,
+    /// The live steps of this context, cancelled with it.
+    steps: Mutex<Vec<Weak<Inner>>>,
 }
 
 impl Default for OpContext {
@@ -53,27 +57,32 @@ impl OpContext {
     #[must_use]
     pub fn new(progress: Arc<dyn Progress>) -> Self {
         OpContext {
-            inner: Arc::new(Inner {
-                cancelled: AtomicI32::new(0),
-                children: Mutex::new(Vec::new()),
-                temps: Mutex::new(Vec::new()),
-                commit: Mutex::new(()),
-                stderr_readers: AtomicUsize::new(0),
-                restore: RestoreState::default(),
-                secrets: Secrets::new(),
-                progress,
-            }),
+            inner: Arc::new(Inner::new(progress, None)),
         }
     }
 
-    /// The signal that cancelled this operation, if any: its own cancellation, or a SIGINT or
-    /// SIGTERM the process received (see `runtime::signal`).
+    /// A fresh context for one step of this operation (one database of a run over several):
+    /// its own children, temp files, restore state and secrets, its progress shown where this
+    /// one's is. Cancelling this context cancels the step; a step created after that starts
+    /// cancelled.
+    #[must_use]
+    pub fn child(&self) -> OpContext {
+        let inner = Arc::new(Inner::new(
+            self.inner.progress.clone(),
+            Some(self.inner.clone()),
+        ));
+        let mut steps = lock(&self.inner.steps);
+        steps.retain(|w| w.strong_count() > 0);
+        steps.push(Arc::downgrade(&inner));
+        OpContext { inner }
+    }
+
+    /// The signal that cancelled this operation, if any: its own cancellation, the one of the
+    /// operation it is a step of, or a SIGINT or SIGTERM the process received (see
+    /// `runtime::signal`).
     #[must_use]
     pub fn cancelled(&self) -> Option<i32> {
-        match self.inner.cancelled.load(Ordering::SeqCst) {
-            0 => super::signal::received(),
-            s => Some(s),
-        }
+        self.inner.cancelled()
     }
 
     /// The error for a cancellation by `sig`, saying what is known (see `RestoreState`).
@@ -104,6 +113,14 @@ impl OpContext {
     /// its temp files. A backup being made visible finishes first.
     pub fn cancel(&self, sig: i32) {
         self.inner.cancelled.store(sig, Ordering::SeqCst);
+        let steps: Vec<OpContext> = lock(&self.inner.steps)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|inner| OpContext { inner })
+            .collect();
+        for step in steps {
+            step.cancel(sig);
+        }
         for pid in lock(&self.inner.children).iter() {
             if let Ok(pid) = i32::try_from(*pid) {
                 // SAFETY: kill has no memory-safety preconditions.
@@ -188,6 +205,33 @@ impl OpContext {
     }
 }
 
+impl Inner {
+    fn new(progress: Arc<dyn Progress>, parent: Option<Arc<Inner>>) -> Inner {
+        Inner {
+            cancelled: AtomicI32::new(0),
+            children: Mutex::new(Vec::new()),
+            temps: Mutex::new(Vec::new()),
+            commit: Mutex::new(()),
+            stderr_readers: AtomicUsize::new(0),
+            restore: RestoreState::default(),
+            secrets: Secrets::new(),
+            progress,
+            parent,
+            steps: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn cancelled(&self) -> Option<i32> {
+        match self.cancelled.load(Ordering::SeqCst) {
+            0 => match &self.parent {
+                Some(p) => p.cancelled(),
+                None => super::signal::received(),
+            },
+            s => Some(s),
+        }
+    }
+}
+
 /// Held by a thread that reads a child's stderr.
 pub(crate) struct ReaderGuard(OpContext);
 
@@ -224,6 +268,25 @@ mod tests {
         );
         b.cleanup_temps();
         assert!(!fb.exists());
+    }
+
+    #[test]
+    fn cancelling_an_operation_cancels_its_steps_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (run, other) = (OpContext::default(), OpContext::default());
+        let (done, running) = (run.child(), run.child());
+        let f = dir.path().join("step.partial");
+        std::fs::write(&f, "x").unwrap();
+        running.register_temp(&f);
+        let sibling = other.child();
+        done.cancel(libc::SIGINT);
+        assert_eq!(run.cancelled(), None, "a step's end is not the run's");
+        assert_eq!(running.cancelled(), None);
+        run.cancel(libc::SIGTERM);
+        assert_eq!(running.cancelled(), Some(libc::SIGTERM));
+        assert!(!f.exists(), "the running step's temp file is removed");
+        assert_eq!(run.child().cancelled(), Some(libc::SIGTERM));
+        assert_eq!(sibling.cancelled(), None);
     }
 
     #[test]

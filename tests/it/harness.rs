@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL server for the integration tests: one per test process, started on first use
 //! by [`server`], shared by every test (each test makes its own databases), stopped when the process
-//! exits.
+//! exits. [`own_server`] starts a second one, the same way, for tests that must see every database
+//! of a server.
 //!
 //! Start-up: `initdb` into a temporary folder, then `postgres` on a Unix socket in that folder and on a
 //! free TCP port of 127.0.0.1. Local (socket) connections are trusted; TCP connections need a password
@@ -73,6 +74,7 @@ pub struct PgServer {
 }
 
 static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+static OWN_SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 
 /// The server of this test process, started on the first call. Panics when it cannot start (with the
 /// reason and the server log), and again in every later test.
@@ -80,6 +82,16 @@ pub fn server() -> &'static PgServer {
     match SERVER.get_or_init(start) {
         Ok(server) => server,
         Err(message) => panic!("the test PostgreSQL server did not start: {message}"),
+    }
+}
+
+/// A second server, for the tests that must see every database of a server (backups of a whole
+/// server): no other test makes databases there. Started on the first call, stopped at exit like
+/// [`server`]; the same roles.
+pub fn own_server() -> &'static PgServer {
+    match OWN_SERVER.get_or_init(start) {
+        Ok(server) => server,
+        Err(message) => panic!("the second test PostgreSQL server did not start: {message}"),
     }
 }
 
@@ -996,7 +1008,7 @@ struct Cleanup {
     root: PathBuf,
 }
 
-static CLEANUP: OnceLock<Cleanup> = OnceLock::new();
+static CLEANUP: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
 
 fn register_cleanup(postmaster: Postmaster, root: PathBuf) {
     let cleanup = Cleanup {
@@ -1004,27 +1016,32 @@ fn register_cleanup(postmaster: Postmaster, root: PathBuf) {
         watch: postmaster.watch,
         root,
     };
-    if CLEANUP.set(cleanup).is_ok() {
+    let mut all = CLEANUP.lock().unwrap_or_else(PoisonError::into_inner);
+    if all.is_empty() {
         // SAFETY: registers a plain function that does not unwind.
-        unsafe { libc::atexit(stop_server_at_exit) };
+        unsafe { libc::atexit(stop_servers_at_exit) };
     }
+    all.push(cleanup);
 }
 
-/// At process exit: fast shutdown, wait up to 10 s for the postmaster, then remove the folder.
-extern "C" fn stop_server_at_exit() {
-    let Some(cleanup) = CLEANUP.get() else {
-        return;
-    };
-    if !cleanup.watch.exited.load(Ordering::SeqCst) {
-        // SAFETY: signalling the postmaster we started (the waiting thread has not reaped it yet).
-        unsafe { libc::kill(cleanup.pid, libc::SIGINT) };
+/// At process exit: fast shutdown of each server, wait up to 10 s for their postmasters, then
+/// remove their folders.
+extern "C" fn stop_servers_at_exit() {
+    let all = CLEANUP.lock().unwrap_or_else(PoisonError::into_inner);
+    for cleanup in all.iter() {
+        if !cleanup.watch.exited.load(Ordering::SeqCst) {
+            // SAFETY: signalling the postmaster we started (the waiting thread has not reaped it yet).
+            unsafe { libc::kill(cleanup.pid, libc::SIGINT) };
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !cleanup.watch.exited.load(Ordering::SeqCst) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    if cleanup.watch.exited.load(Ordering::SeqCst) {
-        let _ = fs::remove_dir_all(&cleanup.root);
+    for cleanup in all.iter() {
+        while !cleanup.watch.exited.load(Ordering::SeqCst) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if cleanup.watch.exited.load(Ordering::SeqCst) {
+            let _ = fs::remove_dir_all(&cleanup.root);
+        }
     }
 }
 

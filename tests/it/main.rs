@@ -14,6 +14,7 @@ mod hardening_conn;
 mod harness;
 mod killsafe;
 mod library;
+mod manydb;
 mod perdb;
 mod pgpass;
 mod pipeline;

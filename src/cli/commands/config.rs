@@ -6,7 +6,7 @@
 //! JSON type at the top level (as before) and the same details under `keys`.
 
 use super::Ctx;
-use crate::config::{Key, Recipients, Settings, KEYS};
+use crate::config::{DatabaseEntry, Key, Recipients, Settings, UrlSource, KEYS};
 use anyhow::Result;
 use serde_json::{json, Value};
 
@@ -66,6 +66,13 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         marker.map_or(Value::Null, |(k, v)| Value::String(format!("{k}={v}"))),
     );
     top.insert("keys".into(), Value::Array(keys));
+    if !s.databases.is_empty() {
+        lines.push(format!("databases = {}", databases_text(s)));
+    }
+    top.insert(
+        "databases".into(),
+        Value::Array(s.databases.iter().map(database_json).collect()),
+    );
 
     let mut text = lines.join("\n");
     text.push_str(
@@ -74,6 +81,40 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     text.push_str(&align(&table));
     ctx.emit(&text, &Value::Object(top));
     Ok(())
+}
+
+/// The configured databases on one line: each name with where its URL comes from.
+fn databases_text(s: &Settings) -> String {
+    s.databases
+        .iter()
+        .map(|d| {
+            let retention = if d.retention.is_some() {
+                ", own retention"
+            } else {
+                ""
+            };
+            format!(
+                "{} (URL from {}{retention})",
+                crate::runtime::redact::sanitize(&d.name),
+                d.url_origin()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A configured database for `--json`: never a URL from a variable or a file.
+fn database_json(d: &DatabaseEntry) -> Value {
+    json!({
+        "name": d.name,
+        "folder": crate::archive::naming::database_folder(&d.name),
+        "url_from": d.url_origin(),
+        "url": match &d.url {
+            UrlSource::Inline(u) => Value::String(redacted_url(u)),
+            UrlSource::Env(_) | UrlSource::File(_) => Value::Null,
+        },
+        "retention": d.retention,
+    })
 }
 
 /// Rows in columns two spaces apart, without trailing blanks.

@@ -13,6 +13,9 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let options = ListOptions {
         database: args.database.clone(),
     };
+    if args.all_databases {
+        return run_all(ctx, &options);
+    }
     let report = list::list(&ctx.ops(), &options)?;
     if report.entries.is_empty() && !ctx.json {
         log_empty(&report);
@@ -29,20 +32,62 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     Ok(())
 }
 
-/// The table: a header, then a row per entry.
-fn table(report: &ListReport) -> String {
-    let mut rows = vec![format!(
+/// `list --all-databases`: the folder and each database subfolder in one table, each entry's
+/// id after its subfolder (`shop/20250101-120000`); `--json` entries carry `folder`.
+fn run_all(ctx: &Ctx, options: &ListOptions) -> Result<()> {
+    let listings = list::list_all(&ctx.ops(), options)?;
+    let total: usize = listings.iter().map(|l| l.report.entries.len()).sum();
+    if total == 0 && !ctx.json {
+        tracing::info!(
+            "no backups in {} or its database subfolders",
+            ctx.backup_dir().display()
+        );
+        return Ok(());
+    }
+    let mut rows = vec![header()];
+    let mut json = Vec::new();
+    for l in &listings {
+        let prefix = l
+            .folder
+            .as_ref()
+            .map(|f| format!("{f}/"))
+            .unwrap_or_default();
+        for e in &l.report.entries {
+            rows.push(row(e, &l.report, &prefix));
+            let mut j = json_entry(e, &l.report);
+            j["folder"] = serde_json::json!(l.folder);
+            json.push(j);
+        }
+    }
+    ctx.emit(&rows.join("\n"), &serde_json::Value::Array(json));
+    for l in &listings {
+        log_doubts(&l.report);
+    }
+    Ok(())
+}
+
+fn header() -> String {
+    format!(
         "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
         "ID", "CREATED (UTC)", "AGE", "SIZE", "LABEL", "DATABASE", "STATUS"
-    )];
-    rows.extend(report.entries.iter().map(|e| row(e, report)));
+    )
+}
+
+/// The table: a header, then a row per entry.
+fn table(report: &ListReport) -> String {
+    let mut rows = vec![header()];
+    rows.extend(report.entries.iter().map(|e| row(e, report, "")));
     rows.join("\n")
 }
 
-fn row(e: &ListEntry, report: &ListReport) -> String {
+/// An entry's row; its id (or file name) after `prefix`.
+fn row(e: &ListEntry, report: &ListReport, prefix: &str) -> String {
     format!(
         "{:<28} {:<20} {:>6} {:>10} {:<14} {:<16} {}",
-        e.id.clone().unwrap_or_else(|| sanitize(&e.file)),
+        format!(
+            "{prefix}{}",
+            e.id.clone().unwrap_or_else(|| sanitize(&e.file))
+        ),
         e.time.format("%Y-%m-%d %H:%M:%S"),
         super::human_age(e.time, report.now),
         super::human_bytes(e.size),

@@ -31,6 +31,8 @@ pub struct Ctx {
     pub op: crate::runtime::context::OpContext,
     /// Set once a result went to stdout.
     pub stdout_used: StdoutUsed,
+    /// Set by a command that reports what it finished even when a signal stops it.
+    pub reports_when_cancelled: ReportsWhenCancelled,
     /// "Now", injectable for tests through `AOS_BACKUP_NOW` (RFC 3339).
     pub now: DateTime<Utc>,
 }
@@ -53,10 +55,34 @@ impl Ctx {
                 tracing::warn!("--database-url holds a password, which other users can see in `ps`; prefer DATABASE_URL in the environment or .env");
             }
         }
+        self.finish_conninfo(&conn)
+    }
+
+    /// The connection of a database of the config file's `[[databases]]` list, read, parsed and
+    /// resolved as `DATABASE_URL` is, its password registered for scrubbing.
+    pub fn database_conninfo(&self, entry: &crate::config::DatabaseEntry) -> Result<ConnInfo> {
+        let url = entry.url(&self.settings.env)?;
+        let conn = ConnInfo::parse(&url).map_err(|e| {
+            Error::usage(format!(
+                "invalid URL of database {:?} (from {}): {e}",
+                entry.name,
+                entry.url_origin()
+            ))
+            .hint("expected postgresql://user:password@host:port/dbname; percent-encode special characters in the password and the database name")
+        })?;
+        if let Some(p) = conn.password() {
+            self.op.secrets().register(p);
+        }
+        self.finish_conninfo(&conn)
+    }
+
+    /// A parsed connection resolved against the environment (see [`Ctx::resolve`]), the
+    /// password it ends up with registered.
+    fn finish_conninfo(&self, conn: &ConnInfo) -> Result<ConnInfo> {
         for name in conn.dropped_params() {
             tracing::debug!("ignoring URL parameter {name:?} (not a libpq parameter)");
         }
-        let conn = self.resolve(&conn)?;
+        let conn = self.resolve(conn)?;
         if let Some(p) = conn.password() {
             self.op.secrets().register(p);
         }
@@ -130,6 +156,7 @@ impl Ctx {
             json: self.json,
             op,
             stdout_used: self.stdout_used.clone(),
+            reports_when_cancelled: self.reports_when_cancelled.clone(),
             now,
         }
     }
@@ -164,6 +191,24 @@ impl StdoutUsed {
     }
 
     /// Whether stdout carries a result.
+    #[must_use]
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Set by a command that, once a signal cancelled it, still ends by itself and reports what it
+/// finished (a run over several databases): the CLI then waits for it, for a bounded time.
+#[derive(Debug, Clone, Default)]
+pub struct ReportsWhenCancelled(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl ReportsWhenCancelled {
+    /// Records that the running command reports after a cancellation.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the running command reports after a cancellation.
     #[must_use]
     pub fn get(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::SeqCst)

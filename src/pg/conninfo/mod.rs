@@ -110,6 +110,15 @@ impl ConnInfo {
         self.dbname.as_deref()
     }
 
+    /// The same connection to database `name` on the same server (as the same user).
+    #[must_use]
+    pub fn with_dbname(&self, name: &str) -> ConnInfo {
+        ConnInfo {
+            dbname: Some(name.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// The value of a kept libpq query parameter (`sslmode`, `application_name`, ...). `host`,
     /// `port`, `user`, `password` and `dbname` have their own accessors and are not found here.
     #[must_use]
