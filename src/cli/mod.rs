@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod hooks;
 
 use crate::error;
 use crate::exit::ExitCode;

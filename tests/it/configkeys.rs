@@ -115,6 +115,14 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("retention.keep_monthly", ("default", Value::Null)),
         ("retention.keep_yearly", ("default", Value::Null)),
         ("retention.max_age_days", ("default", Value::Null)),
+        ("preset", ("default", Value::Null)),
+        ("verify_every", ("default", Value::Null)),
+        ("drill_every", ("default", Value::Null)),
+        ("hooks.before", ("default", Value::Null)),
+        ("hooks.after", ("default", Value::Null)),
+        ("hooks.on_failure", ("default", Value::Null)),
+        ("hooks.finally", ("default", Value::Null)),
+        ("hooks.timeout", ("default", json!(300))),
     ]
     .into_iter()
     .collect();

@@ -6,22 +6,49 @@ use super::Ctx;
 use crate::archive::crypto::{KeySource, Recipients};
 use crate::archive::format::Compression;
 use crate::cli::args::BackupArgs;
+use crate::cli::hooks::{Hooks, Produced};
 use crate::config::Settings;
 use crate::ops::backup::{self, AutoPrune, BackupOptions, BackupReport, EncryptionRequest};
 use crate::pg::conninfo::ConnInfo;
 use anyhow::Result;
 
-/// Runs a backup.
+/// Runs a backup between its hooks.
 pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let hooks = Hooks::before(ctx, "backup").await?;
+    let mut produced = Produced::default();
+    let result = backup(ctx, args, &mut produced).await;
+    hooks.finish(result.as_ref().err(), &produced).await;
+    result
+}
+
+/// Plans and runs the backup, prints its path, and records what it produced for the hooks.
+async fn backup(ctx: &Ctx, args: &BackupArgs, produced: &mut Produced) -> Result<()> {
     let options = options(&ctx.settings, args, ctx.conninfo()?);
+    require_encryption(&ctx.settings, args, &options)?;
     let ops = ctx.ops();
     let plan = backup::plan(&ops, &options)?;
     let report = backup::execute(&ops, plan).await?;
+    produced.file = Some(report.path.clone());
+    produced.size = Some(report.meta.size_bytes);
     render(ctx, &report);
     match report.prune {
         AutoPrune::Failed(e) => Err(e),
         AutoPrune::Off | AutoPrune::Blocked(_) | AutoPrune::Done(_) => Ok(()),
     }
+}
+
+/// Refuses an unencrypted backup when the preset requires encryption.
+fn require_encryption(
+    settings: &Settings,
+    args: &BackupArgs,
+    options: &BackupOptions,
+) -> Result<()> {
+    let enc = &options.encryption;
+    settings.check_preset_encryption(
+        enc.wanted,
+        enc.recipients.is_some() || enc.passphrase_file.is_some(),
+        args.no_encrypt,
+    )
 }
 
 /// The flags over the settings, for the connection `conn`.
