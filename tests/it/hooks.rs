@@ -334,3 +334,46 @@ fn hooks_come_from_the_config_file_and_config_shows_them() {
     out.assert_code(2);
     assert_stderr(&out, "BACKUP_HOOK_TIMEOUT");
 }
+
+#[test]
+fn a_running_hook_dies_with_aos_backup() {
+    let tmp = tempdir();
+    let rec = Recorder::new(tmp.path());
+    let db = small_db("hooks_killed");
+    for (signal, code) in [(libc::SIGTERM, Some(143)), (libc::SIGKILL, None)] {
+        let pidfile = tmp.path().join(format!("sleep.{signal}.pid"));
+        let cmd = aos(&tmp.path().join("b"), &db, &rec)
+            .env(
+                "BACKUP_HOOK_BEFORE",
+                format!("sleep 60 & echo $! > {}; wait", pidfile.display()),
+            )
+            .arg("backup");
+        let child = cmd.spawn();
+        support::wait_until(
+            "the hook started",
+            Duration::from_secs(30),
+            Some(&child),
+            || fs::read_to_string(&pidfile).is_ok_and(|t| t.ends_with('\n')),
+        );
+        let pid: i32 = fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Only aos-backup is signalled, not its process group.
+        crate::cmd::signal(&child, signal);
+        let out = cmd.wait(child);
+        assert_eq!(out.code, code, "{out}");
+        support::wait_until(
+            "the hook's sleep is gone",
+            Duration::from_secs(10),
+            None,
+            || !alive(pid),
+        );
+    }
+    assert!(
+        rec.order().is_empty(),
+        "no hook runs after a signal: {:?}",
+        rec.order()
+    );
+}
