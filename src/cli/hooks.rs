@@ -109,19 +109,21 @@ impl Hooks {
     fn new(ctx: &Ctx, operation: &'static str) -> Hooks {
         let settings = ctx.settings.hooks.clone();
         let mut common = vec![(vars::OPERATION.to_string(), operation.to_string())];
+        let mut inherited = Vec::new();
         if !settings.is_empty() {
             register_password(ctx);
             if let Some(db) = ctx.target_database() {
                 common.push((vars::DATABASE.to_string(), db));
             }
-        }
-        Hooks {
-            inherited: ctx
+            inherited = ctx
                 .settings
                 .env
                 .process_vars()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+                .collect();
+        }
+        Hooks {
+            inherited,
             settings,
             op: ctx.op.clone(),
             common,
