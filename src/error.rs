@@ -79,8 +79,8 @@ impl Error {
         err: anyhow::Error,
         fallback_hint: impl FnOnce(&anyhow::Error, &str) -> Option<String>,
     ) -> Error {
-        use crate::runtime::redact::{sanitize, scrub};
-        let message = sanitize(&scrub(&format!("{err:#}")).replace('\n', " "));
+        use crate::runtime::redact::scrub;
+        let message = one_line(&err);
         let (kind, hint) = match find(&err) {
             Some(t) => (t.kind, t.hint.clone()),
             None => (Kind::Failure, None),
@@ -150,6 +150,20 @@ impl std::error::Error for Error {
             .as_ref()
             .map(|e| -> &(dyn std::error::Error + 'static) { e.as_ref() })
     }
+}
+
+/// The message of a whole chain of causes on one line, as [`Error::from_chain`] gives it: every
+/// known secret masked, control characters replaced.
+#[must_use]
+pub fn one_line(err: &anyhow::Error) -> String {
+    use crate::runtime::redact::{sanitize, scrub};
+    sanitize(&scrub(&format!("{err:#}")).replace('\n', " "))
+}
+
+/// The exit code a chain of causes ends the run with (that of its typed error, else failure).
+#[must_use]
+pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
+    find(err).map_or(Kind::Failure, |e| e.kind).exit_code()
 }
 
 /// Finds the typed error in an `anyhow` chain, if any.

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod hooks;
 pub mod runs;
 
 use crate::error;

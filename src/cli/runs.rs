@@ -19,8 +19,27 @@ pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<BackupReport> {
 
 /// Checks the backup that `args` over the settings asks for; changes nothing, connects nowhere.
 pub fn plan_backup(ctx: &Ctx, ops: &crate::ops::Context, args: &BackupArgs) -> Result<BackupPlan> {
-    let options = backup_options(&ctx.settings, args, ctx.conninfo()?);
+    let options = checked_options(&ctx.settings, args, ctx.conninfo()?)?;
     backup::plan(ops, &options)
+}
+
+/// [`backup_options`], refused when the preset requires encryption and none is configured.
+///
+/// # Errors
+/// The production preset without encryption (a usage error with a hint).
+pub fn checked_options(
+    settings: &Settings,
+    args: &BackupArgs,
+    conn: ConnInfo,
+) -> Result<BackupOptions> {
+    let options = backup_options(settings, args, conn);
+    let enc = &options.encryption;
+    settings.check_preset_encryption(
+        enc.wanted,
+        enc.recipients.is_some() || enc.passphrase_file.is_some(),
+        args.no_encrypt,
+    )?;
+    Ok(options)
 }
 
 /// The flags over the settings, for the connection `conn`.

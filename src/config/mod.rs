@@ -18,7 +18,9 @@ pub mod databases;
 pub mod envfile;
 pub mod keys;
 pub use databases::{DatabaseEntry, UrlSource};
+mod preset;
 pub use keys::{Key, KEYS, KEY_COUNT};
+pub use preset::Preset;
 
 /// Where a setting came from, shown by `aos-backup config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub enum Source {
     Env,
     DotEnv,
     File,
+    /// Set by the preset (`BACKUP_PRESET`), no other layer setting it.
+    Preset(Preset),
     Default,
 }
 
@@ -37,6 +41,7 @@ impl fmt::Display for Source {
             Source::Env => "environment",
             Source::DotEnv => ".env",
             Source::File => "config file",
+            Source::Preset(p) => return write!(f, "preset {p}"),
             Source::Default => "default",
         })
     }
@@ -90,6 +95,12 @@ impl Env {
             .map(|v| (v.as_str(), Source::DotEnv))
     }
 
+    /// The variables of the process environment (not those of `.env`), for the children that
+    /// inherit them.
+    pub fn process_vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.process.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// Just the value.
     #[must_use]
     pub fn var(&self, key: &str) -> Option<String> {
@@ -130,6 +141,11 @@ struct FileConfig {
     schedule: FileSchedule,
     #[serde(default)]
     databases: Vec<databases::FileDatabase>,
+    preset: Option<String>,
+    verify_every: Option<String>,
+    drill_every: Option<String>,
+    #[serde(default)]
+    hooks: FileHooks,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +155,16 @@ struct FileSchedule {
     hour: Option<u32>,
     timezone: Option<String>,
     drill: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHooks {
+    before: Option<String>,
+    after: Option<String>,
+    on_failure: Option<String>,
+    finally: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +215,31 @@ pub struct EncryptionSettings {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// The hook commands, each a command line for `/bin/sh -c`, and their time limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSettings {
+    /// Runs before the operation; its failure cancels it.
+    pub before: Option<String>,
+    /// Runs after an operation that succeeded.
+    pub after: Option<String>,
+    /// Runs after an operation that failed (or that a failed `before` cancelled).
+    pub on_failure: Option<String>,
+    /// Runs last, whatever the outcome.
+    pub finally: Option<String>,
+    /// How long each hook may run before it is killed; `None`: no limit.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl HookSettings {
+    /// Whether no hook is configured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        [&self.before, &self.after, &self.on_failure, &self.finally]
+            .iter()
+            .all(|c| c.is_none())
+    }
+}
+
 /// What the command line gave for the keys that resolution takes from it (`None`: not given),
 /// filled by the cli layer from its parsed arguments. Each wins over every other layer.
 #[derive(Debug, Clone, Default)]
@@ -225,6 +276,14 @@ pub struct Settings {
     pub lock_timeout: Sourced<std::time::Duration>,
     /// When `daemon` runs what.
     pub schedule: ScheduleSettings,
+    /// The preset whose defaults apply, if any.
+    pub preset: Option<Sourced<Preset>>,
+    /// How often a scheduler should verify the newest backup; unset or zero: never.
+    pub verify_every: Option<Sourced<std::time::Duration>>,
+    /// How often a scheduler should run a restore drill; unset or zero: never.
+    pub drill_every: Option<Sourced<std::time::Duration>>,
+    /// The commands run around a backup.
+    pub hooks: HookSettings,
     /// Where each key's value came from.
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
@@ -304,6 +363,9 @@ impl Settings {
         let mut sources = Sources::default();
         let (file, config_file) = load_file(over, &env, cwd)?;
         sources.set(Key::ConfigFile, config_file_source(over, &env));
+        let preset = preset::resolve(&env, file.preset.as_deref())?;
+        sources.set_from(Key::Preset, preset.as_ref());
+        let preset = preset.map(|p| p.value);
         let database_url = database_url(over, &env, &file);
         sources.set_from(Key::DatabaseUrl, database_url.as_ref());
         let backup_dir = pick_path(
@@ -329,18 +391,37 @@ impl Settings {
             Key::Jobs,
             layered(&env, Key::Jobs, file.backup.jobs.is_some()),
         );
-        let encryption = encryption(&env, &file, &mut sources)?;
-        let retention = retention(&env, &file, &mut sources)?;
+        let encryption = encryption(&env, &file, preset, &mut sources)?;
+        let retention = retention(&env, &file, preset, &mut sources)?;
         let suspect_ratio = suspect_ratio(&env, file.backup.suspect_ratio)?;
         sources.set(Key::SuspectRatio, suspect_ratio.source);
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
         let schedule = schedule(&env, &file.schedule, &mut sources)?;
         let databases = databases::entries(&file.databases)?;
+        let verify_every = cadence(
+            &env,
+            Key::VerifyEvery,
+            file.verify_every.as_deref(),
+            preset.and_then(|p| p.verify_every().map(|d| (d, p))),
+        )?;
+        sources.set_from(Key::VerifyEvery, verify_every.as_ref());
+        let drill_every = cadence(
+            &env,
+            Key::DrillEvery,
+            file.drill_every.as_deref(),
+            preset.and_then(|p| p.drill_every().map(|d| (d, p))),
+        )?;
+        sources.set_from(Key::DrillEvery, drill_every.as_ref());
+        let hooks = hooks(&env, &file.hooks, &mut sources)?;
         Ok(Settings {
             schedule,
             databases,
             lock_timeout,
+            preset: preset.map(|p| Sourced::new(p, sources.get(Key::Preset))),
+            verify_every,
+            drill_every,
+            hooks,
             database_url,
             backup_dir,
             pg_bin,
@@ -433,13 +514,20 @@ fn algorithm(env: &Env, file: &FileConfig) -> Result<(Algorithm, Source)> {
 }
 
 /// Whether to encrypt, to whom, and the key files; records the sources of the four keys.
-fn encryption(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<EncryptionSettings> {
+fn encryption(
+    env: &Env,
+    file: &FileConfig,
+    preset: Option<Preset>,
+    sources: &mut Sources,
+) -> Result<EncryptionSettings> {
     let enc = &file.encryption;
+    let required = preset.filter(|p| p.requires_encryption());
     let enabled = match env.get(Key::Encryption.env()) {
         Some((v, _)) => parse_bool(Key::Encryption.env(), v)?,
-        None => match enc.enabled {
-            Some(b) => b,
-            None => parse_bool(Key::Encryption.env(), default_of(Key::Encryption))?,
+        None => match (enc.enabled, required) {
+            (Some(b), _) => b,
+            (None, Some(_)) => true,
+            (None, None) => parse_bool(Key::Encryption.env(), default_of(Key::Encryption))?,
         },
     };
     let recipients = recipients(env, enc);
@@ -450,6 +538,9 @@ fn encryption(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<Enc
         (Key::PassphraseFile, enc.passphrase_file.is_some()),
     ] {
         sources.set(key, layered(env, key, in_file));
+    }
+    if let Some(p) = required {
+        sources.set_preset(Key::Encryption, p);
     }
     let path = |key: Key, in_file: &Option<PathBuf>| {
         env.var(key.env()).map(PathBuf::from).or(in_file.clone())
@@ -474,9 +565,17 @@ fn recipients(env: &Env, enc: &FileEncryption) -> Option<Recipients> {
     }
 }
 
-/// The config file's `[retention]` with each rule's variable over it; records their sources.
-fn retention(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<Policy> {
-    let mut retention = file.retention.clone();
+/// The preset's rules, the config file's `[retention]` over them and each rule's variable over
+/// that; records their sources.
+fn retention(
+    env: &Env,
+    file: &FileConfig,
+    preset: Option<Preset>,
+    sources: &mut Sources,
+) -> Result<Policy> {
+    let preset_policy = preset.map(Preset::retention).unwrap_or_default();
+    let mut retention = preset_policy.clone();
+    overlay_policy(&mut retention, &file.retention);
     let env_policy = Policy {
         keep_last: parse_env(env, Key::KeepLast.env())?,
         keep_daily: parse_env(env, Key::KeepDaily.env())?,
@@ -485,15 +584,35 @@ fn retention(env: &Env, file: &FileConfig, sources: &mut Sources) -> Result<Poli
         keep_yearly: parse_env(env, Key::KeepYearly.env())?,
         max_age_days: parse_env(env, Key::MaxAgeDays.env())?,
     };
-    for (key, in_file) in [
-        (Key::KeepLast, retention.keep_last),
-        (Key::KeepDaily, retention.keep_daily),
-        (Key::KeepWeekly, retention.keep_weekly),
-        (Key::KeepMonthly, retention.keep_monthly),
-        (Key::KeepYearly, retention.keep_yearly),
-        (Key::MaxAgeDays, retention.max_age_days),
+    let in_file = &file.retention;
+    for (key, in_file, in_preset) in [
+        (Key::KeepLast, in_file.keep_last, preset_policy.keep_last),
+        (Key::KeepDaily, in_file.keep_daily, preset_policy.keep_daily),
+        (
+            Key::KeepWeekly,
+            in_file.keep_weekly,
+            preset_policy.keep_weekly,
+        ),
+        (
+            Key::KeepMonthly,
+            in_file.keep_monthly,
+            preset_policy.keep_monthly,
+        ),
+        (
+            Key::KeepYearly,
+            in_file.keep_yearly,
+            preset_policy.keep_yearly,
+        ),
+        (
+            Key::MaxAgeDays,
+            in_file.max_age_days,
+            preset_policy.max_age_days,
+        ),
     ] {
         sources.set(key, layered(env, key, in_file.is_some()));
+        if let (Some(p), Some(_)) = (preset, in_preset) {
+            sources.set_preset(key, p);
+        }
     }
     overlay_policy(&mut retention, &env_policy);
     Ok(retention)
@@ -594,6 +713,70 @@ impl Sources {
     fn set_from<T>(&mut self, key: Key, value: Option<&Sourced<T>>) {
         self.set(key, value.map_or(Source::Default, |v| v.source));
     }
+
+    /// Records that the preset `p` gives `key`'s value, unless another layer set it.
+    fn set_preset(&mut self, key: Key, p: Preset) {
+        if self.get(key) == Source::Default {
+            self.set(key, Source::Preset(p));
+        }
+    }
+}
+
+/// A cadence key: its variable, else the config file's value, else the preset's (`preset`, with
+/// the preset that gives it).
+fn cadence(
+    env: &Env,
+    key: Key,
+    file: Option<&str>,
+    preset: Option<(std::time::Duration, Preset)>,
+) -> Result<Option<Sourced<std::time::Duration>>> {
+    let (text, source) = match (env.get(key.env()), file) {
+        (Some((v, src)), _) => (v, src),
+        (None, Some(v)) => (v, Source::File),
+        (None, None) => return Ok(preset.map(|(d, p)| Sourced::new(d, Source::Preset(p)))),
+    };
+    let d = preset::parse_cadence(text).map_err(|e| {
+        Error::usage(format!("invalid {} (from {source}): {e}", key.env()))
+            .hint("give a cadence like 1d, 12h or 2w (0 is off)")
+    })?;
+    Ok(Some(Sourced::new(d, source)))
+}
+
+/// The hook commands (each variable over the config file's `[hooks]`) and their timeout;
+/// records their sources.
+fn hooks(env: &Env, file: &FileHooks, sources: &mut Sources) -> Result<HookSettings> {
+    let mut command = |key: Key, in_file: &Option<String>| {
+        let in_file = in_file.clone().filter(|c| !c.trim().is_empty());
+        sources.set(key, layered(env, key, in_file.is_some()));
+        env.var(key.env()).or(in_file)
+    };
+    let before = command(Key::HookBefore, &file.before);
+    let after = command(Key::HookAfter, &file.after);
+    let on_failure = command(Key::HookOnFailure, &file.on_failure);
+    let finally = command(Key::HookFinally, &file.finally);
+    sources.set(
+        Key::HookTimeout,
+        layered(env, Key::HookTimeout, file.timeout.is_some()),
+    );
+    let text = env
+        .var(Key::HookTimeout.env())
+        .or_else(|| file.timeout.clone())
+        .unwrap_or_else(|| default_of(Key::HookTimeout).to_string());
+    let timeout = crate::pg::sessions::parse_duration(&text).map_err(|e| {
+        Error::usage(format!(
+            "invalid {} (from {}): {e}",
+            Key::HookTimeout.env(),
+            sources.get(Key::HookTimeout)
+        ))
+        .hint("give a duration like 30s, 5m or 1h (0 is no limit)")
+    })?;
+    Ok(HookSettings {
+        before,
+        after,
+        on_failure,
+        finally,
+        timeout: (!timeout.is_zero()).then_some(timeout),
+    })
 }
 
 /// The source of a key that no global flag sets: its variable (environment or `.env`) when set,
@@ -880,6 +1063,7 @@ mod tests {
                     Key::Schedule | Key::DrillSchedule => "0 3 * * *",
                     Key::ScheduleTz => "Europe/Berlin",
                     Key::Format => "plain",
+                    Key::Preset => "dev",
                     Key::Compression => "gzip",
                     Key::Encryption => "age",
                     Key::SuspectRatio => "0.25",

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod fsutil;
+pub mod hooks;
 pub mod logging;
 pub mod process;
 pub mod progress;

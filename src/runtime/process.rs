@@ -60,7 +60,7 @@ pub fn spawn(ctx: &OpContext, name: &str, cmd: &mut Command) -> anyhow::Result<R
 /// when the thread that spawned it exits (`PR_SET_PDEATHSIG`). Every spawn site waits for its
 /// child in the thread that spawned it, so that thread outlives the child. A psql whose input
 /// ends without our COMMIT rolls back; a pg_restore killed mid-way leaves what --jobs committed.
-fn die_with_us(cmd: &mut Command) {
+pub(crate) fn die_with_us(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the pid is read before the fork.
     let parent = unsafe { libc::getpid() };
@@ -97,7 +97,19 @@ pub fn spawn_group(
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     let running = spawn(ctx, name, cmd)?;
-    let pgid = running.child.id();
+    match watch_group(running.child.id()) {
+        Ok(watch) => Ok((running, watch)),
+        Err(e) => {
+            running.kill();
+            Err(anyhow::anyhow!("cannot start /bin/sh to watch {name}: {e}"))
+        }
+    }
+}
+
+/// Watches the process group `pgid` (a child that leads its own group): the group is killed if
+/// we end before the watch is dropped.
+pub(crate) fn watch_group(pgid: u32) -> std::io::Result<GroupWatch> {
+    use std::os::unix::process::CommandExt;
     let mut sh = Command::new("/bin/sh");
     sh.args([
         "-c",
@@ -109,22 +121,12 @@ pub fn spawn_group(
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
     .process_group(0);
-    match sh.spawn() {
-        Ok(mut child) => {
-            let pipe = child.stdin.take();
-            Ok((
-                running,
-                GroupWatch {
-                    sh: Some(child),
-                    pipe,
-                },
-            ))
-        }
-        Err(e) => {
-            running.kill();
-            Err(anyhow::anyhow!("cannot start /bin/sh to watch {name}: {e}"))
-        }
-    }
+    let mut child = sh.spawn()?;
+    let pipe = child.stdin.take();
+    Ok(GroupWatch {
+        sh: Some(child),
+        pipe,
+    })
 }
 
 impl Drop for GroupWatch {

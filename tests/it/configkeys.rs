@@ -119,6 +119,14 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("schedule.hour", ("default", Value::Null)),
         ("schedule.timezone", ("default", json!("UTC"))),
         ("schedule.drill", ("default", Value::Null)),
+        ("preset", ("default", Value::Null)),
+        ("verify_every", ("default", Value::Null)),
+        ("drill_every", ("default", Value::Null)),
+        ("hooks.before", ("default", Value::Null)),
+        ("hooks.after", ("default", Value::Null)),
+        ("hooks.on_failure", ("default", Value::Null)),
+        ("hooks.finally", ("default", Value::Null)),
+        ("hooks.timeout", ("default", json!(300))),
     ]
     .into_iter()
     .collect();

@@ -6,7 +6,8 @@
 
 use super::Ctx;
 use crate::cli::args::BackupArgs;
-use crate::cli::runs::backup_options;
+use crate::cli::hooks::{Hooks, Produced};
+use crate::cli::runs::checked_options;
 use crate::error::{Error, Kind};
 use crate::ops::backup::{AutoPrune, BackupReport};
 use crate::ops::many::{self, DatabaseResult, ManyReport, Target};
@@ -22,10 +23,19 @@ enum Scope {
     Configured,
 }
 
-/// Runs a backup.
+/// Runs a backup between its hooks.
 pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let hooks = Hooks::before(ctx, "backup").await?;
+    let mut produced = Produced::default();
+    let result = backup(ctx, args, &mut produced).await;
+    hooks.finish(result.as_ref().err(), &produced).await;
+    result
+}
+
+/// The backup of one database, or of several; records what it produced for the hooks.
+async fn backup(ctx: &Ctx, args: &BackupArgs, produced: &mut Produced) -> Result<()> {
     match scope(ctx, args)? {
-        Scope::One => run_one(ctx, args).await,
+        Scope::One => run_one(ctx, args, produced).await,
         Scope::Server => run_many(ctx, server_targets(ctx, args).await?).await,
         Scope::Configured => run_many(ctx, configured_targets(ctx, args)).await,
     }
@@ -53,8 +63,10 @@ fn scope(ctx: &Ctx, args: &BackupArgs) -> Result<Scope> {
 }
 
 /// Backs up DATABASE_URL's database.
-async fn run_one(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+async fn run_one(ctx: &Ctx, args: &BackupArgs, produced: &mut Produced) -> Result<()> {
     let report = crate::cli::runs::backup(ctx, args).await?;
+    produced.file = Some(report.path.clone());
+    produced.size = Some(report.meta.size_bytes);
     render(ctx, &report);
     match report.prune {
         AutoPrune::Failed(e) => Err(e),
@@ -79,7 +91,8 @@ async fn server_targets(ctx: &Ctx, args: &BackupArgs) -> Result<Vec<Target>> {
     Ok(names
         .into_iter()
         .map(|name| Target {
-            options: Ok(backup_options(&ctx.settings, args, conn.with_dbname(&name))),
+            options: checked_options(&ctx.settings, args, conn.with_dbname(&name))
+                .map_err(Error::from_anyhow),
             name,
         })
         .collect())
@@ -95,12 +108,12 @@ fn configured_targets(ctx: &Ctx, args: &BackupArgs) -> Vec<Target> {
             name: entry.name.clone(),
             options: ctx
                 .database_conninfo(entry)
-                .map(|conn| {
-                    let mut o = backup_options(&ctx.settings, args, conn);
+                .and_then(|conn| {
+                    let mut o = checked_options(&ctx.settings, args, conn)?;
                     if let Some(own) = &entry.retention {
                         o.prune = (!args.no_prune && !own.is_empty()).then(|| own.clone());
                     }
-                    o
+                    Ok(o)
                 })
                 .map_err(Error::from_anyhow),
         })

@@ -76,7 +76,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
 
     let mut text = lines.join("\n");
     text.push_str(
-        "\n\nwhere each value came from (flag > environment > .env > config file > default):\n",
+        "\n\nwhere each value came from (flag > environment > .env > config file > preset > default):\n",
     );
     text.push_str(&align(&table));
     ctx.emit(&text, &Value::Object(top));
@@ -230,6 +230,61 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             true,
         ),
         Key::ScheduleTz => (s.schedule.timezone.name().to_string(), true),
+        Key::Preset => (
+            s.preset
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |p| p.value.to_string()),
+            true,
+        ),
+        Key::VerifyEvery => (cadence_text(s.verify_every.as_ref()), true),
+        Key::DrillEvery => (cadence_text(s.drill_every.as_ref()), true),
+        Key::HookBefore | Key::HookAfter | Key::HookOnFailure | Key::HookFinally => (
+            hook_command(s, key).unwrap_or_else(|| "-".to_string()),
+            true,
+        ),
+        Key::HookTimeout => (
+            s.hooks
+                .timeout
+                .map_or_else(|| "0 (no limit)".to_string(), super::human_duration),
+            true,
+        ),
+    }
+}
+
+/// A hook's command line, with any known secret masked.
+fn hook_command(s: &Settings, key: Key) -> Option<String> {
+    let h = &s.hooks;
+    let command = match key {
+        Key::HookBefore => &h.before,
+        Key::HookAfter => &h.after,
+        Key::HookOnFailure => &h.on_failure,
+        Key::HookFinally => &h.finally,
+        _ => &None,
+    };
+    command
+        .as_deref()
+        .map(|c| crate::runtime::redact::scrub(&crate::runtime::redact::sanitize(c)))
+}
+
+/// A cadence in days when it is whole days (`7d`), else as a duration; `0 (off)`; `-` unset.
+fn cadence_text(d: Option<&crate::config::Sourced<std::time::Duration>>) -> String {
+    const DAY: u64 = 24 * 3600;
+    match d.map(|d| d.value) {
+        None => "-".to_string(),
+        Some(d) if d.is_zero() => "0 (off)".to_string(),
+        Some(d) if d.as_secs() % DAY == 0 && d.subsec_nanos() == 0 => {
+            format!("{}d", d.as_secs() / DAY)
+        }
+        Some(d) => super::human_duration(d),
+    }
+}
+
+/// A duration in whole seconds when it has no fraction, else in fractional seconds.
+fn seconds(d: std::time::Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        json!(d.as_secs())
+    } else {
+        json!(d.as_secs_f64())
     }
 }
 
@@ -271,14 +326,7 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::AgeIdentity => path(enc.identity_file.as_ref()),
         Key::PassphraseFile => path(enc.passphrase_file.as_ref()),
         Key::SuspectRatio => json!(s.suspect_ratio.value),
-        Key::LockTimeout => {
-            let d = s.lock_timeout.value;
-            if d.subsec_nanos() == 0 {
-                json!(d.as_secs())
-            } else {
-                json!(d.as_secs_f64())
-            }
-        }
+        Key::LockTimeout => seconds(s.lock_timeout.value),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -288,5 +336,18 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::Schedule | Key::DrillSchedule => json!(schedule_text(s, key)),
         Key::ScheduleHour => json!(s.schedule.hour),
         Key::ScheduleTz => json!(s.schedule.timezone.name()),
+        Key::Preset => json!(s.preset.as_ref().map(|p| p.value.name())),
+        Key::VerifyEvery => s
+            .verify_every
+            .as_ref()
+            .map_or(Value::Null, |d| seconds(d.value)),
+        Key::DrillEvery => s
+            .drill_every
+            .as_ref()
+            .map_or(Value::Null, |d| seconds(d.value)),
+        Key::HookBefore | Key::HookAfter | Key::HookOnFailure | Key::HookFinally => {
+            json!(hook_command(s, key))
+        }
+        Key::HookTimeout => s.hooks.timeout.map_or(json!(0), seconds),
     }
 }
