@@ -3,9 +3,11 @@
 
 pub mod args;
 pub mod commands;
+pub mod metrics;
 
 use crate::error;
 use crate::exit::ExitCode;
+use crate::ops::check::CheckStatus;
 use crate::runtime::context::OpContext;
 use crate::runtime::{logging, progress};
 use clap::Parser;
@@ -17,10 +19,16 @@ pub fn run() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::Usage.code()
-            } else {
+            return if !e.use_stderr() {
                 ExitCode::Success.code()
+            } else if names_check() {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                let message = format!("bad command line: {}", first.trim_start_matches("error: "));
+                commands::check::print_unknown(&message, None, false);
+                CheckStatus::Unknown.code()
+            } else {
+                ExitCode::Usage.code()
             };
         }
     };
@@ -35,6 +43,8 @@ pub fn run() -> i32 {
     logging::init(verbosity, cli.log_format);
     let json = cli.json;
     let log_format = cli.log_format;
+    // `check` ends with its own codes, an error included (UNKNOWN).
+    let own_codes = matches!(cli.command, args::Command::Check(_));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -58,53 +68,84 @@ pub fn run() -> i32 {
     let op = OpContext::new(progress);
     let stdout_used = commands::StdoutUsed::default();
     let (op2, used2) = (op.clone(), stdout_used.clone());
-    let result = runtime.block_on(async move {
+    let (result, metrics) = runtime.block_on(async move {
         let op = op2;
-        let ctx = build_ctx(&cli, op.clone(), used2)?;
-        let work = commands::dispatch(cli, ctx);
-        tokio::pin!(work);
-        let mut signals = Signals::new();
-        // A signal that arrived while a restore's COMMIT waited for the server's answer.
-        let mut waited: Option<i32> = None;
-        loop {
-            tokio::select! {
-                r = &mut work => {
-                    return match (waited, r) {
-                        // The answer came: the message says what it was.
-                        (Some(sig), Ok(())) => Err(op.interrupted_error(sig).into()),
-                        (_, r) => r,
-                    };
-                }
-                sig = signals.next() => {
-                    // psql may have printed that it sends COMMIT a moment ago: give the thread
-                    // that reads its stderr a moment to catch up (bounded) before deciding.
-                    for _ in 0..50 {
-                        if waited.is_some() || !op.restore().commit_handed_over() {
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                    if waited.is_none() && op.restore().commit_pending() {
-                        // Abandoning now would leave the outcome unknown: wait for the answer.
-                        waited = Some(sig);
-                        tracing::warn!(
-                            "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
-                            if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
-                        );
-                        continue;
-                    }
-                    op.cancel(sig);
-                    return Err(op.interrupted_error(sig).into());
-                }
-            }
-        }
+        let ctx = match build_ctx(&cli, op.clone(), used2) {
+            Ok(ctx) => ctx,
+            Err(e) => return (Err(e), None),
+        };
+        let metrics = metrics::Pending::start(&cli.command, &ctx);
+        (supervise(commands::dispatch(cli, ctx), &op).await, metrics)
     });
     op.cleanup_temps();
     // Blocking threads (a pipeline that was interrupted) must not hold up the exit.
     runtime.shutdown_background();
+    if let Some(m) = metrics {
+        m.finish(result.is_ok());
+    }
     match result {
-        Ok(()) => ExitCode::Success.code(),
+        Ok(finish) => finish.code(),
+        Err(e) if own_codes => {
+            let err = error::Error::from_anyhow(e);
+            commands::check::print_unknown(&err.message, err.hint.as_deref(), json);
+            report_error(err, false, log_format);
+            CheckStatus::Unknown.code()
+        }
         Err(e) => report(e, json && !stdout_used.get(), log_format).code(),
+    }
+}
+
+/// Whether a command line that clap refused was meant for `check` (whose usage errors are
+/// UNKNOWN, not exit 2, which a monitoring system would read as CRITICAL).
+fn names_check() -> bool {
+    use clap::CommandFactory;
+    args::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+        .is_ok_and(|m| m.subcommand_name() == Some("check"))
+}
+
+/// Runs the command while watching for SIGINT and SIGTERM: a signal cancels `op` and ends the
+/// run, except while a restore's COMMIT waits for the server's answer.
+async fn supervise(
+    work: impl std::future::Future<Output = anyhow::Result<commands::Finish>>,
+    op: &OpContext,
+) -> anyhow::Result<commands::Finish> {
+    tokio::pin!(work);
+    let mut signals = Signals::new();
+    // A signal that arrived while a restore's COMMIT waited for the server's answer.
+    let mut waited: Option<i32> = None;
+    loop {
+        tokio::select! {
+            r = &mut work => {
+                return match (waited, r) {
+                    // The answer came: the message says what it was.
+                    (Some(sig), Ok(_)) => Err(op.interrupted_error(sig).into()),
+                    (_, r) => r,
+                };
+            }
+            sig = signals.next() => {
+                // psql may have printed that it sends COMMIT a moment ago: give the thread
+                // that reads its stderr a moment to catch up (bounded) before deciding.
+                for _ in 0..50 {
+                    if waited.is_some() || !op.restore().commit_handed_over() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                if waited.is_none() && op.restore().commit_pending() {
+                    // Abandoning now would leave the outcome unknown: wait for the answer.
+                    waited = Some(sig);
+                    tracing::warn!(
+                        "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
+                        if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
+                    );
+                    continue;
+                }
+                op.cancel(sig);
+                return Err(op.interrupted_error(sig).into());
+            }
+        }
     }
 }
 
@@ -129,6 +170,7 @@ fn build_ctx(
         op,
         stdout_used,
         now,
+        record: metrics::RunRecord::default(),
     })
 }
 
@@ -161,7 +203,11 @@ impl Signals {
 
 /// Prints the error as one line (plus a hint) and returns its exit code.
 fn report(err: anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
-    let err = error::Error::from_anyhow(err);
+    report_error(error::Error::from_anyhow(err), json, format)
+}
+
+/// [`report`], for an error already summed up.
+fn report_error(err: error::Error, json: bool, format: logging::LogFormat) -> ExitCode {
     let (message, hint, code) = (err.message, err.hint, err.kind.exit_code());
     if json {
         let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });

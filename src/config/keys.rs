@@ -26,6 +26,9 @@ pub enum Key {
     KeepMonthly,
     KeepYearly,
     MaxAgeDays,
+    CheckMaxAge,
+    CheckMinSize,
+    MetricsFile,
 }
 
 /// One configuration key's facts.
@@ -252,6 +255,33 @@ pub const KEYS: &[KeyDef] = &[
         flags: &["prune --max-age-days"],
         default: None,
         help: "keep backups younger than N days; 0 is off",
+    },
+    KeyDef {
+        key: Key::CheckMaxAge,
+        name: "check.max_age",
+        env: "BACKUP_CHECK_MAX_AGE",
+        toml: &["check.max_age"],
+        flags: &["check --max-age"],
+        default: Some("26h"),
+        help: "check warns when a database's last complete backup is older (critical at twice this)",
+    },
+    KeyDef {
+        key: Key::CheckMinSize,
+        name: "check.min_size",
+        env: "BACKUP_CHECK_MIN_SIZE",
+        toml: &["check.min_size"],
+        flags: &["check --min-size"],
+        default: Some("0"),
+        help: "check is critical when a database's last backup is smaller (1MB, 500KiB); 0 is off",
+    },
+    KeyDef {
+        key: Key::MetricsFile,
+        name: "metrics_file",
+        env: "BACKUP_METRICS_FILE",
+        toml: &["metrics_file"],
+        flags: &["--metrics-file"],
+        default: None,
+        help: "Prometheus textfile updated after every backup, prune, verify and restore",
     },
 ];
 

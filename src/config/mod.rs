@@ -121,6 +121,24 @@ struct FileConfig {
     retention: Policy,
     #[serde(default)]
     restore: FileRestore,
+    #[serde(default)]
+    check: FileCheck,
+    metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCheck {
+    max_age: Option<String>,
+    min_size: Option<FileSize>,
+}
+
+/// A size in the config file: a number of bytes, or text such as `"1MB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum FileSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +203,12 @@ pub struct Overrides {
     pub pg_bin: Option<PathBuf>,
     /// `restore --lock-timeout`, as typed (parsed during resolution).
     pub lock_timeout: Option<String>,
+    /// `check --max-age`, as typed (parsed during resolution).
+    pub check_max_age: Option<String>,
+    /// `check --min-size`, as typed (parsed during resolution).
+    pub check_min_size: Option<String>,
+    /// `--metrics-file`.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Every setting, resolved.
@@ -205,8 +229,22 @@ pub struct Settings {
     pub env: Env,
     /// How long a restore waits for another session's lock; zero waits forever.
     pub lock_timeout: Sourced<std::time::Duration>,
+    /// `check`'s thresholds.
+    pub check: CheckSettings,
+    /// The Prometheus textfile that runs update; `None`: none is written.
+    pub metrics_file: Option<Sourced<PathBuf>>,
     /// Where each key's value came from.
     pub sources: Sources,
+}
+
+/// The defaults of `aos-backup check`.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// A database whose last complete backup is older than this is a warning (twice this:
+    /// critical).
+    pub max_age: Sourced<std::time::Duration>,
+    /// A database whose last backup is smaller than this many bytes is critical; 0 is off.
+    pub min_size: Sourced<u64>,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
@@ -299,7 +337,19 @@ impl Settings {
         sources.set(Key::SuspectRatio, suspect_ratio.source);
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
+        let check = check_settings(over, &env, &file)?;
+        sources.set(Key::CheckMaxAge, check.max_age.source);
+        sources.set(Key::CheckMinSize, check.min_size.source);
+        let metrics_file = pick_path(
+            over.metrics_file.clone(),
+            &env,
+            Key::MetricsFile.env(),
+            file.metrics_file.clone(),
+        );
+        sources.set_from(Key::MetricsFile, metrics_file.as_ref());
         Ok(Settings {
+            check,
+            metrics_file,
             lock_timeout,
             database_url,
             backup_dir,
@@ -555,6 +605,68 @@ fn resolve_lock_timeout(
     Ok(Sourced::new(d, source))
 }
 
+/// `check --max-age` and `--min-size`, else their variables, else `[check]`, else the defaults.
+fn check_settings(over: &Overrides, env: &Env, file: &FileConfig) -> Result<CheckSettings> {
+    let (text, source, name) = layered_text(
+        over.check_max_age.as_deref(),
+        "--max-age",
+        env,
+        Key::CheckMaxAge,
+        file.check.max_age.clone(),
+    );
+    let max_age = crate::runtime::units::parse_span(&text)
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("the age must be more than 0".into())
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| {
+            Error::usage(format!("invalid {name}: {e}"))
+                .hint("give an age like 26h, 90m or 2d")
+        })?;
+    let file_size = file.check.min_size.clone().map(|s| match s {
+        FileSize::Bytes(n) => n.to_string(),
+        FileSize::Text(t) => t,
+    });
+    let (text, min_source, name) = layered_text(
+        over.check_min_size.as_deref(),
+        "--min-size",
+        env,
+        Key::CheckMinSize,
+        file_size,
+    );
+    let min_size = crate::runtime::units::parse_size(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}"))
+            .hint("give a size like 1MB, 500KiB or 4096 (bytes); 0 turns the check off")
+    })?;
+    Ok(CheckSettings {
+        max_age: Sourced::new(max_age, source),
+        min_size: Sourced::new(min_size, min_source),
+    })
+}
+
+/// A key's text from its flag, else its variable, else the config file, else its default, with
+/// its source and the name an error gives it.
+fn layered_text(
+    flag: Option<&str>,
+    flag_name: &'static str,
+    env: &Env,
+    key: Key,
+    in_file: Option<String>,
+) -> (String, Source, &'static str) {
+    if let Some(v) = flag {
+        (v.to_string(), Source::Flag, flag_name)
+    } else if let Some((v, src)) = env.get(key.env()) {
+        (v.to_string(), src, key.env())
+    } else if let Some(v) = in_file {
+        (v, Source::File, key.def().toml[0])
+    } else {
+        (default_of(key).to_string(), Source::Default, key.def().name)
+    }
+}
+
 /// Applies the rules that `over` sets (its `Some` values, 0 included) over `policy`.
 pub fn overlay_policy(policy: &mut Policy, over: &Policy) {
     let pairs = [
@@ -765,8 +877,14 @@ mod tests {
                     Key::Encryption => "age",
                     Key::SuspectRatio => "0.25",
                     Key::LockTimeout => "5s",
+                    Key::CheckMaxAge => "2d",
+                    Key::CheckMinSize => "1MB",
                     Key::AgeRecipients => "age1abc",
-                    Key::BackupDir | Key::PgBin | Key::AgeIdentity | Key::PassphraseFile => "/x",
+                    Key::BackupDir
+                    | Key::PgBin
+                    | Key::AgeIdentity
+                    | Key::PassphraseFile
+                    | Key::MetricsFile => "/x",
                     _ => "4",
                 };
                 (d.env, v)

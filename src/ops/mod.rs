@@ -3,7 +3,9 @@
 //! layers below (archive, catalog, storage, pg, runtime), never through each other's modules.
 
 pub mod backup;
+pub mod check;
 pub mod list;
+pub mod metrics;
 pub mod prune;
 pub mod restore;
 pub mod verify;

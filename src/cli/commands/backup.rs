@@ -17,6 +17,7 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let ops = ctx.ops();
     let plan = backup::plan(&ops, &options)?;
     let report = backup::execute(&ops, plan).await?;
+    ctx.record.backup(&report);
     render(ctx, &report);
     match report.prune {
         AutoPrune::Failed(e) => Err(e),
