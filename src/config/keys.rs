@@ -263,7 +263,8 @@ pub const KEYS: &[KeyDef] = &[
         toml: &["check.max_age"],
         flags: &["check --max-age"],
         default: Some("26h"),
-        help: "check warns when a database's last complete backup is older (critical at twice this)",
+        help:
+            "check warns when a database's last complete backup is older (critical at twice this)",
     },
     KeyDef {
         key: Key::CheckMinSize,

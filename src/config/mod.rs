@@ -623,8 +623,7 @@ fn check_settings(over: &Overrides, env: &Env, file: &FileConfig) -> Result<Chec
             }
         })
         .map_err(|e| {
-            Error::usage(format!("invalid {name}: {e}"))
-                .hint("give an age like 26h, 90m or 2d")
+            Error::usage(format!("invalid {name}: {e}")).hint("give an age like 26h, 90m or 2d")
         })?;
     let file_size = file.check.min_size.clone().map(|s| match s {
         FileSize::Bytes(n) => n.to_string(),
@@ -919,6 +918,52 @@ mod tests {
         let s = Settings::resolve(&over, Env::from_pairs(&[]), dir.path()).unwrap();
         assert_eq!(s.source(Key::ConfigFile), Source::Flag);
         assert_eq!(s.source(Key::PgBin), Source::Flag);
+    }
+
+    #[test]
+    fn check_thresholds_come_from_each_layer() {
+        use std::time::Duration;
+        let s = settings(&none(), &[]).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(26 * 3600));
+        assert_eq!(s.check.min_size.value, 0);
+        assert!(s.metrics_file.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aos-backup.toml"),
+            "metrics_file = \"/m.prom\"\n[check]\nmax_age = \"2d\"\nmin_size = 4096\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&none(), Env::from_pairs(&[]), dir.path()).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(2 * 86400));
+        assert_eq!(s.check.min_size.value, 4096);
+        assert_eq!(s.check.min_size.source, Source::File);
+        assert_eq!(s.metrics_file.unwrap().value, PathBuf::from("/m.prom"));
+        let env = Env::from_pairs(&[
+            ("BACKUP_CHECK_MAX_AGE", "90m"),
+            ("BACKUP_CHECK_MIN_SIZE", "1MB"),
+        ]);
+        let s = Settings::resolve(&none(), env.clone(), dir.path()).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(5400));
+        assert_eq!(s.check.min_size.value, 1_000_000);
+        let over = Overrides {
+            check_max_age: Some("1w".into()),
+            check_min_size: Some("1KiB".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&over, env, dir.path()).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(7 * 86400));
+        assert_eq!(s.check.min_size.value, 1024);
+        assert_eq!(s.source(Key::CheckMaxAge), Source::Flag);
+        for (k, v) in [
+            ("BACKUP_CHECK_MAX_AGE", "0"),
+            ("BACKUP_CHECK_MAX_AGE", "soon"),
+            ("BACKUP_CHECK_MIN_SIZE", "big"),
+        ] {
+            let err = settings(&none(), &[(k, v)]).unwrap_err();
+            let e = crate::error::find(&err).expect("typed error");
+            assert_eq!(e.kind, crate::error::Kind::Usage);
+            assert!(e.message.contains(k), "{}", e.message);
+        }
     }
 
     #[test]

@@ -280,11 +280,20 @@ fn age_finding(
     let age = u64::try_from(t.age_seconds).unwrap_or(0);
     let (warn, crit) = (options.warn_age.as_secs(), options.crit_age.as_secs());
     let (status, limit) = if age >= crit {
-        (CheckStatus::Critical, format!("critical after {}", compact_duration(crit)))
+        (
+            CheckStatus::Critical,
+            format!("critical after {}", compact_duration(crit)),
+        )
     } else if age >= warn {
-        (CheckStatus::Warning, format!("warning after {}", compact_duration(warn)))
+        (
+            CheckStatus::Warning,
+            format!("warning after {}", compact_duration(warn)),
+        )
     } else {
-        (CheckStatus::Ok, format!("warning after {}", compact_duration(warn)))
+        (
+            CheckStatus::Ok,
+            format!("warning after {}", compact_duration(warn)),
+        )
     };
     finding(
         status,

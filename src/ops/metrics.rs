@@ -133,7 +133,10 @@ fn read(path: &Path) -> Result<Samples> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let mut samples = Samples::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         match parse_sample(line) {
             Some((name, labels, value)) if FAMILIES.iter().any(|f| f.name == name) => {
                 samples.entry(name).or_default().insert(labels, value);

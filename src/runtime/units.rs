@@ -91,9 +91,13 @@ pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
     let mut secs: u64 = 0;
     let mut rest = t.as_str();
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let after = &rest[digits..];
-        let unit_len = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
         let (number, unit) = (&rest[..digits], after[..unit_len].trim());
         let value: u64 = number
             .parse()
@@ -104,7 +108,11 @@ pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
             "h" | "hour" | "hours" => 3600,
             "d" | "day" | "days" => 86400,
             "w" | "week" | "weeks" => 7 * 86400,
-            other => return Err(format!("{text:?}: unknown unit {other:?} (use s, m, h, d or w)")),
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (use s, m, h, d or w)"
+                ))
+            }
         };
         secs = value
             .checked_mul(factor)

@@ -115,6 +115,9 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("retention.keep_monthly", ("default", Value::Null)),
         ("retention.keep_yearly", ("default", Value::Null)),
         ("retention.max_age_days", ("default", Value::Null)),
+        ("check.max_age", ("default", json!(93600))),
+        ("check.min_size", ("default", json!(0))),
+        ("metrics_file", ("default", Value::Null)),
     ]
     .into_iter()
     .collect();

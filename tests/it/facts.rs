@@ -14,6 +14,7 @@ const SUBCOMMANDS: &[&str] = &[
     "verify",
     "prune",
     "config",
+    "check",
     "completions",
     "man",
 ];

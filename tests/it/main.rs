@@ -13,6 +13,7 @@ mod hardening_conn;
 mod harness;
 mod killsafe;
 mod library;
+mod monitoring;
 mod perdb;
 mod pgpass;
 mod pipeline;

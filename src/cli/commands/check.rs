@@ -81,7 +81,11 @@ fn first_line(text: &str) -> &str {
 fn text(report: &CheckReport) -> String {
     let mut lines = vec![status_line(report)];
     for db in &report.databases {
-        lines.push(format!("{}: {}", sanitize(&db.database), db.status().label()));
+        lines.push(format!(
+            "{}: {}",
+            sanitize(&db.database),
+            db.status().label()
+        ));
         for f in &db.findings {
             lines.push(format!(
                 "  {:<9} {}: {}",
@@ -129,10 +133,15 @@ fn summary(report: &CheckReport) -> String {
             db.findings
                 .iter()
                 .filter(|f| f.status != CheckStatus::Ok)
-                .map(|f| (f.status, format!("{}: {}", sanitize(&db.database), f.message)))
+                .map(|f| {
+                    (
+                        f.status,
+                        format!("{}: {}", sanitize(&db.database), f.message),
+                    )
+                })
         })
         .collect();
-    problems.sort_by(|a, b| b.0.cmp(&a.0));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.0));
     problems
         .into_iter()
         .map(|(_, p)| p)
@@ -154,7 +163,10 @@ fn healthy_summary(databases: &[DatabaseCheck]) -> String {
     match databases.len() {
         1 => format!("1 database, last backup {} old", compact_duration(newest)),
         n if newest == oldest => {
-            format!("{n} databases, last backups {} old", compact_duration(newest))
+            format!(
+                "{n} databases, last backups {} old",
+                compact_duration(newest)
+            )
         }
         n => format!(
             "{n} databases, last backups {} to {} old",
@@ -289,9 +301,10 @@ mod tests {
         ]);
         let line = status_line(&bad);
         assert!(
-            line.starts_with("AOS-BACKUP CRITICAL - sh'op=x: older; app: old | 'sh_op_x_age'="),
+            line.starts_with("AOS-BACKUP CRITICAL - sh'op=x: older; app: old | 'app_age'="),
             "{line}"
         );
+        assert!(line.contains(" 'sh_op_x_age'=216000s;"), "{line}");
         assert_eq!(
             status_line(&report(vec![])),
             "AOS-BACKUP CRITICAL - no backups in /b"
