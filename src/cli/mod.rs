@@ -17,20 +17,7 @@ use clap::Parser;
 pub fn run() -> i32 {
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if !e.use_stderr() {
-                ExitCode::Success.code()
-            } else if names_check() {
-                let text = e.render().to_string();
-                let first = text.lines().next().unwrap_or_default();
-                let message = format!("bad command line: {}", first.trim_start_matches("error: "));
-                commands::check::print_unknown(&message, None, false);
-                CheckStatus::Unknown.code()
-            } else {
-                ExitCode::Usage.code()
-            };
-        }
+        Err(e) => return refused_command_line(&e),
     };
     if let Some(code) = commands::generate::standalone(&cli.command) {
         return code;
@@ -92,6 +79,24 @@ pub fn run() -> i32 {
             CheckStatus::Unknown.code()
         }
         Err(e) => report(e, json && !stdout_used.get(), log_format).code(),
+    }
+}
+
+/// Prints what clap says about a command line it did not run (an error, or `--help` and
+/// `--version`) and returns the exit status: 0 for help, else a usage error (UNKNOWN for `check`,
+/// with its status line on stdout).
+fn refused_command_line(e: &clap::Error) -> i32 {
+    let _ = e.print();
+    if !e.use_stderr() {
+        ExitCode::Success.code()
+    } else if names_check() {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = format!("bad command line: {}", first.trim_start_matches("error: "));
+        commands::check::print_unknown(&message, None, false);
+        CheckStatus::Unknown.code()
+    } else {
+        ExitCode::Usage.code()
     }
 }
 
