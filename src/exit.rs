@@ -53,33 +53,40 @@ impl ExitCode {
     /// start so that the table stays readable in an 80-column terminal.
     #[must_use]
     pub fn help_table() -> String {
-        const INDENT: &str = "  ";
-        const CODE_WIDTH: usize = 5;
-        const WIDTH: usize = 80;
-        let hang = " ".repeat(INDENT.len() + CODE_WIDTH);
-        let mut out = String::new();
-        for code in Self::ALL {
-            let mut line = format!("{INDENT}{:<CODE_WIDTH$}", code.code());
-            let mut fresh = true;
-            for word in code.meaning().split(' ') {
-                if !fresh && line.len() + 1 + word.len() > WIDTH {
-                    out.push_str(&line);
-                    out.push('\n');
-                    line.clone_from(&hang);
-                    fresh = true;
-                }
-                if !fresh {
-                    line.push(' ');
-                }
-                line.push_str(word);
-                fresh = false;
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out.pop();
-        out
+        code_table(Self::ALL.iter().map(|c| (c.code(), c.meaning())))
     }
+}
+
+/// A table of exit codes and their meanings as `--help` shows it: one code a line, indented,
+/// long meanings wrapped under their start to fit 80 columns. `check`'s own codes use it too.
+#[must_use]
+pub fn code_table<'a>(rows: impl Iterator<Item = (i32, &'a str)>) -> String {
+    const INDENT: &str = "  ";
+    const CODE_WIDTH: usize = 5;
+    const WIDTH: usize = 80;
+    let hang = " ".repeat(INDENT.len() + CODE_WIDTH);
+    let mut out = String::new();
+    for (code, meaning) in rows {
+        let mut line = format!("{INDENT}{code:<CODE_WIDTH$}");
+        let mut fresh = true;
+        for word in meaning.split(' ') {
+            if !fresh && line.len() + 1 + word.len() > WIDTH {
+                out.push_str(&line);
+                out.push('\n');
+                line.clone_from(&hang);
+                fresh = true;
+            }
+            if !fresh {
+                line.push(' ');
+            }
+            line.push_str(word);
+            fresh = false;
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.pop();
+    out
 }
 
 #[cfg(test)]

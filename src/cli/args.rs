@@ -62,6 +62,11 @@ pub struct Cli {
     /// TOML config file [env: AOS_BACKUP_CONFIG] [default: ./aos-backup.toml if present].
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+
+    /// Prometheus textfile to update after every backup, prune, verify and restore
+    /// [env: BACKUP_METRICS_FILE].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -78,6 +83,15 @@ impl Cli {
                 Command::Restore(a) => a.lock_timeout.clone(),
                 _ => None,
             },
+            check_max_age: match &self.command {
+                Command::Check(a) => a.max_age.clone(),
+                _ => None,
+            },
+            check_min_size: match &self.command {
+                Command::Check(a) => a.min_size.clone(),
+                _ => None,
+            },
+            metrics_file: self.metrics_file.clone(),
         }
     }
 }
@@ -100,6 +114,9 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Check that each database has a recent, big enough, trusted backup (a Nagios plugin).
+    #[command(after_help = check_after_help())]
+    Check(CheckArgs),
     /// Print a shell completion script on stdout (see README: Install).
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout: `aos-backup man | man -l -`.
@@ -219,6 +236,42 @@ pub struct RestoreArgs {
 
     #[command(flatten)]
     pub keys: KeyArgs,
+}
+
+/// What `check --help` says after the options: its own exit codes (the Nagios plugin
+/// convention), from [`CheckStatus`](crate::ops::check::CheckStatus), their one definition.
+#[must_use]
+pub fn check_after_help() -> String {
+    format!(
+        "Exit codes (check's own, as Nagios plugins use them):\n{}",
+        crate::ops::check::CheckStatus::help_table()
+    )
+}
+
+#[derive(Debug, Args, Default)]
+pub struct CheckArgs {
+    /// Check only database NAME [default: DATABASE_URL's database, else every database in the
+    /// folder].
+    #[arg(long, value_name = "NAME", conflicts_with = "all_databases")]
+    pub database: Option<String>,
+
+    /// Check every database with backups in the folder, even when DATABASE_URL names one.
+    #[arg(long)]
+    pub all_databases: bool,
+
+    /// WARNING when a database's last complete backup is this old or older (26h, 90m, 2d)
+    /// [env: BACKUP_CHECK_MAX_AGE] [default: 26h].
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
+
+    /// CRITICAL when it is this old or older [default: twice --max-age].
+    #[arg(long, value_name = "AGE")]
+    pub crit_age: Option<String>,
+
+    /// CRITICAL when a database's last backup is smaller than this (1MB, 500KiB; 0 is off)
+    /// [env: BACKUP_CHECK_MIN_SIZE] [default: 0].
+    #[arg(long, value_name = "SIZE")]
+    pub min_size: Option<String>,
 }
 
 #[derive(Debug, Args, Default)]

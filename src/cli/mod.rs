@@ -4,10 +4,12 @@
 pub mod args;
 pub mod commands;
 pub mod hooks;
+pub mod metrics;
 pub mod runs;
 
 use crate::error;
 use crate::exit::ExitCode;
+use crate::ops::check::CheckStatus;
 use crate::runtime::context::OpContext;
 use crate::runtime::{logging, progress};
 use clap::Parser;
@@ -17,14 +19,7 @@ use clap::Parser;
 pub fn run() -> i32 {
     let cli = match args::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::Usage.code()
-            } else {
-                ExitCode::Success.code()
-            };
-        }
+        Err(e) => return refused_command_line(&e),
     };
     if let Some(code) = commands::generate::standalone(&cli.command) {
         return code;
@@ -37,6 +32,8 @@ pub fn run() -> i32 {
     logging::init(verbosity, cli.log_format);
     let json = cli.json;
     let log_format = cli.log_format;
+    // `check` ends with its own codes, an error included (UNKNOWN).
+    let own_codes = matches!(cli.command, args::Command::Check(_));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -61,60 +58,114 @@ pub fn run() -> i32 {
     let stdout_used = commands::StdoutUsed::default();
     let reports = commands::ReportsWhenCancelled::default();
     let (op2, used2, reports2) = (op.clone(), stdout_used.clone(), reports.clone());
-    let result = runtime.block_on(async move {
+    let (result, metrics) = runtime.block_on(async move {
         let op = op2;
-        let ctx = build_ctx(&cli, op.clone(), used2, reports2)?;
+        let ctx = match build_ctx(&cli, op.clone(), used2, reports2) {
+            Ok(ctx) => ctx,
+            Err(e) => return (Err(e), None),
+        };
         if matches!(cli.command, args::Command::Daemon) {
             // The daemon watches the signals itself: each of its runs has its own operation.
-            return commands::daemon::run(&ctx, &mut Signals::new()).await;
+            let r = commands::daemon::run(&ctx, &mut Signals::new()).await;
+            return (r.map(|()| commands::Finish::Success), None);
         }
-        let work = commands::dispatch(cli, ctx);
-        tokio::pin!(work);
-        let mut signals = Signals::new();
-        // A signal that arrived while a restore's COMMIT waited for the server's answer.
-        let mut waited: Option<i32> = None;
-        loop {
-            tokio::select! {
-                r = &mut work => {
-                    return match (waited, r) {
-                        // The answer came: the message says what it was.
-                        (Some(sig), Ok(())) => Err(op.interrupted_error(sig).into()),
-                        (_, r) => r,
-                    };
-                }
-                sig = signals.next() => {
-                    // psql may have printed that it sends COMMIT a moment ago: give the thread
-                    // that reads its stderr a moment to catch up (bounded) before deciding.
-                    for _ in 0..50 {
-                        if waited.is_some() || !op.restore().commit_handed_over() {
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                    if waited.is_none() && op.restore().commit_pending() {
-                        // Abandoning now would leave the outcome unknown: wait for the answer.
-                        waited = Some(sig);
-                        tracing::warn!(
-                            "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
-                            if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
-                        );
-                        continue;
-                    }
-                    op.cancel(sig);
-                    if reports.get() {
-                        return finish_cancelled(&mut work, &mut signals, &op, sig).await;
-                    }
-                    return Err(op.interrupted_error(sig).into());
-                }
-            }
-        }
+        let metrics = metrics::Pending::start(&cli.command, &ctx);
+        (
+            supervise(commands::dispatch(cli, ctx), &op, &reports).await,
+            metrics,
+        )
     });
     op.cleanup_temps();
     // Blocking threads (a pipeline that was interrupted) must not hold up the exit.
     runtime.shutdown_background();
+    if let Some(m) = metrics {
+        m.finish(result.is_ok());
+    }
     match result {
-        Ok(()) => ExitCode::Success.code(),
+        Ok(finish) => finish.code(),
+        Err(e) if own_codes => {
+            let err = error::Error::from_anyhow(e);
+            commands::check::print_unknown(&err.message, err.hint.as_deref(), json);
+            report_error(err, false, log_format);
+            CheckStatus::Unknown.code()
+        }
         Err(e) => report(e, json && !stdout_used.get(), log_format).code(),
+    }
+}
+
+/// Prints what clap says about a command line it did not run (an error, or `--help` and
+/// `--version`) and returns the exit status: 0 for help, else a usage error (UNKNOWN for `check`,
+/// with its status line on stdout).
+fn refused_command_line(e: &clap::Error) -> i32 {
+    let _ = e.print();
+    if !e.use_stderr() {
+        ExitCode::Success.code()
+    } else if names_check() {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = format!("bad command line: {}", first.trim_start_matches("error: "));
+        commands::check::print_unknown(&message, None, false);
+        CheckStatus::Unknown.code()
+    } else {
+        ExitCode::Usage.code()
+    }
+}
+
+/// Whether a command line that clap refused was meant for `check` (whose usage errors are
+/// UNKNOWN, not exit 2, which a monitoring system would read as CRITICAL).
+fn names_check() -> bool {
+    use clap::CommandFactory;
+    args::Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os())
+        .is_ok_and(|m| m.subcommand_name() == Some("check"))
+}
+
+/// Runs the command while watching for SIGINT and SIGTERM: a signal cancels `op` and ends the
+/// run, except while a restore's COMMIT waits for the server's answer.
+async fn supervise(
+    work: impl std::future::Future<Output = anyhow::Result<commands::Finish>>,
+    op: &OpContext,
+    reports: &commands::ReportsWhenCancelled,
+) -> anyhow::Result<commands::Finish> {
+    tokio::pin!(work);
+    let mut signals = Signals::new();
+    // A signal that arrived while a restore's COMMIT waited for the server's answer.
+    let mut waited: Option<i32> = None;
+    loop {
+        tokio::select! {
+            r = &mut work => {
+                return match (waited, r) {
+                    // The answer came: the message says what it was.
+                    (Some(sig), Ok(_)) => Err(op.interrupted_error(sig).into()),
+                    (_, r) => r,
+                };
+            }
+            sig = signals.next() => {
+                // psql may have printed that it sends COMMIT a moment ago: give the thread
+                // that reads its stderr a moment to catch up (bounded) before deciding.
+                for _ in 0..50 {
+                    if waited.is_some() || !op.restore().commit_handed_over() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                if waited.is_none() && op.restore().commit_pending() {
+                    // Abandoning now would leave the outcome unknown: wait for the answer.
+                    waited = Some(sig);
+                    tracing::warn!(
+                        "{} received while the server commits the restore: waiting for its answer (send the signal again to stop waiting; the outcome is then unknown)",
+                        if sig == libc::SIGTERM { "SIGTERM" } else { "Ctrl-C" }
+                    );
+                    continue;
+                }
+                op.cancel(sig);
+                if reports.get() {
+                    return finish_cancelled(&mut work, &mut signals, op, sig).await;
+                }
+                return Err(op.interrupted_error(sig).into());
+            }
+        }
     }
 }
 
@@ -125,11 +176,11 @@ const REPORT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 /// stopped); a second signal, or [`REPORT_GRACE`], stops the wait. The run ends as interrupted
 /// whatever the command returns.
 async fn finish_cancelled(
-    work: &mut (impl std::future::Future<Output = anyhow::Result<()>> + Unpin),
+    work: &mut (impl std::future::Future<Output = anyhow::Result<commands::Finish>> + Unpin),
     signals: &mut Signals,
     op: &OpContext,
     sig: i32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<commands::Finish> {
     tokio::select! {
         r = work => r.and(Err(op.interrupted_error(sig).into())),
         _ = signals.next() => Err(op.interrupted_error(sig).into()),
@@ -160,6 +211,7 @@ fn build_ctx(
         stdout_used,
         reports_when_cancelled,
         now,
+        record: metrics::RunRecord::default(),
     })
 }
 
@@ -194,7 +246,11 @@ impl Signals {
 
 /// Prints the error as one line (plus a hint) and returns its exit code.
 fn report(err: anyhow::Error, json: bool, format: logging::LogFormat) -> ExitCode {
-    let err = error::Error::from_anyhow(err);
+    report_error(error::Error::from_anyhow(err), json, format)
+}
+
+/// [`report`], for an error already summed up.
+fn report_error(err: error::Error, json: bool, format: logging::LogFormat) -> ExitCode {
     let (message, hint, code) = (err.message, err.hint, err.kind.exit_code());
     if json {
         let v = serde_json::json!({ "ok": false, "error": message, "hint": hint, "exit_code": code.code() });

@@ -38,6 +38,9 @@ pub enum Key {
     HookOnFailure,
     HookFinally,
     HookTimeout,
+    CheckMaxAge,
+    CheckMinSize,
+    MetricsFile,
 }
 
 /// One configuration key's facts.
@@ -372,6 +375,34 @@ pub const KEYS: &[KeyDef] = &[
         flags: &[],
         default: Some("5m"),
         help: "how long each hook may run before it is killed; 0 is no limit",
+    },
+    KeyDef {
+        key: Key::CheckMaxAge,
+        name: "check.max_age",
+        env: "BACKUP_CHECK_MAX_AGE",
+        toml: &["check.max_age"],
+        flags: &["check --max-age"],
+        default: Some("26h"),
+        help:
+            "check warns when a database's last complete backup is older (critical at twice this)",
+    },
+    KeyDef {
+        key: Key::CheckMinSize,
+        name: "check.min_size",
+        env: "BACKUP_CHECK_MIN_SIZE",
+        toml: &["check.min_size"],
+        flags: &["check --min-size"],
+        default: Some("0"),
+        help: "check is critical when a database's last backup is smaller (1MB, 500KiB); 0 is off",
+    },
+    KeyDef {
+        key: Key::MetricsFile,
+        name: "metrics_file",
+        env: "BACKUP_METRICS_FILE",
+        toml: &["metrics_file"],
+        flags: &["--metrics-file"],
+        default: None,
+        help: "Prometheus textfile updated after every backup, prune, verify and restore",
     },
 ];
 

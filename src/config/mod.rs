@@ -146,6 +146,9 @@ struct FileConfig {
     drill_every: Option<String>,
     #[serde(default)]
     hooks: FileHooks,
+    #[serde(default)]
+    check: FileCheck,
+    metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +168,21 @@ struct FileHooks {
     on_failure: Option<String>,
     finally: Option<String>,
     timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCheck {
+    max_age: Option<String>,
+    min_size: Option<FileSize>,
+}
+
+/// A size in the config file: a number of bytes, or text such as `"1MB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum FileSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,6 +272,12 @@ pub struct Overrides {
     pub pg_bin: Option<PathBuf>,
     /// `restore --lock-timeout`, as typed (parsed during resolution).
     pub lock_timeout: Option<String>,
+    /// `check --max-age`, as typed (parsed during resolution).
+    pub check_max_age: Option<String>,
+    /// `check --min-size`, as typed (parsed during resolution).
+    pub check_min_size: Option<String>,
+    /// `--metrics-file`.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Every setting, resolved.
@@ -284,6 +308,10 @@ pub struct Settings {
     pub drill_every: Option<Sourced<std::time::Duration>>,
     /// The commands run around a backup.
     pub hooks: HookSettings,
+    /// `check`'s thresholds.
+    pub check: CheckSettings,
+    /// The Prometheus textfile that runs update; `None`: none is written.
+    pub metrics_file: Option<Sourced<PathBuf>>,
     /// Where each key's value came from.
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
@@ -302,6 +330,16 @@ pub struct ScheduleSettings {
     pub timezone: Tz,
     /// When to run a restore drill (`BACKUP_DRILL_SCHEDULE`).
     pub drill: Option<Schedule>,
+}
+
+/// The defaults of `aos-backup check`.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// A database whose last complete backup is older than this is a warning (twice this:
+    /// critical).
+    pub max_age: Sourced<std::time::Duration>,
+    /// A database whose last backup is smaller than this many bytes is critical; 0 is off.
+    pub min_size: Sourced<u64>,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
@@ -414,9 +452,21 @@ impl Settings {
         )?;
         sources.set_from(Key::DrillEvery, drill_every.as_ref());
         let hooks = hooks(&env, &file.hooks, &mut sources)?;
+        let check = check_settings(over, &env, &file)?;
+        sources.set(Key::CheckMaxAge, check.max_age.source);
+        sources.set(Key::CheckMinSize, check.min_size.source);
+        let metrics_file = pick_path(
+            over.metrics_file.clone(),
+            &env,
+            Key::MetricsFile.env(),
+            file.metrics_file.clone(),
+        );
+        sources.set_from(Key::MetricsFile, metrics_file.as_ref());
         Ok(Settings {
             schedule,
             databases,
+            check,
+            metrics_file,
             lock_timeout,
             preset: preset.map(|p| Sourced::new(p, sources.get(Key::Preset))),
             verify_every,
@@ -849,6 +899,67 @@ fn resolve_lock_timeout(
     Ok(Sourced::new(d, source))
 }
 
+/// `check --max-age` and `--min-size`, else their variables, else `[check]`, else the defaults.
+fn check_settings(over: &Overrides, env: &Env, file: &FileConfig) -> Result<CheckSettings> {
+    let (text, source, name) = layered_text(
+        over.check_max_age.as_deref(),
+        "--max-age",
+        env,
+        Key::CheckMaxAge,
+        file.check.max_age.clone(),
+    );
+    let max_age = crate::runtime::units::parse_span(&text)
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("the age must be more than 0".into())
+            } else {
+                Ok(d)
+            }
+        })
+        .map_err(|e| {
+            Error::usage(format!("invalid {name}: {e}")).hint("give an age like 26h, 90m or 2d")
+        })?;
+    let file_size = file.check.min_size.clone().map(|s| match s {
+        FileSize::Bytes(n) => n.to_string(),
+        FileSize::Text(t) => t,
+    });
+    let (text, min_source, name) = layered_text(
+        over.check_min_size.as_deref(),
+        "--min-size",
+        env,
+        Key::CheckMinSize,
+        file_size,
+    );
+    let min_size = crate::runtime::units::parse_size(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}"))
+            .hint("give a size like 1MB, 500KiB or 4096 (bytes); 0 turns the check off")
+    })?;
+    Ok(CheckSettings {
+        max_age: Sourced::new(max_age, source),
+        min_size: Sourced::new(min_size, min_source),
+    })
+}
+
+/// A key's text from its flag, else its variable, else the config file, else its default, with
+/// its source and the name an error gives it.
+fn layered_text(
+    flag: Option<&str>,
+    flag_name: &'static str,
+    env: &Env,
+    key: Key,
+    in_file: Option<String>,
+) -> (String, Source, &'static str) {
+    if let Some(v) = flag {
+        (v.to_string(), Source::Flag, flag_name)
+    } else if let Some((v, src)) = env.get(key.env()) {
+        (v.to_string(), src, key.env())
+    } else if let Some(v) = in_file {
+        (v, Source::File, key.def().toml[0])
+    } else {
+        (default_of(key).to_string(), Source::Default, key.def().name)
+    }
+}
+
 /// Applies the rules that `over` sets (its `Some` values, 0 included) over `policy`.
 pub fn overlay_policy(policy: &mut Policy, over: &Policy) {
     let pairs = [
@@ -1068,8 +1179,14 @@ mod tests {
                     Key::Encryption => "age",
                     Key::SuspectRatio => "0.25",
                     Key::LockTimeout => "5s",
+                    Key::CheckMaxAge => "2d",
+                    Key::CheckMinSize => "1MB",
                     Key::AgeRecipients => "age1abc",
-                    Key::BackupDir | Key::PgBin | Key::AgeIdentity | Key::PassphraseFile => "/x",
+                    Key::BackupDir
+                    | Key::PgBin
+                    | Key::AgeIdentity
+                    | Key::PassphraseFile
+                    | Key::MetricsFile => "/x",
                     _ => "4",
                 };
                 (d.env, v)
@@ -1139,6 +1256,52 @@ mod tests {
             let e = crate::error::find(&err).expect("typed error");
             assert_eq!(e.kind, crate::error::Kind::Usage, "{env:?}");
             assert!(e.message.contains(env[0].0), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn check_thresholds_come_from_each_layer() {
+        use std::time::Duration;
+        let s = settings(&none(), &[]).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(26 * 3600));
+        assert_eq!(s.check.min_size.value, 0);
+        assert!(s.metrics_file.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("aos-backup.toml"),
+            "metrics_file = \"/m.prom\"\n[check]\nmax_age = \"2d\"\nmin_size = 4096\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&none(), Env::from_pairs(&[]), dir.path()).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(2 * 86400));
+        assert_eq!(s.check.min_size.value, 4096);
+        assert_eq!(s.check.min_size.source, Source::File);
+        assert_eq!(s.metrics_file.unwrap().value, PathBuf::from("/m.prom"));
+        let env = Env::from_pairs(&[
+            ("BACKUP_CHECK_MAX_AGE", "90m"),
+            ("BACKUP_CHECK_MIN_SIZE", "1MB"),
+        ]);
+        let s = Settings::resolve(&none(), env.clone(), dir.path()).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(5400));
+        assert_eq!(s.check.min_size.value, 1_000_000);
+        let over = Overrides {
+            check_max_age: Some("1w".into()),
+            check_min_size: Some("1KiB".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::resolve(&over, env, dir.path()).unwrap();
+        assert_eq!(s.check.max_age.value, Duration::from_secs(7 * 86400));
+        assert_eq!(s.check.min_size.value, 1024);
+        assert_eq!(s.source(Key::CheckMaxAge), Source::Flag);
+        for (k, v) in [
+            ("BACKUP_CHECK_MAX_AGE", "0"),
+            ("BACKUP_CHECK_MAX_AGE", "soon"),
+            ("BACKUP_CHECK_MIN_SIZE", "big"),
+        ] {
+            let err = settings(&none(), &[(k, v)]).unwrap_err();
+            let e = crate::error::find(&err).expect("typed error");
+            assert_eq!(e.kind, crate::error::Kind::Usage);
+            assert!(e.message.contains(k), "{}", e.message);
         }
     }
 

@@ -3,8 +3,10 @@
 //! layers below (archive, catalog, storage, pg, runtime), never through each other's modules.
 
 pub mod backup;
+pub mod check;
 pub mod list;
 pub mod many;
+pub mod metrics;
 pub mod prune;
 pub mod restore;
 pub mod verify;

@@ -55,6 +55,8 @@ pub struct VerifyPlan {
 pub struct BackupResult {
     /// The backup's id, when it has one.
     pub id: Option<String>,
+    /// The database it holds, as its sidecar says; `None` without a readable sidecar.
+    pub database: Option<String>,
     /// The backup's file or folder.
     pub path: PathBuf,
     /// Every check passed.
@@ -229,6 +231,7 @@ fn verify_entry(
     let outcome = check_entry(op, entry, keys, locator, &mut checks);
     let mut result = BackupResult {
         id: entry.id.clone(),
+        database: entry.database().map(str::to_string),
         path: entry.path.clone(),
         ok: outcome.is_ok(),
         checks,

@@ -127,6 +127,9 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("hooks.on_failure", ("default", Value::Null)),
         ("hooks.finally", ("default", Value::Null)),
         ("hooks.timeout", ("default", json!(300))),
+        ("check.max_age", ("default", json!(93600))),
+        ("check.min_size", ("default", json!(0))),
+        ("metrics_file", ("default", Value::Null)),
     ]
     .into_iter()
     .collect();

@@ -16,6 +16,7 @@ const SUBCOMMANDS: &[&str] = &[
     "daemon",
     "schedule",
     "config",
+    "check",
     "completions",
     "man",
 ];

@@ -16,6 +16,7 @@ mod hooks;
 mod killsafe;
 mod library;
 mod manydb;
+mod monitoring;
 mod perdb;
 mod pgpass;
 mod pipeline;

@@ -65,6 +65,7 @@ fn scope(ctx: &Ctx, args: &BackupArgs) -> Result<Scope> {
 /// Backs up DATABASE_URL's database.
 async fn run_one(ctx: &Ctx, args: &BackupArgs, produced: &mut Produced) -> Result<()> {
     let report = crate::cli::runs::backup(ctx, args).await?;
+    ctx.record.backup(&report);
     produced.file = Some(report.path.clone());
     produced.size = Some(report.meta.size_bytes);
     render(ctx, &report);

@@ -248,6 +248,18 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
                 .map_or_else(|| "0 (no limit)".to_string(), super::human_duration),
             true,
         ),
+        Key::CheckMaxAge => (
+            crate::runtime::units::compact_duration(s.check.max_age.value.as_secs()),
+            true,
+        ),
+        Key::CheckMinSize => (
+            match s.check.min_size.value {
+                0 => "0 (off)".to_string(),
+                n => format!("{n} ({})", super::human_bytes(n)),
+            },
+            true,
+        ),
+        Key::MetricsFile => (path_text(s.metrics_file.as_ref().map(|p| &p.value)), true),
     }
 }
 
@@ -299,7 +311,8 @@ fn schedule_text(s: &Settings, key: Key) -> Option<&str> {
 }
 
 /// A key's value with its JSON type: numbers, booleans, `null` when unset, an array of inline
-/// recipients (a string when they are in a file), the lock timeout in seconds.
+/// recipients (a string when they are in a file), the lock timeout and check's maximum age in
+/// seconds, check's minimum size in bytes.
 fn json_value(s: &Settings, key: Key) -> Value {
     let path = |p: Option<&std::path::PathBuf>| {
         p.map_or(Value::Null, |p| Value::String(p.display().to_string()))
@@ -349,5 +362,8 @@ fn json_value(s: &Settings, key: Key) -> Value {
             json!(hook_command(s, key))
         }
         Key::HookTimeout => s.hooks.timeout.map_or(json!(0), seconds),
+        Key::CheckMaxAge => json!(s.check.max_age.value.as_secs()),
+        Key::CheckMinSize => json!(s.check.min_size.value),
+        Key::MetricsFile => path(s.metrics_file.as_ref().map(|p| &p.value)),
     }
 }

@@ -1,9 +1,10 @@
 //! `completions` and `man`: shell completion scripts and the manual page, generated from the one
-//! clap definition of the command line (and the exit codes from [`ExitCode`]), so that they
-//! cannot drift from `--help`.
+//! clap definition of the command line (and the exit codes from [`ExitCode`] and `check`'s from
+//! [`CheckStatus`]), so that they cannot drift from `--help`.
 
 use crate::cli::args::{Cli, Command};
 use crate::exit::ExitCode;
+use crate::ops::check::CheckStatus;
 use clap::CommandFactory;
 use roff::{bold, roman, Roff};
 use std::io::Write;
@@ -68,6 +69,16 @@ pub fn man_page() -> std::io::Result<Vec<u8>> {
         roff.control("TP", []);
         roff.text([bold(code.code().to_string())]);
         roff.text([roman(code.meaning())]);
+    }
+    // `check` ends with codes of its own, in a section of their own.
+    roff.control("SH", ["CHECK EXIT STATUS"]);
+    roff.text([roman(
+        "aos-backup check follows the Nagios plugin convention instead:",
+    )]);
+    for status in CheckStatus::ALL {
+        roff.control("TP", []);
+        roff.text([bold(status.code().to_string())]);
+        roff.text([roman(status.meaning())]);
     }
     roff.to_writer(&mut out)?;
     man.render_version_section(&mut out)?;

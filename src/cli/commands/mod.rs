@@ -2,6 +2,7 @@
 //! helpers and the connection.
 
 pub mod backup;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod generate;
@@ -35,6 +36,28 @@ pub struct Ctx {
     pub reports_when_cancelled: ReportsWhenCancelled,
     /// "Now", injectable for tests through `AOS_BACKUP_NOW` (RFC 3339).
     pub now: DateTime<Utc>,
+    /// What the command learnt about each database, for the metrics file.
+    pub record: crate::cli::metrics::RunRecord,
+}
+
+/// How a command that did its work ends the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Exit 0.
+    Success,
+    /// The command's own exit status, which is not an error (`check`'s Nagios codes).
+    Code(i32),
+}
+
+impl Finish {
+    /// The process exit status.
+    #[must_use]
+    pub fn code(self) -> i32 {
+        match self {
+            Finish::Success => crate::exit::ExitCode::Success.code(),
+            Finish::Code(c) => c,
+        }
+    }
 }
 
 impl Ctx {
@@ -158,6 +181,7 @@ impl Ctx {
             stdout_used: self.stdout_used.clone(),
             reports_when_cancelled: self.reports_when_cancelled.clone(),
             now,
+            record: crate::cli::metrics::RunRecord::default(),
         }
     }
 
@@ -216,8 +240,8 @@ impl ReportsWhenCancelled {
 }
 
 /// Runs the chosen subcommand.
-pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
-    match &cli.command {
+pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
+    let done = match &cli.command {
         Command::Backup(a) => backup::run(&ctx, a).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::List(a) => list::run(&ctx, a),
@@ -226,12 +250,14 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<()> {
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Config => config::run(&ctx),
+        Command::Check(a) => return check::run(&ctx, a),
         // `crate::run` prints these before the settings are resolved; this is for other callers.
         Command::Completions(_) | Command::Man => match generate::standalone(&cli.command) {
             Some(0) | None => Ok(()),
             Some(code) => Err(anyhow::anyhow!("cannot write to stdout (exit {code})")),
         },
-    }
+    };
+    done.map(|()| Finish::Success)
 }
 
 /// An age like `3h`, `2d`, `45s`.

@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
         args.dry_run,
         &lock,
     )?;
+    ctx.record.prune(&report);
     ctx.emit(&report.lines().join("\n"), &report.json());
     for s in report.summaries() {
         tracing::info!("{s}");

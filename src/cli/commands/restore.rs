@@ -19,6 +19,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         plan.confirm();
     }
     let report = restore::execute(&ops, plan).await?;
+    ctx.record.restore(&report);
     ctx.emit("", &json(&report));
     Ok(())
 }

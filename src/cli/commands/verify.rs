@@ -23,6 +23,7 @@ pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     let op = ctx.ops();
     let plan = verify::plan(&op, &options(ctx, args))?;
     let report = verify::execute(&op, plan).await?;
+    ctx.record.verify(&report);
     ctx.emit(&text(&report), &json(&report));
     report.verdict()?;
     tracing::info!("{} backup(s) verified", report.results.len());

@@ -1,0 +1,445 @@
+//! Check: whether each database in the backup folder could be restored from a backup today (its
+//! newest trusted backup recent enough, its last backup big enough and not suspect), as a list of
+//! findings per database with Nagios-style statuses. The operation behind `aos-backup check`;
+//! drills and off-site copies add their own findings when those features exist.
+
+use super::Context;
+use crate::catalog::{self, Entry, Status};
+use crate::runtime::units::{compact_duration, human_bytes};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a check ended, in the Nagios plugin convention: the status, and `check`'s exit code.
+/// These codes are `check`'s own, apart from the other commands' ([`crate::ExitCode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CheckStatus {
+    /// Every database checked is fine.
+    Ok = 0,
+    /// Something needs a look, not yet an emergency.
+    Warning = 1,
+    /// A database has no usable recent backup.
+    Critical = 2,
+    /// The check itself could not run.
+    Unknown = 3,
+}
+
+impl CheckStatus {
+    /// Every status, in the order of their codes.
+    pub const ALL: &'static [CheckStatus] = &[
+        CheckStatus::Ok,
+        CheckStatus::Warning,
+        CheckStatus::Critical,
+        CheckStatus::Unknown,
+    ];
+
+    /// `check`'s exit code for this status.
+    #[must_use]
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The word Nagios shows: `OK`, `WARNING`, `CRITICAL`, `UNKNOWN`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckStatus::Ok => "OK",
+            CheckStatus::Warning => "WARNING",
+            CheckStatus::Critical => "CRITICAL",
+            CheckStatus::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// What the exit code means, in one line (as in `check --help` and the README).
+    #[must_use]
+    pub fn meaning(self) -> &'static str {
+        match self {
+            CheckStatus::Ok => "OK: every database checked has a complete backup younger than --max-age, and its last backup is neither suspect nor below --min-size",
+            CheckStatus::Warning => "WARNING: a database's last complete backup is --max-age old or older, or its last backup is suspect",
+            CheckStatus::Critical => "CRITICAL: a database has no complete backup, or its last one is --crit-age old or older (default: twice --max-age), or its last backup is smaller than --min-size; or the folder holds no backup at all",
+            CheckStatus::Unknown => "UNKNOWN: the check could not run (the backup folder cannot be read, a bad option or configuration, an interruption)",
+        }
+    }
+
+    /// The table of `check --help`: one code a line, wrapped to 80 columns.
+    #[must_use]
+    pub fn help_table() -> String {
+        crate::exit::code_table(Self::ALL.iter().map(|s| (s.code(), s.meaning())))
+    }
+}
+
+/// What to check, against which thresholds.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Only this database; `None`: every database with complete backups in the folder.
+    pub database: Option<String>,
+    /// A last complete backup this old or older is a warning.
+    pub warn_age: Duration,
+    /// A last complete backup this old or older is critical.
+    pub crit_age: Duration,
+    /// A last backup smaller than this many bytes is critical; 0 turns the check off.
+    pub min_size: u64,
+}
+
+/// What a finding is about. Each is one line of the details; drills (their age and result) and
+/// off-site copies (one at every destination) will be probes of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Probe {
+    /// The age of the newest complete backup that is not suspect.
+    Age,
+    /// The size of the last complete backup, against the minimum.
+    Size,
+    /// Whether the last complete backup is suspect (it shrank sharply).
+    Suspect,
+}
+
+impl Probe {
+    /// Its name in the details and in JSON: `age`, `size`, `suspect`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Probe::Age => "age",
+            Probe::Size => "size",
+            Probe::Suspect => "suspect",
+        }
+    }
+}
+
+/// One thing checked about a database, and how it came out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// What was checked.
+    pub probe: Probe,
+    /// How it came out.
+    pub status: CheckStatus,
+    /// What was found, in words (database names and reasons sanitized).
+    pub message: String,
+}
+
+/// A backup as the check sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSeen {
+    /// Its id.
+    pub id: String,
+    /// When it was made (its sidecar's start time).
+    pub time: DateTime<Utc>,
+    /// Seconds between `time` and "now".
+    pub age_seconds: i64,
+    /// Bytes stored.
+    pub size_bytes: u64,
+    /// Why it is suspect, if it is.
+    pub suspect: Option<String>,
+}
+
+/// One database's findings.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseCheck {
+    /// The database, as its backups' sidecars name it.
+    pub database: String,
+    /// Its newest complete backup (suspect or not); `None`: it has none.
+    pub last: Option<BackupSeen>,
+    /// Its newest complete backup that is not suspect, which the age is measured on.
+    pub last_trusted: Option<BackupSeen>,
+    /// What was checked, in order.
+    pub findings: Vec<Finding>,
+}
+
+impl DatabaseCheck {
+    /// The worst status among the findings.
+    #[must_use]
+    pub fn status(&self) -> CheckStatus {
+        self.findings
+            .iter()
+            .map(|f| f.status)
+            .max()
+            .unwrap_or(CheckStatus::Ok)
+    }
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// The backup folder.
+    pub dir: PathBuf,
+    /// Whether the folder exists (a missing one holds no backup).
+    pub dir_exists: bool,
+    /// "Now", which ages are measured against.
+    pub now: DateTime<Utc>,
+    /// The options the check ran with.
+    pub options: CheckOptions,
+    /// One per database checked, sorted by name; empty when the folder holds no complete backup
+    /// and no database was named.
+    pub databases: Vec<DatabaseCheck>,
+}
+
+impl CheckReport {
+    /// The worst status among the databases; critical when there is none to check.
+    #[must_use]
+    pub fn status(&self) -> CheckStatus {
+        self.databases
+            .iter()
+            .map(DatabaseCheck::status)
+            .max()
+            .unwrap_or(CheckStatus::Critical)
+    }
+}
+
+/// Checks the backups in the folder.
+///
+/// # Errors
+/// The folder cannot be read (a missing folder is an empty one: nothing to restore from).
+pub fn check(ctx: &Context, options: &CheckOptions) -> Result<CheckReport> {
+    let entries = catalog::scan(&ctx.dir)?;
+    let names = match &options.database {
+        Some(db) => vec![db.clone()],
+        None => catalog::databases(&entries),
+    };
+    let databases = names
+        .into_iter()
+        .map(|db| {
+            let backups: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| e.status == Status::Complete && e.database() == Some(db.as_str()))
+                .filter(|e| !e.is_future(ctx.now) && e.time_mismatch().is_none())
+                .collect();
+            check_database(db, &backups, options, ctx.now)
+        })
+        .collect();
+    Ok(CheckReport {
+        dir: ctx.dir.clone(),
+        dir_exists: ctx.dir.is_dir(),
+        now: ctx.now,
+        options: options.clone(),
+        databases,
+    })
+}
+
+/// The findings for one database, from its complete backups (newest first, trusted dates only).
+fn check_database(
+    database: String,
+    backups: &[&Entry],
+    options: &CheckOptions,
+    now: DateTime<Utc>,
+) -> DatabaseCheck {
+    let last = backups.first().map(|e| seen(e, now));
+    let last_trusted = backups
+        .iter()
+        .find(|e| suspect_reason(e).is_none())
+        .map(|e| seen(e, now));
+    let mut findings = vec![age_finding(last.as_ref(), last_trusted.as_ref(), options)];
+    if let Some(last) = &last {
+        findings.push(suspect_finding(last));
+        if options.min_size > 0 {
+            findings.push(size_finding(last, options.min_size));
+        }
+    }
+    DatabaseCheck {
+        database,
+        last,
+        last_trusted,
+        findings,
+    }
+}
+
+fn suspect_reason(e: &Entry) -> Option<String> {
+    e.meta.as_ref()?.suspect.as_ref().map(|s| s.reason.clone())
+}
+
+fn seen(e: &Entry, now: DateTime<Utc>) -> BackupSeen {
+    BackupSeen {
+        id: e.id.clone().unwrap_or_else(|| e.name.clone()),
+        time: e.time,
+        age_seconds: (now - e.time).num_seconds(),
+        size_bytes: e.size,
+        suspect: suspect_reason(e).map(|r| crate::runtime::redact::sanitize(&r)),
+    }
+}
+
+/// The age of the newest trusted backup against the thresholds.
+fn age_finding(
+    last: Option<&BackupSeen>,
+    trusted: Option<&BackupSeen>,
+    options: &CheckOptions,
+) -> Finding {
+    let finding = |status, message| Finding {
+        probe: Probe::Age,
+        status,
+        message,
+    };
+    let Some(t) = trusted else {
+        let message = match last {
+            Some(_) => "no complete backup that is not suspect".to_string(),
+            None => "no complete backup".to_string(),
+        };
+        return finding(CheckStatus::Critical, message);
+    };
+    let age = u64::try_from(t.age_seconds).unwrap_or(0);
+    let (warn, crit) = (options.warn_age.as_secs(), options.crit_age.as_secs());
+    let (status, limit) = if age >= crit {
+        (
+            CheckStatus::Critical,
+            format!("critical after {}", compact_duration(crit)),
+        )
+    } else if age >= warn {
+        (
+            CheckStatus::Warning,
+            format!("warning after {}", compact_duration(warn)),
+        )
+    } else {
+        (
+            CheckStatus::Ok,
+            format!("warning after {}", compact_duration(warn)),
+        )
+    };
+    finding(
+        status,
+        format!(
+            "last complete backup {} is {} old ({limit})",
+            t.id,
+            compact_duration(age)
+        ),
+    )
+}
+
+fn suspect_finding(last: &BackupSeen) -> Finding {
+    let (status, message) = match &last.suspect {
+        Some(reason) => (
+            CheckStatus::Warning,
+            format!("last backup {} is suspect: {reason}", last.id),
+        ),
+        None => (
+            CheckStatus::Ok,
+            format!("last backup {} is not suspect", last.id),
+        ),
+    };
+    Finding {
+        probe: Probe::Suspect,
+        status,
+        message,
+    }
+}
+
+fn size_finding(last: &BackupSeen, min_size: u64) -> Finding {
+    let status = if last.size_bytes < min_size {
+        CheckStatus::Critical
+    } else {
+        CheckStatus::Ok
+    };
+    let relation = if status == CheckStatus::Ok {
+        "at least"
+    } else {
+        "below"
+    };
+    Finding {
+        probe: Probe::Size,
+        status,
+        message: format!(
+            "last backup {} is {} ({} bytes), {relation} the minimum {} ({min_size} bytes)",
+            last.id,
+            human_bytes(last.size_bytes),
+            last.size_bytes,
+            human_bytes(min_size)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> CheckOptions {
+        CheckOptions {
+            database: None,
+            warn_age: Duration::from_secs(26 * 3600),
+            crit_age: Duration::from_secs(52 * 3600),
+            min_size: 0,
+        }
+    }
+
+    fn backup(hours: i64, size: u64, suspect: bool) -> BackupSeen {
+        BackupSeen {
+            id: format!("b{hours}"),
+            time: Utc::now(),
+            age_seconds: hours * 3600,
+            size_bytes: size,
+            suspect: suspect.then(|| "it shrank".to_string()),
+        }
+    }
+
+    #[test]
+    fn age_is_ok_then_warning_then_critical() {
+        for (hours, want) in [
+            (3, CheckStatus::Ok),
+            (25, CheckStatus::Ok),
+            (26, CheckStatus::Warning),
+            (51, CheckStatus::Warning),
+            (52, CheckStatus::Critical),
+        ] {
+            let b = backup(hours, 10, false);
+            let f = age_finding(Some(&b), Some(&b), &options());
+            assert_eq!(f.status, want, "{hours}h: {}", f.message);
+        }
+        let f = age_finding(None, None, &options());
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (CheckStatus::Critical, "no complete backup")
+        );
+        let b = backup(1, 10, true);
+        assert_eq!(
+            age_finding(Some(&b), None, &options()).status,
+            CheckStatus::Critical
+        );
+    }
+
+    #[test]
+    fn size_and_suspect_findings() {
+        assert_eq!(
+            size_finding(&backup(1, 999, false), 1000).status,
+            CheckStatus::Critical
+        );
+        assert_eq!(
+            size_finding(&backup(1, 1000, false), 1000).status,
+            CheckStatus::Ok
+        );
+        assert_eq!(
+            suspect_finding(&backup(1, 1, true)).status,
+            CheckStatus::Warning
+        );
+        assert_eq!(
+            suspect_finding(&backup(1, 1, false)).status,
+            CheckStatus::Ok
+        );
+    }
+
+    #[test]
+    fn the_worst_status_wins_and_nothing_to_check_is_critical() {
+        let report = |databases| CheckReport {
+            dir: PathBuf::from("/b"),
+            dir_exists: true,
+            now: Utc::now(),
+            options: options(),
+            databases,
+        };
+        assert_eq!(report(vec![]).status(), CheckStatus::Critical);
+        let db = |status| DatabaseCheck {
+            database: "d".into(),
+            last: None,
+            last_trusted: None,
+            findings: vec![Finding {
+                probe: Probe::Age,
+                status,
+                message: String::new(),
+            }],
+        };
+        assert_eq!(
+            report(vec![db(CheckStatus::Ok), db(CheckStatus::Warning)]).status(),
+            CheckStatus::Warning
+        );
+        let codes: Vec<i32> = CheckStatus::ALL.iter().map(|s| s.code()).collect();
+        assert_eq!(codes, [0, 1, 2, 3]);
+    }
+}
