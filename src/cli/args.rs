@@ -62,6 +62,11 @@ pub struct Cli {
     /// TOML config file [env: AOS_BACKUP_CONFIG] [default: ./aos-backup.toml if present].
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+
+    /// Run pg_dump, pg_restore and psql inside this container with `docker exec -i`
+    /// [env: BACKUP_DOCKER_CONTAINER].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub docker_container: Option<String>,
 }
 
 impl Cli {
@@ -77,6 +82,11 @@ impl Cli {
             lock_timeout: match &self.command {
                 Command::Restore(a) => a.lock_timeout.clone(),
                 _ => None,
+            },
+            docker_container: self.docker_container.clone(),
+            globals: match &self.command {
+                Command::Backup(a) => a.globals || a.globals_with_passwords,
+                _ => false,
             },
         }
     }
@@ -150,6 +160,15 @@ pub struct BackupArgs {
     /// Do not prune after the backup, even when a retention policy is configured.
     #[arg(long)]
     pub no_prune: bool,
+
+    /// Also store the roles and tablespaces (pg_dumpall --globals-only, without role passwords)
+    /// next to the backup [env: BACKUP_GLOBALS].
+    #[arg(long)]
+    pub globals: bool,
+
+    /// Like --globals, with the roles' password hashes (needs a superuser).
+    #[arg(long)]
+    pub globals_with_passwords: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,9 @@ use crate::archive::crypto::{KeySource, Recipients};
 use crate::archive::format::Compression;
 use crate::cli::args::BackupArgs;
 use crate::config::Settings;
-use crate::ops::backup::{self, AutoPrune, BackupOptions, BackupReport, EncryptionRequest};
+use crate::ops::backup::{
+    self, AutoPrune, BackupOptions, BackupReport, EncryptionRequest, Globals,
+};
 use crate::pg::conninfo::ConnInfo;
 use anyhow::Result;
 
@@ -56,6 +58,13 @@ fn options(settings: &Settings, args: &BackupArgs, conn: ConnInfo) -> BackupOpti
         prune: (!args.no_prune && !settings.retention.is_empty())
             .then(|| settings.retention.clone()),
         suspect_ratio: settings.suspect_ratio.value,
+        globals: if args.globals_with_passwords {
+            Globals::WithPasswords
+        } else if settings.globals {
+            Globals::WithoutPasswords
+        } else {
+            Globals::Off
+        },
     }
 }
 
