@@ -115,6 +115,10 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("retention.keep_monthly", ("default", Value::Null)),
         ("retention.keep_yearly", ("default", Value::Null)),
         ("retention.max_age_days", ("default", Value::Null)),
+        ("docker.container", ("default", Value::Null)),
+        ("docker.compose_service", ("default", Value::Null)),
+        ("docker.compose_file", ("default", Value::Null)),
+        ("globals", ("default", json!(false))),
     ]
     .into_iter()
     .collect();

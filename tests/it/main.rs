@@ -6,6 +6,7 @@ mod cleanphase;
 mod cmd;
 mod configkeys;
 mod core;
+mod docker;
 mod facts;
 mod guards;
 mod hardening_archive;
