@@ -436,6 +436,8 @@ pub fn classify(text: &str) -> (Kind, Option<String>) {
     {
         // pg_dump writing its output (a directory archive) into a folder it may not write.
         (Kind::Failure, Some("the tool may not write its output there: check the backup folder's owner and permissions (this is not about the database)".into()))
+    } else if t.contains("permission denied") && t.contains("pg_authid") {
+        (Kind::Failure, Some("reading the roles' passwords needs a superuser: back up as one, or use --globals (which leaves the passwords out)".into()))
     } else if t.contains("permission denied") {
         (Kind::Failure, Some("the database user lacks privileges: use a role that owns (or can read) every object, e.g. the database owner".into()))
     } else if t.contains("must be owner of") {

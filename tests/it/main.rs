@@ -8,6 +8,7 @@ mod configkeys;
 mod core;
 mod docker;
 mod facts;
+mod globals;
 mod guards;
 mod hardening_archive;
 mod hardening_conn;
