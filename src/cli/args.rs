@@ -10,7 +10,8 @@ use std::path::PathBuf;
 /// What `--help` says after the options: where the connection and the tools come from.
 pub const ENVIRONMENT_NOTES: &str = "\
 Connection: DATABASE_URL (environment, ./.env, the config file, or --database-url).
-Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH.";
+Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH;
+in docker-exec mode (BACKUP_DOCKER_CONTAINER, or a Compose service), the container's own.";
 
 /// The text after the options in `aos-backup --help`: the notes, then the exit codes (from
 /// [`ExitCode`](crate::exit::ExitCode), their one definition).
