@@ -126,14 +126,10 @@ impl Runner for Docker {
         crate::pg::conninfo::apply_child_env(&mut cmd, conn_env);
         cmd.env(RUN_TAG_VAR, run_tag());
         cmd.args(self.exec_prefix(true));
-        for name in conn_env
-            .iter()
-            .map(|(k, _)| k)
-            .chain([&RUN_TAG_VAR.to_string()])
-        {
+        for (name, _) in conn_env {
             cmd.arg("-e").arg(name);
         }
-        cmd.arg(self.name()).arg(program);
+        cmd.args(["-e", RUN_TAG_VAR, self.name()]).arg(program);
         cmd
     }
 
