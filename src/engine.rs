@@ -135,6 +135,7 @@ impl Engine {
             read_keys: crate::archive::crypto::KeySource::default(),
             prune: None,
             suspect_ratio: crate::config::DEFAULT_SUSPECT_RATIO,
+            globals: crate::ops::backup::Globals::Off,
         })
     }
 

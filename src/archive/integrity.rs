@@ -106,6 +106,49 @@ fn check_directory(path: &Path, meta: &Meta, counter: &AtomicU64) -> Result<()> 
     Ok(())
 }
 
+/// Checks the globals script stored with the backup at `path` (when its sidecar records one):
+/// present, of the size and SHA-256 the sidecar says. Returns whether there was one.
+pub fn check_globals(path: &Path, meta: &Meta) -> Result<bool> {
+    let Some(g) = &meta.globals else {
+        return Ok(false);
+    };
+    let backup = path.file_name().unwrap_or_default().to_string_lossy();
+    if crate::archive::naming::globals_owner(&g.file) != Some(backup.as_ref()) {
+        return Err(Error::integrity(format!(
+            "{}: the metadata names {:?} as its globals script, which is not this backup's",
+            path.display(),
+            g.file
+        ))
+        .hint("the sidecar was edited; the backup cannot be verified")
+        .into());
+    }
+    let file = path.with_file_name(&g.file);
+    let (sha, size) = match sink::hash_file(&file, &AtomicU64::new(0)) {
+        Ok(found) => found,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::integrity(
+            format!(
+                "{}: its globals script {} is missing",
+                path.display(),
+                g.file
+            ),
+        )
+        .hint("the roles and tablespaces of this backup are lost; make a new backup with --globals")
+        .into()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    if sha == g.sha256 && size == g.size_bytes {
+        return Ok(true);
+    }
+    Err(Error::integrity(format!(
+        "{}: checksum mismatch ({size} bytes, SHA-256 {sha}; the metadata says {} bytes, {})",
+        file.display(),
+        g.size_bytes,
+        g.sha256
+    ))
+    .hint("the globals script was changed or damaged: do not apply it; make a new backup with --globals")
+    .into())
+}
+
 /// Reads the archive through: decryption and decompression check their own integrity, and
 /// pg_restore converts every entry (data blocks included) to SQL that goes nowhere.
 pub fn read_through(
@@ -123,6 +166,10 @@ pub fn read_through(
             Ok("SQL read through")
         }
         format => {
+            if format == DumpFormat::Directory && locator.container().is_some() {
+                directory_whole(path)?;
+                return Ok("files checked; not read by pg_restore, which runs in a container that cannot see a directory archive");
+            }
             let tool = locator.find("pg_restore", None)?;
             let mut cmd = tool.command(&[]);
             cmd.args(["--file=/dev/null"]).stdout(Stdio::null());
@@ -131,16 +178,19 @@ pub fn read_through(
                 // pg_restore reads a table's data file cut short without complaint.
                 directory_whole(path)?;
             }
-            if format == DumpFormat::Directory || opened.is_bare() {
+            // A container's pg_restore cannot open our files: it reads the archive on stdin.
+            let by_path = locator.container().is_none()
+                && (format == DumpFormat::Directory || opened.is_bare());
+            if by_path {
                 cmd.arg(path).stdin(Stdio::null());
-                crate::runtime::process::spawn(ctx, "pg_restore", &mut cmd)?
+                tool.spawn(ctx, &mut cmd)?
                     .wait()?
                     .check()
                     .map_err(|e| integrity_from(path, &e))?;
             } else {
                 let mut r = reader.context("no reader")?;
                 cmd.stdin(Stdio::piped());
-                let mut running = crate::runtime::process::spawn(ctx, "pg_restore", &mut cmd)?;
+                let mut running = tool.spawn(ctx, &mut cmd)?;
                 let mut stdin = running.child.stdin.take().context("no stdin")?;
                 let copied = sink::pump(&mut r, &mut stdin, &counter);
                 drop(stdin);

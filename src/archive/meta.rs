@@ -83,6 +83,23 @@ pub struct Meta {
     /// key error can say which identity the backup needs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    /// The server's roles and tablespaces stored next to the backup (`backup --globals`);
+    /// absent without it, and in older sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<GlobalsFile>,
+}
+
+/// The `pg_dumpall --globals-only` script stored with a backup, as its sidecar records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalsFile {
+    /// Its file name, next to the backup: `<backup file>.globals.sql` (`.age` when encrypted).
+    pub file: String,
+    /// Its length in bytes.
+    pub size_bytes: u64,
+    /// Lowercase hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// Whether it holds the roles' password hashes (`--globals-with-passwords`).
+    pub role_passwords: bool,
 }
 
 /// Why a backup is suspect: it was kept, but not trusted to cause deletions.

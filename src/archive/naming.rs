@@ -11,6 +11,8 @@ pub const PARTIAL_SUFFIX: &str = ".partial";
 pub const META_SUFFIX: &str = ".meta.json";
 /// Extension of age-encrypted files.
 pub const AGE_EXT: &str = ".age";
+/// Suffix of the roles-and-tablespaces script stored with a backup (`backup --globals`).
+pub const GLOBALS_SUFFIX: &str = ".globals.sql";
 
 /// Backup file extensions this tool writes or reads, longest first.
 pub const KNOWN_EXTENSIONS: &[&str] = &[
@@ -78,6 +80,23 @@ pub fn file_name(id: &str, ext: &str) -> String {
     format!("{PREFIX}{id}{ext}")
 }
 
+/// The name of the globals script of the backup `backup_file`: `<backup_file>.globals.sql`, with
+/// `.age` when it is encrypted.
+#[must_use]
+pub fn globals_name(backup_file: &str, encrypted: bool) -> String {
+    let age = if encrypted { AGE_EXT } else { "" };
+    format!("{backup_file}{GLOBALS_SUFFIX}{age}")
+}
+
+/// The backup file a globals script belongs to, when `name` is one (see [`globals_name`]).
+#[must_use]
+pub fn globals_owner(name: &str) -> Option<&str> {
+    let plain = name.strip_suffix(AGE_EXT).unwrap_or(name);
+    plain
+        .strip_suffix(GLOBALS_SUFFIX)
+        .filter(|owner| looks_like_backup(owner))
+}
+
 /// The id inside one of our file names, or `None` for names we did not make.
 #[must_use]
 pub fn id_of(file_name: &str) -> Option<&str> {
@@ -95,7 +114,7 @@ pub fn id_held_by(entry_name: &str) -> Option<&str> {
         .strip_suffix(PARTIAL_SUFFIX)
         .unwrap_or(entry_name);
     let base = base.strip_suffix(META_SUFFIX).unwrap_or(base);
-    id_of(base)
+    id_of(globals_owner(base).unwrap_or(base))
 }
 
 /// The first free id for a new backup: `base`, else `base-2`, `base-3`... (up to 99), where an id
@@ -220,6 +239,30 @@ mod tests {
         ] {
             assert_eq!(database_of_folder(other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_globals_script_belongs_to_its_backup_and_holds_its_id() {
+        let backup = "aos-backup-20240101-000000.dump.zst";
+        let plain = globals_name(backup, false);
+        let sealed = globals_name(&format!("{backup}.age"), true);
+        assert_eq!(plain, "aos-backup-20240101-000000.dump.zst.globals.sql");
+        assert_eq!(
+            sealed,
+            "aos-backup-20240101-000000.dump.zst.age.globals.sql.age"
+        );
+        assert_eq!(globals_owner(&plain), Some(backup));
+        assert_eq!(
+            globals_owner(&sealed),
+            Some("aos-backup-20240101-000000.dump.zst.age")
+        );
+        assert_eq!(globals_owner("roles.globals.sql"), None);
+        assert_eq!(globals_owner(backup), None);
+        assert_eq!(id_held_by(&plain), Some("20240101-000000"));
+        assert_eq!(
+            id_held_by(&format!("{plain}{PARTIAL_SUFFIX}")),
+            Some("20240101-000000")
+        );
     }
 
     #[test]

@@ -119,6 +119,7 @@ mod tests {
             archive_tables: archive,
             suspect: None,
             recipients: vec![],
+            globals: None,
         }
     }
 

@@ -108,6 +108,10 @@ fn entry_for(
     if let Some(base) = name.strip_suffix(META_SUFFIX) {
         return (!listed.contains_key(base)).then(|| orphaned(storage, name));
     }
+    // A backup's globals script is part of it; without its backup, it is left over like a sidecar.
+    if let Some(owner) = naming::globals_owner(name) {
+        return (!listed.contains_key(owner)).then(|| orphaned(storage, name));
+    }
     if !naming::looks_like_backup(name) {
         return None;
     }
@@ -499,6 +503,7 @@ mod tests {
             archive_tables: None,
             suspect: None,
             recipients: vec![],
+            globals: None,
         }
     }
 
@@ -548,6 +553,25 @@ mod tests {
             "ambiguous prefix"
         );
         assert!(resolve(&entries, "nope", d, &all).is_err());
+    }
+
+    #[test]
+    fn a_globals_script_is_part_of_its_backup_and_left_over_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let name = "aos-backup-20240101-000000.dump.zst";
+        std::fs::write(d.join(name), "abc").unwrap();
+        meta("20240101-000000", name, 0)
+            .write(&Meta::path_for(&d.join(name)))
+            .unwrap();
+        std::fs::write(d.join(naming::globals_name(name, false)), "CREATE ROLE x;").unwrap();
+        let entries = scan(d).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0].status, Status::Complete);
+        std::fs::remove_file(d.join(name)).unwrap();
+        let entries = scan(d).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries.iter().all(|e| e.status == Status::Orphaned));
     }
 
     #[test]

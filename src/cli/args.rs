@@ -10,7 +10,8 @@ use std::path::PathBuf;
 /// What `--help` says after the options: where the connection and the tools come from.
 pub const ENVIRONMENT_NOTES: &str = "\
 Connection: DATABASE_URL (environment, ./.env, the config file, or --database-url).
-Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH.";
+Tools: pg_dump/pg_restore/psql from PG_BIN when set, else the Debian folder matching the server, else PATH;
+in docker-exec mode (BACKUP_DOCKER_CONTAINER, or a Compose service), the container's own.";
 
 /// The text after the options in `aos-backup --help`: the notes, then the exit codes (from
 /// [`ExitCode`](crate::exit::ExitCode), their one definition).
@@ -67,6 +68,10 @@ pub struct Cli {
     /// [env: BACKUP_METRICS_FILE].
     #[arg(long, value_name = "FILE", global = true)]
     pub metrics_file: Option<PathBuf>,
+    /// Run pg_dump, pg_restore and psql inside this container with `docker exec -i`
+    /// [env: BACKUP_DOCKER_CONTAINER].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub docker_container: Option<String>,
 }
 
 impl Cli {
@@ -92,6 +97,11 @@ impl Cli {
                 _ => None,
             },
             metrics_file: self.metrics_file.clone(),
+            docker_container: self.docker_container.clone(),
+            globals: match &self.command {
+                Command::Backup(a) => a.globals || a.globals_with_passwords,
+                _ => false,
+            },
         }
     }
 }
@@ -199,6 +209,14 @@ pub struct BackupArgs {
     /// `backup` does when that list exists and DATABASE_URL is unset).
     #[arg(long)]
     pub all_configured: bool,
+    /// Also store the roles and tablespaces (pg_dumpall --globals-only, without role passwords)
+    /// next to the backup [env: BACKUP_GLOBALS].
+    #[arg(long)]
+    pub globals: bool,
+
+    /// Like --globals, with the roles' password hashes (needs a superuser).
+    #[arg(long)]
+    pub globals_with_passwords: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,9 @@ use crate::archive::format::Compression;
 use crate::cli::args::BackupArgs;
 use crate::cli::commands::Ctx;
 use crate::config::Settings;
-use crate::ops::backup::{self, BackupOptions, BackupPlan, BackupReport, EncryptionRequest};
+use crate::ops::backup::{
+    self, BackupOptions, BackupPlan, BackupReport, EncryptionRequest, Globals,
+};
 use crate::pg::conninfo::ConnInfo;
 use anyhow::Result;
 
@@ -75,6 +77,13 @@ pub fn backup_options(settings: &Settings, args: &BackupArgs, conn: ConnInfo) ->
         prune: (!args.no_prune && !settings.retention.is_empty())
             .then(|| settings.retention.clone()),
         suspect_ratio: settings.suspect_ratio.value,
+        globals: if args.globals_with_passwords {
+            Globals::WithPasswords
+        } else if settings.globals {
+            Globals::WithoutPasswords
+        } else {
+            Globals::Off
+        },
     }
 }
 

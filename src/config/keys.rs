@@ -41,6 +41,10 @@ pub enum Key {
     CheckMaxAge,
     CheckMinSize,
     MetricsFile,
+    DockerContainer,
+    DockerComposeService,
+    DockerComposeFile,
+    Globals,
 }
 
 /// One configuration key's facts.
@@ -403,6 +407,42 @@ pub const KEYS: &[KeyDef] = &[
         flags: &["--metrics-file"],
         default: None,
         help: "Prometheus textfile updated after every backup, prune, verify and restore",
+    },
+    KeyDef {
+        key: Key::DockerContainer,
+        name: "docker.container",
+        env: "BACKUP_DOCKER_CONTAINER",
+        toml: &["docker.container"],
+        flags: &["--docker-container"],
+        default: None,
+        help: "run pg_dump, pg_restore and psql inside this container (docker exec -i)",
+    },
+    KeyDef {
+        key: Key::DockerComposeService,
+        name: "docker.compose_service",
+        env: "BACKUP_DOCKER_COMPOSE_SERVICE",
+        toml: &["docker.compose_service"],
+        flags: &[],
+        default: None,
+        help: "run the tools inside this Compose service (docker compose exec -T)",
+    },
+    KeyDef {
+        key: Key::DockerComposeFile,
+        name: "docker.compose_file",
+        env: "BACKUP_DOCKER_COMPOSE_FILE",
+        toml: &["docker.compose_file"],
+        flags: &[],
+        default: None,
+        help: "the Compose file of that service (unset: Compose looks from the current folder)",
+    },
+    KeyDef {
+        key: Key::Globals,
+        name: "globals",
+        env: "BACKUP_GLOBALS",
+        toml: &["backup.globals"],
+        flags: &["backup --globals"],
+        default: Some("false"),
+        help: "also store roles and tablespaces (pg_dumpall --globals-only) with each backup",
     },
 ];
 

@@ -5,6 +5,7 @@ pub use crate::archive::crypto::Recipients;
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
 use crate::catalog::retention::Policy;
 use crate::error::Error;
+pub use crate::pg::runner::DockerTarget;
 use crate::runtime::schedule::parse_timezone;
 pub use crate::runtime::schedule::Schedule;
 use anyhow::{Context, Result};
@@ -149,6 +150,8 @@ struct FileConfig {
     #[serde(default)]
     check: FileCheck,
     metrics_file: Option<PathBuf>,
+    #[serde(default)]
+    docker: FileDocker,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +190,14 @@ enum FileSize {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileDocker {
+    container: Option<String>,
+    compose_service: Option<String>,
+    compose_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileRestore {
     lock_timeout: Option<String>,
 }
@@ -199,6 +210,7 @@ struct FileBackup {
     compression_level: Option<i32>,
     jobs: Option<u32>,
     suspect_ratio: Option<f64>,
+    globals: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,6 +290,10 @@ pub struct Overrides {
     pub check_min_size: Option<String>,
     /// `--metrics-file`.
     pub metrics_file: Option<PathBuf>,
+    /// `--docker-container`.
+    pub docker_container: Option<String>,
+    /// `backup --globals` (`false`: not given).
+    pub globals: bool,
 }
 
 /// Every setting, resolved.
@@ -312,6 +328,10 @@ pub struct Settings {
     pub check: CheckSettings,
     /// The Prometheus textfile that runs update; `None`: none is written.
     pub metrics_file: Option<Sourced<PathBuf>>,
+    /// The container the tools run in (docker-exec mode); `None`: on this machine.
+    pub docker: Option<DockerTarget>,
+    /// Store the roles and tablespaces with each backup.
+    pub globals: bool,
     /// Where each key's value came from.
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
@@ -462,11 +482,15 @@ impl Settings {
             file.metrics_file.clone(),
         );
         sources.set_from(Key::MetricsFile, metrics_file.as_ref());
+        let docker = docker(over, &env, &file.docker, &mut sources)?;
+        let globals = globals(over, &env, file.backup.globals, &mut sources)?;
         Ok(Settings {
             schedule,
             databases,
             check,
             metrics_file,
+            docker,
+            globals,
             lock_timeout,
             preset: preset.map(|p| Sourced::new(p, sources.get(Key::Preset))),
             verify_every,
@@ -495,6 +519,113 @@ impl Settings {
 }
 
 /// `--database-url`, else `DATABASE_URL`, else the config file's `database_url`.
+/// Docker-exec mode: a container (`--docker-container`, `BACKUP_DOCKER_CONTAINER`, `[docker]
+/// container`) or a Compose service (with its file), never both.
+fn docker(
+    over: &Overrides,
+    env: &Env,
+    file: &FileDocker,
+    sources: &mut Sources,
+) -> Result<Option<DockerTarget>> {
+    let container = match &over.docker_container {
+        Some(c) => Some(Sourced::new(c.clone(), Source::Flag)),
+        None => pick_text(env, Key::DockerContainer, file.container.as_ref()),
+    };
+    let service = pick_text(
+        env,
+        Key::DockerComposeService,
+        file.compose_service.as_ref(),
+    );
+    let compose_file = pick_path(
+        None,
+        env,
+        Key::DockerComposeFile.env(),
+        file.compose_file.clone(),
+    );
+    sources.set_from(Key::DockerContainer, container.as_ref());
+    sources.set_from(Key::DockerComposeService, service.as_ref());
+    sources.set_from(Key::DockerComposeFile, compose_file.as_ref());
+    match (container, service, compose_file) {
+        (Some(c), Some(s), _) => Err(Error::usage(format!(
+            "both a container ({} {:?}, from {}) and a Compose service ({} {:?}, from {}) are set for docker-exec mode",
+            Key::DockerContainer.env(), c.value, c.source,
+            Key::DockerComposeService.env(), s.value, s.source
+        ))
+        .hint("keep one: BACKUP_DOCKER_CONTAINER (or --docker-container) names a container, BACKUP_DOCKER_COMPOSE_SERVICE a service of a Compose project")
+        .into()),
+        (_, None, Some(f)) => Err(Error::usage(format!(
+            "{} is set (from {}), but no Compose service is",
+            Key::DockerComposeFile.env(),
+            f.source
+        ))
+        .hint("set BACKUP_DOCKER_COMPOSE_SERVICE to the database's service, or unset BACKUP_DOCKER_COMPOSE_FILE")
+        .into()),
+        (Some(c), None, None) => Ok(Some(DockerTarget::Container(docker_name(
+            Key::DockerContainer,
+            c.value,
+        )?))),
+        (None, Some(s), f) => Ok(Some(DockerTarget::Compose {
+            service: docker_name(Key::DockerComposeService, s.value)?,
+            file: f.map(|f| f.value),
+        })),
+        (None, None, None) => Ok(None),
+    }
+}
+
+/// A container or service name as docker takes it (never an option: no leading `-`).
+fn docker_name(key: Key, name: String) -> Result<String> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        return Ok(name);
+    }
+    Err(Error::usage(format!("invalid {}={name:?}", key.env()))
+        .hint("give the container's (or service's) name or id: letters, digits, '_', '.' and '-', starting with a letter or digit")
+        .into())
+}
+
+/// `backup --globals`, else `BACKUP_GLOBALS`, else `[backup] globals`, else the default (off).
+fn globals(over: &Overrides, env: &Env, file: Option<bool>, sources: &mut Sources) -> Result<bool> {
+    let var = Key::Globals.env();
+    let (value, source) = if over.globals {
+        (true, Source::Flag)
+    } else if let Some((v, src)) = env.get(var) {
+        (parse_switch(var, v)?, src)
+    } else if let Some(b) = file {
+        (b, Source::File)
+    } else {
+        (
+            parse_switch(var, default_of(Key::Globals))?,
+            Source::Default,
+        )
+    };
+    sources.set(Key::Globals, source);
+    Ok(value)
+}
+
+/// A yes/no setting.
+fn parse_switch(key: &str, v: &str) -> Result<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::usage(format!("invalid {key}={v:?}"))
+            .hint(format!("set {key} to true or false"))
+            .into()),
+    }
+}
+
+/// A text setting from the environment, else the config file.
+fn pick_text(env: &Env, key: Key, file: Option<&String>) -> Option<Sourced<String>> {
+    match env.get(key.env()) {
+        Some((v, src)) => Some(Sourced::new(v.trim().to_string(), src)),
+        None => file
+            .filter(|v| !v.is_empty())
+            .map(|v| Sourced::new(v.clone(), Source::File)),
+    }
+}
+
 fn database_url(over: &Overrides, env: &Env, file: &FileConfig) -> Option<Sourced<String>> {
     if let Some(u) = &over.database_url {
         Some(Sourced::new(u.clone(), Source::Flag))
@@ -1160,6 +1291,8 @@ mod tests {
              [encryption]\nenabled = true\nidentity_file = \"/k\"\n",
         )
         .unwrap();
+        // A Compose service excludes a container: those two keys are checked below.
+        let compose = [Key::DockerComposeService, Key::DockerComposeFile];
         let all: Vec<(&str, &str)> = KEYS
             .iter()
             // BACKUP_SCHEDULE_HOUR and BACKUP_SCHEDULE exclude each other.
@@ -1169,6 +1302,7 @@ mod tests {
                     Key::ConfigFile | Key::DatabaseUrl | Key::ScheduleHour
                 )
             })
+            .filter(|d| !compose.contains(&d.key))
             .map(|d| {
                 let v = match d.key {
                     Key::Schedule | Key::DrillSchedule => "0 3 * * *",
@@ -1187,6 +1321,8 @@ mod tests {
                     | Key::AgeIdentity
                     | Key::PassphraseFile
                     | Key::MetricsFile => "/x",
+                    Key::DockerContainer => "db",
+                    Key::Globals => "true",
                     _ => "4",
                 };
                 (d.env, v)
@@ -1198,9 +1334,18 @@ mod tests {
                 Key::ConfigFile => Source::Default,
                 Key::DatabaseUrl => Source::Default,
                 Key::ScheduleHour => Source::Default,
+                k if compose.contains(&k) => Source::Default,
                 _ => Source::Env,
             };
             assert_eq!(s.source(d.key), want, "{}", d.name);
+        }
+        let env = [
+            ("BACKUP_DOCKER_COMPOSE_SERVICE", "db"),
+            ("BACKUP_DOCKER_COMPOSE_FILE", "/srv/compose.yml"),
+        ];
+        let s = Settings::resolve(&none(), Env::from_pairs(&env), dir.path()).unwrap();
+        for k in compose {
+            assert_eq!(s.source(k), Source::Env, "{k:?}");
         }
         let s = Settings::resolve(&none(), Env::from_pairs(&[]), dir.path()).unwrap();
         for (k, want) in [
@@ -1251,6 +1396,42 @@ mod tests {
                 ("BACKUP_SCHEDULE", "0 3 * * *"),
                 ("BACKUP_SCHEDULE_HOUR", "3"),
             ],
+        ] {
+            let err = settings(&none(), env).unwrap_err();
+            let e = crate::error::find(&err).expect("typed error");
+            assert_eq!(e.kind, crate::error::Kind::Usage, "{env:?}");
+            assert!(e.message.contains(env[0].0), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn docker_exec_mode_is_a_container_or_a_compose_service() {
+        let s = settings(&none(), &[("BACKUP_DOCKER_CONTAINER", "hyper-db")]).unwrap();
+        assert_eq!(s.docker, Some(DockerTarget::Container("hyper-db".into())));
+        let over = Overrides {
+            docker_container: Some("other".into()),
+            ..Overrides::default()
+        };
+        let s = settings(&over, &[("BACKUP_DOCKER_CONTAINER", "hyper-db")]).unwrap();
+        assert_eq!(s.docker, Some(DockerTarget::Container("other".into())));
+        assert_eq!(s.source(Key::DockerContainer), Source::Flag);
+        let s = settings(&none(), &[("BACKUP_DOCKER_COMPOSE_SERVICE", "db")]).unwrap();
+        assert_eq!(
+            s.docker,
+            Some(DockerTarget::Compose {
+                service: "db".into(),
+                file: None
+            })
+        );
+        assert!(settings(&none(), &[]).unwrap().docker.is_none());
+        for env in [
+            &[
+                ("BACKUP_DOCKER_CONTAINER", "a"),
+                ("BACKUP_DOCKER_COMPOSE_SERVICE", "b"),
+            ][..],
+            &[("BACKUP_DOCKER_COMPOSE_FILE", "/c.yml")],
+            &[("BACKUP_DOCKER_CONTAINER", "-it")],
+            &[("BACKUP_GLOBALS", "maybe")],
         ] {
             let err = settings(&none(), env).unwrap_err();
             let e = crate::error::find(&err).expect("typed error");

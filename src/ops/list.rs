@@ -4,7 +4,7 @@
 
 use super::Context;
 use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
-use crate::archive::meta::{Recorded, Suspect};
+use crate::archive::meta::{GlobalsFile, Recorded, Suspect};
 use crate::archive::naming;
 use crate::catalog::{self, Entry, Status};
 use anyhow::Result;
@@ -53,6 +53,8 @@ pub struct ListEntry {
     pub name_time: Option<DateTime<Utc>>,
     /// Why the backup is suspect (it shrank sharply against the one before it).
     pub suspect: Option<Suspect>,
+    /// The roles and tablespaces stored with it (`backup --globals`), as its metadata records them.
+    pub globals: Option<GlobalsFile>,
 }
 
 impl ListEntry {
@@ -172,6 +174,7 @@ fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
         future: e.is_future(now),
         name_time: e.time_mismatch(),
         suspect: meta.and_then(|m| m.suspect.clone()),
+        globals: meta.and_then(|m| m.globals.clone()),
     }
 }
 

@@ -11,8 +11,12 @@ pub mod prune;
 pub mod restore;
 pub mod verify;
 
+use crate::error::{Error, Kind};
+use crate::pg::conninfo::ConnInfo;
+use crate::pg::db::Db;
 use crate::pg::tools::Locator;
 use crate::runtime::context::OpContext;
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +47,31 @@ impl Context {
     pub fn var(&self, key: &str) -> Option<String> {
         (self.lookup)(key)
     }
+
+    /// Our own connection to `conn`. It is made from this machine even when the tools run in a
+    /// container: a failure then says so.
+    pub async fn connect(&self, conn: &ConnInfo) -> Result<Db> {
+        let connected = Db::connect(conn, &|k| self.var(k)).await;
+        match (connected, self.locator.container()) {
+            (Err(e), Some(place)) => Err(from_this_machine(e, &place)),
+            (connected, _) => connected,
+        }
+    }
+}
+
+/// A connection failure in docker-exec mode: the tools would reach the server from inside the
+/// container, but aos-backup itself connects from this machine.
+fn from_this_machine(e: anyhow::Error, place: &str) -> anyhow::Error {
+    let Some(t) = crate::error::find(&e).filter(|t| t.kind == Kind::Connection) else {
+        return e;
+    };
+    let hint = format!(
+        "the tools run in the {place}, but aos-backup itself connects from this machine with DATABASE_URL (for the server's version and table count): publish the database's port to this machine (e.g. ports: [\"127.0.0.1:5432:5432\"]) and use a host and port that work both here and inside the container, such as localhost:5432{}",
+        t.hint.as_deref().map_or_else(String::new, |h| format!("; also: {h}"))
+    );
+    Error::new(Kind::Connection, t.message.clone())
+        .hint(hint)
+        .into()
 }
 
 impl std::fmt::Debug for Context {

@@ -3,7 +3,7 @@
 //! of it all. Below the commands, so that `prune` and `backup` (which prunes after a good run)
 //! share it.
 
-use crate::archive::naming::META_SUFFIX;
+use crate::archive::naming::{self, META_SUFFIX};
 use crate::catalog::retention::{self, Candidate, Decision, Policy};
 use crate::catalog::{self, Status};
 use crate::storage::lock::FolderLock;
@@ -299,10 +299,14 @@ impl Run<'_> {
         })
     }
 
-    /// Deletes a backup, then its sidecar.
+    /// Deletes a backup, then its globals script, then its sidecar.
     fn delete(&self, entry: &catalog::Entry, d: &Decision) -> Result<()> {
         let sidecar = format!("{}{META_SUFFIX}", entry.name);
-        for name in [entry.name.as_str(), sidecar.as_str()] {
+        let globals = globals_of(entry);
+        let parts = std::iter::once(entry.name.as_str())
+            .chain(globals.as_deref())
+            .chain([sidecar.as_str()]);
+        for name in parts {
             self.storage
                 .remove(name)
                 .with_context(|| format!("deleting {}", self.storage.location(name)))?;
@@ -328,6 +332,8 @@ impl Run<'_> {
             .map(|e| {
                 let what = if e.status == Status::Incomplete {
                     "leftover of an interrupted run"
+                } else if naming::globals_owner(&e.name).is_some() {
+                    "globals script without its backup"
                 } else {
                     "metadata without its backup"
                 };
@@ -360,6 +366,13 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// The globals script the sidecar of `entry` records, when it is this backup's own (an edited
+/// sidecar must not make prune delete another file).
+fn globals_of(entry: &catalog::Entry) -> Option<String> {
+    let file = &entry.meta.as_ref()?.globals.as_ref()?.file;
+    (naming::globals_owner(file) == Some(entry.name.as_str())).then(|| file.clone())
 }
 
 /// Says which databases' backups a one-database run left alone.

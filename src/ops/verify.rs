@@ -3,7 +3,7 @@
 
 use super::Context;
 use crate::archive::crypto::KeySource;
-use crate::archive::integrity::{check_stored, read_through};
+use crate::archive::integrity::{check_globals, check_stored, read_through};
 use crate::archive::meta::Meta;
 use crate::catalog::{self, Entry, Status};
 use crate::error::{Error, Kind};
@@ -259,6 +259,9 @@ fn check_entry(
     let meta = verifiable(entry)?;
     check_stored(&entry.path, meta, &AtomicU64::new(0))?;
     checks.push("checksum".into());
+    if check_globals(&entry.path, meta)? {
+        checks.push("globals checksum".into());
+    }
     if meta.is_encrypted() && keys.is_empty() {
         checks.push("content not read: encrypted, and no identity or passphrase given".into());
         return Ok(());

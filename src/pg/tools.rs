@@ -1,8 +1,11 @@
 //! Finding pg_dump, pg_restore and psql: `PG_BIN` alone when set, else the Debian folder that
-//! matches the server, else `PATH`; and checking that they are new enough for the server.
+//! matches the server, else `PATH` (in docker-exec mode: the container's `PATH`, or `PG_BIN` inside
+//! it); and checking that they are new enough for the server.
 
 use super::runner::{Local, Runner};
 use crate::error::{Error, Kind};
+use crate::runtime::context::OpContext;
+use crate::runtime::process::{self, Running};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +34,13 @@ impl Tool {
     pub fn command(&self, conn_env: &[(String, String)]) -> Command {
         self.runner.command(&self.path, conn_env)
     }
+
+    /// Starts `cmd` (made by [`Tool::command`]) as a child of the operation `op`; what it starts
+    /// in a container is stopped with it.
+    pub fn spawn(&self, op: &OpContext, cmd: &mut Command) -> Result<Running> {
+        let stop = self.runner.stopper(cmd);
+        process::spawn_stoppable(op, self.name, cmd, stop)
+    }
 }
 
 /// Where to look for the tools.
@@ -57,10 +67,26 @@ impl Locator {
         }
     }
 
+    /// The same, with the tools run by `runner` (e.g. inside a container).
+    #[must_use]
+    pub fn with_runner(self, runner: Arc<dyn Runner>) -> Locator {
+        Locator { runner, ..self }
+    }
+
+    /// Where the tools run, in words, when in a container (see [`Runner::container`]): they then
+    /// see none of this machine's files.
+    #[must_use]
+    pub fn container(&self) -> Option<String> {
+        self.runner.container()
+    }
+
     /// Finds `name`, preferring the Debian folder of `server_major` when `PG_BIN` is unset.
     pub fn find(&self, name: &'static str, server_major: Option<u32>) -> Result<Tool> {
         let path = self.locate(name, server_major)?;
-        let version_line = version_line(self.runner.as_ref(), name, &path)?;
+        let version_line = match self.container() {
+            Some(place) => version_line_in(self.runner.as_ref(), name, &path, &place)?,
+            None => version_line(self.runner.as_ref(), name, &path)?,
+        };
         let (version, major) = parse_version(&version_line).ok_or_else(|| {
             Error::new(
                 Kind::Tools,
@@ -83,6 +109,13 @@ impl Locator {
     }
 
     fn locate(&self, name: &'static str, server_major: Option<u32>) -> Result<PathBuf> {
+        // In a container, the tools are its own: nothing on this machine is looked at.
+        if self.container().is_some() {
+            return Ok(self
+                .pg_bin
+                .as_ref()
+                .map_or_else(|| PathBuf::from(name), |dir| dir.join(name)));
+        }
         if let Some(dir) = &self.pg_bin {
             let p = dir.join(name);
             if is_executable(&p) {
@@ -172,6 +205,40 @@ fn version_line(runner: &dyn Runner, name: &str, path: &Path) -> Result<String> 
         .into());
     }
     Ok(line)
+}
+
+/// [`version_line`] in a container: docker's own failures (no such container, not running, no
+/// daemon, no such program) become one line with their hint.
+fn version_line_in(runner: &dyn Runner, name: &str, path: &Path, place: &str) -> Result<String> {
+    let mut cmd = runner.command(path, &[]);
+    let out = cmd.arg("--version").output().map_err(|e| {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        Error::new(Kind::Tools, format!("cannot run {program} to reach the {place}: {e}"))
+            .hint("install the docker command-line client, or unset BACKUP_DOCKER_CONTAINER and BACKUP_DOCKER_COMPOSE_SERVICE to run the tools on this machine")
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or("").trim().to_string();
+    if out.status.success() && !line.is_empty() {
+        return Ok(line);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map_or_else(
+            || process::describe_status(&out.status),
+            crate::runtime::redact::sanitize,
+        );
+    let (kind, hint) = match process::classify(&stderr) {
+        (Kind::Failure, _) => (Kind::Tools, format!("check that the {place} has {name} on its PATH (or set PG_BIN to its folder inside the container)")),
+        (kind, hint) => (kind, hint.unwrap_or_default()),
+    };
+    Err(
+        Error::new(kind, format!("cannot run {name} in the {place}: {said}"))
+            .hint(hint)
+            .into(),
+    )
 }
 
 /// Parses `pg_dump (PostgreSQL) 15.18 (Debian ...)` into (`15.18`, 15). Old `9.6.3` gives major 9.

@@ -1,10 +1,12 @@
-//! Running pg_dump, pg_restore and psql as children of one operation: they die with us, their
-//! stderr tail is kept for messages, and a failed child becomes a typed error.
+//! Running pg_dump, pg_restore and psql as children of one operation: they die with us (and
+//! what they started elsewhere is stopped, see [`spawn_stoppable`]), their stderr tail is kept for
+//! messages, and a failed child becomes a typed error.
 
 use super::context::OpContext;
 use super::restore_state::COMMIT_MARK;
 use crate::error::{Error, Kind};
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdin, Command, ExitStatus};
 use std::thread::JoinHandle;
@@ -15,6 +17,8 @@ pub struct Running {
     pub child: Child,
     stderr: Option<JoinHandle<Vec<String>>>,
     ctx: OpContext,
+    /// Stops what the child started elsewhere, unless the child ends by itself.
+    stopper: Option<Stopper>,
 }
 
 /// Keeps this many of the last stderr lines for error messages.
@@ -53,7 +57,99 @@ pub fn spawn(ctx: &OpContext, name: &str, cmd: &mut Command) -> anyhow::Result<R
         child,
         stderr,
         ctx: ctx.clone(),
+        stopper: None,
     })
+}
+
+/// [`spawn`] for a child that starts a process we cannot signal (`docker exec` starts the tool in
+/// a container and forwards no signal to it): `stop`, when given, is the command that stops that
+/// process. It runs unless the child exits with success: when the child fails, is stopped (a
+/// cancellation, [`Running::kill`]) or is killed with us, even by SIGKILL, since a watcher outside
+/// our process runs it.
+pub fn spawn_stoppable(
+    ctx: &OpContext,
+    name: &str,
+    cmd: &mut Command,
+    stop: Option<Vec<OsString>>,
+) -> anyhow::Result<Running> {
+    let mut stopper = stop.map(|argv| Stopper::start(name, &argv)).transpose()?;
+    match spawn(ctx, name, cmd) {
+        Ok(mut running) => {
+            running.stopper = stopper;
+            Ok(running)
+        }
+        Err(e) => {
+            if let Some(s) = stopper.as_mut() {
+                s.disarm();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs a stop command unless told that the child ended by itself. A tiny `sh` in its own process
+/// group, deaf to INT, HUP and TERM, waits for a line on a pipe that only we hold: a line means
+/// "ended by itself"; the end of the pipe (dropped without it, or we died) means "run it".
+struct Stopper {
+    sh: Option<Child>,
+    pipe: Option<ChildStdin>,
+}
+
+/// How long dropping a [`Stopper`] waits for its stop command to finish.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Stopper {
+    fn start(name: &str, argv: &[OsString]) -> anyhow::Result<Stopper> {
+        use std::os::unix::process::CommandExt;
+        let mut sh = Command::new("/bin/sh");
+        sh.args([
+            "-c",
+            "trap '' INT HUP TERM; read -r _ || exec \"$@\"",
+            "aos-backup-stop-watch",
+        ])
+        .args(argv)
+        .env_remove("DATABASE_URL")
+        .env_remove("PGPASSWORD")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0);
+        let mut child = sh.spawn().map_err(|e| {
+            Error::new(
+                Kind::Tools,
+                format!("cannot start /bin/sh to watch {name}: {e}"),
+            )
+        })?;
+        let pipe = child.stdin.take();
+        Ok(Stopper {
+            sh: Some(child),
+            pipe,
+        })
+    }
+
+    /// The child ended by itself: nothing to stop.
+    fn disarm(&mut self) {
+        use std::io::Write;
+        if let Some(mut pipe) = self.pipe.take() {
+            let _ = pipe.write_all(b"done\n");
+        }
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        // Unless disarmed, the end of the pipe runs the stop command.
+        drop(self.pipe.take());
+        let Some(mut sh) = self.sh.take() else { return };
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        while std::time::Instant::now() < deadline {
+            if !matches!(sh.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        tracing::warn!("the command that stops the tool in its container is still running after {}s; left to finish on its own", STOP_WAIT.as_secs());
+    }
 }
 
 /// Makes the child die with us, however we end (SIGKILL, OOM, panic): the kernel sends it SIGKILL
@@ -177,6 +273,11 @@ impl Running {
     pub fn wait(mut self) -> anyhow::Result<Finished> {
         let status = self.child.wait();
         self.ctx.forget_child(self.child.id());
+        if let Some(mut stopper) = self.stopper.take() {
+            if status.as_ref().is_ok_and(ExitStatus::success) {
+                stopper.disarm();
+            }
+        }
         let stderr = self
             .stderr
             .take()
@@ -279,6 +380,9 @@ pub fn failure(name: &str, status: &ExitStatus, stderr: &[String], ctx: &OpConte
 #[must_use]
 pub fn classify(text: &str) -> (Kind, Option<String>) {
     let t = text.to_ascii_lowercase();
+    if let Some(found) = classify_docker(&t) {
+        return found;
+    }
     let conn = Kind::Connection;
     if t.contains("certificate")
         || t.contains("tls handshake")
@@ -334,6 +438,8 @@ pub fn classify(text: &str) -> (Kind, Option<String>) {
     {
         // pg_dump writing its output (a directory archive) into a folder it may not write.
         (Kind::Failure, Some("the tool may not write its output there: check the backup folder's owner and permissions (this is not about the database)".into()))
+    } else if t.contains("permission denied") && t.contains("pg_authid") {
+        (Kind::Failure, Some("reading the roles' passwords needs a superuser: back up as one, or use --globals (which leaves the passwords out)".into()))
     } else if t.contains("permission denied") {
         (Kind::Failure, Some("the database user lacks privileges: use a role that owns (or can read) every object, e.g. the database owner".into()))
     } else if t.contains("must be owner of") {
@@ -341,6 +447,30 @@ pub fn classify(text: &str) -> (Kind, Option<String>) {
     } else {
         (Kind::Failure, None)
     }
+}
+
+/// docker's and Compose's own failures (docker-exec mode), in lowercase `t`: the container is
+/// missing or stopped (the database cannot be reached: [`Kind::Connection`]), or docker itself
+/// cannot work ([`Kind::Tools`]).
+fn classify_docker(t: &str) -> Option<(Kind, Option<String>)> {
+    let (kind, hint) = if t.contains("no such container") {
+        (Kind::Connection, "no container has that name: check BACKUP_DOCKER_CONTAINER (`docker ps` lists the running containers)")
+    } else if t.contains("no such service") {
+        (Kind::Connection, "the Compose project has no such service: check BACKUP_DOCKER_COMPOSE_SERVICE, and BACKUP_DOCKER_COMPOSE_FILE or the folder aos-backup runs in (`docker compose ps` lists the services)")
+    } else if t.contains("is not running")
+        && (t.contains("error response from daemon") || t.contains("service"))
+    {
+        (Kind::Connection, "start the database's container (`docker start NAME`, or `docker compose up -d SERVICE`), then run again")
+    } else if t.contains("cannot connect to the docker daemon")
+        || t.contains("permission denied while trying to connect to the docker daemon")
+    {
+        (Kind::Tools, "docker cannot reach its daemon: is it running, and may this user use it (the docker group)?")
+    } else if t.contains("executable file not found") || t.contains("oci runtime exec failed") {
+        (Kind::Tools, "the container has no such PostgreSQL client program on its PATH: use the database's own container (its image has pg_dump, pg_restore and psql), or set PG_BIN to their folder inside the container")
+    } else {
+        return None;
+    };
+    Some((kind, Some(hint.to_string())))
 }
 
 #[cfg(test)]
@@ -387,6 +517,32 @@ mod tests {
             assert!(h.unwrap().contains(hint), "{text}");
         }
         assert_eq!(classify("something odd"), (Kind::Failure, None));
+        for (text, kind, hint) in [
+            (
+                "Error response from daemon: No such container: hyper-db",
+                Kind::Connection,
+                "BACKUP_DOCKER_CONTAINER",
+            ),
+            (
+                "Error response from daemon: container 4f2a9c1e is not running",
+                Kind::Connection,
+                "docker start",
+            ),
+            (
+                "service \"db\" is not running",
+                Kind::Connection,
+                "docker compose up",
+            ),
+            (
+                "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+                Kind::Tools,
+                "daemon",
+            ),
+        ] {
+            let (k, h) = classify(text);
+            assert_eq!(k, kind, "{text}");
+            assert!(h.unwrap().contains(hint), "{text}");
+        }
     }
 
     #[test]

@@ -130,6 +130,10 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("check.max_age", ("default", json!(93600))),
         ("check.min_size", ("default", json!(0))),
         ("metrics_file", ("default", Value::Null)),
+        ("docker.container", ("default", Value::Null)),
+        ("docker.compose_service", ("default", Value::Null)),
+        ("docker.compose_file", ("default", Value::Null)),
+        ("globals", ("default", json!(false))),
     ]
     .into_iter()
     .collect();

@@ -6,7 +6,7 @@
 //! JSON type at the top level (as before) and the same details under `keys`.
 
 use super::Ctx;
-use crate::config::{DatabaseEntry, Key, Recipients, Settings, UrlSource, KEYS};
+use crate::config::{DatabaseEntry, DockerTarget, Key, Recipients, Settings, UrlSource, KEYS};
 use anyhow::Result;
 use serde_json::{json, Value};
 
@@ -161,6 +161,20 @@ fn retention_rule(s: &Settings, key: Key) -> Option<u32> {
     }
 }
 
+/// The docker-exec key `key`'s value, when set.
+fn docker_value(s: &Settings, key: Key) -> Option<String> {
+    match (&s.docker, key) {
+        (Some(DockerTarget::Container(name)), Key::DockerContainer) => Some(name.clone()),
+        (Some(DockerTarget::Compose { service, .. }), Key::DockerComposeService) => {
+            Some(service.clone())
+        }
+        (Some(DockerTarget::Compose { file: Some(f), .. }), Key::DockerComposeFile) => {
+            Some(f.display().to_string())
+        }
+        _ => None,
+    }
+}
+
 fn path_text(p: Option<&std::path::PathBuf>) -> String {
     p.map_or_else(|| "-".to_string(), |p| p.display().to_string())
 }
@@ -206,6 +220,10 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             },
             true,
         ),
+        Key::DockerContainer | Key::DockerComposeService | Key::DockerComposeFile => {
+            (docker_value(s, key).unwrap_or_else(|| "-".into()), false)
+        }
+        Key::Globals => (s.globals.to_string(), false),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -340,6 +358,10 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::PassphraseFile => path(enc.passphrase_file.as_ref()),
         Key::SuspectRatio => json!(s.suspect_ratio.value),
         Key::LockTimeout => seconds(s.lock_timeout.value),
+        Key::DockerContainer | Key::DockerComposeService | Key::DockerComposeFile => {
+            json!(docker_value(s, key))
+        }
+        Key::Globals => json!(s.globals),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly

@@ -128,6 +128,7 @@ fn json_entry(e: &ListEntry, report: &ListReport) -> serde_json::Value {
         "encryption": e.encryption,
         "status": e.status,
         "suspect": e.suspect,
+        "globals": e.globals,
     })
 }
 
@@ -193,10 +194,15 @@ fn log_summary(report: &ListReport) {
     }
 }
 
-/// The STATUS column: a complete backup that shrank sharply is marked `suspect`.
-fn status_text(e: &ListEntry) -> &'static str {
-    match &e.suspect {
+/// The STATUS column: a complete backup that shrank sharply is marked `suspect`; one stored
+/// with its roles and tablespaces, `+globals`.
+fn status_text(e: &ListEntry) -> String {
+    let status = match &e.suspect {
         Some(_) if e.status == Status::Complete => "complete,suspect",
         _ => e.status.as_str(),
+    };
+    match &e.globals {
+        Some(_) => format!("{status} +globals"),
+        None => status.to_string(),
     }
 }

@@ -148,7 +148,13 @@ impl Ctx {
     /// Where pg_dump and friends are looked for.
     #[must_use]
     pub fn locator(&self) -> Locator {
-        Locator::new(self.settings.pg_bin.as_ref().map(|p| p.value.clone()))
+        let locator = Locator::new(self.settings.pg_bin.as_ref().map(|p| p.value.clone()));
+        match &self.settings.docker {
+            Some(target) => locator.with_runner(std::sync::Arc::new(
+                crate::pg::runner::Docker::new(target.clone()),
+            )),
+            None => locator,
+        }
     }
 
     #[must_use]

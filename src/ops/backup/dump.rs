@@ -130,7 +130,7 @@ impl Job {
     fn dump_directory(&self, tmp: &Path) -> Result<Dumped> {
         let mut cmd = self.command(Some(tmp));
         cmd.stdout(Stdio::null());
-        let running = process::spawn(&self.op, "pg_dump", &mut cmd)?;
+        let running = self.pg_dump.spawn(&self.op, &mut cmd)?;
         running.wait()?.check()?;
         let verdict = dumpcheck::check_directory(tmp);
         let (written, files) = hash_directory(tmp, &self.counter)?;
@@ -141,7 +141,7 @@ impl Job {
     fn dump_stream(&self, tmp: &Path, sink: &mut Sink) -> Result<Verdict> {
         let mut cmd = self.command(None);
         cmd.stdout(Stdio::piped());
-        let mut running = process::spawn(&self.op, "pg_dump", &mut cmd)?;
+        let mut running = self.pg_dump.spawn(&self.op, &mut cmd)?;
         let Some(stdout) = running.child.stdout.take() else {
             running.kill();
             anyhow::bail!("pg_dump has no stdout");

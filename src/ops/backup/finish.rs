@@ -4,13 +4,13 @@
 use super::dump::{Completeness, Outcome};
 use super::prepare::Source;
 use super::{AutoPrune, BackupPlan};
-use crate::archive::meta::{Meta, Suspect, META_FORMAT_VERSION};
+use crate::archive::meta::{GlobalsFile, Meta, Suspect, META_FORMAT_VERSION};
 use crate::ops::prune::{self, Databases};
 use crate::ops::Context;
 use crate::runtime::units::{count, human_bytes, human_duration};
 use crate::storage::lock::FolderLock;
 use anyhow::{Context as _, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Logs `message` as a warning, and keeps it for the report.
@@ -25,12 +25,15 @@ pub(super) fn record(
     plan: &BackupPlan,
     source: &Source,
     outcome: &Outcome,
+    globals: Option<(PathBuf, GlobalsFile)>,
     elapsed: Duration,
     warnings: &mut Vec<String>,
 ) -> Result<Meta> {
     let mut meta = sidecar(ctx, plan, source, outcome, elapsed);
     meta.suspect = suspect_of(&plan.dir, &meta, plan.suspect_ratio, warnings);
-    write_sidecar(ctx, &meta, &outcome.path)?;
+    let (globals_path, globals) = globals.unzip();
+    meta.globals = globals;
+    write_sidecar(ctx, &meta, &outcome.path, globals_path.as_deref())?;
     Ok(meta)
 }
 
@@ -77,6 +80,7 @@ fn sidecar(
         },
         suspect: None,
         recipients: outcome.recipients.clone(),
+        globals: None,
     }
 }
 
@@ -98,18 +102,21 @@ fn suspect_of(dir: &Path, meta: &Meta, ratio: f64, warnings: &mut Vec<String>) -
     }
 }
 
-/// Writes the sidecar under the commit lock: a signal either finds the backup complete or
-/// removes it whole; on failure the backup is removed.
-fn write_sidecar(ctx: &Context, meta: &Meta, path: &Path) -> Result<()> {
+/// Writes the sidecar under the commit lock: a signal either finds the backup (and its globals
+/// script) complete or removes it whole; on failure the backup is removed.
+fn write_sidecar(ctx: &Context, meta: &Meta, path: &Path, globals: Option<&Path>) -> Result<()> {
     let meta_path = Meta::path_for(path);
+    let parts = || std::iter::once(path).chain(globals);
     let written = ctx.op.commit(|| {
         meta.write(&meta_path)?;
-        ctx.op.unregister_temp(path);
+        parts().for_each(|p| ctx.op.unregister_temp(p));
         Ok(())
     });
     if let Err(e) = written {
-        let _ = crate::runtime::fsutil::remove_any(path);
-        ctx.op.unregister_temp(path);
+        for p in parts() {
+            let _ = crate::runtime::fsutil::remove_any(p);
+            ctx.op.unregister_temp(p);
+        }
         return Err(e.context(format!("writing the metadata of {}", path.display())));
     }
     Ok(())

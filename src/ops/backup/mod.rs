@@ -5,6 +5,7 @@
 
 mod dump;
 mod finish;
+mod globals;
 mod plan;
 mod prepare;
 
@@ -13,6 +14,7 @@ pub use plan::{BackupPlan, EncryptionPlan};
 
 use crate::archive::crypto::{KeySource, Recipients, Sealer};
 use crate::archive::format::{Compression, DumpFormat};
+use crate::archive::meta::GlobalsFile;
 use crate::archive::meta::Meta;
 use crate::archive::naming;
 use crate::catalog::retention::Policy;
@@ -21,6 +23,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::runtime::units::count;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a backup is asked to do, free of the command line (flags already merged over the
@@ -47,6 +50,21 @@ pub struct BackupOptions {
     /// A new backup smaller than this fraction of the previous one (size or tables) is suspect;
     /// 0 turns the comparison off.
     pub suspect_ratio: f64,
+    /// Whether to store the server's roles and tablespaces next to the backup.
+    pub globals: Globals,
+}
+
+/// Whether a backup also stores the server's roles and tablespaces (`pg_dumpall
+/// --globals-only`), which pg_dump leaves out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Globals {
+    /// Not stored.
+    #[default]
+    Off,
+    /// Stored without the roles' passwords (`--no-role-passwords`: any user can do it).
+    WithoutPasswords,
+    /// Stored with the roles' password hashes (reading them needs a superuser).
+    WithPasswords,
 }
 
 /// The encryption asked for; [`plan`] turns it into an [`EncryptionPlan`], or refuses it.
@@ -92,12 +110,16 @@ pub enum AutoPrune {
 
 /// Checks `options` for a backup into `ctx`'s folder; changes nothing.
 pub fn plan(ctx: &Context, options: &BackupOptions) -> Result<BackupPlan> {
-    BackupPlan::new(&ctx.dir, options)
+    let plan = BackupPlan::new(&ctx.dir, options)?;
+    if let Some(place) = ctx.locator.container() {
+        plan.check_in_container(&place)?;
+    }
+    Ok(plan)
 }
 
 /// Carries out `plan`: the folder lock is held from before pg_dump starts until the prune ends.
 pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
-    let sealer = plan.sealer()?;
+    let sealer = plan.sealer()?.map(Arc::new);
     prepare::create_folder(&plan.dir)?;
     let lock = crate::storage::lock::acquire(&plan.dir, "backup")?;
     let source = prepare::source(ctx, &plan).await?;
@@ -111,10 +133,19 @@ pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
         count(source.tables, "table")
     );
     let started = Instant::now();
-    let outcome = dump(ctx, &plan, &source, id, ext, sealer).await?;
+    let outcome = dump(ctx, &plan, &source, id, ext, sealer.clone()).await?;
+    let globals = store_globals(ctx, &plan, &source, &outcome, sealer).await?;
     let elapsed = started.elapsed();
     let mut warnings = Vec::new();
-    let meta = finish::record(ctx, &plan, &source, &outcome, elapsed, &mut warnings)?;
+    let meta = finish::record(
+        ctx,
+        &plan,
+        &source,
+        &outcome,
+        globals,
+        elapsed,
+        &mut warnings,
+    )?;
     finish::log_complete(&meta, &outcome.path, elapsed, &mut warnings);
     let prune = finish::auto_prune(ctx, &plan, &meta, &outcome, &lock, &mut warnings);
     drop(lock);
@@ -135,7 +166,7 @@ async fn dump(
     source: &prepare::Source,
     id: String,
     ext: String,
-    sealer: Option<Sealer>,
+    sealer: Option<Arc<Sealer>>,
 ) -> Result<dump::Outcome> {
     let progress = ctx.op.progress("dumping", None);
     let job = dump::Job {
@@ -149,9 +180,43 @@ async fn dump(
         locator: ctx.locator.clone(),
         op: ctx.op.clone(),
     };
-    let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_ref()))
+    let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_deref()))
         .await
         .context("the backup thread failed")??;
     drop(progress);
     Ok(outcome)
+}
+
+/// With `--globals`, pg_dumpall's script of the roles and tablespaces, next to the published
+/// backup (on its own thread); on failure the backup is removed too.
+async fn store_globals(
+    ctx: &Context,
+    plan: &BackupPlan,
+    source: &prepare::Source,
+    outcome: &dump::Outcome,
+    sealer: Option<Arc<Sealer>>,
+) -> Result<Option<(PathBuf, GlobalsFile)>> {
+    let Some(pg_dumpall) = source.pg_dumpall.clone() else {
+        return Ok(None);
+    };
+    let job = globals::Job {
+        pg_dumpall,
+        env: source.conn.child_env(),
+        dbname: source.conn.conninfo_without_password(),
+        database: source.conn.effective_dbname(&|k| ctx.var(k)),
+        globals: plan.globals,
+        backup: outcome.path.clone(),
+        op: ctx.op.clone(),
+    };
+    let stored = tokio::task::spawn_blocking(move || job.run(sealer.as_deref()))
+        .await
+        .context("the globals thread failed")
+        .and_then(|r| r);
+    if stored.is_err() {
+        let _ = crate::runtime::fsutil::remove_any(&outcome.path);
+        ctx.op.unregister_temp(&outcome.path);
+    }
+    stored
+        .map(Some)
+        .context("storing the roles and tablespaces (--globals); the backup was removed")
 }

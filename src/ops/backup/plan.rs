@@ -1,7 +1,7 @@
 //! The backup's plan: the options checked against each other (label, format, jobs, compression,
 //! encryption) into one value that says what will run, before anything is touched.
 
-use super::{BackupOptions, EncryptionRequest};
+use super::{BackupOptions, EncryptionRequest, Globals};
 use crate::archive::crypto::{self, KeySource, Recipients, Sealer};
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
 use crate::archive::naming;
@@ -44,6 +44,8 @@ pub struct BackupPlan {
     /// The keys to read the finished backup with, when the stream check cannot judge it (None:
     /// it cannot be read back, being encrypted to recipients whose identity is not configured).
     pub second_read: Option<KeySource>,
+    /// Whether the roles and tablespaces are stored too.
+    pub globals: Globals,
 }
 
 impl BackupPlan {
@@ -74,7 +76,21 @@ impl BackupPlan {
             prune: options.prune.clone().filter(|p| !p.is_empty()),
             suspect_ratio: options.suspect_ratio,
             second_read,
+            globals: options.globals,
         })
+    }
+
+    /// Refuses what pg_dump cannot do in a container (`place`), which sees none of our files:
+    /// writing a directory archive itself (every other format comes back on its stdout).
+    pub(super) fn check_in_container(&self, place: &str) -> Result<()> {
+        if self.format != DumpFormat::Directory {
+            return Ok(());
+        }
+        Err(Error::usage(format!(
+            "the directory format cannot be used when pg_dump runs in the {place}: pg_dump writes that archive's folder itself, and the container cannot see the backup folder"
+        ))
+        .hint("use --format custom (the default) or plain, which pg_dump streams out of the container")
+        .into())
     }
 
     /// Loads the keys (before anything else, so a bad key fails early).

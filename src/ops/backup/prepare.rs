@@ -1,12 +1,11 @@
 //! Before pg_dump runs: the backup folder (created private), the server (its tables and version,
 //! the matching pg_dump), and a free id for the new backup.
 
-use super::BackupPlan;
+use super::{BackupPlan, Globals};
 use crate::archive::naming;
 use crate::error::{Error, Kind};
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
-use crate::pg::db::Db;
 use crate::pg::tools::Tool;
 use crate::runtime::fsutil;
 use anyhow::{Context as _, Result};
@@ -19,6 +18,8 @@ pub(super) struct Source {
     pub server_version: String,
     /// The pg_dump that dumps it (not older than the server).
     pub pg_dump: Tool,
+    /// The pg_dumpall that stores its roles and tablespaces, with `--globals`.
+    pub pg_dumpall: Option<Tool>,
     /// The connection pg_dump gets (with the session options that stop its backend with it).
     pub conn: ConnInfo,
 }
@@ -47,13 +48,29 @@ pub(super) fn create_folder(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Connects once: counts the tables, finds a pg_dump not older than the server.
+/// Connects once: counts the tables, finds a pg_dump not older than the server. In a container,
+/// pg_dump is found first: a missing or stopped container is the error worth showing.
 pub(super) async fn source(ctx: &Context, plan: &BackupPlan) -> Result<Source> {
     let lookup = |k: &str| ctx.var(k);
-    let db = Db::connect(&plan.conn, &lookup).await?;
+    let early = match ctx.locator.container() {
+        Some(_) => Some(ctx.locator.find("pg_dump", None)?),
+        None => None,
+    };
+    let db = ctx.connect(&plan.conn).await?;
     let tables = db.table_count().await?;
-    let pg_dump = ctx.locator.find("pg_dump", Some(db.info.major))?;
+    let pg_dump = match early {
+        Some(tool) => tool,
+        None => ctx.locator.find("pg_dump", Some(db.info.major))?,
+    };
     crate::pg::tools::check_not_older(&pg_dump, &db.info.version, db.info.major)?;
+    let pg_dumpall = match plan.globals {
+        Globals::Off => None,
+        Globals::WithoutPasswords | Globals::WithPasswords => {
+            let tool = ctx.locator.find("pg_dumpall", Some(db.info.major))?;
+            crate::pg::tools::check_not_older(&tool, &db.info.version, db.info.major)?;
+            Some(tool)
+        }
+    };
     // pg_dump's backend stops soon after pg_dump dies, even while it waits for a lock.
     let options = crate::pg::sessions::child_options(db.info.major, None);
     let conn = if options.is_empty() {
@@ -65,6 +82,7 @@ pub(super) async fn source(ctx: &Context, plan: &BackupPlan) -> Result<Source> {
         tables,
         server_version: db.info.version.clone(),
         pg_dump,
+        pg_dumpall,
         conn,
     })
 }

@@ -221,7 +221,8 @@ impl RestoreJob {
     /// Starts psql and opens our transaction in it.
     fn begin_transaction(&self) -> Result<(Running, LockTimeoutOverride<ChildStdin>)> {
         let mut cmd = self.psql()?;
-        let mut running = process::spawn(&self.op, "psql", &mut cmd)?;
+        let psql = self.psql.as_ref().context("psql was not found")?;
+        let mut running = psql.spawn(&self.op, &mut cmd)?;
         self.op.restore().set_phase(RestorePhase::Transaction);
         let Some(stdin) = running.child.stdin.take() else {
             running.kill();
@@ -270,7 +271,11 @@ impl RestoreJob {
         } else {
             Stdio::null()
         });
-        let mut producer = process::spawn(&self.op, "pg_restore", &mut cmd)?;
+        let pg_restore = self
+            .pg_restore
+            .as_ref()
+            .context("pg_restore was not found")?;
+        let mut producer = pg_restore.spawn(&self.op, &mut cmd)?;
         let stdout = producer.child.stdout.take();
         // Progress counts the archive's bytes when we stream it, else the SQL (no total then).
         let streamed = input.is_some();

@@ -176,6 +176,40 @@ impl Method {
         })
     }
 
+    /// The method when the tools run in a container (`place`), which sees none of our files: the
+    /// archive reaches psql or pg_restore on stdin, never by its path, so neither `--jobs` (which
+    /// needs a file pg_restore can seek in) nor a directory archive can be restored.
+    fn choose_in_container(
+        opened: &Opened,
+        jobs: Option<u32>,
+        path: &Path,
+        place: &str,
+    ) -> Result<Method> {
+        let local = "restore it with client tools on this machine (unset BACKUP_DOCKER_CONTAINER and BACKUP_DOCKER_COMPOSE_SERVICE)";
+        if opened.format == DumpFormat::Directory {
+            return Err(Error::usage(format!(
+                "{} is a directory archive, which pg_restore in the {place} cannot see",
+                path.display()
+            ))
+            .hint(local)
+            .into());
+        }
+        if jobs.is_some() {
+            return Err(Error::usage(format!(
+                "--jobs cannot be used when the tools run in the {place}: pg_restore --jobs reads the archive from a file, and the container cannot see this machine's files"
+            ))
+            .hint(format!("leave out --jobs (the restore then streams into one transaction), or {local}"))
+            .into());
+        }
+        Ok(match (opened.format, opened.reader.is_some()) {
+            (_, false) => anyhow::bail!("nothing to read in {}", path.display()),
+            (DumpFormat::Plain, true) => Method::PlainSql,
+            (_, true) => Method::Script {
+                input: ScriptInput::Stream,
+            },
+        })
+    }
+
     /// The parallel jobs, when the restore is not one transaction.
     #[must_use]
     pub fn jobs(self) -> Option<u32> {
@@ -262,7 +296,10 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
     };
     let (db, target) = inspect_target(ctx, opts, &conn, &look, &mut fired).await?;
     let confirmation = guards::confirmation(&target, &description, opts.confirmed);
-    let method = Method::choose(&opened, jobs, &path)?;
+    let method = match ctx.locator.container() {
+        Some(place) => Method::choose_in_container(&opened, jobs, &path, &place)?,
+        None => Method::choose(&opened, jobs, &path)?,
+    };
     let tools = find_tools(&ctx.locator, method, target.server_major)?;
     let progress_total = meta
         .as_ref()
@@ -412,7 +449,7 @@ async fn inspect_target(
     look: &Look<'_>,
     fired: &mut Fired,
 ) -> Result<(Db, Target)> {
-    let db = Db::connect(conn, &|k| ctx.var(k)).await?;
+    let db = ctx.connect(conn).await?;
     let tables = db.table_count().await?;
     let database = db.info.database.clone();
     let empty = db.is_empty().await?;
