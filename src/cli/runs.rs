@@ -14,6 +14,7 @@ use crate::cli::args::BackupArgs;
 use crate::cli::commands::Ctx;
 use crate::cli::hooks::{Hooks, Produced};
 use crate::config::Settings;
+use crate::error::Error;
 use crate::ops::backup::{
     self, AutoPrune, BackupOptions, BackupPlan, BackupReport, EncryptionRequest, Globals,
 };
@@ -122,11 +123,24 @@ pub fn check_backup(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         Scope::Server => ctx.conninfo().map(drop),
         Scope::Configured => {
             for target in scope::configured_targets(ctx, args) {
-                backup::plan(&ops, &target.options?)?;
+                backup::plan(&ops, &target.options.map_err(summed_up)?)?;
             }
             Ok(())
         }
     }
+}
+
+/// An error that already sums up its chain, without the chain (which would repeat its message).
+fn summed_up(e: Error) -> anyhow::Error {
+    let Error {
+        kind,
+        message,
+        hint,
+        ..
+    } = e;
+    let mut plain = Error::new(kind, message);
+    plain.hint = hint;
+    plain.into()
 }
 
 /// Runs a backup of DATABASE_URL's database (and its automatic prune) in `ctx`'s operation.
