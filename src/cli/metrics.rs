@@ -102,7 +102,6 @@ impl Pending {
     /// backup, prune (other than a dry run), verify or restore.
     #[must_use]
     pub fn start(command: &Command, ctx: &Ctx) -> Option<Pending> {
-        let path = ctx.settings.metrics_file.as_ref()?.value.clone();
         let (operation, fallback) = match command {
             Command::Backup(_) => (Operation::Backup, ctx.target_database()),
             Command::Restore(_) => (Operation::Restore, ctx.target_database()),
@@ -120,8 +119,19 @@ impl Pending {
             ),
             _ => return None,
         };
+        Pending::new(ctx, operation, fallback)
+    }
+
+    /// Starts timing one scheduled backup of the daemon, whose `ctx` is the run's own (with its
+    /// own [`RunRecord`] and "now"); `None` when no metrics file is set.
+    #[must_use]
+    pub fn scheduled_backup(ctx: &Ctx) -> Option<Pending> {
+        Pending::new(ctx, Operation::Backup, ctx.target_database())
+    }
+
+    fn new(ctx: &Ctx, operation: Operation, fallback: Option<String>) -> Option<Pending> {
         Some(Pending {
-            path,
+            path: ctx.settings.metrics_file.as_ref()?.value.clone(),
             operation,
             fallback,
             started_at: ctx.now,

@@ -1,19 +1,150 @@
-//! What the `backup` command and each `daemon` run share: the same backup, built from the same
-//! settings and flags, so a scheduled backup is exactly the one `aos-backup backup` makes.
+//! What the `backup` command and each `daemon` run share: the same run (the hooks around it, the
+//! choice of databases, one backup or one per database with its summary), built from the same
+//! settings and flags, so a scheduled backup is exactly the one `aos-backup backup` makes. The
+//! front ends only render (or log) what it made.
+
+mod scope;
+mod summary;
+
+pub use summary::counts_text;
 
 use crate::archive::crypto::{KeySource, Recipients};
 use crate::archive::format::Compression;
 use crate::cli::args::BackupArgs;
 use crate::cli::commands::Ctx;
+use crate::cli::hooks::{Hooks, Produced};
 use crate::config::Settings;
+use crate::error::Error;
 use crate::ops::backup::{
-    self, BackupOptions, BackupPlan, BackupReport, EncryptionRequest, Globals,
+    self, AutoPrune, BackupOptions, BackupPlan, BackupReport, EncryptionRequest, Globals,
 };
+use crate::ops::many::{self, ManyReport, Target};
 use crate::pg::conninfo::ConnInfo;
 use anyhow::Result;
+use scope::Scope;
 
-/// Runs a backup (and its automatic prune) in `ctx`'s operation.
-pub async fn backup(ctx: &Ctx, args: &BackupArgs) -> Result<BackupReport> {
+/// What a backup run made.
+#[derive(Debug)]
+pub enum Made {
+    /// DATABASE_URL's database was backed up (its automatic prune may still have failed).
+    One(Box<BackupReport>),
+    /// Several databases, each into its subfolder: what became of each.
+    Many(ManyReport),
+}
+
+impl Made {
+    /// How the run ends: the failed prune after one backup, or the worst result of several
+    /// (its message the summary's counts).
+    ///
+    /// # Errors
+    /// That failure.
+    pub fn into_result(self) -> Result<()> {
+        match self {
+            Made::One(report) => match report.prune {
+                AutoPrune::Failed(e) => Err(e),
+                AutoPrune::Off | AutoPrune::Blocked(_) | AutoPrune::Done(_) => Ok(()),
+            },
+            Made::Many(report) => summary::error(&report).map_or(Ok(()), |e| Err(e.into())),
+        }
+    }
+}
+
+/// Runs the backup `args` over the settings ask for between its hooks: DATABASE_URL's database,
+/// every database on its server, or the config file's list. `show` renders
+/// what was made before the `after` hooks run. A backup of one database is recorded for the
+/// metrics file.
+///
+/// # Errors
+/// A run that made nothing: the `before` hook failed, the scope or a connection is unusable, or
+/// the one backup failed. What a made run ends with is [`Made::into_result`].
+pub async fn backup(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> Result<Made> {
+    let hooks = Hooks::before(ctx, "backup").await?;
+    let result = backup_in_scope(ctx, args, show).await;
+    finish_hooks(hooks, &result).await;
+    result
+}
+
+/// The backup of one database, or of several with their summary.
+async fn backup_in_scope(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> Result<Made> {
+    let made = match scope::of(ctx, args)? {
+        Scope::One => Made::One(Box::new(backup_one(ctx, args).await?)),
+        Scope::Server => backup_many(ctx, scope::server_targets(ctx, args).await?).await,
+        Scope::Configured => backup_many(ctx, scope::configured_targets(ctx, args)).await,
+    };
+    if let Made::One(report) = &made {
+        ctx.record.backup(report);
+    }
+    show(&made);
+    if let Made::Many(report) = &made {
+        summary::log(report);
+    }
+    Ok(made)
+}
+
+/// Backs up each target into its subfolder; a cancelled run still reports what it finished.
+async fn backup_many(ctx: &Ctx, targets: Vec<Target>) -> Made {
+    ctx.reports_when_cancelled.set();
+    Made::Many(many::backup_each(&ctx.ops(), targets).await)
+}
+
+/// Runs the `after` or `on-failure` hooks, then `finally`, told how the run ended and, after
+/// one backup, its file and size.
+async fn finish_hooks(hooks: Hooks, result: &Result<Made>) {
+    let summary = match result {
+        Ok(Made::Many(report)) => summary::error(report).map(anyhow::Error::from),
+        _ => None,
+    };
+    let mut produced = Produced::default();
+    let error = match result {
+        Err(e) => Some(e),
+        Ok(Made::One(report)) => {
+            produced.file = Some(report.path.clone());
+            produced.size = Some(report.meta.size_bytes);
+            match &report.prune {
+                AutoPrune::Failed(e) => Some(e),
+                AutoPrune::Off | AutoPrune::Blocked(_) | AutoPrune::Done(_) => None,
+            }
+        }
+        Ok(Made::Many(_)) => summary.as_ref(),
+    };
+    hooks.finish(error, &produced).await;
+}
+
+/// Checks, connecting nowhere, the backup that `args` asks for: DATABASE_URL's, or each
+/// configured database's (the first that cannot be made is the error). A whole server's
+/// databases are only known when it runs: its URL is checked.
+///
+/// # Errors
+/// The first backup that cannot be made.
+pub fn check_backup(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let ops = ctx.ops();
+    match scope::of(ctx, args)? {
+        Scope::One => plan_backup(ctx, &ops, args).map(drop),
+        Scope::Server => ctx.conninfo().map(drop),
+        Scope::Configured => {
+            for target in scope::configured_targets(ctx, args) {
+                backup::plan(&ops, &target.options.map_err(summed_up)?)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An error that already sums up its chain, without the chain (which would repeat its message).
+fn summed_up(e: Error) -> anyhow::Error {
+    let Error {
+        kind,
+        message,
+        hint,
+        ..
+    } = e;
+    let mut plain = Error::new(kind, message);
+    plain.hint = hint;
+    plain.into()
+}
+
+/// Runs a backup of DATABASE_URL's database (and its automatic prune) in `ctx`'s operation.
+async fn backup_one(ctx: &Ctx, args: &BackupArgs) -> Result<BackupReport> {
     let ops = ctx.ops();
     let plan = plan_backup(ctx, &ops, args)?;
     backup::execute(&ops, plan).await

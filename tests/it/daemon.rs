@@ -7,6 +7,11 @@
 //! - a failing run (no server) is logged and the daemon goes on;
 //! - a slot that finds the folder lock held is skipped;
 //! - a bad schedule is a usage error (exit 2);
+//! - each scheduled run is what `aos-backup backup` runs: its hooks around it (a failing `before`
+//!   hook cancels the run), the metrics file updated after it (success and failure), and the
+//!   config file's `[[databases]]` list backed up into subfolders, one failure not stopping the
+//!   others (the run's log line gives the counts and the worst exit code); a listed database
+//!   whose URL cannot be read stops the daemon at start;
 //! - `schedule --print systemd|cron|daemon` writes ready recipes without secrets.
 
 use std::fs::File;
@@ -513,6 +518,291 @@ fn bad_or_missing_schedules_are_usage_errors() {
         .run();
     out.assert_code(2);
     assert!(out.stderr.contains("DATABASE_URL is not set"), "{out}");
+}
+
+/// A hook script: appends the hook's name, the run's status and its file to the log `$1`.
+const HOOK_SCRIPT: &str = r#"printf '%s %s %s\n' "$AOS_BACKUP_HOOK" "${AOS_BACKUP_STATUS--}" "${AOS_BACKUP_FILE--}" >> "$1"
+"#;
+
+/// The hook script in `dir`, the command line that runs it, and its log.
+fn hook_recorder(dir: &Path) -> (String, PathBuf) {
+    let script = dir.join("hook.sh");
+    std::fs::write(&script, HOOK_SCRIPT).unwrap();
+    let log = dir.join("hooks.log");
+    (format!("sh {} {}", script.display(), log.display()), log)
+}
+
+/// The hook log's lines, each split on spaces.
+fn hook_lines(log: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn scheduled_runs_run_the_hooks_around_them() {
+    let pg = server();
+    let db = small_db("daemon_hooks");
+    let cmd = daemon(&pg.tcp_url(&db), "*/2 * * * * *");
+    let (hook, log) = hook_recorder(cmd.dir());
+    let cmd_dir = cmd.dir().to_path_buf();
+    let mut running = Running::start(
+        cmd.env("BACKUP_HOOK_BEFORE", &hook)
+            .env("BACKUP_HOOK_AFTER", &hook)
+            .env("BACKUP_HOOK_ON_FAILURE", &hook)
+            .env("BACKUP_HOOK_FINALLY", &hook),
+    );
+    running.wait_for("two scheduled backups are done", |r| {
+        r.outcomes("success").len() >= 2
+    });
+    let files: Vec<String> = running
+        .outcomes("success")
+        .iter()
+        .map(|l| l["file"].as_str().unwrap().to_string())
+        .collect();
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    let lines = hook_lines(&log);
+    // The hooks of each run, in order, told its status and file, before the run is logged done.
+    for (i, file) in files.iter().enumerate() {
+        let run = &lines[3 * i..3 * i + 3];
+        assert_eq!(run[0], ["before", "-", "-"], "{lines:?}\n{out}");
+        for (line, hook) in run[1..].iter().zip(["after", "finally"]) {
+            assert_eq!(line[..2], [hook, "success"], "{lines:?}");
+            // The path as `backup` gives it, relative to the daemon's folder.
+            assert_eq!(cmd_dir.join(&line[2]), Path::new(file), "{lines:?}");
+        }
+    }
+
+    // A failing `before` hook cancels the run; the daemon goes on.
+    let cmd = daemon(&pg.tcp_url(&db), "*/2 * * * * *");
+    let (hook, log) = hook_recorder(cmd.dir());
+    let mut running = Running::start(
+        cmd.env("BACKUP_HOOK_BEFORE", "exit 3")
+            .env("BACKUP_HOOK_ON_FAILURE", &hook),
+    );
+    running.wait_for("two cancelled runs", |r| r.outcomes("failed").len() >= 2);
+    let failed = &running.outcomes("failed")[0];
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("the before hook failed"),
+        "{failed}"
+    );
+    assert_eq!(failed["exit_code"], 1, "{failed}");
+    let backups = running.backups();
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    assert!(complete_backups(&backups).is_empty(), "{out}");
+    assert!(
+        hook_lines(&log)
+            .iter()
+            .any(|l| l[..2] == ["on-failure", "failure"]),
+        "{:?}",
+        hook_lines(&log)
+    );
+    pg.drop_db(&db);
+}
+
+/// The value of the metrics file's `name{database="db",operation="op"}` (or without an
+/// operation).
+fn metric(text: &str, name: &str, db: &str, operation: Option<&str>) -> Option<f64> {
+    let labels = match operation {
+        Some(op) => format!("{{database=\"{db}\",operation=\"{op}\"}}"),
+        None => format!("{{database=\"{db}\"}}"),
+    };
+    let prefix = format!("{name}{labels} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+}
+
+#[test]
+fn scheduled_runs_update_the_metrics_file() {
+    let pg = server();
+    let db = small_db("daemon_metrics");
+    let prom_dir = crate::support::tempdir();
+    let prom = prom_dir.path().join("aos.prom");
+    let mut running =
+        Running::start(daemon(&pg.tcp_url(&db), "*/2 * * * * *").env("BACKUP_METRICS_FILE", &prom));
+    running.wait_for("a scheduled backup is done", |r| {
+        !r.outcomes("success").is_empty()
+    });
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    // Written after the run, before the run is logged done.
+    let text = std::fs::read_to_string(&prom).expect("the metrics file");
+    assert!(!text.contains(APP_PASSWORD), "{text}");
+    let status = metric(&text, "aos_backup_last_status", &db, Some("backup"));
+    assert_eq!(status, Some(1.0), "{text}");
+    assert!(
+        metric(
+            &text,
+            "aos_backup_last_success_timestamp_seconds",
+            &db,
+            Some("backup")
+        )
+        .is_some(),
+        "{text}"
+    );
+    let size = metric(&text, "aos_backup_last_size_bytes", &db, None);
+    assert!(size.is_some_and(|s| s > 0.0), "{text}");
+
+    // A failed run is recorded as one: status 0, the last success of the database kept.
+    let url = format!(
+        "postgresql://app:{}@127.0.0.1:{}/{db}",
+        harness::app_password_encoded(),
+        closed_port()
+    );
+    let mut running =
+        Running::start(daemon(&url, "*/2 * * * * *").env("BACKUP_METRICS_FILE", &prom));
+    running.wait_for("a failed run", |r| !r.outcomes("failed").is_empty());
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let status = metric(&text, "aos_backup_last_status", &db, Some("backup"));
+    assert_eq!(status, Some(0.0), "{text}");
+    assert!(
+        metric(
+            &text,
+            "aos_backup_last_success_timestamp_seconds",
+            &db,
+            Some("backup")
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains(APP_PASSWORD), "{text}");
+    pg.drop_db(&db);
+}
+
+/// A daemon with no DATABASE_URL, backing up the databases the config file `cfg` lists, with
+/// the variables `vars` (their URLs).
+fn configured_daemon(cfg: &Path, vars: &[(&str, &str)]) -> Cmd {
+    let mut cmd = Cmd::new()
+        .args(["--log-format", "json", "daemon"])
+        .env("AOS_BACKUP_CONFIG", cfg)
+        .env("BACKUP_SCHEDULE", "*/2 * * * * *")
+        .timeout(Duration::from_secs(60));
+    for (k, v) in vars {
+        cmd = cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A config file listing `first` (URL in `$FIRST_URL`) and `second` (in `$SECOND_URL`).
+fn two_databases(dir: &Path) -> PathBuf {
+    let cfg = dir.join("aos.toml");
+    std::fs::write(
+        &cfg,
+        "[[databases]]\nname = \"first\"\nurl_env = \"FIRST_URL\"\n\
+         [[databases]]\nname = \"second\"\nurl_env = \"SECOND_URL\"\n",
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn scheduled_runs_back_up_each_configured_database_into_its_subfolder() {
+    let pg = server();
+    let (first, second) = (small_db("daemon_many_a"), small_db("daemon_many_b"));
+    let work = crate::support::tempdir();
+    let cfg = two_databases(work.path());
+    let (first_url, second_url) = (pg.tcp_url(&first), pg.tcp_url(&second));
+    let mut running = Running::start(configured_daemon(
+        &cfg,
+        &[("FIRST_URL", &first_url), ("SECOND_URL", &second_url)],
+    ));
+    running.wait_for("a scheduled run of both databases", |r| {
+        !r.outcomes("success").is_empty()
+    });
+    let done = running.outcomes("success")[0].clone();
+    let backups = running.backups();
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
+    assert_eq!(done["databases"], 2, "{done}");
+    assert_eq!(done["backed_up"], 2, "{done}");
+    assert_eq!(done["exit_code"], 0, "{done}");
+    assert!(done["size_bytes"].as_u64().unwrap() > 0, "{done}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 2 database(s) backed up"),
+        "{done}"
+    );
+    for (folder, db) in [("first", &first), ("second", &second)] {
+        let made = complete_backups(&backups.join(folder));
+        assert!(!made.is_empty(), "{folder}:\n{out}");
+        let sidecar = crate::support::read_json(&backups.join(folder).join(&made[0]));
+        assert_eq!(sidecar["database"], db.as_str(), "{sidecar}");
+    }
+    assert!(
+        complete_backups(&backups).is_empty(),
+        "nothing at the top:\n{out}"
+    );
+    assert_eq!(read_state(&backups)["backup"]["last_outcome"], "success");
+
+    // The second server is down: the first is still backed up; the run fails with its code.
+    let down = format!(
+        "postgresql://app:{}@127.0.0.1:{}/{second}",
+        harness::app_password_encoded(),
+        closed_port()
+    );
+    let mut running = Running::start(configured_daemon(
+        &cfg,
+        &[("FIRST_URL", &first_url), ("SECOND_URL", &down)],
+    ));
+    running.wait_for("a run that failed for one database", |r| {
+        !r.outcomes("failed").is_empty()
+    });
+    let failed = running.outcomes("failed")[0].clone();
+    let backups = running.backups();
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    assert_eq!(failed["level"], "ERROR", "{failed}");
+    assert_eq!(failed["databases"], 2, "{failed}");
+    assert_eq!(failed["backed_up"], 1, "{failed}");
+    assert_eq!(failed["exit_code"], 7, "a connection failure: {failed}");
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains("1 of 2 database(s) backed up, 1 failed")
+            && message.contains("needs a look: second")
+            && message.contains("the daemon goes on"),
+        "{failed}"
+    );
+    assert!(
+        !complete_backups(&backups.join("first")).is_empty(),
+        "{out}"
+    );
+    assert!(
+        complete_backups(&backups.join("second")).is_empty(),
+        "{out}"
+    );
+    assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
+    pg.drop_db(&first);
+    pg.drop_db(&second);
+}
+
+#[test]
+fn a_configured_database_whose_url_cannot_be_read_stops_the_daemon_at_start() {
+    let work = crate::support::tempdir();
+    let cfg = two_databases(work.path());
+    let out = configured_daemon(&cfg, &[("FIRST_URL", "postgresql://app@127.0.0.1:1/a")]).run();
+    out.assert_code(2);
+    assert_eq!(
+        out.stderr.matches("is not set").count(),
+        1,
+        "said once: {out}"
+    );
+    assert!(
+        out.stderr.contains("SECOND_URL") && out.stderr.contains("database \\\"second\\\""),
+        "{out}"
+    );
 }
 
 /// `schedule --print KIND` in a folder whose `.env` holds the URL (with its password).

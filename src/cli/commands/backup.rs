@@ -1,131 +1,40 @@
-//! `aos-backup backup`: the flags over the settings become [`BackupOptions`], the backup
-//! operation ([`crate::ops::backup`]) runs, and its new backup's path is printed (its sidecar
-//! with `--json`); the single-database backup goes through [`crate::cli::runs`], shared with the
-//! daemon. With several databases (a whole server, or the config file's list), each is
-//! backed up into its subfolder ([`crate::ops::many`]) and the run ends with a summary.
+//! `aos-backup backup`: the run shared with the daemon ([`crate::cli::runs`]: the hooks around
+//! it, the flags over the settings, one database or several) makes its backups, and this front
+//! end prints them: the new backup's path (its sidecar with `--json`), or with several databases
+//! (a whole server, or the config file's list) each one's new backup (one result per database
+//! with `--json`), the summary being logged.
 
 use super::Ctx;
 use crate::cli::args::BackupArgs;
-use crate::cli::hooks::{Hooks, Produced};
-use crate::cli::runs::checked_options;
-use crate::error::{Error, Kind};
-use crate::ops::backup::{AutoPrune, BackupReport};
-use crate::ops::many::{self, DatabaseResult, ManyReport, Target};
+use crate::cli::runs::{self, Made};
+use crate::ops::backup::BackupReport;
+use crate::ops::many::{DatabaseResult, ManyReport};
 use anyhow::Result;
 
-/// Which databases a `backup` covers.
-enum Scope {
-    /// DATABASE_URL's.
-    One,
-    /// Every database on DATABASE_URL's server (`--all-databases`).
-    Server,
-    /// The config file's `[[databases]]` list.
-    Configured,
-}
-
-/// Runs a backup between its hooks.
+/// Runs the backup and prints what it made; fails as the run ends.
 pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
-    let hooks = Hooks::before(ctx, "backup").await?;
-    let mut produced = Produced::default();
-    let result = backup(ctx, args, &mut produced).await;
-    hooks.finish(result.as_ref().err(), &produced).await;
-    result
+    runs::backup(ctx, args, &|made| render(ctx, made))
+        .await?
+        .into_result()
 }
 
-/// The backup of one database, or of several; records what it produced for the hooks.
-async fn backup(ctx: &Ctx, args: &BackupArgs, produced: &mut Produced) -> Result<()> {
-    match scope(ctx, args)? {
-        Scope::One => run_one(ctx, args, produced).await,
-        Scope::Server => run_many(ctx, server_targets(ctx, args).await?).await,
-        Scope::Configured => run_many(ctx, configured_targets(ctx, args)).await,
+/// What the run made, on stdout.
+fn render(ctx: &Ctx, made: &Made) {
+    match made {
+        Made::One(report) => render_one(ctx, report),
+        Made::Many(report) => render_many(ctx, report),
     }
 }
 
-/// `--all-databases`; else `--all-configured`, or a configured list without DATABASE_URL; else
-/// DATABASE_URL's database alone.
-fn scope(ctx: &Ctx, args: &BackupArgs) -> Result<Scope> {
-    let listed = ctx.settings.databases.len();
-    if args.all_databases {
-        return Ok(Scope::Server);
-    }
-    if args.all_configured && listed == 0 {
-        return Err(Error::usage("--all-configured: the config file lists no [[databases]]")
-            .hint("add [[databases]] tables (name, url_env or url_file) to the config file; see the README's \"Many databases\"")
-            .into());
-    }
-    if args.all_configured || (listed > 0 && ctx.settings.database_url.is_none()) {
-        return Ok(Scope::Configured);
-    }
-    if listed > 0 {
-        tracing::info!("DATABASE_URL is set, so only its database is backed up; `backup --all-configured` backs up the {listed} database(s) of the config file");
-    }
-    Ok(Scope::One)
+/// The new backup's path; with `--json`, its sidecar and path.
+fn render_one(ctx: &Ctx, report: &BackupReport) {
+    let mut json = serde_json::to_value(&report.meta).unwrap_or_default();
+    json["path"] = serde_json::Value::String(report.path.display().to_string());
+    ctx.emit(&report.path.display().to_string(), &json);
 }
 
-/// Backs up DATABASE_URL's database.
-async fn run_one(ctx: &Ctx, args: &BackupArgs, produced: &mut Produced) -> Result<()> {
-    let report = crate::cli::runs::backup(ctx, args).await?;
-    ctx.record.backup(&report);
-    produced.file = Some(report.path.clone());
-    produced.size = Some(report.meta.size_bytes);
-    render(ctx, &report);
-    match report.prune {
-        AutoPrune::Failed(e) => Err(e),
-        AutoPrune::Off | AutoPrune::Blocked(_) | AutoPrune::Done(_) => Ok(()),
-    }
-}
-
-/// Every database on DATABASE_URL's server that the user may connect to, with the global
-/// settings.
-async fn server_targets(ctx: &Ctx, args: &BackupArgs) -> Result<Vec<Target>> {
-    let conn = ctx.conninfo()?;
-    let names = many::server_databases(&ctx.ops(), &conn).await?;
-    if names.is_empty() {
-        return Err(Error::usage(format!(
-            "no database on {} that {} may connect to (templates and databases that take no connections are left out)",
-            conn.host_display(),
-            conn.effective_user(&|k| ctx.settings.env.var(k))
-        ))
-        .hint("grant CONNECT on the databases to back up, or back up as their owner")
-        .into());
-    }
-    Ok(names
-        .into_iter()
-        .map(|name| Target {
-            options: checked_options(&ctx.settings, args, conn.with_dbname(&name))
-                .map_err(Error::from_anyhow),
-            name,
-        })
-        .collect())
-}
-
-/// The config file's databases, each with its own URL and retention; one whose URL cannot be
-/// read fails alone.
-fn configured_targets(ctx: &Ctx, args: &BackupArgs) -> Vec<Target> {
-    ctx.settings
-        .databases
-        .iter()
-        .map(|entry| Target {
-            name: entry.name.clone(),
-            options: ctx
-                .database_conninfo(entry)
-                .and_then(|conn| {
-                    let mut o = checked_options(&ctx.settings, args, conn)?;
-                    if let Some(own) = &entry.retention {
-                        o.prune = (!args.no_prune && !own.is_empty()).then(|| own.clone());
-                    }
-                    Ok(o)
-                })
-                .map_err(Error::from_anyhow),
-        })
-        .collect()
-}
-
-/// Backs up each target into its subfolder, prints the new backups (one result per database
-/// with `--json`), logs the summary, and fails with the worst result.
-async fn run_many(ctx: &Ctx, targets: Vec<Target>) -> Result<()> {
-    ctx.reports_when_cancelled.set();
-    let report = many::backup_each(&ctx.ops(), targets).await;
+/// The new backups, one a line; with `--json`, one result per database.
+fn render_many(ctx: &Ctx, report: &ManyReport) {
     let paths: Vec<String> = report
         .results
         .iter()
@@ -133,11 +42,6 @@ async fn run_many(ctx: &Ctx, targets: Vec<Target>) -> Result<()> {
         .collect();
     let json = report.results.iter().map(json_result).collect();
     ctx.emit(&paths.join("\n"), &serde_json::Value::Array(json));
-    log_summary(&report);
-    match report.worst() {
-        None => Ok(()),
-        Some(kind) => Err(summary_error(&report, kind).into()),
-    }
 }
 
 /// One database's result as `--json` shows it.
@@ -155,76 +59,6 @@ fn json_result(r: &DatabaseResult) -> serde_json::Value {
         "hint": r.hint(),
         "exit_code": r.kind().map_or(0, |k| k.exit_code().code()),
     })
-}
-
-/// The counts, then a line per database (and the hint of a failure).
-fn log_summary(report: &ManyReport) {
-    tracing::info!("summary: {}", counts_text(report));
-    for r in &report.results {
-        let name = crate::runtime::redact::sanitize(&r.name);
-        match (r.report(), r.error()) {
-            (Some(m), None) => tracing::info!(
-                "  ok           {name}: {} ({})",
-                m.path.display(),
-                super::human_bytes(m.meta.size_bytes)
-            ),
-            (_, error) => {
-                tracing::warn!(
-                    "  {:<12} {name}: {}",
-                    r.status().replace('_', " "),
-                    error.unwrap_or_default()
-                );
-                if let Some(h) = r.hint() {
-                    tracing::warn!("               hint: {h}");
-                }
-            }
-        }
-    }
-}
-
-/// `2 of 3 databases backed up, 1 failed`, with the interrupted and not started ones.
-fn counts_text(report: &ManyReport) -> String {
-    let [done, failed, interrupted, not_started] = report.counts();
-    let mut text = format!("{done} of {} database(s) backed up", report.results.len());
-    for (n, what) in [
-        (failed, "failed"),
-        (interrupted, "interrupted"),
-        (not_started, "not started"),
-    ] {
-        if n > 0 {
-            text.push_str(&format!(", {n} {what}"));
-        }
-    }
-    text
-}
-
-/// The run's error: its worst kind, the counts, and the databases that need a look.
-fn summary_error(report: &ManyReport, kind: Kind) -> Error {
-    let names: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| r.kind().is_some())
-        .map(|r| crate::runtime::redact::sanitize(&r.name))
-        .collect();
-    let what = match kind {
-        Kind::Interrupted => "interrupted (Ctrl-C): ",
-        Kind::Terminated => "terminated (SIGTERM): ",
-        _ => "",
-    };
-    let look = if names.is_empty() {
-        String::new()
-    } else {
-        format!(" (needs a look: {})", names.join(", "))
-    };
-    Error::new(kind, format!("{what}{}{look}", counts_text(report)))
-    .hint("each database's outcome is listed above (or with --json); the exit code is the worst of them")
-}
-
-/// The new backup's path; with `--json`, its sidecar and path.
-fn render(ctx: &Ctx, report: &BackupReport) {
-    let mut json = serde_json::to_value(&report.meta).unwrap_or_default();
-    json["path"] = serde_json::Value::String(report.path.display().to_string());
-    ctx.emit(&report.path.display().to_string(), &json);
 }
 
 #[cfg(test)]

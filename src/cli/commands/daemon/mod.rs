@@ -1,5 +1,7 @@
-//! `aos-backup daemon`: the built-in scheduler. At each slot of the backup schedule it runs the
-//! backup that `aos-backup backup` runs (with its automatic prune), then the post-run steps. A
+//! `aos-backup daemon`: the built-in scheduler. At each slot of the backup schedule it runs what
+//! `aos-backup backup` runs ([`crate::cli::runs`]: the hooks around it, DATABASE_URL's database
+//! or the config file's list, each backup's automatic prune), updates the metrics file as a
+//! `backup` does, then runs the post-run steps. A
 //! slot missed while it was down runs once on start; the folder lock keeps runs from overlapping
 //! (a slot that finds it held is skipped); a failed run is logged and the daemon goes on; SIGTERM
 //! or SIGINT cancels a run safely, then stops the daemon.
@@ -12,10 +14,13 @@ mod state;
 
 use super::Ctx;
 use crate::cli::args::BackupArgs;
+use crate::cli::metrics::Pending;
+use crate::cli::runs::{self, Made};
 use crate::cli::Signals;
 use crate::config::Schedule;
 use crate::error::{Error, Kind};
 use crate::ops::backup::{AutoPrune, BackupReport};
+use crate::ops::many::ManyReport;
 use crate::runtime::context::OpContext;
 use crate::runtime::units::{human_bytes, human_duration};
 use anyhow::Result;
@@ -69,7 +74,7 @@ impl Daemon {
     /// the first slot), reads the state and says when the first run is.
     fn start(ctx: &Ctx) -> Result<Daemon> {
         let schedule = backup_schedule(ctx)?;
-        crate::cli::runs::plan_backup(ctx, &ctx.ops(), &BackupArgs::default())?;
+        runs::check_backup(ctx, &BackupArgs::default())?;
         let clock = Clock::starting_at(ctx.now);
         let dir = ctx.backup_dir();
         crate::runtime::fsutil::create_private_dir_all(&dir).map_err(|e| {
@@ -186,6 +191,19 @@ pub enum Outcome {
         /// How long the dump took.
         elapsed: Duration,
     },
+    /// Several databases (the config file's list), each into its subfolder.
+    Many {
+        /// How many databases the run covered.
+        databases: usize,
+        /// How many of them were backed up.
+        backed_up: usize,
+        /// The size of the new backups.
+        bytes: u64,
+        /// The summary's counts (`2 of 3 database(s) backed up, 1 failed`).
+        counts: String,
+        /// The worst result, when one database failed (or the run was stopped).
+        error: Option<Error>,
+    },
     /// Another run held the folder lock: this slot is skipped.
     Skipped(Error),
     /// The run failed.
@@ -193,19 +211,24 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// What the backup's result means for the daemon.
-    fn of(result: Result<BackupReport>) -> Outcome {
-        let report = match result {
-            Ok(r) => r,
+    /// What the run's result means for the daemon.
+    fn of(result: Result<Made>) -> Outcome {
+        match result {
+            Ok(Made::One(report)) => Outcome::of_one(*report),
+            Ok(Made::Many(report)) => Outcome::of_many(report),
             Err(e) => {
                 let e = Error::from_anyhow(e);
-                return if e.kind == Kind::Locked {
+                if e.kind == Kind::Locked {
                     Outcome::Skipped(e)
                 } else {
                     Outcome::Failed(e)
-                };
+                }
             }
-        };
+        }
+    }
+
+    /// One database's backup, failed when the prune after it failed.
+    fn of_one(report: BackupReport) -> Outcome {
         let BackupReport {
             path,
             meta,
@@ -228,12 +251,36 @@ impl Outcome {
         }
     }
 
+    /// Several databases' backups: the counts, and the worst result.
+    fn of_many(report: ManyReport) -> Outcome {
+        let made = report.results.iter().filter_map(|r| r.report());
+        let (backed_up, bytes) = made.fold((0, 0), |(n, b), r| (n + 1, b + r.meta.size_bytes));
+        Outcome::Many {
+            databases: report.results.len(),
+            backed_up,
+            bytes,
+            counts: runs::counts_text(&report),
+            error: Made::Many(report)
+                .into_result()
+                .err()
+                .map(Error::from_anyhow),
+        }
+    }
+
+    /// Whether the run backed up everything it was to.
+    fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Done { .. } | Outcome::Many { error: None, .. }
+        )
+    }
+
     /// One word for logs and the state file.
     fn word(&self) -> &'static str {
         match self {
-            Outcome::Done { .. } => "success",
+            Outcome::Done { .. } | Outcome::Many { error: None, .. } => "success",
             Outcome::Skipped(_) => "skipped",
-            Outcome::Failed(_) => "failed",
+            Outcome::Failed(_) | Outcome::Many { .. } => "failed",
         }
     }
 }
@@ -268,8 +315,19 @@ enum Ended {
     Cancelled(Error),
 }
 
-/// Runs the backup of `slot` in a fresh operation, then the post-run steps. A signal cancels the
-/// operation (its children stop, its temp files go; a backup being published finishes first).
+impl Ended {
+    /// Whether the run backed up everything it was to (for the metrics file).
+    fn succeeded(&self) -> bool {
+        match self {
+            Ended::Finished(outcome) => outcome.succeeded(),
+            Ended::Stopped(..) => true,
+            Ended::Cancelled(_) => false,
+        }
+    }
+}
+
+/// Runs the backup of `slot` in a fresh operation that records what it learns on its own, then
+/// the post-run steps; once it ended, the metrics file is updated as after a `backup`.
 async fn run_slot(
     ctx: &Ctx,
     clock: &Clock,
@@ -278,12 +336,26 @@ async fn run_slot(
     signals: &mut Signals,
 ) -> Ended {
     let op = OpContext::new(std::sync::Arc::new(crate::runtime::progress::Silent));
-    let run_ctx = ctx.for_run(op.clone(), clock.now());
+    let run_ctx = ctx.for_run(op, clock.now());
+    let metrics = Pending::scheduled_backup(&run_ctx);
     tracing::debug!(slot = %slot.to_rfc3339(), "starting the scheduled backup");
+    let ended = run_watched(&run_ctx, steps, signals).await;
+    if let Some(m) = metrics {
+        m.finish(ended.succeeded());
+    }
+    ended
+}
+
+/// Runs the backup (as `aos-backup backup` does), then the post-run steps. A signal cancels the
+/// run's operation (its children stop, its temp files go; a backup being published finishes
+/// first).
+async fn run_watched(run_ctx: &Ctx, steps: &[Box<dyn AfterRun>], signals: &mut Signals) -> Ended {
+    let op = &run_ctx.op;
     let work = async {
-        let outcome = Outcome::of(crate::cli::runs::backup(&run_ctx, &BackupArgs::default()).await);
+        let made = runs::backup(run_ctx, &BackupArgs::default(), &|_| {}).await;
+        let outcome = Outcome::of(made);
         for step in steps {
-            if let Err(e) = step.run(&run_ctx, &outcome).await {
+            if let Err(e) = step.run(run_ctx, &outcome).await {
                 let e = Error::from_anyhow(e);
                 tracing::warn!("the post-run step {} failed: {}", step.name(), e.message);
             }
@@ -306,7 +378,7 @@ async fn run_slot(
     };
     op.cleanup_temps();
     match finished {
-        Some(outcome @ Outcome::Done { .. }) => Ended::Stopped(sig, outcome),
+        Some(outcome) if outcome.succeeded() => Ended::Stopped(sig, outcome),
         _ => Ended::Cancelled(op.interrupted_error(sig)),
     }
 }
@@ -332,6 +404,43 @@ fn log_outcome(schedule: &Schedule, slot: DateTime<Utc>, outcome: &Outcome, next
             path.display(),
             human_bytes(*bytes),
             human_duration(*elapsed),
+            shown(next, tz)
+        ),
+        Outcome::Many {
+            databases,
+            backed_up,
+            bytes,
+            counts,
+            error: None,
+        } => tracing::info!(
+            job = "backup",
+            slot = %slot_text,
+            outcome = "success",
+            databases,
+            backed_up,
+            size_bytes = bytes,
+            exit_code = 0,
+            next_run = %next_text,
+            "scheduled backup done: {counts} ({}); next at {}",
+            human_bytes(*bytes),
+            shown(next, tz)
+        ),
+        Outcome::Many {
+            databases,
+            backed_up,
+            error: Some(e),
+            ..
+        } => tracing::error!(
+            job = "backup",
+            slot = %slot_text,
+            outcome = "failed",
+            databases,
+            backed_up,
+            exit_code = e.kind.exit_code().code(),
+            hint = e.hint.as_deref().unwrap_or(""),
+            next_run = %next_text,
+            "scheduled backup failed: {}; the daemon goes on, next at {}",
+            e.message,
             shown(next, tz)
         ),
         Outcome::Skipped(e) => tracing::warn!(
