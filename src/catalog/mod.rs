@@ -277,6 +277,27 @@ pub fn databases(entries: &[Entry]) -> Vec<String> {
     set.into_iter().map(str::to_string).collect()
 }
 
+/// The database subfolders of `dir` (the folders named by
+/// [`database_folder`](naming::database_folder); links are not followed), by name; none when
+/// `dir` does not exist.
+pub fn database_folders(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", dir.display()))),
+    };
+    let mut folders: Vec<String> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            (e.file_type().ok()?.is_dir() && naming::database_of_folder(&name).is_some())
+                .then_some(name)
+        })
+        .collect();
+    folders.sort();
+    Ok(folders)
+}
+
 /// Among `candidates` (newest first), the newest that is not suspect; newer suspect ones are
 /// passed over with a warning. When every candidate is suspect, the newest, with a warning.
 fn prefer_trusted<'a>(candidates: &[&'a Entry]) -> Option<&'a Entry> {
@@ -792,5 +813,25 @@ mod tests {
             .collect();
         let e = resolve(&alone, "latest", d, &scope).unwrap();
         assert_eq!(e.id.as_deref(), Some("20240101-000010"));
+    }
+
+    #[test]
+    fn only_real_folders_with_database_folder_names_are_database_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "shop",
+            "we%2Fird",
+            "aos-backup-20250101-000000.dir",
+            "a.b",
+            "%2e",
+        ] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("shop"), dir.path().join("link")).unwrap();
+        assert_eq!(database_folders(dir.path()).unwrap(), ["shop", "we%2Fird"]);
+        assert!(database_folders(&dir.path().join("missing"))
+            .unwrap()
+            .is_empty());
     }
 }

@@ -1,15 +1,17 @@
-//! Check: whether each database in the backup folder could be restored from a backup today (its
-//! newest trusted backup recent enough, its last backup big enough and not suspect), as a list of
-//! findings per database with Nagios-style statuses. The operation behind `aos-backup check`;
-//! drills and off-site copies add their own findings when those features exist.
+//! Check: whether each database in the backup folder (or in its database subfolders) could be
+//! restored from a backup today (its newest trusted backup recent enough, its last backup big
+//! enough and not suspect), as a list of findings per database with Nagios-style statuses. The
+//! operation behind `aos-backup check`; drills and off-site copies add their own findings when
+//! those features exist.
 
 use super::Context;
+use crate::archive::naming;
 use crate::catalog::{self, Entry, Status};
 use crate::runtime::units::{compact_duration, human_bytes};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How a check ended, in the Nagios plugin convention: the status, and `check`'s exit code.
@@ -74,7 +76,8 @@ impl CheckStatus {
 /// What to check, against which thresholds.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
-    /// Only this database; `None`: every database with complete backups in the folder.
+    /// Only this database; `None`: every database with complete backups in the folder or its
+    /// database subfolders.
     pub database: Option<String>,
     /// A last complete backup this old or older is a warning.
     pub warn_age: Duration,
@@ -188,12 +191,13 @@ impl CheckReport {
     }
 }
 
-/// Checks the backups in the folder.
+/// Checks the backups in the folder and in its database subfolders (where `backup
+/// --all-databases` and the config file's list put them), as `list --all-databases` sees them.
 ///
 /// # Errors
-/// The folder cannot be read (a missing folder is an empty one: nothing to restore from).
+/// A folder cannot be read (a missing folder is an empty one: nothing to restore from).
 pub fn check(ctx: &Context, options: &CheckOptions) -> Result<CheckReport> {
-    let entries = catalog::scan(&ctx.dir)?;
+    let entries = scan_all(&ctx.dir)?;
     let names = match &options.database {
         Some(db) => vec![db.clone()],
         None => catalog::databases(&entries),
@@ -201,9 +205,10 @@ pub fn check(ctx: &Context, options: &CheckOptions) -> Result<CheckReport> {
     let databases = names
         .into_iter()
         .map(|db| {
+            let own = naming::database_folder(&db).map(|f| ctx.dir.join(f));
             let backups: Vec<&Entry> = entries
                 .iter()
-                .filter(|e| e.status == Status::Complete && e.database() == Some(db.as_str()))
+                .filter(|e| e.status == Status::Complete && belongs_to(e, &db, own.as_deref()))
                 .filter(|e| !e.is_future(ctx.now) && e.time_mismatch().is_none())
                 .collect();
             check_database(db, &backups, options, ctx.now)
@@ -216,6 +221,23 @@ pub fn check(ctx: &Context, options: &CheckOptions) -> Result<CheckReport> {
         options: options.clone(),
         databases,
     })
+}
+
+/// The entries of `dir` and of each of its database subfolders, newest first.
+fn scan_all(dir: &Path) -> Result<Vec<Entry>> {
+    let mut entries = catalog::scan(dir)?;
+    for folder in catalog::database_folders(dir)? {
+        entries.extend(catalog::scan(&dir.join(folder))?);
+    }
+    entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+    Ok(entries)
+}
+
+/// Whether `e` is a backup of `database`: its sidecar names it, or it lies in the database's
+/// own subfolder `own` (the config file's list names that folder, whatever the server calls the
+/// database).
+fn belongs_to(e: &Entry, database: &str, own: Option<&Path>) -> bool {
+    e.database() == Some(database) || (own.is_some() && e.path.parent() == own)
 }
 
 /// The findings for one database, from its complete backups (newest first, trusted dates only).

@@ -5,7 +5,6 @@
 use super::Context;
 use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
 use crate::archive::meta::{GlobalsFile, Recorded, Suspect};
-use crate::archive::naming;
 use crate::catalog::{self, Entry, Status};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -124,7 +123,7 @@ pub fn list_all(ctx: &Context, options: &ListOptions) -> Result<Vec<FolderListin
         folder: None,
         report: list(ctx, options)?,
     }];
-    for folder in database_folders(&ctx.dir)? {
+    for folder in catalog::database_folders(&ctx.dir)? {
         let sub = Context {
             dir: ctx.dir.join(&folder),
             ..ctx.clone()
@@ -135,25 +134,6 @@ pub fn list_all(ctx: &Context, options: &ListOptions) -> Result<Vec<FolderListin
         });
     }
     Ok(out)
-}
-
-/// The database subfolders of `dir`, by name; none when `dir` does not exist.
-fn database_folders(dir: &std::path::Path) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", dir.display()))),
-    };
-    let mut folders: Vec<String> = entries
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name().into_string().ok()?;
-            (e.file_type().ok()?.is_dir() && naming::database_of_folder(&name).is_some())
-                .then_some(name)
-        })
-        .collect();
-    folders.sort();
-    Ok(folders)
 }
 
 fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
@@ -175,30 +155,5 @@ fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
         name_time: e.time_mismatch(),
         suspect: meta.and_then(|m| m.suspect.clone()),
         globals: meta.and_then(|m| m.globals.clone()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_real_folders_with_database_folder_names_are_database_folders() {
-        let dir = tempfile::tempdir().unwrap();
-        for d in [
-            "shop",
-            "we%2Fird",
-            "aos-backup-20250101-000000.dir",
-            "a.b",
-            "%2e",
-        ] {
-            std::fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        std::fs::write(dir.path().join("file"), "x").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("shop"), dir.path().join("link")).unwrap();
-        assert_eq!(database_folders(dir.path()).unwrap(), ["shop", "we%2Fird"]);
-        assert!(database_folders(&dir.path().join("missing"))
-            .unwrap()
-            .is_empty());
     }
 }

@@ -769,3 +769,66 @@ fn metrics_keep_other_databases_escape_labels_and_never_fail_the_run() {
         "{out}"
     );
 }
+
+#[test]
+fn check_sees_the_database_subfolders_of_a_many_database_run() {
+    let pg = server();
+    let (one, two) = (filled_db("check_sub_one"), filled_db("check_sub_two"));
+    let work = tempdir();
+    let dir = work.path().join("backups");
+    let cfg = work.path().join("aos.toml");
+    // `one` is listed under its own name, `two` under another: its folder is `blog`.
+    fs::write(
+        &cfg,
+        format!(
+            "[[databases]]\nname = \"{one}\"\nurl_env = \"ONE_URL\"\n\n\
+             [[databases]]\nname = \"blog\"\nurl_env = \"TWO_URL\"\n"
+        ),
+    )
+    .unwrap();
+    let aos = |now: &str| {
+        Cmd::new()
+            .env("BACKUP_DIR", &dir)
+            .env("PG_BIN", &pg.bindir)
+            .env("AOS_BACKUP_CONFIG", &cfg)
+            .env("ONE_URL", pg.tcp_url(&one))
+            .env("TWO_URL", pg.tcp_url(&two))
+            .env("AOS_BACKUP_NOW", now)
+    };
+    aos(T0).arg("backup").run().assert_success();
+    assert!(dir.join(&one).is_dir() && dir.join("blog").is_dir());
+    let now = later(T0, 3);
+
+    let out = aos(&now).args(["check", "--all-databases"]).run();
+    out.assert_code(0);
+    let (status, text, _) = status_line(&out);
+    assert_eq!(
+        (status.as_str(), text.as_str()),
+        ("OK", "2 databases, last backups 3h old"),
+        "{out}"
+    );
+    assert_contains(
+        &out,
+        &out.stdout,
+        &[&format!("\n{one}: OK"), &format!("\n{two}: OK")],
+    );
+
+    for name in [one.as_str(), two.as_str(), "blog"] {
+        let out = aos(&now).args(["check", "--database", name]).run();
+        out.assert_code(0);
+        let (status, text, _) = status_line(&out);
+        assert_eq!(
+            (status.as_str(), text.as_str()),
+            ("OK", "1 database, last backup 3h old"),
+            "{out}"
+        );
+    }
+
+    // Without either flag, check looks at DATABASE_URL's database, in its subfolder too.
+    let out = aos(&now)
+        .env("DATABASE_URL", pg.tcp_url(&two))
+        .arg("check")
+        .run();
+    out.assert_code(0);
+    assert_contains(&out, &out.stdout, &[&format!("\n{two}: OK")]);
+}
