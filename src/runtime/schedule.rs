@@ -1,8 +1,12 @@
 //! Cron schedules, for the daemon and the system-scheduler recipes: a crontab line of 5 fields (or
 //! 6, seconds first) read by croner, in UTC or a named time zone, and the next slot after a time.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use chrono_tz::Tz;
+
+/// How many years ahead a schedule must fire at least once: the calendar's weekdays repeat
+/// within 28 years, so a day that exists at all (a fifth Monday in February) comes by then.
+const SEARCH_YEARS: usize = 28;
 
 /// A cron expression in a time zone.
 #[derive(Debug, Clone)]
@@ -39,10 +43,50 @@ impl Schedule {
             tz,
             cron,
         };
-        if schedule.next_after(Utc::now()).is_none() {
+        schedule.refuse_misplaced_specials()?;
+        let today = Utc::now().with_timezone(&tz).date_naive();
+        if !schedule.fires_within(today) || schedule.next_after(Utc::now()).is_none() {
             return Err("it never fires (no such date)".into());
         }
         Ok(schedule)
+    }
+
+    /// `L`, `W` and `#` belong to the day fields; croner takes them elsewhere and then never
+    /// fires.
+    fn refuse_misplaced_specials(&self) -> Result<(), String> {
+        let f = self.fields();
+        let others = [
+            ("second", &f.second),
+            ("minute", &f.minute),
+            ("hour", &f.hour),
+            ("month", &f.month),
+        ];
+        match others
+            .iter()
+            .find(|(_, v)| v.contains(['L', 'l', 'W', 'w', '#']))
+        {
+            Some((field, value)) => Err(format!(
+                "the {field} field {value:?} uses L, W or #, which only the day-of-month and day-of-week fields take"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether some second of some day from `today` to [`SEARCH_YEARS`] years on matches: a
+    /// bounded search, where croner's own looks thousands of years ahead before it gives up.
+    fn fires_within(&self, today: NaiveDate) -> bool {
+        let p = &self.cron.pattern;
+        let any = |n: u32, hit: &dyn Fn(u32) -> Result<bool, croner::errors::CronError>| {
+            (0..n).any(|v| hit(v).unwrap_or(false))
+        };
+        let in_a_day = any(60, &|v| p.second_match(v))
+            && any(60, &|v| p.minute_match(v))
+            && any(24, &|v| p.hour_match(v));
+        in_a_day
+            && today.iter_days().take(SEARCH_YEARS * 366).any(|d| {
+                p.month_match(d.month()).unwrap_or(false)
+                    && p.day_match(d.year(), d.month(), d.day()).unwrap_or(false)
+            })
     }
 
     /// Every day at `hour` o'clock (0-23): seed 002's `BACKUP_SCHEDULE_HOUR`.
@@ -168,7 +212,36 @@ mod tests {
             assert!(Schedule::parse(bad, Tz::UTC).is_err(), "{bad:?}");
         }
         assert!(Schedule::daily_at(24, Tz::UTC).is_err());
+        for fine in [
+            "0 0 L * *",
+            "0 0 15W * *",
+            "0 0 * * 5L",
+            "0 0 * * 1#5",
+            "0 0 29 2 *",
+        ] {
+            assert!(Schedule::parse(fine, Tz::UTC).is_ok(), "{fine:?}");
+        }
         assert!(parse_timezone("Mars/Olympus").is_err());
         assert_eq!(parse_timezone("utc").unwrap(), Tz::UTC);
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_refused_quickly() {
+        for bad in [
+            "L * * * *",
+            "0 L * * *",
+            "0 0 * 2W *",
+            "0 0 31 2,4,6,9,11 *",
+        ] {
+            let start = std::time::Instant::now();
+            assert!(Schedule::parse(bad, Tz::UTC).is_err(), "{bad:?}");
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(1),
+                "{bad:?} took {:?}",
+                start.elapsed()
+            );
+        }
+        let err = Schedule::parse("L * * * *", Tz::UTC).unwrap_err();
+        assert!(err.contains("minute field"), "{err}");
     }
 }
