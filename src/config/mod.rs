@@ -943,7 +943,7 @@ fn hooks(env: &Env, file: &FileHooks, sources: &mut Sources) -> Result<HookSetti
         .var(Key::HookTimeout.env())
         .or_else(|| file.timeout.clone())
         .unwrap_or_else(|| default_of(Key::HookTimeout).to_string());
-    let timeout = crate::pg::sessions::parse_duration(&text).map_err(|e| {
+    let timeout = crate::runtime::units::parse_duration(&text).map_err(|e| {
         Error::usage(format!(
             "invalid {} (from {}): {e}",
             Key::HookTimeout.env(),
@@ -1023,7 +1023,7 @@ fn resolve_lock_timeout(
             "the default lock timeout",
         )
     };
-    let d = crate::pg::sessions::parse_duration(&text).map_err(|e| {
+    let d = crate::runtime::units::parse_duration(&text).map_err(|e| {
         Error::usage(format!("invalid {name}: {e}"))
             .hint("give a duration like 30s, 500ms or 2m (0 waits forever)")
     })?;
@@ -1256,6 +1256,29 @@ mod tests {
             let e = crate::error::find(&err).expect("typed error");
             assert_eq!(e.kind, crate::error::Kind::Usage);
             assert!(e.message.contains(k), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn every_duration_key_reads_the_same_durations() {
+        let day = std::time::Duration::from_secs(86_400);
+        let keys = [
+            "BACKUP_HOOK_TIMEOUT",
+            "BACKUP_LOCK_TIMEOUT",
+            "BACKUP_CHECK_MAX_AGE",
+            "BACKUP_VERIFY_EVERY",
+        ];
+        for k in keys {
+            let s = settings(&none(), &[(k, "1d12h")]).unwrap_or_else(|e| panic!("{k}: {e}"));
+            let got = match k {
+                "BACKUP_HOOK_TIMEOUT" => s.hooks.timeout,
+                "BACKUP_LOCK_TIMEOUT" => Some(s.lock_timeout.value),
+                "BACKUP_CHECK_MAX_AGE" => Some(s.check.max_age.value),
+                _ => s.verify_every.map(|v| v.value),
+            };
+            assert_eq!(got, Some(day * 3 / 2), "{k}");
+            assert!(settings(&none(), &[(k, "1d")]).is_ok(), "{k}");
+            assert!(settings(&none(), &[(k, "1h1")]).is_err(), "{k}");
         }
     }
 

@@ -98,25 +98,10 @@ impl fmt::Display for Preset {
     }
 }
 
-/// A cadence (`1d`, `12h`, `2w`, `90m`, `0` for off): days and weeks, else what
-/// `pg::sessions::parse_duration` reads.
+/// A cadence (`1d`, `12h`, `2w`, `1d12h`, `90m`, `0` for off), as
+/// [`parse_duration`](crate::runtime::units::parse_duration) reads it.
 pub(super) fn parse_cadence(text: &str) -> Result<Duration, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let unit = match t.chars().last() {
-        Some('d') => Some(DAY),
-        Some('w') => Some(7 * DAY),
-        _ => None,
-    };
-    let Some(unit) = unit else {
-        return crate::pg::sessions::parse_duration(&t);
-    };
-    let count: u32 = t[..t.len() - 1]
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a cadence (like 1d, 12h, 2w)"))?;
-    unit.checked_mul(count)
-        .filter(|d| d.as_secs() <= 3650 * DAY.as_secs())
-        .ok_or_else(|| format!("{text:?} is too long"))
+    crate::runtime::units::parse_duration(text)
 }
 
 impl Settings {

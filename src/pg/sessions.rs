@@ -83,34 +83,6 @@ pub fn describe(sessions: &[Session]) -> String {
         .join("; ")
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h` or a number of seconds. `0` means no limit.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (like 30s, 500ms, 2m)"))?;
-    let factor = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" | "mins" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    let secs = value * factor;
-    if !secs.is_finite() || secs > 24.0 * 3600.0 * 365.0 {
-        return Err(format!("{text:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// The libpq `options` for the sessions of our children: the server stops their backends soon
 /// after they die (PostgreSQL 14+), and, for a restore, lock waits end after `lock_timeout`.
 #[must_use]
@@ -250,18 +222,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration(" 1h "), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3 days").is_err());
-    }
 
     #[test]
     fn the_preamble_lock_timeout_is_replaced_in_any_chunking() {

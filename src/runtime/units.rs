@@ -81,46 +81,89 @@ pub fn compact_duration(secs: u64) -> String {
     }
 }
 
-/// Parses a duration such as `26h`, `90m`, `2d`, `1w`, `45s` or `1d12h` (a bare number is
-/// seconds). The error says what is wrong, in words.
-pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+/// The longest duration any key takes: ten years.
+const MAX_DURATION_SECS: f64 = 3650.0 * 86400.0;
+
+/// Parses a duration: the one reader of every duration key (hook and lock timeouts, check ages,
+/// cadences). Amounts with units, written together or apart: `26h`, `90m`, `500ms`, `1d12h`,
+/// `1h 30m`, `1.5s`; the units are `ms`, `s`, `m`, `h`, `d` and `w` (or `sec`, `min`, `hour`,
+/// `day`, `week` and their plurals), in any case. A number alone is seconds; a number without
+/// a unit after others (`1h1`) is refused. At most ten years. The error says what is wrong.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim().to_ascii_lowercase();
     if t.is_empty() {
-        return Err("an empty duration (give one like 26h, 90m or 2d)".into());
+        return Err("an empty duration (give one like 30s, 90m or 2d)".into());
     }
-    let mut secs: u64 = 0;
-    let mut rest = t.as_str();
+    let secs = if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        number_of(text, &t)?
+    } else {
+        sum_of_amounts(text, &t)?
+    };
+    if !secs.is_finite() || secs > MAX_DURATION_SECS {
+        return Err(format!("{text:?} is too long (at most 3650d)"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The seconds of `t` (`text` lower-cased and trimmed), a series of amounts with units.
+fn sum_of_amounts(text: &str, t: &str) -> Result<f64, String> {
+    let mut secs = 0.0;
+    let mut rest = t;
     while !rest.is_empty() {
         let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let after = &rest[digits..];
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit())
+        let letters = after
+            .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(after.len());
-        let (number, unit) = (&rest[..digits], after[..unit_len].trim());
-        let value: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration (like 26h, 90m or 2d)"))?;
-        let factor = match unit {
-            "" | "s" | "sec" | "secs" => 1,
-            "m" | "min" | "mins" => 60,
-            "h" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86400,
-            "w" | "week" | "weeks" => 7 * 86400,
-            other => {
-                return Err(format!(
-                    "{text:?}: unknown unit {other:?} (use s, m, h, d or w)"
-                ))
-            }
-        };
-        secs = value
-            .checked_mul(factor)
-            .and_then(|s| secs.checked_add(s))
-            .ok_or_else(|| format!("{text:?} is too long"))?;
-        rest = &after[unit_len..];
+        let (number, unit) = (&rest[..digits], &after[..letters]);
+        if unit.is_empty() && !number.is_empty() {
+            return Err(format!(
+                "{text:?}: the number {number} has no unit (use s, m, h, d or w)"
+            ));
+        }
+        secs += number_of(text, number)? * unit_secs(text, unit)?;
+        rest = after[letters..].trim_start();
     }
-    Ok(std::time::Duration::from_secs(secs))
+    Ok(secs)
+}
+
+fn number_of(text: &str, number: &str) -> Result<f64, String> {
+    number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (like 30s, 90m or 2d)"))
+}
+
+fn unit_secs(text: &str, unit: &str) -> Result<f64, String> {
+    Ok(match unit {
+        "ms" => 0.001,
+        "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hour" | "hours" => 3600.0,
+        "d" | "day" | "days" => 86400.0,
+        "w" | "week" | "weeks" => 7.0 * 86400.0,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use s, m, h, d or w)"
+            ))
+        }
+    })
+}
+
+/// Parses an age such as `26h`, `90m`, `2d`, `1w`, `45s` or `1d12h` (a number alone is
+/// seconds): a [`parse_duration`] in whole numbers of whole seconds.
+pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+    if text.contains('.') {
+        return Err(format!(
+            "{text:?}: give whole numbers (like 90m rather than 1.5h)"
+        ));
+    }
+    let d = parse_duration(text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!("{text:?}: give whole seconds"));
+    }
+    Ok(d)
 }
 
 /// Parses a size such as `1MB`, `500kB`, `2GiB`, `1M` or `4096` (bytes). `kB`, `MB`, `GB`, `TB`
@@ -182,6 +225,47 @@ mod tests {
         for bad in ["", "h", "26x", "1.5h", "-1h", "99999999999999999999d"] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 1h "), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn one_duration_grammar_for_every_key() {
+        for (text, secs) in [
+            ("1d", 86_400.0),
+            ("1w", 604_800.0),
+            ("1d12h", 129_600.0),
+            ("1h 30m", 5_400.0),
+            ("1.5s", 1.5),
+            ("2days", 172_800.0),
+            ("0.5", 0.5),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "1h1", "1d 12", "1h30", "3 d", "h1", "1x", "-1s", "1..5s", "3651d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let err = parse_duration("1h1").unwrap_err();
+        assert!(err.contains("no unit"), "{err}");
+        assert!(parse_span("1h1").is_err());
+        assert!(parse_span("500ms").is_err());
+        assert_eq!(parse_span("1000ms"), Ok(Duration::from_secs(1)));
     }
 
     #[test]
