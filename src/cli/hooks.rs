@@ -111,14 +111,16 @@ impl Hooks {
         let mut common = vec![(vars::OPERATION.to_string(), operation.to_string())];
         let mut inherited = Vec::new();
         if !settings.is_empty() {
-            register_password(ctx);
+            register_passwords(ctx);
             if let Some(db) = ctx.target_database() {
                 common.push((vars::DATABASE.to_string(), db));
             }
+            let url_vars = configured_url_vars(ctx);
             inherited = ctx
                 .settings
                 .env
                 .process_vars()
+                .filter(|(k, _)| !url_vars.contains(k))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         }
@@ -204,9 +206,36 @@ fn before_failed(operation: &str, failure: &Failure) -> anyhow::Error {
     .into()
 }
 
-/// Registers the connection's password (the URL's, or `PGPASSWORD`) with the operation's
-/// secrets before any hook runs, so that no variable holding it reaches a hook.
-fn register_password(ctx: &Ctx) {
+/// The variables that the config file's `[[databases]]` read their URLs from (`url_env`):
+/// withheld from every hook by name, whatever they hold.
+fn configured_url_vars(ctx: &Ctx) -> Vec<&str> {
+    ctx.settings
+        .databases
+        .iter()
+        .filter_map(|entry| match &entry.url {
+            crate::config::UrlSource::Env(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Registers every password the run may connect with (DATABASE_URL's or `PGPASSWORD`, and each
+/// configured database's) with the operation's secrets before any hook runs, so that no variable
+/// holding one reaches a hook. A URL that cannot be read is reported by the run, not here.
+fn register_passwords(ctx: &Ctx) {
+    register_database_url_password(ctx);
+    for entry in &ctx.settings.databases {
+        if ctx.database_conninfo(entry).is_err() {
+            tracing::debug!(
+                "hooks: the URL of database {:?} cannot be read yet",
+                entry.name
+            );
+        }
+    }
+}
+
+/// Registers DATABASE_URL's password (the URL's, or `PGPASSWORD`).
+fn register_database_url_password(ctx: &Ctx) {
     let Some(url) = &ctx.settings.database_url else {
         return;
     };

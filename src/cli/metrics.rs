@@ -7,6 +7,7 @@
 use crate::cli::args::Command;
 use crate::cli::commands::Ctx;
 use crate::ops::backup::{AutoPrune, BackupReport};
+use crate::ops::many::{ManyReport, Outcome};
 use crate::ops::metrics::{Observation, Operation};
 use crate::ops::prune::Report as PruneReport;
 use crate::ops::restore::RestoreReport;
@@ -37,6 +38,31 @@ impl RunRecord {
             AutoPrune::Done(prune) => self.prune(prune),
             AutoPrune::Failed(_) => self.note(db, Operation::Prune, false, None),
             AutoPrune::Off | AutoPrune::Blocked(_) => {}
+        }
+    }
+
+    /// A backup of several databases: each under its name in the run (the summary's), backed
+    /// up with its size and the prune that followed, or failed. A database the run was stopped
+    /// before is not recorded: nothing was attempted.
+    pub fn many(&self, report: &ManyReport) {
+        for r in &report.results {
+            let db = &r.name;
+            match &r.outcome {
+                Outcome::Done(made) => {
+                    self.note(db, Operation::Backup, true, Some(made.meta.size_bytes));
+                    match &made.prune {
+                        AutoPrune::Done(p) if !p.dry_run => {
+                            self.note(db, Operation::Prune, true, None);
+                        }
+                        AutoPrune::Failed(_) => self.note(db, Operation::Prune, false, None),
+                        AutoPrune::Done(_) | AutoPrune::Off | AutoPrune::Blocked(_) => {}
+                    }
+                }
+                Outcome::Failed(_) | Outcome::Interrupted(_) => {
+                    self.note(db, Operation::Backup, false, None);
+                }
+                Outcome::NotStarted => {}
+            }
         }
     }
 
@@ -88,10 +114,12 @@ impl RunRecord {
 #[derive(Debug)]
 pub struct Pending {
     path: PathBuf,
+    /// The backup folder, which the metrics file must stay out of.
+    backup_dir: PathBuf,
     operation: Operation,
-    /// The database the run was for, as far as the command line says: a run that fails before
-    /// its report is recorded against it.
-    fallback: Option<String>,
+    /// The databases the run was for, as far as the command line and settings say: a run that
+    /// fails before its report is recorded against them.
+    fallback: Vec<String>,
     started_at: DateTime<Utc>,
     clock: Instant,
     record: RunRecord,
@@ -103,11 +131,18 @@ impl Pending {
     #[must_use]
     pub fn start(command: &Command, ctx: &Ctx) -> Option<Pending> {
         let (operation, fallback) = match command {
-            Command::Backup(_) => (Operation::Backup, ctx.target_database()),
-            Command::Restore(_) => (Operation::Restore, ctx.target_database()),
+            Command::Backup(a) => (Operation::Backup, crate::cli::runs::databases_named(ctx, a)),
+            Command::Restore(_) => (
+                Operation::Restore,
+                ctx.target_database().into_iter().collect(),
+            ),
             Command::Verify(a) => (
                 Operation::Verify,
-                a.database.clone().or_else(|| ctx.target_database()),
+                a.database
+                    .clone()
+                    .or_else(|| ctx.target_database())
+                    .into_iter()
+                    .collect(),
             ),
             Command::Prune(a) if !a.dry_run => (
                 Operation::Prune,
@@ -115,7 +150,9 @@ impl Pending {
                     (Some(db), _) => Some(db.clone()),
                     (None, true) => None,
                     (None, false) => ctx.target_database(),
-                },
+                }
+                .into_iter()
+                .collect(),
             ),
             _ => return None,
         };
@@ -126,12 +163,15 @@ impl Pending {
     /// own [`RunRecord`] and "now"); `None` when no metrics file is set.
     #[must_use]
     pub fn scheduled_backup(ctx: &Ctx) -> Option<Pending> {
-        Pending::new(ctx, Operation::Backup, ctx.target_database())
+        let databases =
+            crate::cli::runs::databases_named(ctx, &crate::cli::args::BackupArgs::default());
+        Pending::new(ctx, Operation::Backup, databases)
     }
 
-    fn new(ctx: &Ctx, operation: Operation, fallback: Option<String>) -> Option<Pending> {
+    fn new(ctx: &Ctx, operation: Operation, fallback: Vec<String>) -> Option<Pending> {
         Some(Pending {
             path: ctx.settings.metrics_file.as_ref()?.value.clone(),
+            backup_dir: ctx.backup_dir(),
             operation,
             fallback,
             started_at: ctx.now,
@@ -152,7 +192,7 @@ impl Pending {
             );
             return;
         }
-        if let Err(e) = crate::ops::metrics::record(&self.path, &observations) {
+        if let Err(e) = crate::ops::metrics::record(&self.path, &self.backup_dir, &observations) {
             let e = crate::error::Error::from_anyhow(e);
             tracing::warn!(
                 "cannot update the metrics file {}: {}",
@@ -177,8 +217,10 @@ impl Pending {
                 size_bytes: note.size_bytes,
             })
             .collect();
-        let covered = observations.iter().any(|o| o.operation == self.operation);
-        if let (false, Some(db)) = (covered, &self.fallback) {
+        if observations.iter().any(|o| o.operation == self.operation) {
+            return observations;
+        }
+        for db in &self.fallback {
             observations.push(Observation {
                 database: db.clone(),
                 operation: self.operation,

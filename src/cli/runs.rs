@@ -51,7 +51,7 @@ impl Made {
 
 /// Runs the backup `args` over the settings ask for between its hooks: DATABASE_URL's database,
 /// every database on its server, or the config file's list. `show` renders
-/// what was made before the `after` hooks run. A backup of one database is recorded for the
+/// what was made before the `after` hooks run. What became of each database is recorded for the
 /// metrics file.
 ///
 /// # Errors
@@ -71,14 +71,32 @@ async fn backup_in_scope(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> 
         Scope::Server => backup_many(ctx, scope::server_targets(ctx, args).await?).await,
         Scope::Configured => backup_many(ctx, scope::configured_targets(ctx, args)).await,
     };
-    if let Made::One(report) = &made {
-        ctx.record.backup(report);
+    match &made {
+        Made::One(report) => ctx.record.backup(report),
+        Made::Many(report) => ctx.record.many(report),
     }
     show(&made);
     if let Made::Many(report) = &made {
         summary::log(report);
     }
     Ok(made)
+}
+
+/// The databases a backup run of `args` is for, as far as is known before it runs (by the names
+/// the metrics file records them under): DATABASE_URL's, or the config file's list; none for a
+/// whole server, whose databases are only listed when it runs.
+#[must_use]
+pub fn databases_named(ctx: &Ctx, args: &BackupArgs) -> Vec<String> {
+    match scope::of(ctx, args) {
+        Ok(Scope::Server) => Vec::new(),
+        Ok(Scope::Configured) => ctx
+            .settings
+            .databases
+            .iter()
+            .map(|e| e.name.clone())
+            .collect(),
+        Ok(Scope::One) | Err(_) => ctx.target_database().into_iter().collect(),
+    }
 }
 
 /// Backs up each target into its subfolder; a cancelled run still reports what it finished.

@@ -108,15 +108,18 @@ type Samples = BTreeMap<String, BTreeMap<Labels, f64>>;
 
 /// Merges `observations` into the textfile at `path` (created when missing) and replaces it
 /// atomically: a temp file in the same folder, renamed over it. Runs that update the same file
-/// at once take turns on a lock of its folder.
+/// at once take turns on a lock of its folder. A file that is not a metrics textfile, or one in
+/// the backup folder `backup_dir` (or below it), is never replaced.
 ///
 /// # Errors
-/// The folder does not exist or cannot be written.
-pub fn record(path: &Path, observations: &[Observation]) -> Result<()> {
+/// The path is in the backup folder, the file is something else than a metrics textfile, or
+/// the folder does not exist or cannot be written.
+pub fn record(path: &Path, backup_dir: &Path, observations: &[Observation]) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    refuse_inside(dir, backup_dir)?;
     let _turn = FolderTurn::take(dir);
     let mut samples = read(path)?;
     for o in observations {
@@ -125,13 +128,34 @@ pub fn record(path: &Path, observations: &[Observation]) -> Result<()> {
     write_atomic(dir, path, render(&samples).as_bytes())
 }
 
+/// Refuses a metrics file in the backup folder `backup_dir` or one of its subfolders, where it
+/// could replace a backup's file (a sidecar, the lock file).
+fn refuse_inside(dir: &Path, backup_dir: &Path) -> Result<()> {
+    let (Ok(dir), Ok(backups)) = (dir.canonicalize(), backup_dir.canonicalize()) else {
+        return Ok(());
+    };
+    if dir.starts_with(&backups) {
+        anyhow::bail!(
+            "it is inside the backup folder {}, where it could replace a backup's file; nothing was written (choose a path outside it)",
+            backups.display()
+        );
+    }
+    Ok(())
+}
+
 /// The samples of the file at `path` that belong to our families; none when it does not exist.
+/// A file that is not a metrics textfile of ours is refused rather than replaced.
 fn read(path: &Path) -> Result<Samples> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Samples::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
+    if !is_our_textfile(&text) {
+        anyhow::bail!(
+            "it is not a metrics textfile of aos-backup (a line is neither a comment nor a metric, or none of its metrics is aos_backup_*); it was left as it was (point the metrics file at a path of its own)"
+        );
+    }
     let mut samples = Samples::new();
     for line in text
         .lines()
@@ -146,6 +170,31 @@ fn read(path: &Path) -> Result<Samples> {
         }
     }
     Ok(samples)
+}
+
+/// Whether `text` may be replaced by our textfile: empty, or only comments and sample lines of
+/// which at least one is ours when there are any.
+fn is_our_textfile(text: &str) -> bool {
+    let mut names = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with('#') {
+            continue;
+        }
+        match parse_sample(line) {
+            Some((name, _, _)) if is_metric_name(&name) => names.push(name),
+            _ => return false,
+        }
+    }
+    names.is_empty() || names.iter().any(|n| n.starts_with("aos_backup_"))
+}
+
+/// A Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 /// What `o` changes: the attempt, duration and status always; the success time, the size and
@@ -362,15 +411,49 @@ mod tests {
     }
 
     #[test]
+    fn only_a_metrics_textfile_may_be_replaced() {
+        assert!(is_our_textfile(""));
+        assert!(is_our_textfile("# HELP x\n\n"));
+        assert!(is_our_textfile(
+            "# TYPE aos_backup_last_status gauge\naos_backup_last_status{database=\"a\"} 1\nother 5\n"
+        ));
+        assert!(!is_our_textfile("other_tool_metric 5\n"));
+        assert!(!is_our_textfile("DATABASE_URL=postgresql://a@b/c\n"));
+        assert!(!is_our_textfile("{\n  \"database\": \"shop\"\n}\n"));
+        assert!(!is_our_textfile("aos_backup_last_status 1\nrm -rf /\n"));
+    }
+
+    #[test]
+    fn a_file_in_the_backup_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("shop");
+        std::fs::create_dir(&inside).unwrap();
+        let o = [observation("shop", Operation::Backup, true)];
+        let err = record(&inside.join("aos.prom"), dir.path(), &o).unwrap_err();
+        assert!(
+            err.to_string().contains("inside the backup folder"),
+            "{err}"
+        );
+        assert!(!inside.join("aos.prom").exists());
+    }
+
+    #[test]
     fn each_run_changes_only_what_it_knows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("aos.prom");
-        record(&path, &[observation("shop", Operation::Backup, true)]).unwrap();
+        let backups = dir.path().join("backups");
+        record(
+            &path,
+            &backups,
+            &[observation("shop", Operation::Backup, true)],
+        )
+        .unwrap();
         let mut failed = observation("shop", Operation::Backup, false);
         failed.size_bytes = None;
         failed.started_at += chrono::Duration::hours(24);
         record(
             &path,
+            &backups,
             &[failed, observation("shop", Operation::Verify, true)],
         )
         .unwrap();

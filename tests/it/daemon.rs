@@ -913,3 +913,43 @@ fn schedule_print_writes_a_systemd_timer_a_crontab_line_or_a_daemon_service() {
     out.assert_code(2);
     assert!(out.stderr.contains("no backup schedule"), "{out}");
 }
+
+/// A scheduled run of the config file's list updates the metrics file per database: the one
+/// that failed gets status 0, the one backed up status 1 and its size.
+#[test]
+fn scheduled_runs_of_configured_databases_update_the_metrics_file_per_database() {
+    let pg = server();
+    let first = small_db("daemon_many_metrics");
+    let work = crate::support::tempdir();
+    let cfg = two_databases(work.path());
+    let prom = work.path().join("aos.prom");
+    let down = format!(
+        "postgresql://app:{}@127.0.0.1:{}/{first}",
+        harness::app_password_encoded(),
+        closed_port()
+    );
+    let mut running = Running::start(
+        configured_daemon(
+            &cfg,
+            &[("FIRST_URL", &pg.tcp_url(&first)), ("SECOND_URL", &down)],
+        )
+        .env("BACKUP_METRICS_FILE", &prom),
+    );
+    running.wait_for("a run that failed for one database", |r| {
+        !r.outcomes("failed").is_empty()
+    });
+    let out = running.stop(libc::SIGTERM);
+    out.assert_success();
+    let text = std::fs::read_to_string(&prom).expect("the metrics file");
+    assert!(!text.contains(APP_PASSWORD), "{text}");
+    let status = |db: &str| metric(&text, "aos_backup_last_status", db, Some("backup"));
+    assert_eq!(status("first"), Some(1.0), "{text}");
+    assert_eq!(status("second"), Some(0.0), "{text}");
+    let size = metric(&text, "aos_backup_last_size_bytes", "first", None);
+    assert!(size.is_some_and(|s| s > 0.0), "{text}");
+    assert_eq!(
+        metric(&text, "aos_backup_last_size_bytes", "second", None),
+        None
+    );
+    pg.drop_db(&first);
+}

@@ -251,6 +251,59 @@ fn a_hook_never_sees_the_connection_secrets() {
     assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
 }
 
+/// With the config file's `[[databases]]` and no `DATABASE_URL`, no hook sees a `url_env`
+/// variable, nor any variable holding a listed database's password.
+#[test]
+fn a_hook_never_sees_the_configured_databases_urls() {
+    let tmp = tempdir();
+    let (dir, rec) = (tmp.path().join("b"), Recorder::new(tmp.path()));
+    let (shop, blog) = (small_db("hooks_cfg_shop"), small_db("hooks_cfg_blog"));
+    let url_file = tmp.path().join("blog.url");
+    fs::write(&url_file, format!("{}\n", server().tcp_url(&blog))).unwrap();
+    support::set_mode(&url_file, 0o600);
+    let cfg = tmp.path().join("aos.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[[databases]]\nname = \"shop\"\nurl_env = \"SHOP_DATABASE_URL\"\n\n\
+             [[databases]]\nname = \"blog\"\nurl_file = \"{}\"\n",
+            url_file.display()
+        ),
+    )
+    .unwrap();
+    let out = Cmd::new()
+        .env("BACKUP_DIR", &dir)
+        .env("PG_BIN", &server().bindir)
+        .env("AOS_BACKUP_CONFIG", &cfg)
+        .env("SHOP_DATABASE_URL", server().tcp_url(&shop))
+        .env("APP_DB_PASSWORD", APP_PASSWORD)
+        .env("KEEP_ME", "inherited")
+        .env("BACKUP_HOOK_BEFORE", &rec.command)
+        .env("BACKUP_HOOK_AFTER", &rec.command)
+        .env("BACKUP_HOOK_FINALLY", &rec.command)
+        .arg("backup")
+        .run();
+    out.assert_success();
+    assert_eq!(rec.order(), ["before", "after", "finally"]);
+    for hook in ["before", "after", "finally"] {
+        let env = rec.env_of(hook);
+        for line in env.lines() {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                name != "SHOP_DATABASE_URL" && name != "APP_DB_PASSWORD",
+                "{hook} hook got {name}:\n{env}"
+            );
+        }
+        assert!(!env.contains(APP_PASSWORD), "{hook} hook env:\n{env}");
+        assert!(!env.contains(&app_password_encoded()), "{hook}:\n{env}");
+        assert!(env.contains("KEEP_ME=inherited"), "{hook}:\n{env}");
+    }
+    assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
+    let pg = server();
+    pg.drop_db(&shop);
+    pg.drop_db(&blog);
+}
+
 #[test]
 fn a_failed_backup_runs_on_failure_with_the_error_and_not_after() {
     let tmp = tempdir();

@@ -832,3 +832,106 @@ fn check_sees_the_database_subfolders_of_a_many_database_run() {
     out.assert_code(0);
     assert_contains(&out, &out.stdout, &[&format!("\n{two}: OK")]);
 }
+
+/// A config file listing `good` (URL in `$GOOD_URL`) and `gone` (URL in `$GONE_URL`).
+fn good_and_gone(dir: &Path) -> PathBuf {
+    let cfg = dir.join("aos.toml");
+    fs::write(
+        &cfg,
+        "[[databases]]\nname = \"good\"\nurl_env = \"GOOD_URL\"\n\n\
+         [[databases]]\nname = \"gone\"\nurl_env = \"GONE_URL\"\n",
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn metrics_file_records_each_database_of_a_many_database_run() {
+    let db = filled_db("metrics_many");
+    let missing = format!("metrics_many_missing_{}", std::process::id());
+    let (dir, work, prom_dir) = (tempdir(), tempdir(), tempdir());
+    let prom = prom_dir.path().join("aos.prom");
+    let cfg = good_and_gone(work.path());
+    let run = |now: &str| {
+        Cmd::new()
+            .env("BACKUP_DIR", dir.path())
+            .env("PG_BIN", &server().bindir)
+            .env("AOS_BACKUP_CONFIG", &cfg)
+            .env("GOOD_URL", server().tcp_url(&db))
+            .env("GONE_URL", server().tcp_url(&missing))
+            .env("AOS_BACKUP_NOW", now)
+            .env("BACKUP_METRICS_FILE", &prom)
+    };
+    let out = run(T0).arg("backup").run();
+    assert_ne!(out.code, Some(0), "{out}");
+    let m = metrics(&prom);
+    let status = |m: &BTreeMap<_, _>, name: &str| {
+        value(m, "aos_backup_last_status", &labels(name, Some("backup")))
+    };
+    assert_eq!(status(&m, "good"), Some(1.0), "{m:?}");
+    assert_eq!(status(&m, "gone"), Some(0.0), "{m:?}");
+    let size = value(&m, "aos_backup_last_size_bytes", &labels("good", None));
+    assert!(size.is_some_and(|s| s > 0.0), "{m:?}");
+    assert_eq!(
+        value(&m, "aos_backup_last_size_bytes", &labels("gone", None)),
+        None
+    );
+
+    // With DATABASE_URL set, `--all-configured` still records each listed database, and
+    // DATABASE_URL's database gets nothing.
+    let t1 = later(T0, 1);
+    let out = run(&t1)
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .args(["backup", "--all-configured"])
+        .run();
+    assert_ne!(out.code, Some(0), "{out}");
+    let m = metrics(&prom);
+    assert_eq!(status(&m, "good"), Some(1.0), "{m:?}");
+    assert_eq!(status(&m, "gone"), Some(0.0), "{m:?}");
+    assert_eq!(status(&m, &db), None, "{m:?}");
+    let attempt = |name: &str| {
+        value(
+            &m,
+            "aos_backup_last_attempt_timestamp_seconds",
+            &labels(name, Some("backup")),
+        )
+    };
+    assert_eq!(attempt("good"), Some(at(&t1).timestamp() as f64));
+    assert_eq!(attempt("gone"), Some(at(&t1).timestamp() as f64));
+}
+
+#[test]
+fn the_metrics_file_never_replaces_a_file_that_is_not_one() {
+    let db = filled_db("metrics_refuse");
+    let (dir, other) = (tempdir(), tempdir());
+    let backup = backup_at(dir.path(), &db, T0);
+    let meta = sidecar(&backup);
+    let before = fs::read_to_string(&meta).unwrap();
+
+    // A sidecar (in the backup folder): left as it is, a warning, the backup still made.
+    let out = aos(dir.path(), &db, &later(T0, 1))
+        .env("BACKUP_METRICS_FILE", &meta)
+        .arg("backup")
+        .run();
+    out.assert_success();
+    assert_eq!(fs::read_to_string(&meta).unwrap(), before);
+    assert_contains(
+        &out,
+        &out.stderr,
+        &["cannot update the metrics file", "inside the backup folder"],
+    );
+
+    // A file of something else (here a `.env`) outside it: left as it is, a warning.
+    let env_file = other.path().join("app.env");
+    fs::write(&env_file, "SHOP_DATABASE_URL=postgresql://app@db/shop\n").unwrap();
+    let out = aos(dir.path(), &db, &later(T0, 2))
+        .env("BACKUP_METRICS_FILE", &env_file)
+        .arg("backup")
+        .run();
+    out.assert_success();
+    assert_eq!(
+        fs::read_to_string(&env_file).unwrap(),
+        "SHOP_DATABASE_URL=postgresql://app@db/shop\n"
+    );
+    assert_contains(&out, &out.stderr, &["not a metrics textfile"]);
+}
