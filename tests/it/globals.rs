@@ -130,6 +130,10 @@ fn with_passwords_the_hashes_are_kept_and_a_non_superuser_fails_leaving_nothing(
         "{text}"
     );
     assert_eq!(read_sidecar(&backup)["globals"]["role_passwords"], true);
+    assert!(
+        out.stderr.contains("password hashes are stored in clear"),
+        "an unencrypted backup with role passwords is warned about: {out}"
+    );
 
     // The app role cannot read pg_authid: the whole backup fails, and nothing of it remains.
     let other = tempdir();

@@ -66,6 +66,9 @@ pub(super) async fn source(ctx: &Context, plan: &BackupPlan) -> Result<Source> {
     let pg_dumpall = match plan.globals {
         Globals::Off => None,
         Globals::WithoutPasswords | Globals::WithPasswords => {
+            if plan.globals == Globals::WithPasswords && plan.encryption.is_none() {
+                tracing::warn!("--globals-with-passwords on an unencrypted backup: the roles' password hashes are stored in clear (the file is private to its owner); encrypt backups that hold them (BACKUP_ENCRYPTION, --encrypt)");
+            }
             let tool = ctx.locator.find("pg_dumpall", Some(db.info.major))?;
             crate::pg::tools::check_not_older(&tool, &db.info.version, db.info.major)?;
             Some(tool)
