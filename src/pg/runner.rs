@@ -120,8 +120,49 @@ impl Docker {
     }
 }
 
+/// The connection's environment as the container needs it. A password file is a path on this
+/// machine, which means nothing in the container: its password for this connection is looked up
+/// here and passed as `PGPASSWORD` (by name, as every value), and `PGPASSFILE` is not passed.
+fn container_env(conn_env: &[(String, String)]) -> Vec<(String, String)> {
+    let get = |k: &str| {
+        conn_env
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
+    let mut env: Vec<(String, String)> = conn_env
+        .iter()
+        .filter(|(name, _)| name != "PGPASSFILE")
+        .cloned()
+        .collect();
+    if get("PGPASSWORD").is_some() {
+        return env;
+    }
+    let Some(passfile) = get("PGPASSFILE") else {
+        return env;
+    };
+    let (host, port, dbname, user) = (
+        get("PGHOST").unwrap_or_else(|| "localhost".into()),
+        get("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432),
+        get("PGDATABASE").unwrap_or_default(),
+        get("PGUSER").unwrap_or_default(),
+    );
+    let target = crate::pg::pgpass::Target {
+        host: &host,
+        port,
+        dbname: &dbname,
+        user: &user,
+    };
+    let lookup = |k: &str| (k == "PGPASSFILE").then(|| passfile.clone());
+    if let Some(password) = crate::pg::pgpass::find(&lookup, &target) {
+        env.push(("PGPASSWORD".to_string(), password));
+    }
+    env
+}
+
 impl Runner for Docker {
     fn command(&self, program: &Path, conn_env: &[(String, String)]) -> Command {
+        let conn_env = &container_env(conn_env);
         let mut cmd = Command::new(&self.program);
         crate::pg::conninfo::apply_child_env(&mut cmd, conn_env);
         cmd.env(RUN_TAG_VAR, run_tag());
@@ -171,6 +212,55 @@ fn run_tag() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_file_is_read_here_and_never_named_to_the_container() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let passfile = dir.path().join("pgpass");
+        std::fs::write(&passfile, "db.internal:5432:shop:app:Pw-from-file-9\n").unwrap();
+        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let conn = |db: &str| -> Vec<(String, String)> {
+            [
+                ("PGHOST", "db.internal"),
+                ("PGPORT", "5432"),
+                ("PGUSER", "app"),
+                ("PGDATABASE", db),
+                ("PGPASSFILE", passfile.to_str().unwrap()),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+        };
+        let docker = Docker::new(DockerTarget::Container("db".into()));
+        let cmd = docker.command(Path::new("pg_dump"), &conn("shop"));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("PGPASSFILE") || a.contains("Pw-from")),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(2).any(|w| w == ["-e", "PGPASSWORD"]),
+            "{args:?}"
+        );
+        let value = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "PGPASSWORD")
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+        assert_eq!(value.as_deref(), Some("Pw-from-file-9"));
+        // No matching line: no password, and still no host path in the container.
+        let cmd = docker.command(Path::new("pg_dump"), &conn("other"));
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args.iter().any(|a| a.contains("PGPASS")), "{args:?}");
+    }
 
     fn args(cmd: &Command) -> Vec<String> {
         cmd.get_args()
