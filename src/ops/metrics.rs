@@ -6,7 +6,6 @@ use crate::runtime::units::compact_duration;
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -125,7 +124,8 @@ pub fn record(path: &Path, backup_dir: &Path, observations: &[Observation]) -> R
     for o in observations {
         apply(&mut samples, o);
     }
-    write_atomic(dir, path, render(&samples).as_bytes())
+    // Mode 0644: the file holds no secret, and the collector may run as another user.
+    crate::runtime::fsutil::replace_atomic(path, render(&samples).as_bytes(), 0o644)
 }
 
 /// Refuses a metrics file in the backup folder `backup_dir` or one of its subfolders, where it
@@ -318,30 +318,6 @@ fn parse_labels(mut s: &str) -> Option<(Labels, &str)> {
         labels.push((key.trim().to_string(), value));
         s = &after[end + 1..];
     }
-}
-
-/// Writes `bytes` to `path` through a temp file in `dir` renamed over it: a reader sees the old
-/// file or the new one, never a part. Mode 0644: the file holds no secret, and the collector may
-/// run as another user.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".aos-backup-metrics.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .and_then(|()| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-        })
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    let _ = crate::runtime::fsutil::sync_dir(dir);
-    Ok(())
 }
 
 /// An exclusive `flock` on the metrics file's folder, so that two runs do not each write back

@@ -92,6 +92,42 @@ pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// Replaces `path` with `bytes` atomically (a reader sees the old file or the new one, never a
+/// part), with permissions `mode`: a hidden temp file `.<name>.tmp` beside it, fsync, rename over
+/// the old one, folder fsync. A temp file of that name left by a writer that was killed is
+/// replaced; the caller makes sure that writers of one `path` take turns.
+pub fn replace_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .and_then(|()| f.write_all(bytes))
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+        sync_dir(dir).with_context(|| format!("syncing the folder of {}", path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// The name a file has while it is being written: `<name>.partial`.
 #[must_use]
 pub fn partial_path(path: &Path) -> std::path::PathBuf {
@@ -264,6 +300,28 @@ pub fn private_umask(cmd: &mut std::process::Command) -> &mut std::process::Comm
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replace_atomic_replaces_with_its_mode_and_clears_a_killed_writers_temp_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "old").unwrap();
+        // What a writer killed between create and rename leaves.
+        std::fs::write(dir.path().join(".state.json.tmp"), "half").unwrap();
+        replace_atomic(&path, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"], "no temp file is left");
+        replace_atomic(&path, b"public", 0o644).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
 
     #[test]
     fn rename_noreplace_refuses_to_overwrite() {

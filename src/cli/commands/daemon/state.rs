@@ -1,7 +1,7 @@
 //! What the daemon remembers across restarts, so that a slot missed while it was down runs once
 //! on start: `.aos-backup.daemon.json` in the backup folder, replaced atomically after each run.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -112,31 +112,13 @@ fn read(path: &Path) -> Option<JobState> {
     }
 }
 
-/// Replaces `path` atomically: a private temp file beside it, fsynced, renamed over it.
+/// Replaces `path` atomically with the state (private: it names the folder's database).
 fn write(path: &Path, backup: &JobState) -> Result<()> {
-    use std::io::Write;
     let file = File {
         backup: Some(backup.clone()),
     };
     let text = serde_json::to_vec_pretty(&file)?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    // A temp file left by a daemon that died while writing is ours to replace.
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| -> Result<()> {
-        let mut f = crate::runtime::fsutil::create_private(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-        crate::runtime::fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::runtime::fsutil::replace_atomic(path, &text, 0o600)
 }
 
 #[cfg(test)]
