@@ -10,10 +10,8 @@ use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server, APP_PASSWORD};
 use crate::support::{alive, backup_names, filled_db, names, tempdir, wait_until};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -318,49 +316,6 @@ fn what_needs_our_files_inside_the_container_is_refused_up_front() {
     assert!(error_line(&out).contains("--jobs"), "{out}");
 }
 
-/// A superuser session that holds an ACCESS EXCLUSIVE lock on `db`'s table `big` until dropped.
-struct Blocker {
-    child: Child,
-    _stdin: std::process::ChildStdin,
-}
-
-impl Blocker {
-    fn lock(db: &str) -> Blocker {
-        let pg = server();
-        let mut child = Command::new(pg.bindir.join("psql"))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(pg.socket_url(db))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start psql");
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(
-            stdin,
-            "BEGIN;\nLOCK TABLE big IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';"
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "locked");
-        Blocker {
-            child,
-            _stdin: stdin,
-        }
-    }
-}
-
-impl Drop for Blocker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Backends of `db` that pg_dump opened.
 fn pg_dump_backends(db: &str) -> u32 {
     server()
@@ -379,7 +334,7 @@ fn pg_dump_backends(db: &str) -> u32 {
 /// with `signal`, and checks that nothing it started in the container survives.
 fn interrupt_a_blocked_backup(signal: libc::c_int) -> Output {
     let db = filled_db("docker_interrupt");
-    let blocker = Blocker::lock(&db);
+    let blocker = crate::support::Blocker::lock(&db, "big");
     let fake = FakeDocker::new();
     let cmd = fake.cmd("hyper-db", &db).arg("backup");
     let child = cmd.spawn();

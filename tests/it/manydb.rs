@@ -12,9 +12,7 @@
 //! - SIGTERM to aos-backup alone stops the running dump and starts no other database.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -386,47 +384,6 @@ fn a_password_in_the_list_and_reserved_keys_are_refused() {
     assert_contains(&out, &out.stderr, &["no [[databases]]"]);
 }
 
-/// A superuser session holding an ACCESS EXCLUSIVE lock on `items` in `db` until dropped.
-struct Blocker {
-    child: Child,
-}
-
-impl Blocker {
-    fn lock_items(db: &str) -> Blocker {
-        let pg = server();
-        let mut child = Command::new(pg.bindir.join("psql"))
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(pg.socket_url(db))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start psql");
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(
-            stdin,
-            "BEGIN;\nLOCK TABLE items IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';"
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-        // psql keeps the transaction open while its stdin is.
-        std::mem::forget(stdin);
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "locked");
-        Blocker { child }
-    }
-}
-
-impl Drop for Blocker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Backends of `db` waiting for a lock.
 fn waiting(db: &str) -> u32 {
     server()
@@ -454,7 +411,7 @@ fn sigterm_stops_the_running_dump_and_starts_no_other_database() {
          [[databases]]\nname = \"second\"\nurl_env = \"SECOND_URL\"\n",
     )
     .unwrap();
-    let blocker = Blocker::lock_items(&first);
+    let blocker = crate::support::Blocker::lock(&first, "items");
     let cmd = aos(&dir)
         .env("AOS_BACKUP_CONFIG", &cfg)
         .env("FIRST_URL", pg.tcp_url(&first))

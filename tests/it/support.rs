@@ -280,3 +280,49 @@ pub fn filled_db(prefix: &str) -> String {
     );
     db
 }
+
+/// A superuser session that holds an ACCESS EXCLUSIVE lock on `db`'s table `table` until
+/// dropped (psql keeps the transaction open while its stdin is).
+pub struct Blocker {
+    child: std::process::Child,
+    _stdin: std::process::ChildStdin,
+}
+
+impl Blocker {
+    pub fn lock(db: &str, table: &str) -> Blocker {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
+        let pg = crate::harness::server();
+        let mut child = Command::new(pg.bindir.join("psql"))
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(pg.socket_url(db))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start psql");
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            "BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+        Blocker {
+            child,
+            _stdin: stdin,
+        }
+    }
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
