@@ -32,6 +32,8 @@ struct Inner {
     parent: Option<Arc<Inner>>,
     /// The live steps of this context, cancelled with it.
     steps: Mutex<Vec<Weak<Inner>>>,
+    /// The backups this operation (or a step of it) made complete: an interruption keeps them.
+    kept: Mutex<Vec<PathBuf>>,
 }
 
 impl Default for OpContext {
@@ -85,10 +87,22 @@ impl OpContext {
         self.inner.cancelled()
     }
 
-    /// The error for a cancellation by `sig`, saying what is known (see `RestoreState`).
+    /// The error for a cancellation by `sig`, saying what is known: about a restore's target (see
+    /// `RestoreState`), or the backups that were already complete and are kept.
     #[must_use]
     pub fn interrupted_error(&self, sig: i32) -> Error {
-        self.inner.restore.interrupted_error(sig)
+        let kept = lock(&self.inner.kept).clone();
+        self.inner.restore.interrupted_error(sig, &kept)
+    }
+
+    /// Records that the backup at `path` is complete (its sidecar written): an interruption from
+    /// now on keeps it, and says so. The operation this one is a step of learns it too.
+    pub fn record_kept(&self, path: &Path) {
+        let mut at = Some(&self.inner);
+        while let Some(inner) = at {
+            lock(&inner.kept).push(path.to_path_buf());
+            at = inner.parent.as_ref();
+        }
     }
 
     /// The secrets this operation learnt, masked in its messages (and in every log line).
@@ -218,6 +232,7 @@ impl Inner {
             progress,
             parent,
             steps: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
         }
     }
 
@@ -287,6 +302,20 @@ mod tests {
         assert!(!f.exists(), "the running step's temp file is removed");
         assert_eq!(run.child().cancelled(), Some(libc::SIGTERM));
         assert_eq!(sibling.cancelled(), None);
+    }
+
+    #[test]
+    fn an_interruption_after_a_complete_backup_says_it_is_kept() {
+        let ctx = OpContext::default();
+        let msg = ctx.interrupted_error(libc::SIGINT).message;
+        assert!(msg.ends_with("nothing was kept"), "{msg}");
+        let step = ctx.child();
+        step.record_kept(Path::new("/b/shop/aos-backup-20250101-000000.dump.zst"));
+        for c in [&ctx, &step] {
+            let msg = c.interrupted_error(libc::SIGTERM).message;
+            assert!(!msg.contains("nothing was kept"), "{msg}");
+            assert!(msg.contains("aos-backup-20250101-000000.dump.zst"), "{msg}");
+        }
     }
 
     #[test]

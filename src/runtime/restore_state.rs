@@ -122,16 +122,37 @@ impl RestoreState {
     }
 
     /// The error for an interruption by `sig`. During a restore it says what is known about the
-    /// target at that moment; otherwise nothing was kept.
+    /// target at that moment; otherwise which complete backups (`kept`) stay, or that nothing was
+    /// kept.
     #[must_use]
-    pub fn interrupted_error(&self, sig: i32) -> Error {
+    pub fn interrupted_error(&self, sig: i32, kept: &[std::path::PathBuf]) -> Error {
         let (kind, what) = if sig == libc::SIGTERM {
             (Kind::Terminated, "terminated (SIGTERM)")
         } else {
             (Kind::Interrupted, "interrupted (Ctrl-C)")
         };
         let Some(db) = self.target() else {
-            return Error::new(kind, format!("{what}; nothing was kept"));
+            return match kept {
+                [] => Error::new(kind, format!("{what}; nothing was kept")),
+                [one] => Error::new(
+                    kind,
+                    format!(
+                        "{what} after the backup {} was complete; it is kept",
+                        one.display()
+                    ),
+                ),
+                many => Error::new(
+                    kind,
+                    format!(
+                        "{what} after {} backups were complete ({}); they are kept",
+                        many.len(),
+                        many.iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            };
         };
         let unknown = self.commit_outcome_unknown();
         match self.phase() {
@@ -194,10 +215,13 @@ mod tests {
     fn outside_a_restore_an_interruption_kept_nothing() {
         let s = RestoreState::default();
         assert!(s
-            .interrupted_error(libc::SIGINT)
+            .interrupted_error(libc::SIGINT, &[])
             .message
             .contains("nothing was kept"));
-        assert_eq!(s.interrupted_error(libc::SIGTERM).kind, Kind::Terminated);
+        assert_eq!(
+            s.interrupted_error(libc::SIGTERM, &[]).kind,
+            Kind::Terminated
+        );
     }
 
     #[test]
@@ -205,25 +229,25 @@ mod tests {
         let s = RestoreState::default();
         s.begins("shop");
         assert!(s
-            .interrupted_error(libc::SIGINT)
+            .interrupted_error(libc::SIGINT, &[])
             .message
             .contains("as it was"));
         s.set_phase(RestorePhase::Transaction);
         assert!(s
-            .interrupted_error(libc::SIGINT)
+            .interrupted_error(libc::SIGINT, &[])
             .message
             .contains("rolls it back"));
         s.set_commit_written();
         assert!(s.commit_handed_over());
         assert!(s
-            .interrupted_error(libc::SIGINT)
+            .interrupted_error(libc::SIGINT, &[])
             .message
             .contains("unknown"));
         s.commit_mark_seen();
         assert!(s.commit_pending());
         s.set_phase(RestorePhase::Committed);
         assert!(s
-            .interrupted_error(libc::SIGINT)
+            .interrupted_error(libc::SIGINT, &[])
             .message
             .contains("is restored"));
     }

@@ -119,6 +119,7 @@ fn write_sidecar(ctx: &Context, meta: &Meta, path: &Path, globals: Option<&Path>
         }
         return Err(e.context(format!("writing the metadata of {}", path.display())));
     }
+    ctx.op.record_kept(path);
     Ok(())
 }
 
