@@ -22,6 +22,14 @@ pub enum Kind {
     Tools,
     /// The server could not be reached or refused us.
     Connection,
+    /// The backup was made and kept locally, but a destination did not get a verified copy.
+    Offsite,
+    /// `validate` found consistency problems.
+    Findings,
+    /// A drill could not restore the backup into its scratch database.
+    DrillRestore,
+    /// A drill restored the backup, but a check failed.
+    DrillCheck,
     /// Ctrl-C.
     Interrupted,
     /// SIGTERM.
@@ -40,6 +48,10 @@ impl Kind {
             Kind::Locked => ExitCode::Locked,
             Kind::Tools => ExitCode::Tools,
             Kind::Connection => ExitCode::Connection,
+            Kind::Offsite => ExitCode::Offsite,
+            Kind::Findings => ExitCode::Findings,
+            Kind::DrillRestore => ExitCode::DrillRestore,
+            Kind::DrillCheck => ExitCode::DrillCheck,
             Kind::Interrupted => ExitCode::Interrupted,
             Kind::Terminated => ExitCode::Terminated,
         }

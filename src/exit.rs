@@ -38,6 +38,10 @@ exit_codes! {
     Locked = 5: "locked: another aos-backup run holds the backup folder",
     Tools = 6: "tools: pg_dump/pg_restore/psql missing, or older than the server",
     Connection = 7: "connection: the database could not be reached, or refused the login",
+    Offsite = 8: "off-site copy missing: the backup was made and kept locally, but a destination did not get a verified copy",
+    Findings = 9: "validate found consistency problems in the database (orphans, invalid indexes, sequences behind their data...)",
+    DrillRestore = 10: "drill failed: the backup did not restore into the scratch database",
+    DrillCheck = 11: "drill failed: the backup restored, but a check did not pass (row counts, validate, --check-sql)",
     Interrupted = 130: "interrupted by Ctrl-C (SIGINT)",
     Terminated = 143: "terminated (SIGTERM)",
 }
@@ -96,7 +100,7 @@ mod tests {
     #[test]
     fn codes_are_distinct_sorted_and_described() {
         let codes: Vec<i32> = ExitCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 130, 143]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130, 143]);
         for c in ExitCode::ALL {
             assert!(!c.meaning().is_empty() && !c.meaning().contains('\n'));
         }

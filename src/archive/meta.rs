@@ -87,6 +87,21 @@ pub struct Meta {
     /// absent without it, and in older sidecars.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<GlobalsFile>,
+    /// The exact row count of every user table, counted on the dump's own snapshot; absent in
+    /// older sidecars and where counting was not possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_counts: Option<Vec<TableRows>>,
+}
+
+/// One table's exact row count at backup time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    /// The table's schema.
+    pub schema: String,
+    /// The table's name.
+    pub table: String,
+    /// Its rows, counted on the dump's snapshot.
+    pub rows: u64,
 }
 
 /// The `pg_dumpall --globals-only` script stored with a backup, as its sidecar records it.

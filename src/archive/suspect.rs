@@ -120,6 +120,7 @@ mod tests {
             suspect: None,
             recipients: vec![],
             globals: None,
+            row_counts: None,
         }
     }
 

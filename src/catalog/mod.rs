@@ -525,6 +525,7 @@ mod tests {
             suspect: None,
             recipients: vec![],
             globals: None,
+            row_counts: None,
         }
     }
 

@@ -81,6 +81,7 @@ fn sidecar(
         suspect: None,
         recipients: outcome.recipients.clone(),
         globals: None,
+        row_counts: None,
     }
 }
 
