@@ -4,6 +4,7 @@
 pub mod conninfo;
 pub mod db;
 pub mod pgpass;
+pub mod rowcount;
 pub mod runner;
 pub mod sessions;
 pub mod tls;
