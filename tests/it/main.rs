@@ -31,3 +31,4 @@ mod sqlfeed_lexing;
 mod support;
 mod suspect;
 mod tls;
+mod validate;
