@@ -137,6 +137,7 @@ impl Engine {
             prune: None,
             suspect_ratio: crate::config::DEFAULT_SUSPECT_RATIO,
             globals: crate::ops::backup::Globals::Off,
+            validate: false,
         })
     }
 
@@ -180,7 +181,7 @@ impl Engine {
     }
 
     /// The defaults of `aos-backup restore BACKUP` into this engine's database: one transaction,
-    /// no confirmation given, no production marker, no keys.
+    /// no confirmation given, no production marker, no keys, the consistency checks afterwards.
     ///
     /// # Errors
     /// The engine was built without a connection.
@@ -196,6 +197,7 @@ impl Engine {
             confirmed: false,
             production_marker: None,
             keys: crate::archive::crypto::KeySource::default(),
+            validate: true,
         })
     }
 

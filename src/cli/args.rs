@@ -255,6 +255,11 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub terminate_sessions: bool,
 
+    /// Do not run validate's consistency checks on the restored database (they run by default;
+    /// their findings are warnings and do not change the exit code).
+    #[arg(long)]
+    pub no_validate: bool,
+
     #[command(flatten)]
     pub keys: KeyArgs,
 }

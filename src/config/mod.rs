@@ -211,6 +211,7 @@ struct FileBackup {
     jobs: Option<u32>,
     suspect_ratio: Option<f64>,
     globals: Option<bool>,
+    validate: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +333,8 @@ pub struct Settings {
     pub docker: Option<DockerTarget>,
     /// Store the roles and tablespaces with each backup.
     pub globals: bool,
+    /// Run the consistency checks before each backup (`BACKUP_VALIDATE`).
+    pub validate_before_backup: bool,
     /// Where each key's value came from.
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
@@ -484,7 +487,10 @@ impl Settings {
         sources.set_from(Key::MetricsFile, metrics_file.as_ref());
         let docker = docker(over, &env, &file.docker, &mut sources)?;
         let globals = globals(over, &env, file.backup.globals, &mut sources)?;
+        let validate_before_backup =
+            switch(&env, Key::Validate, file.backup.validate, &mut sources)?;
         Ok(Settings {
+            validate_before_backup,
             schedule,
             databases,
             check,
@@ -602,6 +608,20 @@ fn globals(over: &Overrides, env: &Env, file: Option<bool>, sources: &mut Source
         )
     };
     sources.set(Key::Globals, source);
+    Ok(value)
+}
+
+/// A yes/no setting without a flag: the environment, else the config file, else the default.
+fn switch(env: &Env, key: Key, file: Option<bool>, sources: &mut Sources) -> Result<bool> {
+    let var = key.env();
+    let (value, source) = if let Some((v, src)) = env.get(var) {
+        (parse_switch(var, v)?, src)
+    } else if let Some(b) = file {
+        (b, Source::File)
+    } else {
+        (parse_switch(var, default_of(key))?, Source::Default)
+    };
+    sources.set(key, source);
     Ok(value)
 }
 
@@ -1345,7 +1365,7 @@ mod tests {
                     | Key::PassphraseFile
                     | Key::MetricsFile => "/x",
                     Key::DockerContainer => "db",
-                    Key::Globals => "true",
+                    Key::Globals | Key::Validate => "true",
                     _ => "4",
                 };
                 (d.env, v)

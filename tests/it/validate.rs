@@ -419,3 +419,124 @@ fn the_library_returns_a_typed_report_and_findings_as_a_kind() {
     assert_eq!(error.kind, Kind::Findings);
     pg.drop_db(&db);
 }
+
+/// A database whose backup carries two problems with it: a materialized view never populated
+/// and a sequence behind its column.
+fn flawed_db(prefix: &str) -> String {
+    let pg = server();
+    let db = pg.create_db(prefix);
+    pg.psql(
+        &db,
+        "SET ROLE app;
+         CREATE TABLE t (id serial PRIMARY KEY);
+         INSERT INTO t SELECT generate_series(1, 20);
+         SELECT setval('t_id_seq', 3);
+         CREATE MATERIALIZED VIEW later AS SELECT count(*) FROM t WITH NO DATA;",
+    );
+    db
+}
+
+fn backup(db: &str, dir: &std::path::Path) -> Cmd {
+    Cmd::new()
+        .args(["backup", "--json"])
+        .env("BACKUP_DIR", dir)
+        .env("PG_BIN", &server().bindir)
+        .env("DATABASE_URL", server().tcp_url(db))
+}
+
+#[test]
+fn backup_validate_records_findings_in_the_sidecar_and_never_blocks_the_backup() {
+    let pg = server();
+    let db = flawed_db("validate_before_backup");
+    let dir = tempdir();
+    let out = backup(&db, dir.path()).env("BACKUP_VALIDATE", "true").run();
+    out.assert_success();
+    let path = std::path::PathBuf::from(out.json()["path"].as_str().unwrap());
+    let sidecar = crate::support::read_sidecar(&path);
+    let validation = &sidecar["validation"];
+    assert_eq!(validation["findings"], 2, "{sidecar}");
+    assert!(validation["checked_at"].is_string(), "{sidecar}");
+    let checks: Vec<(String, u64)> = validation["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().into(),
+                c["failing"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = only("sequences_behind", 1);
+    expected[5].1 = 1;
+    expected.pop();
+    assert_eq!(checks, expected, "amcheck, not run, is not recorded");
+    assert_eq!(out.json()["validation"], *validation);
+    assert!(
+        out.stderr
+            .contains("validate before the backup: 1 objects (sequences behind")
+            && out.stderr.contains("the backup went ahead"),
+        "{out}"
+    );
+
+    let plain = backup(&db, dir.path()).run();
+    plain.assert_success();
+    assert!(plain.json().get("validation").is_none(), "{plain}");
+    assert!(
+        !plain.stderr.contains("validate before the backup"),
+        "{plain}"
+    );
+
+    let clean = healthy_db("validate_before_clean");
+    let out = backup(&clean, dir.path())
+        .env("BACKUP_VALIDATE", "true")
+        .run();
+    out.assert_success();
+    assert_eq!(out.json()["validation"]["findings"], 0, "{out}");
+    assert!(!out.stderr.contains("WARN"), "{out}");
+    pg.drop_db(&db);
+    pg.drop_db(&clean);
+}
+
+#[test]
+fn a_restore_validates_its_target_and_reports_findings_as_warnings_with_exit_0() {
+    let pg = server();
+    let db = flawed_db("validate_after_restore");
+    let dir = tempdir();
+    let made = backup(&db, dir.path()).run();
+    made.assert_success();
+    let path = std::path::PathBuf::from(made.json()["path"].as_str().unwrap());
+    let restore = |target: &str| {
+        Cmd::new()
+            .args(["restore", "--yes", "--json"])
+            .consent_from_database_of(&path)
+            .arg(&path)
+            .env("BACKUP_DIR", dir.path())
+            .env("PG_BIN", &pg.bindir)
+            .env("DATABASE_URL", pg.tcp_url(target))
+    };
+
+    let target = pg.create_db("validate_after_restore_target");
+    let out = restore(&target).run();
+    out.assert_success();
+    let validation = &out.json()["validation"];
+    assert_eq!(validation["clean"], false, "{out}");
+    assert_eq!(validation["findings"], 2, "{out}");
+    assert_eq!(validation["warnings"].as_array().unwrap().len(), 2, "{out}");
+    assert!(
+        out.stderr.contains("the restore is complete, but database")
+            && out.stderr.contains(
+                "validate after the restore: 1 objects (materialized views not populated)"
+            ),
+        "{out}"
+    );
+
+    let skipped = pg.create_db("validate_after_restore_skipped");
+    let out = restore(&skipped).arg("--no-validate").run();
+    out.assert_success();
+    assert!(out.json()["validation"].is_null(), "{out}");
+    assert!(!out.stderr.contains("validate after the restore"), "{out}");
+    for d in [db, target, skipped] {
+        pg.drop_db(&d);
+    }
+}

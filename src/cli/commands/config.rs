@@ -224,6 +224,7 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             (docker_value(s, key).unwrap_or_else(|| "-".into()), false)
         }
         Key::Globals => (s.globals.to_string(), false),
+        Key::Validate => (s.validate_before_backup.to_string(), false),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -362,6 +363,7 @@ fn json_value(s: &Settings, key: Key) -> Value {
             json!(docker_value(s, key))
         }
         Key::Globals => json!(s.globals),
+        Key::Validate => json!(s.validate_before_backup),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly

@@ -7,6 +7,7 @@ use super::Ctx;
 use crate::cli::args::RestoreArgs;
 use crate::error::Error;
 use crate::ops::restore::{self, Confirmation, RestoreOptions, RestorePlan, RestoreReport};
+use crate::ops::validate::ValidationReport;
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Write};
 
@@ -40,6 +41,7 @@ fn options(ctx: &Ctx, args: &RestoreArgs) -> RestoreOptions {
         confirmed: args.yes,
         production_marker: ctx.settings.env.production_marker(),
         keys: ctx.keys(&args.keys),
+        validate: !args.no_validate,
     }
 }
 
@@ -51,6 +53,17 @@ fn json(report: &RestoreReport) -> serde_json::Value {
         "host": report.host,
         "duration_ms": u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
         "parallel_jobs": report.strategy.method.jobs(),
+        "validation": report.validation.as_ref().map(validation_json),
+    })
+}
+
+/// The checks after the restore, as `--json` shows them: findings are warnings.
+fn validation_json(v: &ValidationReport) -> serde_json::Value {
+    serde_json::json!({
+        "clean": v.is_clean(),
+        "findings": v.findings(),
+        "checks": v.summary(chrono::Utc::now()).checks,
+        "warnings": v.warnings(),
     })
 }
 

@@ -53,6 +53,9 @@ pub struct BackupOptions {
     pub suspect_ratio: f64,
     /// Whether to store the server's roles and tablespaces next to the backup.
     pub globals: Globals,
+    /// Run the consistency checks first (`BACKUP_VALIDATE`): findings are logged and recorded
+    /// in the sidecar, and never stop the backup.
+    pub validate: bool,
 }
 
 /// Whether a backup also stores the server's roles and tablespaces (`pg_dumpall

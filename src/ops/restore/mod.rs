@@ -4,6 +4,7 @@
 //! [`RestoreReport`]. Nothing here prints or asks: a confirmation that the plan requires is the
 //! caller's to obtain ([`RestorePlan::confirmation_needed`], [`RestorePlan::confirm`]).
 
+mod aftercheck;
 mod feed;
 mod guards;
 mod plan;
@@ -15,6 +16,7 @@ use crate::archive::crypto::KeySource;
 use crate::error::{Error, Kind};
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
+use crate::pg::consistency::ValidationReport;
 use crate::pg::db::Db;
 use crate::pg::sessions::Session;
 use crate::runtime::restore_state::RestorePhase;
@@ -54,6 +56,8 @@ pub struct RestoreOptions {
     pub production_marker: Option<(String, String)>,
     /// The identities or passphrase that open encrypted backups.
     pub keys: KeySource,
+    /// Run the consistency checks on the target once it is restored (`--no-validate`: not).
+    pub validate: bool,
 }
 
 /// What a restore did.
@@ -73,6 +77,9 @@ pub struct RestoreReport {
     /// The bytes the progress counted: the dump's when we streamed it, else the SQL psql read,
     /// or the archive unpacked for `--jobs` (0 when pg_restore read the file itself).
     pub bytes: u64,
+    /// What the consistency checks found in the restored database; `None` when they were not
+    /// asked for or could not run (a warning says why). Findings do not fail the restore.
+    pub validation: Option<ValidationReport>,
 }
 
 /// Carries out `plan`: ends the other sessions when it says so, then restores. A failure says
@@ -87,6 +94,7 @@ pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> 
         progress_total,
         lock_timeout,
         held,
+        validate,
         ..
     } = plan;
     let plan::Held {
@@ -130,13 +138,11 @@ pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> 
         };
         return Err(failed.error(e).await);
     }
-    Ok(completed(
-        backup,
-        target,
-        strategy,
-        started.elapsed(),
-        bytes,
-    ))
+    let mut report = completed(backup, target, strategy, started.elapsed(), bytes);
+    if validate {
+        report.validation = aftercheck::validate(ctx, &conn, &report.database).await;
+    }
+    Ok(report)
 }
 
 /// The report of a restore that succeeded.
@@ -163,6 +169,7 @@ fn completed(
         duration,
         strategy,
         bytes,
+        validation: None,
     }
 }
 

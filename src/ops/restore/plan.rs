@@ -43,6 +43,8 @@ pub struct RestorePlan {
     pub warnings: Vec<GuardWarning>,
     /// The confirmation the restore needs, if any.
     pub confirmation: Option<Confirmation>,
+    /// Whether the consistency checks run on the target after the restore.
+    pub validate: bool,
     /// What the restore holds from planning on: the folder lock, the connection, the open backup.
     #[serde(skip)]
     pub(super) held: Held,
@@ -324,6 +326,7 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
         lock_timeout: opts.lock_timeout,
         warnings: fired.0,
         confirmation,
+        validate: opts.validate,
         held: Held {
             conn,
             db,
@@ -599,6 +602,7 @@ mod tests {
             confirmed: false,
             production_marker: None,
             keys: KeySource::default(),
+            validate: true,
         };
         let err = connection(&opts).unwrap_err();
         let typed = crate::error::find(&err).unwrap();

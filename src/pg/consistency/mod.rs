@@ -8,8 +8,10 @@ mod checks;
 
 pub use amcheck::{amcheck, AmcheckRun};
 
+use crate::archive::meta::{CheckCount, ValidationSummary};
 use crate::pg::db::error_text;
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::{Client, Row};
 
@@ -180,6 +182,50 @@ impl ValidationReport {
     /// The checks that found something.
     pub fn failed(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| c.failing > 0)
+    }
+
+    /// The counts of each check that ran, for a sidecar.
+    #[must_use]
+    pub fn summary(&self, checked_at: DateTime<Utc>) -> ValidationSummary {
+        let checks = self
+            .checks
+            .iter()
+            .filter(|c| c.skipped.is_none())
+            .map(|c| CheckCount {
+                check: c.check.name().to_string(),
+                failing: c.failing,
+                errors: u64::try_from(c.errors.len()).unwrap_or(0),
+            })
+            .collect();
+        ValidationSummary {
+            checked_at,
+            findings: self.findings(),
+            checks,
+        }
+    }
+
+    /// One line per failing check with its first examples, and per object not checked: what
+    /// a caller logs as warnings.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for c in &self.checks {
+            if c.failing > 0 {
+                lines.push(format!(
+                    "{} {} ({}), e.g. {}",
+                    c.failing,
+                    c.check.unit(),
+                    c.check.title(),
+                    c.examples.join("; ")
+                ));
+            }
+            lines.extend(
+                c.errors
+                    .iter()
+                    .map(|e| format!("{}: could not check {e}", c.check.name())),
+            );
+        }
+        lines
     }
 
     /// One line: `clean`, or the count of each failing check.
