@@ -295,6 +295,25 @@ fn a_materialized_view_created_with_no_data_is_reported() {
             r#"public."Never Filled" is not populated (REFRESH MATERIALIZED VIEW public."Never Filled")"#
         ]
     );
+    let text = Cmd::new()
+        .arg("validate")
+        .env("PG_BIN", &server().bindir)
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .run();
+    text.assert_code(9);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(lines.contains(&r#"        public."Never Filled" is not populated (REFRESH MATERIALIZED VIEW public."Never Filled")"#), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FAIL  unpopulated_matviews       1 objects")),
+        "{text}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"consistency problems: 1 object (materialized views not populated)"),
+        "{text}"
+    );
     pg.drop_db(&db);
 }
 
@@ -474,7 +493,7 @@ fn backup_validate_records_findings_in_the_sidecar_and_never_blocks_the_backup()
     assert_eq!(out.json()["validation"], *validation);
     assert!(
         out.stderr
-            .contains("validate before the backup: 1 objects (sequences behind")
+            .contains("validate before the backup: 1 object (sequences behind")
             && out.stderr.contains("the backup went ahead"),
         "{out}"
     );
@@ -526,7 +545,7 @@ fn a_restore_validates_its_target_and_reports_findings_as_warnings_with_exit_0()
     assert!(
         out.stderr.contains("the restore is complete, but database")
             && out.stderr.contains(
-                "validate after the restore: 1 objects (materialized views not populated)"
+                "validate after the restore: 1 object (materialized views not populated)"
             ),
         "{out}"
     );
