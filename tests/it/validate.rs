@@ -559,3 +559,51 @@ fn a_restore_validates_its_target_and_reports_findings_as_warnings_with_exit_0()
         pg.drop_db(&d);
     }
 }
+
+#[test]
+fn ctrl_c_during_the_checks_after_a_restore_says_the_database_is_restored() {
+    let pg = server();
+    let db = crate::support::filled_db("validate_after_cut");
+    let dir = tempdir();
+    let made = backup(&db, dir.path()).run();
+    made.assert_success();
+    let path = std::path::PathBuf::from(made.json()["path"].as_str().unwrap());
+    let target = pg.create_db("validate_after_cut_target");
+    pg.psql(
+        &target,
+        "SET ROLE app; CREATE TABLE extra (id int PRIMARY KEY, up int REFERENCES extra);",
+    );
+    // The restore does not touch `extra`; the checks after it wait for its lock.
+    let blocker = crate::support::Blocker::lock(&target, "extra");
+    let cmd = Cmd::new()
+        .args(["restore", "--yes"])
+        .consent_from_database_of(&path)
+        .arg(&path)
+        .env("BACKUP_DIR", dir.path())
+        .env("PG_BIN", &pg.bindir)
+        .env("DATABASE_URL", pg.tcp_url(&target));
+    let child = cmd.spawn();
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND wait_event_type = 'Lock' \
+         AND query LIKE '%extra%' AND usename = 'app'",
+        harness::quote_literal(&target)
+    );
+    crate::support::wait_until(
+        "the checks wait for the lock on extra",
+        std::time::Duration::from_secs(60),
+        Some(&child),
+        || pg.psql("postgres", &waiting) == "1",
+    );
+    crate::cmd::signal(&child, libc::SIGINT);
+    let out = cmd.wait(child);
+    drop(blocker);
+    out.assert_code(130);
+    assert!(
+        out.stderr.contains("during the checks that follow it")
+            && out.stderr.contains("is restored"),
+        "{out}"
+    );
+    assert_eq!(pg.psql(&target, "SELECT count(*) FROM big"), "20000");
+    pg.drop_db(&db);
+    pg.drop_db(&target);
+}
