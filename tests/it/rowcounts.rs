@@ -57,6 +57,13 @@ fn a_backup_records_the_exact_rows_of_every_dumped_table() {
     assert_eq!(counts(&out.json()), expected, "{out}");
     let path = PathBuf::from(out.json()["path"].as_str().unwrap());
     assert_eq!(counts(&read_sidecar(&path)), expected);
+
+    // pg_dump's parallel workers share the snapshot too.
+    let parallel = backup(dir.path(), &db)
+        .args(["--format", "directory", "--jobs", "2"])
+        .run();
+    parallel.assert_success();
+    assert_eq!(counts(&parallel.json()), expected, "{parallel}");
     pg.drop_db(&db);
 }
 
