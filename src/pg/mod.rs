@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod conninfo;
 pub mod db;
 pub mod pgpass;
+pub mod rowcount;
 pub mod runner;
 pub mod scratch;
 pub mod sessions;

@@ -23,6 +23,7 @@ mod perdb;
 mod pgpass;
 mod pipeline;
 mod presets;
+mod rowcounts;
 mod scripts;
 mod secrets;
 mod smoke;

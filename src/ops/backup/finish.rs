@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Logs `message` as a warning, and keeps it for the report.
-fn warn(warnings: &mut Vec<String>, message: String) {
+pub(super) fn warn(warnings: &mut Vec<String>, message: String) {
     tracing::warn!("{message}");
     warnings.push(message);
 }
@@ -81,7 +81,7 @@ fn sidecar(
         suspect: None,
         recipients: outcome.recipients.clone(),
         globals: None,
-        row_counts: None,
+        row_counts: outcome.row_counts.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ mod finish;
 mod globals;
 mod plan;
 mod prepare;
+mod rows;
 
 pub use dump::Completeness;
 pub use plan::{BackupPlan, EncryptionPlan};
@@ -133,10 +134,18 @@ pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
         count(source.tables, "table")
     );
     let started = Instant::now();
-    let outcome = dump(ctx, &plan, &source, id, ext, sealer.clone()).await?;
+    let mut warnings = Vec::new();
+    let outcome = dump_and_count(
+        ctx,
+        &plan,
+        &source,
+        (id, ext),
+        sealer.clone(),
+        &mut warnings,
+    )
+    .await?;
     let globals = store_globals(ctx, &plan, &source, &outcome, sealer).await?;
     let elapsed = started.elapsed();
-    let mut warnings = Vec::new();
     let meta = finish::record(
         ctx,
         &plan,
@@ -159,14 +168,42 @@ pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
     })
 }
 
-/// Runs the blocking [`dump::Job`] on its own thread, with its progress shown.
+/// The dump, with the rows of each table counted beside it on the same snapshot.
+async fn dump_and_count(
+    ctx: &Context,
+    plan: &BackupPlan,
+    source: &prepare::Source,
+    names: (String, String),
+    sealer: Option<Arc<Sealer>>,
+    warnings: &mut Vec<String>,
+) -> Result<dump::Outcome> {
+    let counting = rows::Counting::start(ctx, plan, warnings).await;
+    let snapshot = counting.as_ref().map(rows::Counting::snapshot_id);
+    match dump(ctx, plan, source, names, sealer, snapshot).await {
+        Ok(mut outcome) => {
+            if let Some(counting) = counting {
+                outcome.row_counts = counting.finish(warnings).await;
+            }
+            Ok(outcome)
+        }
+        Err(e) => {
+            if let Some(counting) = counting {
+                counting.abandon();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs the blocking [`dump::Job`] on its own thread, with its progress shown; pg_dump dumps
+/// `snapshot` when given.
 async fn dump(
     ctx: &Context,
     plan: &BackupPlan,
     source: &prepare::Source,
-    id: String,
-    ext: String,
+    (id, ext): (String, String),
     sealer: Option<Arc<Sealer>>,
+    snapshot: Option<String>,
 ) -> Result<dump::Outcome> {
     let progress = ctx.op.progress("dumping", None);
     let job = dump::Job {
@@ -179,6 +216,7 @@ async fn dump(
         counter: progress.counter.clone(),
         locator: ctx.locator.clone(),
         op: ctx.op.clone(),
+        snapshot,
     };
     let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_deref()))
         .await
