@@ -139,8 +139,6 @@ pub struct Cluster {
     keeper: Option<JoinHandle<Result<Finished>>>,
     /// A superuser connection to its `postgres` database over the private socket.
     pub conn: ConnInfo,
-    /// The server's major version.
-    pub major: u32,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -172,7 +170,6 @@ impl Cluster {
             pid,
             keeper: Some(keeper),
             conn,
-            major: bins.major,
         };
         cluster.wait_ready(op, lookup).await?;
         tracing::info!(
