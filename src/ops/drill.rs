@@ -272,9 +272,8 @@ fn read_queries(file: Option<&Path>) -> Result<Vec<String>> {
     let Some(file) = file else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Error::usage(format!("cannot read --check-sql {}: {e}", file.display()))
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::usage(format!("cannot read --check-sql {}: {e}", file.display())))?;
     let queries = crate::archive::sqlfeed::split_statements(&text);
     if queries.is_empty() {
         return Err(Error::usage(format!(

@@ -32,10 +32,13 @@ impl std::fmt::Display for RowMismatch {
     }
 }
 
+/// A table's rows: recorded, restored.
+type Pair = (Option<u64>, Option<u64>);
+
 /// The tables whose counts differ, in (schema, table) order.
 #[must_use]
 pub fn compare_rows(recorded: &[TableRows], restored: &[TableRows]) -> Vec<RowMismatch> {
-    let mut both: BTreeMap<(&str, &str), (Option<u64>, Option<u64>)> = BTreeMap::new();
+    let mut both: BTreeMap<(&str, &str), Pair> = BTreeMap::new();
     for t in recorded {
         both.entry((&t.schema, &t.table)).or_default().0 = Some(t.rows);
     }
@@ -84,7 +87,9 @@ pub async fn run_queries(db: &Db, statements: &[String]) -> Vec<QueryCheck> {
 /// A query passes when it returns rows, unless it returns one boolean that is not `true`.
 fn judge(rows: &[tokio_postgres::Row]) -> (bool, String) {
     let lone_bool = match rows {
-        [row] if row.len() == 1 && *row.columns()[0].type_() == tokio_postgres::types::Type::BOOL => {
+        [row]
+            if row.len() == 1 && *row.columns()[0].type_() == tokio_postgres::types::Type::BOOL =>
+        {
             Some(row.get::<_, Option<bool>>(0))
         }
         _ => None,

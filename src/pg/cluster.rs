@@ -41,7 +41,9 @@ pub struct Binaries {
 /// Finds `initdb` and `postgres` of major version `major` (in `PG_BIN` when set, else in the
 /// Debian folder of that version, else on `PATH`).
 pub fn find_binaries(locator: &Locator, major: u32) -> Result<Binaries> {
-    let initdb = locator.find("initdb", Some(major)).map_err(|e| missing(major, &e))?;
+    let initdb = locator
+        .find("initdb", Some(major))
+        .map_err(|e| missing(major, &e))?;
     let postgres = locator
         .find("postgres", Some(major))
         .map_err(|e| missing(major, &e))?;
@@ -338,17 +340,24 @@ async fn initdb(op: &OpContext, bins: &Binaries, run_as: RunAs, root: &Path) -> 
     let mut cmd = Command::new(&bins.initdb);
     cmd.arg("-D")
         .arg(root.join("data"))
-        .args(["-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-locale", "-N"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "-N",
+        ])
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     run_as.apply(&mut cmd);
     let op = op.clone();
-    tokio::task::spawn_blocking(move || {
-        process::spawn(&op, "initdb", &mut cmd)?.wait()?.check()
-    })
-    .await
-    .context("the initdb thread failed")?
+    tokio::task::spawn_blocking(move || process::spawn(&op, "initdb", &mut cmd)?.wait()?.check())
+        .await
+        .context("the initdb thread failed")?
 }
 
 /// Starts `postgres` on a keeper thread, which spawns it (so the kernel kills it when that
@@ -390,12 +399,13 @@ fn launch(
     });
     match rx.recv().ok().flatten() {
         Some(pid) => Ok((pid, keeper)),
-        None => Err(keeper
-            .join()
-            .map_or_else(|_| anyhow::anyhow!("the postgres keeper thread failed"), |r| {
+        None => Err(keeper.join().map_or_else(
+            |_| anyhow::anyhow!("the postgres keeper thread failed"),
+            |r| {
                 r.err()
                     .unwrap_or_else(|| anyhow::anyhow!("postgres did not start"))
-            })),
+            },
+        )),
     }
 }
 

@@ -90,10 +90,7 @@ pub async fn can_create(db: &Db) -> Result<bool> {
 pub async fn create(db: &Db, name: &str, owner: &Owner) -> Result<()> {
     let create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
     db.client().batch_execute(&create).await.map_err(|e| {
-        anyhow::anyhow!(
-            "creating the scratch database {name:?}: {}",
-            error_text(&e)
-        )
+        anyhow::anyhow!("creating the scratch database {name:?}: {}", error_text(&e))
     })?;
     let comment = format!(
         "COMMENT ON DATABASE {} IS {}",
@@ -115,12 +112,10 @@ pub async fn drop_database(db: &Db, name: &str) -> Result<()> {
         ""
     };
     let sql = format!("DROP DATABASE IF EXISTS {}{force}", quote_ident(name));
-    db.client().batch_execute(&sql).await.map_err(|e| {
-        anyhow::anyhow!(
-            "dropping the scratch database {name:?}: {}",
-            error_text(&e)
-        )
-    })
+    db.client()
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| anyhow::anyhow!("dropping the scratch database {name:?}: {}", error_text(&e)))
 }
 
 /// The scratch databases on the server, with their owner's marker (`None` when unmarked).
@@ -186,11 +181,31 @@ mod tests {
         let env = |_: &str| None;
         let c = |url: &str| ConnInfo::parse(url).unwrap();
         let live = c("postgresql://app:pw@127.0.0.1:5433/shop");
-        assert!(same_database(&c("postgresql://other@localhost:5433/shop"), &live, &env));
-        assert!(same_database(&c("postgresql:///shop?host=/run/postgresql&port=5433"), &live, &env));
-        assert!(!same_database(&c("postgresql://app@127.0.0.1:5433/postgres"), &live, &env));
-        assert!(!same_database(&c("postgresql://app@127.0.0.1:5432/shop"), &live, &env));
-        assert!(!same_database(&c("postgresql://app@db2:5433/shop"), &live, &env));
+        assert!(same_database(
+            &c("postgresql://other@localhost:5433/shop"),
+            &live,
+            &env
+        ));
+        assert!(same_database(
+            &c("postgresql:///shop?host=/run/postgresql&port=5433"),
+            &live,
+            &env
+        ));
+        assert!(!same_database(
+            &c("postgresql://app@127.0.0.1:5433/postgres"),
+            &live,
+            &env
+        ));
+        assert!(!same_database(
+            &c("postgresql://app@127.0.0.1:5432/shop"),
+            &live,
+            &env
+        ));
+        assert!(!same_database(
+            &c("postgresql://app@db2:5433/shop"),
+            &live,
+            &env
+        ));
     }
 
     #[test]

@@ -60,7 +60,9 @@ fn a_drill_passes_reports_rto_and_rpo_and_list_shows_it() {
     let dir = tempdir();
     let first = backup(dir.path(), &db, &[]);
     let second = backup(dir.path(), &db, &["--name", "second"]);
-    let out = aos(dir.path(), &db).args(["--json", "drill", "latest"]).run();
+    let out = aos(dir.path(), &db)
+        .args(["--json", "drill", "latest"])
+        .run();
     out.assert_success();
     let r = out.json();
     assert_eq!(r["outcome"], "passed", "{out}");
@@ -84,7 +86,10 @@ fn a_drill_passes_reports_rto_and_rpo_and_list_shows_it() {
     let text = aos(dir.path(), &db).args(["drill", &id_of(&first)]).run();
     text.assert_success();
     let said = text.stdout_trimmed();
-    assert!(said.contains("PASSED") && said.contains("RTO:") && said.contains("RPO:"), "{said}");
+    assert!(
+        said.contains("PASSED") && said.contains("RTO:") && said.contains("RPO:"),
+        "{said}"
+    );
     assert!(said.contains("3 tables match"), "{said}");
 
     let list = aos(dir.path(), &db).args(["--json", "list"]).run();
@@ -97,11 +102,362 @@ fn a_drill_passes_reports_rto_and_rpo_and_list_shows_it() {
     assert!(table.stdout_trimmed().contains("drill:passed"), "{table}");
 
     // verify ignores the drill results; prune deletes each with its backup.
-    aos(dir.path(), &db).args(["verify", "--all"]).run().assert_success();
+    aos(dir.path(), &db)
+        .args(["verify", "--all"])
+        .run()
+        .assert_success();
     aos(dir.path(), &db)
         .args(["prune", "--keep-last", "1"])
         .run()
         .assert_success();
     assert!(!first.exists() && !drill_json(&first).exists());
     assert!(second.exists() && drill_json(&second).exists());
+}
+
+/// Runs a drill of `backup_id` and expects exit `code`; its JSON report.
+fn drill(dir: &Path, db: &str, args: &[&str], code: i32) -> (Output, Value) {
+    let out = aos(dir, db).args(["--json", "drill"]).args(args).run();
+    out.assert_code(code);
+    let json = out.json();
+    (out, json)
+}
+
+#[test]
+fn row_counts_that_do_not_match_fail_the_drill_with_exit_11() {
+    let db = filled_db("drill_rows");
+    let dir = tempdir();
+    let b = backup(dir.path(), &db, &[]);
+    let mut meta = read_sidecar(&b);
+    let counts = meta["row_counts"].as_array_mut().unwrap();
+    let big = counts.iter_mut().find(|t| t["table"] == "big").unwrap();
+    assert_eq!(big["rows"], 20000);
+    big["rows"] = 19999.into();
+    write_json(&crate::support::sidecar(&b), &meta);
+    let (out, r) = drill(dir.path(), &db, &[], 11);
+    assert_eq!(r["outcome"], "check-failed", "{out}");
+    let m = &r["row_counts"]["mismatches"];
+    assert_eq!(m.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(m[0]["table"], "big");
+    assert_eq!(m[0]["recorded"], 19999);
+    assert_eq!(m[0]["restored"], 20000);
+    assert!(out.stderr_trimmed().contains("mismatch"), "{out}");
+    assert_eq!(read_json(&drill_json(&b))["outcome"], "check-failed");
+    assert!(scratch_of(&id_of(&b)).is_empty());
+
+    // The text names the table; `list` shows the failed drill.
+    let text = aos(dir.path(), &db).arg("drill").run();
+    text.assert_code(11);
+    assert!(
+        text.stdout_trimmed()
+            .contains("public.big: 19999 rows at backup time, 20000 restored"),
+        "{text}"
+    );
+    let list = aos(dir.path(), &db).arg("list").run();
+    assert!(
+        list.stdout_trimmed().contains("drill:check-failed"),
+        "{list}"
+    );
+}
+
+#[test]
+fn an_older_backup_without_row_counts_says_not_recorded_and_passes() {
+    let db = filled_db("drill_norows");
+    let dir = tempdir();
+    let b = backup(dir.path(), &db, &[]);
+    let mut meta = read_sidecar(&b);
+    meta.as_object_mut().unwrap().remove("row_counts");
+    write_json(&crate::support::sidecar(&b), &meta);
+    let (_, r) = drill(dir.path(), &db, &[], 0);
+    assert_eq!(r["row_counts"]["recorded"], false);
+    let text = aos(dir.path(), &db).arg("drill").run();
+    text.assert_success();
+    assert!(text.stdout_trimmed().contains("not recorded"), "{text}");
+}
+
+#[test]
+fn a_failing_check_sql_query_fails_the_drill_with_exit_11() {
+    let db = filled_db("drill_sql");
+    let dir = tempdir();
+    let b = backup(dir.path(), &db, &[]);
+    let checks = dir.path().join("checks.sql");
+    fs::write(
+        &checks,
+        "-- can the app read its data?\nSELECT count(*) = 2 FROM small;\nSELECT * FROM big WHERE id = 5;\n\
+         SELECT * FROM small WHERE a = 99;\nSELECT false;\nSELECT 1 FROM no_such_table;\n",
+    )
+    .unwrap();
+    let (out, r) = drill(
+        dir.path(),
+        &db,
+        &["--check-sql", checks.to_str().unwrap()],
+        11,
+    );
+    let checks = r["checks"].as_array().unwrap();
+    let passed: Vec<bool> = checks
+        .iter()
+        .map(|c| c["passed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(passed, [true, true, false, false, false], "{out}");
+    assert_eq!(checks[2]["result"], "no rows");
+    assert_eq!(checks[3]["result"], "false");
+    assert!(checks[4]["result"]
+        .as_str()
+        .unwrap()
+        .contains("no_such_table"));
+    assert!(scratch_of(&id_of(&b)).is_empty());
+
+    let empty = dir.path().join("empty.sql");
+    fs::write(&empty, "-- nothing\n").unwrap();
+    let out = aos(dir.path(), &db)
+        .args(["drill", "--check-sql", empty.to_str().unwrap()])
+        .run();
+    out.assert_code(2);
+}
+
+#[test]
+fn a_backup_that_does_not_restore_fails_the_drill_with_exit_10() {
+    let db = filled_db("drill_broken");
+    let dir = tempdir();
+    let b = backup(
+        dir.path(),
+        &db,
+        &["--format", "plain", "--compression", "none"],
+    );
+    // Damaged before its checksum was taken: the checksum passes, the restore fails.
+    let sql = fs::read_to_string(&b).unwrap();
+    let trailer = sql.rfind("-- PostgreSQL database dump complete").unwrap();
+    let broken = format!(
+        "{}SELECT no_such_function();\n\n{}",
+        &sql[..trailer],
+        &sql[trailer..]
+    );
+    fs::write(&b, &broken).unwrap();
+    let mut meta = read_sidecar(&b);
+    meta["sha256"] = crate::support::sha256_hex(broken.as_bytes()).into();
+    meta["size_bytes"] = broken.len().into();
+    meta["dump_bytes"] = broken.len().into();
+    write_json(&crate::support::sidecar(&b), &meta);
+    let (out, r) = drill(dir.path(), &db, &[], 10);
+    assert_eq!(r["outcome"], "restore-failed", "{out}");
+    assert!(r["rto_ms"].is_null());
+    assert!(
+        r["restore_error"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_function"),
+        "{out}"
+    );
+    assert_eq!(r["scratch"]["removed"], true);
+    assert!(scratch_of(&id_of(&b)).is_empty());
+    assert_eq!(read_json(&drill_json(&b))["outcome"], "restore-failed");
+}
+
+#[test]
+fn a_scratch_url_naming_the_live_database_is_refused() {
+    let pg = server();
+    let db = filled_db("drill_live");
+    let dir = tempdir();
+    let b = backup(dir.path(), &db, &[]);
+    let out = aos(dir.path(), &db)
+        .args(["drill", "--scratch-url", &pg.socket_url(&db)])
+        .run();
+    out.assert_code(3);
+    assert!(out.stderr_trimmed().contains("live database"), "{out}");
+    assert!(scratch_of(&id_of(&b)).is_empty());
+    assert!(!drill_json(&b).exists());
+
+    // Another database of that server only serves to connect: the scratch database goes there.
+    let (out, r) = drill(
+        dir.path(),
+        &db,
+        &["--scratch-url", &pg.socket_url("postgres")],
+        0,
+    );
+    assert!(
+        r["scratch"]["host"].as_str().unwrap().contains("socket"),
+        "{out}"
+    );
+}
+
+/// Whether the folder in a scratch host like `/tmp/aos-backup-drill.x (socket, port 5432)` exists.
+fn cluster_folder(report: &Value) -> PathBuf {
+    let host = report["scratch"]["host"].as_str().unwrap();
+    PathBuf::from(host.split(" (").next().unwrap())
+}
+
+#[test]
+fn an_ephemeral_cluster_takes_the_drill_and_is_removed() {
+    let db = filled_db("drill_ephemeral");
+    let dir = tempdir();
+    backup(dir.path(), &db, &[]);
+    let (out, r) = drill(dir.path(), &db, &["--ephemeral"], 0);
+    assert_eq!(r["scratch"]["kind"], "ephemeral", "{out}");
+    assert_eq!(r["row_counts"]["mismatches"], Value::Array(vec![]));
+    let folder = cluster_folder(&r);
+    assert!(folder.starts_with(std::env::temp_dir()), "{out}");
+    assert!(!folder.exists(), "{out}");
+}
+
+#[test]
+fn a_role_that_cannot_create_databases_drills_in_an_ephemeral_cluster() {
+    let pg = server();
+    let db = filled_db("drill_nocreatedb");
+    let dir = tempdir();
+    backup(dir.path(), &db, &[]);
+    let role = format!("aos_drill_nocreate_{}", std::process::id());
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {} LOGIN NOCREATEDB PASSWORD 'pw-nocreate'",
+            quote_ident(&role)
+        ),
+    );
+    let url = format!("postgresql://{role}:pw-nocreate@127.0.0.1:{}/{db}", pg.port);
+    let out = aos(dir.path(), &db)
+        .env("DATABASE_URL", url)
+        .args(["--json", "drill"])
+        .run();
+    let _ = pg.try_psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    out.assert_success();
+    assert_eq!(out.json()["scratch"]["kind"], "ephemeral", "{out}");
+    assert!(out.stderr_trimmed().contains("CREATEDB"), "{out}");
+}
+
+#[test]
+fn a_drill_killed_during_the_restore_leaves_nothing_the_next_drill_does_not_remove() {
+    let pg = server();
+    let db = pg.create_db("drill_killed");
+    pg.psql(
+        &db,
+        &format!(
+            "SET ROLE {APP_ROLE};
+             CREATE TABLE wide (id int, t text);
+             INSERT INTO wide SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;"
+        ),
+    );
+    let dir = tempdir();
+    let b = backup(dir.path(), &db, &[]);
+    let id = id_of(&b);
+    let cmd = aos(dir.path(), &db).arg("drill");
+    let child = cmd.spawn();
+    wait_until(
+        "the drill created its scratch database",
+        Duration::from_secs(60),
+        Some(&child),
+        || !scratch_of(&id).is_empty(),
+    );
+    cmd::signal(&child, libc::SIGKILL);
+    let out = cmd.wait(child);
+    assert_eq!(out.signal, Some(libc::SIGKILL), "{out}");
+    let left = scratch_of(&id);
+    assert_eq!(
+        left.len(),
+        1,
+        "killed: its scratch database stays until the next drill"
+    );
+    let owner = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{}'",
+            left[0]
+        ),
+    );
+    assert!(owner.starts_with("aos-backup-owner "), "{owner}");
+
+    // The next drill (this one, or another test's on the same server) drops it.
+    let next = aos(dir.path(), &db).arg("drill").run();
+    next.assert_success();
+    assert!(scratch_of(&id).is_empty(), "{next}");
+}
+
+#[test]
+fn a_drill_stopped_by_a_signal_drops_its_scratch_database_itself() {
+    let pg = server();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let db = pg.create_db("drill_signal");
+        pg.psql(
+            &db,
+            &format!(
+                "SET ROLE {APP_ROLE};
+                 CREATE TABLE wide (id int, t text);
+                 INSERT INTO wide SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;"
+            ),
+        );
+        let dir = tempdir();
+        let b = backup(dir.path(), &db, &[]);
+        let id = id_of(&b);
+        let cmd = aos(dir.path(), &db).arg("drill");
+        let child = cmd.spawn();
+        wait_until(
+            "the drill created its scratch database",
+            Duration::from_secs(60),
+            Some(&child),
+            || !scratch_of(&id).is_empty(),
+        );
+        cmd::signal(&child, sig);
+        let out = cmd.wait(child);
+        out.assert_code(128 + sig);
+        assert!(scratch_of(&id).is_empty(), "{out}");
+        assert!(!drill_json(&b).exists(), "{out}");
+    }
+}
+
+/// The ephemeral cluster folder owned by process `pid`, once its server wrote its pid file.
+fn cluster_of(pid: u32) -> Option<PathBuf> {
+    fs::read_dir(std::env::temp_dir())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("aos-backup-drill."))
+        })
+        .find(|p| {
+            fs::read_to_string(p.join("owner")).is_ok_and(|o| o.contains(&format!(" pid={pid} ")))
+                && p.join("data/postmaster.pid").exists()
+        })
+}
+
+#[test]
+fn a_killed_ephemeral_drill_takes_its_server_along_and_the_next_drill_removes_its_folder() {
+    let pg = server();
+    let db = pg.create_db("drill_killed_eph");
+    pg.psql(
+        &db,
+        &format!(
+            "SET ROLE {APP_ROLE};
+             CREATE TABLE wide (id int, t text);
+             INSERT INTO wide SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 400000) g;"
+        ),
+    );
+    let dir = tempdir();
+    backup(dir.path(), &db, &[]);
+    let cmd = aos(dir.path(), &db).args(["drill", "--ephemeral"]);
+    let child = cmd.spawn();
+    let mut folder = None;
+    wait_until(
+        "the drill started its cluster",
+        Duration::from_secs(60),
+        Some(&child),
+        || {
+            folder = cluster_of(child.id());
+            folder.is_some()
+        },
+    );
+    let folder = folder.unwrap();
+    let pid_file = fs::read_to_string(folder.join("data/postmaster.pid")).unwrap();
+    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cmd::signal(&child, libc::SIGKILL);
+    let out = cmd.wait(child);
+    assert_eq!(out.signal, Some(libc::SIGKILL), "{out}");
+    wait_until(
+        "the cluster's server died with the drill",
+        Duration::from_secs(20),
+        None,
+        || !crate::support::alive(postmaster),
+    );
+    let next = aos(dir.path(), &db).args(["drill", "--ephemeral"]).run();
+    next.assert_success();
+    assert!(!folder.exists(), "{next}");
 }

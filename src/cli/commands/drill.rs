@@ -88,14 +88,20 @@ fn text(r: &DrillReport) -> String {
         "  RTO:        {}",
         r.rto_ms.map_or_else(
             || "none (the restore failed)".into(),
-            |ms| format!("{} (measured restore time)", human_duration(Duration::from_millis(ms)))
+            |ms| format!(
+                "{} (measured restore time)",
+                human_duration(Duration::from_millis(ms))
+            )
         )
     ));
     lines.push(format!("  RPO:        {}", rpo_text(r)));
     lines.push(format!("  row counts: {}", rows_text(r)));
     if !r.checks.is_empty() {
         let passed = r.checks.iter().filter(|c| c.passed).count();
-        lines.push(format!("  check-sql:  {passed} of {} passed", r.checks.len()));
+        lines.push(format!(
+            "  check-sql:  {passed} of {} passed",
+            r.checks.len()
+        ));
     }
     let mismatches = r.mismatches();
     if !mismatches.is_empty() {
@@ -129,13 +135,11 @@ fn rows_text(r: &DrillReport) -> String {
         "not compared (the restore failed)".into()
     } else if !rows.recorded {
         "not recorded (the backup is older than row counting)".into()
+    } else if rows.mismatches.is_empty() && rows.tables == 1 {
+        "1 table matches".into()
     } else if rows.mismatches.is_empty() {
         format!("{} tables match", rows.tables)
     } else {
-        format!(
-            "{} of {} tables differ",
-            rows.mismatches.len(),
-            rows.tables
-        )
+        format!("{} of {} tables differ", rows.mismatches.len(), rows.tables)
     }
 }
