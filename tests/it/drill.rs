@@ -461,3 +461,51 @@ fn a_killed_ephemeral_drill_takes_its_server_along_and_the_next_drill_removes_it
     next.assert_success();
     assert!(!folder.exists(), "{next}");
 }
+
+#[test]
+fn the_library_drills_and_reports_a_failed_check_as_a_typed_outcome() {
+    use aos_backup::types::DrillOutcome;
+    let pg = server();
+    let db = filled_db("drill_lib");
+    let dir = tempdir();
+    let engine = aos_backup::Engine::new(&pg.tcp_url(&db), dir.path())
+        .unwrap()
+        .with_pg_bin(&pg.bindir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(engine.backup(&engine.backup_options().unwrap()))
+        .unwrap();
+    let report = rt
+        .block_on(engine.drill(&engine.drill_options("latest")))
+        .unwrap();
+    assert_eq!(report.outcome, DrillOutcome::Passed);
+    assert!(report.rto_ms.is_some() && report.error().is_none());
+    assert!(report.scratch.removed);
+
+    let checks = dir.path().join("checks.sql");
+    fs::write(&checks, "SELECT 1 FROM small WHERE a = 42").unwrap();
+    let mut options = engine.drill_options("latest");
+    options.check_sql = Some(checks);
+    let report = rt.block_on(engine.drill(&options)).unwrap();
+    assert_eq!(report.outcome, DrillOutcome::CheckFailed);
+    assert_eq!(report.error().unwrap().kind, aos_backup::Kind::DrillCheck);
+    assert_eq!(report.mismatches().len(), 1, "{:?}", report.mismatches());
+}
+
+#[test]
+fn an_ephemeral_drill_without_the_server_programs_says_how_to_get_them() {
+    let db = filled_db("drill_nobin");
+    let dir = tempdir();
+    backup(dir.path(), &db, &[]);
+    let empty = tempdir();
+    let out = aos(dir.path(), &db)
+        .env("PG_BIN", empty.path())
+        .args(["drill", "--ephemeral"])
+        .run();
+    out.assert_code(6);
+    assert!(out.stderr_trimmed().contains("initdb"), "{out}");
+    assert!(out.stderr_trimmed().contains("PG_BIN"), "{out}");
+}
