@@ -1,5 +1,5 @@
 //! The library's front door: an [`Engine`] is built from a connection and a backup folder, and
-//! runs the same operations as the command line (backup, list, verify, restore, prune), each with
+//! runs the same operations as the command line (backup, list, verify, restore, prune, validate), each with
 //! its own runtime context, returning typed reports and one [`Error`] type.
 
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
@@ -10,6 +10,7 @@ use crate::ops::drill::{DrillOptions, DrillReport, ScratchChoice};
 use crate::ops::list::{ListOptions, ListReport};
 use crate::ops::prune::{Databases, Report as PruneReport};
 use crate::ops::restore::{RestoreOptions, RestorePlan, RestoreReport};
+use crate::ops::validate::{ValidateOptions, ValidateReport};
 use crate::ops::verify::{VerifyOptions, VerifyReport};
 use crate::ops::{Context, Lookup};
 use crate::pg::conninfo::ConnInfo;
@@ -266,6 +267,35 @@ impl Engine {
         let result = async {
             let plan = crate::ops::drill::plan(&ctx, options).await?;
             crate::ops::drill::execute(&ctx, plan).await
+        }
+        .await;
+        finish(&ctx, result)
+    }
+
+    /// The defaults of `aos-backup validate` on this engine's database: the SQL checks, no
+    /// pg_amcheck, 5 examples per check.
+    ///
+    /// # Errors
+    /// The engine was built without a connection.
+    pub fn validate_options(&self) -> Result<ValidateOptions> {
+        Ok(ValidateOptions {
+            conn: self.conn()?,
+            deep: false,
+            examples: crate::ops::validate::DEFAULT_EXAMPLES,
+        })
+    }
+
+    /// Runs the consistency checks on the live database (read-only). Findings are in the
+    /// report ([`ValidateReport::findings`]), not an error; [`ValidateReport::verdict`] makes
+    /// them one ([`crate::Kind::Findings`]).
+    ///
+    /// # Errors
+    /// The database cannot be reached, or its catalog cannot be read.
+    pub async fn validate(&self, options: &ValidateOptions) -> Result<ValidateReport> {
+        let ctx = self.context();
+        let result = async {
+            let plan = crate::ops::validate::plan(&ctx, options)?;
+            crate::ops::validate::execute(&ctx, plan).await
         }
         .await;
         finish(&ctx, result)

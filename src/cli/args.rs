@@ -119,6 +119,9 @@ pub enum Command {
     /// Prove that a backup restores: restore it into a scratch database, check it, drop it;
     /// reports RTO and RPO (exit 10: it did not restore; 11: a check failed).
     Drill(DrillArgs),
+    /// Check the live database for consistency problems (orphans, NOT VALID constraints,
+    /// invalid indexes, sequences behind their data...); exit 9 when any is found.
+    Validate(ValidateArgs),
     /// Delete old backups according to the retention policy.
     Prune(PruneArgs),
     /// Stay running and back up on the configured schedule (BACKUP_SCHEDULE); SIGTERM stops it.
@@ -369,6 +372,14 @@ pub struct DrillArgs {
 
     #[command(flatten)]
     pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also run pg_amcheck over the heaps and B-tree indexes (needs pg_amcheck and the amcheck
+    /// extension in the database; says so when either is missing).
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,8 @@
 //! A drill, as an operation: it proves that a backup restores without touching the live
 //! database. [`plan`] chooses the backup and where the scratch database goes (a new database on
 //! the live server, on another server, or in an ephemeral cluster); [`execute`] creates it,
-//! restores into it through the restore operation, runs the checks (row counts, the user's
-//! queries), removes it, and returns a [`DrillReport`] with the RTO, the RPO and every mismatch,
+//! restores into it through the restore operation, runs the checks (row counts, validate, the
+//! user's queries), removes it, and returns a [`DrillReport`] with the RTO, the RPO and every mismatch,
 //! also written next to the backup.
 
 use crate::archive::crypto::KeySource;
@@ -11,6 +11,7 @@ use crate::archive::meta::Meta;
 use crate::catalog::gaps::Gap;
 use crate::error::{Error, Kind};
 use crate::ops::restore::{self, RestoreOptions};
+use crate::ops::validate::{ValidateOptions, ValidationReport};
 use crate::ops::Context;
 use crate::pg::checks::{QueryCheck, RowMismatch};
 use crate::pg::cluster::Cluster;
@@ -104,6 +105,8 @@ pub struct DrillReport {
     pub restore_error: Option<String>,
     /// The row counts compared with the backup's.
     pub row_counts: RowCounts,
+    /// What validate found in the restored database (none when the restore failed).
+    pub validation: Option<ValidationReport>,
     /// The `--check-sql` queries and their verdicts.
     pub checks: Vec<QueryCheck>,
     /// The whole drill, from the scratch database's creation to its removal.
@@ -171,6 +174,21 @@ impl DrillReport {
             .iter()
             .map(|e| format!("restore failed: {e}"));
         let rows = self.row_counts.mismatches.iter().map(ToString::to_string);
+        let validation = self.validation.iter().flat_map(|v| {
+            v.failed().map(|c| {
+                let examples = if c.examples.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", c.examples.join("; "))
+                };
+                format!(
+                    "validate: {} {} ({}){examples}",
+                    c.failing,
+                    c.check.unit(),
+                    c.check.title()
+                )
+            })
+        });
         let queries = self.checks.iter().filter(|c| !c.passed).map(|c| {
             format!(
                 "check-sql: {} returned {}",
@@ -178,7 +196,11 @@ impl DrillReport {
                 c.result
             )
         });
-        restore.chain(rows).chain(queries).collect()
+        restore
+            .chain(rows)
+            .chain(validation)
+            .chain(queries)
+            .collect()
     }
 
     /// The error a failed drill ends with (its kind decides the exit code); none when it passed.
@@ -409,6 +431,7 @@ struct Found {
     rto: Option<Duration>,
     restore_error: Option<String>,
     rows: RowCounts,
+    validation: Option<ValidationReport>,
     checks: Vec<QueryCheck>,
 }
 
@@ -420,11 +443,13 @@ async fn run_in(ctx: &Context, plan: &DrillPlan, target: &ConnInfo) -> Result<Fo
     };
     let db = ctx.connect(target).await?;
     let rows = compare_rows(&db, &plan.meta).await?;
+    let validation = validate(ctx, plan, target).await?;
     let checks = crate::pg::checks::run_queries(&db, &plan.queries).await;
     Ok(Found {
         rto: Some(rto),
         restore_error: None,
         rows,
+        validation: Some(validation),
         checks,
     })
 }
@@ -450,6 +475,19 @@ async fn restore_into(ctx: &Context, plan: &DrillPlan, target: &ConnInfo) -> Res
     let restore_plan = restore::plan(&sub, &options).await?;
     let report = restore::execute(&sub, restore_plan).await?;
     Ok(report.duration)
+}
+
+/// The validate operation, on the scratch database.
+async fn validate(ctx: &Context, plan: &DrillPlan, target: &ConnInfo) -> Result<ValidationReport> {
+    let options = ValidateOptions {
+        conn: target.clone(),
+        deep: plan.deep,
+        examples: crate::ops::validate::DEFAULT_EXAMPLES,
+    };
+    let validate_plan = crate::ops::validate::plan(ctx, &options)?;
+    Ok(crate::ops::validate::execute(ctx, validate_plan)
+        .await?
+        .validation)
 }
 
 /// A restore that failed: a finding of the drill, unless it says nothing about the backup (an
@@ -482,6 +520,7 @@ fn restore_failed(ctx: &Context, e: anyhow::Error) -> Result<Found> {
             tables: 0,
             mismatches: Vec::new(),
         },
+        validation: None,
         checks: Vec::new(),
     })
 }
@@ -517,7 +556,10 @@ fn report(
     let meta = &plan.meta;
     let outcome = if found.restore_error.is_some() {
         Outcome::RestoreFailed
-    } else if !found.rows.mismatches.is_empty() || found.checks.iter().any(|c| !c.passed) {
+    } else if !found.rows.mismatches.is_empty()
+        || found.validation.as_ref().is_some_and(|v| !v.is_clean())
+        || found.checks.iter().any(|c| !c.passed)
+    {
         Outcome::CheckFailed
     } else {
         Outcome::Passed
@@ -547,6 +589,7 @@ fn report(
         rpo: rpo(ctx, plan),
         restore_error: found.restore_error,
         row_counts: found.rows,
+        validation: found.validation,
         checks: found.checks,
         duration: started.elapsed(),
     }

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod cluster;
 pub mod conninfo;
+pub mod consistency;
 pub mod db;
 pub mod pgpass;
 pub mod rowcount;

@@ -509,3 +509,28 @@ fn an_ephemeral_drill_without_the_server_programs_says_how_to_get_them() {
     assert!(out.stderr_trimmed().contains("initdb"), "{out}");
     assert!(out.stderr_trimmed().contains("PG_BIN"), "{out}");
 }
+
+#[test]
+fn consistency_problems_carried_by_the_backup_fail_the_drill_with_exit_11() {
+    let pg = server();
+    let db = pg.create_db("drill_orphans");
+    pg.psql(
+        &db,
+        &format!(
+            "SET ROLE {APP_ROLE};
+             CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent VALUES (1);
+             CREATE TABLE child (pid int); INSERT INTO child VALUES (1), (99);
+             ALTER TABLE child ADD CONSTRAINT child_parent FOREIGN KEY (pid) REFERENCES parent NOT VALID;"
+        ),
+    );
+    let dir = tempdir();
+    backup(dir.path(), &db, &[]);
+    let (out, r) = drill(dir.path(), &db, &[], 11);
+    assert_eq!(r["row_counts"]["mismatches"], Value::Array(vec![]), "{out}");
+    let checks = r["validation"]["checks"].as_array().unwrap();
+    let orphans = checks.iter().find(|c| c["check"] == "orphans").unwrap();
+    assert_eq!(orphans["failing"], 1, "{out}");
+    let text = aos(dir.path(), &db).arg("drill").run();
+    text.assert_code(11);
+    assert!(text.stdout_trimmed().contains("validate: 1 "), "{text}");
+}

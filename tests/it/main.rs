@@ -32,3 +32,4 @@ mod sqlfeed_lexing;
 mod support;
 mod suspect;
 mod tls;
+mod validate;

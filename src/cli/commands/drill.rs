@@ -96,6 +96,9 @@ fn text(r: &DrillReport) -> String {
     ));
     lines.push(format!("  RPO:        {}", rpo_text(r)));
     lines.push(format!("  row counts: {}", rows_text(r)));
+    if let Some(v) = &r.validation {
+        lines.push(format!("  validate:   {}", v.headline()));
+    }
     if !r.checks.is_empty() {
         let passed = r.checks.iter().filter(|c| c.passed).count();
         lines.push(format!(

@@ -11,6 +11,7 @@ pub mod list;
 pub mod prune;
 pub mod restore;
 pub mod schedule;
+pub mod validate;
 pub mod verify;
 
 use crate::cli::args::{Cli, Command};
@@ -254,6 +255,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
         Command::Drill(a) => drill::run(&ctx, a).await,
+        Command::Validate(a) => validate::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),
