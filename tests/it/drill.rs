@@ -434,19 +434,21 @@ fn a_killed_ephemeral_drill_takes_its_server_along_and_the_next_drill_removes_it
     backup(dir.path(), &db, &[]);
     let cmd = aos(dir.path(), &db).args(["drill", "--ephemeral"]);
     let child = cmd.spawn();
-    let mut folder = None;
+    let mut found = None;
     wait_until(
         "the drill started its cluster",
         Duration::from_secs(60),
         Some(&child),
         || {
-            folder = cluster_of(child.id());
-            folder.is_some()
+            found = cluster_of(child.id()).and_then(|folder| {
+                let pid_file = fs::read_to_string(folder.join("data/postmaster.pid")).ok()?;
+                let pid: i32 = pid_file.lines().next()?.trim().parse().ok()?;
+                Some((folder, pid))
+            });
+            found.is_some()
         },
     );
-    let folder = folder.unwrap();
-    let pid_file = fs::read_to_string(folder.join("data/postmaster.pid")).unwrap();
-    let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+    let (folder, postmaster) = found.unwrap();
     std::thread::sleep(Duration::from_millis(300));
     cmd::signal(&child, libc::SIGKILL);
     let out = cmd.wait(child);
