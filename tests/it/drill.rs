@@ -536,3 +536,41 @@ fn consistency_problems_carried_by_the_backup_fail_the_drill_with_exit_11() {
     text.assert_code(11);
     assert!(text.stdout_trimmed().contains("validate: 1 "), "{text}");
 }
+
+#[test]
+fn the_daemon_drills_the_newest_backup_on_its_drill_schedule() {
+    let db = filled_db("drill_daemon");
+    let dir = tempdir();
+    let cmd = aos(dir.path(), &db)
+        .args(["--log-format", "json", "daemon"])
+        .env("BACKUP_SCHEDULE", "*/2 * * * * *")
+        .env("BACKUP_DRILL_SCHEDULE", "*/3 * * * * *");
+    let child = cmd.spawn();
+    let drilled = || {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".drill.json"))
+    };
+    wait_until(
+        "the daemon recorded a drill",
+        Duration::from_secs(60),
+        Some(&child),
+        || drilled().is_some(),
+    );
+    // Let the drill's log line out, then stop the daemon between runs.
+    std::thread::sleep(Duration::from_millis(300));
+    cmd::signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    assert!(matches!(out.code, Some(0 | 143)), "{out}");
+    assert_eq!(read_json(&drilled().unwrap())["outcome"], "passed");
+    let passed = out.stderr.lines().any(|l| {
+        let v: Value = serde_json::from_str(l).unwrap_or_default();
+        v["fields"]["job"] == "drill" && v["fields"]["outcome"] == "passed"
+            || v["job"] == "drill" && v["outcome"] == "passed"
+    });
+    assert!(passed, "{out}");
+    let state = read_json(&dir.path().join(".aos-backup.daemon.json"));
+    assert!(state["drill"]["last_run"].is_string(), "{state}");
+}
