@@ -129,11 +129,21 @@ pub struct DrilledBackup {
     pub server_version: String,
 }
 
+/// Where a scratch database was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScratchKind {
+    /// A new database on a server (DATABASE_URL's, or `--scratch-url`'s).
+    Database,
+    /// A database in an ephemeral cluster of its own.
+    Ephemeral,
+}
+
 /// The scratch database.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scratch {
-    /// `database` (a new database on a server) or `ephemeral` (in a cluster of its own).
-    pub kind: &'static str,
+    /// Where it was.
+    pub kind: ScratchKind,
     /// Its server, as shown to people.
     pub host: String,
     /// Its name.
@@ -579,8 +589,8 @@ fn report(
         },
         scratch: Scratch {
             kind: match plan.place {
-                Place::Server(_) => "database",
-                Place::Ephemeral { .. } => "ephemeral",
+                Place::Server(_) => ScratchKind::Database,
+                Place::Ephemeral { .. } => ScratchKind::Ephemeral,
             },
             host: server.host_display(),
             database: name.to_string(),

@@ -90,7 +90,11 @@ pub async fn can_create(db: &Db) -> Result<bool> {
 pub async fn create(db: &Db, name: &str, owner: &Owner) -> Result<()> {
     let create = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
     db.client().batch_execute(&create).await.map_err(|e| {
-        anyhow::anyhow!("creating the scratch database {name:?}: {}", error_text(&e))
+        crate::error::Error::new(
+            crate::error::Kind::Failure,
+            format!("creating the scratch database {name:?}: {}", error_text(&e)),
+        )
+        .hint("the role needs CREATEDB on the scratch server (ALTER ROLE name CREATEDB), or drill in an ephemeral cluster with --ephemeral")
     })?;
     let comment = format!(
         "COMMENT ON DATABASE {} IS {}",

@@ -214,7 +214,8 @@ fn it_backs_up_at_each_slot_and_sigterm_between_runs_exits_0() {
         "{out}"
     );
     assert!(
-        out.stderr.contains("restore drills of the newest backup on the schedule"),
+        out.stderr
+            .contains("restore drills of the newest backup on the schedule"),
         "the drill note:\n{out}"
     );
     assert!(!out.stderr.contains(APP_PASSWORD), "{out}");

@@ -314,10 +314,24 @@ fn a_role_that_cannot_create_databases_drills_in_an_ephemeral_cluster() {
     );
     let url = format!("postgresql://{role}:pw-nocreate@127.0.0.1:{}/{db}", pg.port);
     let out = aos(dir.path(), &db)
-        .env("DATABASE_URL", url)
+        .env("DATABASE_URL", &url)
         .args(["--json", "drill"])
         .run();
+    // Asked to use that role's server anyway, the drill says what the role lacks.
+    let on_server = aos(dir.path(), &db)
+        .env("PGPASSWORD", "pw-nocreate")
+        .args(["drill", "--scratch-url"])
+        .arg(format!(
+            "postgresql://{role}@127.0.0.1:{}/postgres",
+            pg.port
+        ))
+        .run();
     let _ = pg.try_psql("postgres", &format!("DROP ROLE {}", quote_ident(&role)));
+    on_server.assert_code(1);
+    assert!(
+        on_server.stderr_trimmed().contains("CREATEDB"),
+        "{on_server}"
+    );
     out.assert_success();
     assert_eq!(out.json()["scratch"]["kind"], "ephemeral", "{out}");
     assert!(out.stderr_trimmed().contains("CREATEDB"), "{out}");

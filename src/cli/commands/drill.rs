@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::cli::args::DrillArgs;
 use crate::error::Error;
-use crate::ops::drill::{self, DrillOptions, DrillReport, ScratchChoice};
+use crate::ops::drill::{self, DrillOptions, DrillReport, ScratchChoice, ScratchKind};
 use crate::pg::conninfo::ConnInfo;
 use crate::runtime::redact::sanitize;
 use crate::runtime::units::human_duration;
@@ -71,7 +71,7 @@ fn text(r: &DrillReport) -> String {
     )];
     lines.push(format!(
         "  scratch:    {} {:?} on {}{}",
-        if r.scratch.kind == "ephemeral" {
+        if r.scratch.kind == ScratchKind::Ephemeral {
             "ephemeral cluster, database"
         } else {
             "database"
