@@ -366,7 +366,7 @@ pub struct DrillArgs {
     #[arg(long, value_name = "FILE")]
     pub check_sql: Option<PathBuf>,
 
-    /// Also run validate's deep checks.
+    /// Also run pg_amcheck in the restored database (validate --deep).
     #[arg(long)]
     pub deep: bool,
 
