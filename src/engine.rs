@@ -6,6 +6,7 @@ use crate::archive::format::{Algorithm, Compression, DumpFormat};
 use crate::catalog::retention::Policy;
 use crate::error::Error;
 use crate::ops::backup::{BackupOptions, BackupReport, EncryptionRequest};
+use crate::ops::drill::{DrillOptions, DrillReport, ScratchChoice};
 use crate::ops::list::{ListOptions, ListReport};
 use crate::ops::prune::{Databases, Report as PruneReport};
 use crate::ops::restore::{RestoreOptions, RestorePlan, RestoreReport};
@@ -234,6 +235,40 @@ impl Engine {
                 plan.confirm();
             }
             crate::ops::restore::execute(&ctx, plan).await
+        }
+        .await;
+        finish(&ctx, result)
+    }
+
+    /// The defaults of `aos-backup drill BACKUP`: the scratch database beside this engine's
+    /// database (in an ephemeral cluster when its role may not create databases, or when the
+    /// engine has no connection), no queries, no deep checks.
+    #[must_use]
+    pub fn drill_options(&self, backup: &str) -> DrillOptions {
+        DrillOptions {
+            backup: backup.to_string(),
+            database: None,
+            live: self.conn.clone(),
+            scratch: ScratchChoice::Auto,
+            check_sql: None,
+            deep: false,
+            keys: crate::archive::crypto::KeySource::default(),
+        }
+    }
+
+    /// Drills a backup: restores it into a scratch database, checks it, removes it. A backup
+    /// that did not restore, or a check that failed, is in the report
+    /// ([`DrillReport::outcome`], [`DrillReport::error`]), not an error; the report is also
+    /// written next to the backup.
+    ///
+    /// # Errors
+    /// The backup cannot be found, the scratch server refused, a guard refused (the scratch
+    /// database would be the live one), the tools are missing...
+    pub async fn drill(&self, options: &DrillOptions) -> Result<DrillReport> {
+        let ctx = self.context();
+        let result = async {
+            let plan = crate::ops::drill::plan(&ctx, options).await?;
+            crate::ops::drill::execute(&ctx, plan).await
         }
         .await;
         finish(&ctx, result)

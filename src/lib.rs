@@ -26,13 +26,16 @@ pub use exit::ExitCode;
 /// The types that the operations' options and reports are made of.
 pub mod types {
     pub use crate::archive::crypto::{KeySource, Recipients};
+    pub use crate::archive::drill::{Outcome as DrillOutcome, Summary as DrillSummary};
     pub use crate::archive::format::{Algorithm, Compression, DumpFormat, EncryptionKind};
     pub use crate::archive::layers::Layer;
     pub use crate::archive::meta::{
         CheckCount, FileEntry, Meta, Recorded, Suspect, TableRows, ValidationSummary,
     };
+    pub use crate::catalog::gaps::Gap;
     pub use crate::catalog::retention::Policy;
     pub use crate::catalog::{Entry, Status};
+    pub use crate::pg::checks::{QueryCheck, RowMismatch};
     pub use crate::pg::conninfo::ConnInfo;
     pub use crate::pg::sessions::Session;
     pub use crate::pg::tools::Tool;

@@ -2,6 +2,7 @@
 //! writes it, the checks that say it is whole, and the SQL a restore feeds to psql.
 
 pub mod crypto;
+pub mod drill;
 pub mod dumpcheck;
 pub mod format;
 pub mod integrity;

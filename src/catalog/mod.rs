@@ -2,6 +2,7 @@
 //! sidecar, written last, is present), unmanaged and incomplete, and resolving `latest` or an id
 //! to a backup.
 
+pub mod gaps;
 pub mod retention;
 
 use crate::archive::meta::Meta;

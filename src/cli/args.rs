@@ -116,6 +116,9 @@ pub enum Command {
     List(ListArgs),
     /// Check backups against their checksums and read them through.
     Verify(VerifyArgs),
+    /// Prove that a backup restores: restore it into a scratch database, check it, drop it;
+    /// reports RTO and RPO (exit 10: it did not restore; 11: a check failed).
+    Drill(DrillArgs),
     /// Check the live database for consistency problems (orphans, NOT VALID constraints,
     /// invalid indexes, sequences behind their data...); exit 9 when any is found.
     Validate(ValidateArgs),
@@ -337,6 +340,40 @@ pub struct VerifyArgs {
     /// only NAME's backups) [default: DATABASE_URL's database, else the whole folder].
     #[arg(long, value_name = "NAME")]
     pub database: Option<String>,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// A backup id (or a unique prefix of one), `latest`, or a path.
+    #[arg(value_name = "ID|latest", default_value = "latest")]
+    pub target: String,
+
+    /// Look among the backups of database NAME for `latest` and id prefixes [default:
+    /// DATABASE_URL's database].
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+
+    /// Create the scratch database on this server instead of DATABASE_URL's (its database is
+    /// only connected to; prefer a URL without a password, which `ps` shows).
+    #[arg(long, value_name = "URL", conflicts_with = "ephemeral")]
+    pub scratch_url: Option<String>,
+
+    /// Restore into a throwaway PostgreSQL cluster of the backup's version, started from PG_BIN's
+    /// initdb and postgres on a private socket and removed afterwards (the default when
+    /// DATABASE_URL's role may not create databases).
+    #[arg(long)]
+    pub ephemeral: bool,
+
+    /// A file of SQL queries, each of which must return `true` or at least one row.
+    #[arg(long, value_name = "FILE")]
+    pub check_sql: Option<PathBuf>,
+
+    /// Also run pg_amcheck in the restored database (validate --deep).
+    #[arg(long)]
+    pub deep: bool,
 
     #[command(flatten)]
     pub keys: KeyArgs,

@@ -307,7 +307,7 @@ pub const KEYS: &[KeyDef] = &[
         toml: &["schedule.drill"],
         flags: &[],
         default: None,
-        help: "when `daemon` runs a restore drill: a cron expression (checked; drills are not run yet)",
+        help: "when `daemon` drills the newest backup: a cron expression",
     },
     KeyDef {
         key: Key::Preset,

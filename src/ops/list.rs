@@ -3,6 +3,7 @@
 //! its name, a sharp shrink), as a typed report.
 
 use super::Context;
+use crate::archive::drill::Summary as DrillSummary;
 use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
 use crate::archive::meta::{GlobalsFile, Recorded, Suspect};
 use crate::catalog::{self, Entry, Status};
@@ -54,6 +55,8 @@ pub struct ListEntry {
     pub suspect: Option<Suspect>,
     /// The roles and tablespaces stored with it (`backup --globals`), as its metadata records them.
     pub globals: Option<GlobalsFile>,
+    /// Its last drill (`aos-backup drill`): when, and how it ended.
+    pub drill: Option<DrillSummary>,
 }
 
 impl ListEntry {
@@ -155,5 +158,8 @@ fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
         name_time: e.time_mismatch(),
         suspect: meta.and_then(|m| m.suspect.clone()),
         globals: meta.and_then(|m| m.globals.clone()),
+        drill: (e.status == Status::Complete)
+            .then(|| crate::archive::drill::read_summary(&e.path))
+            .flatten(),
     }
 }

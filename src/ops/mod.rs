@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod drill;
 pub mod list;
 pub mod many;
 pub mod metrics;

@@ -5,6 +5,7 @@ pub mod context;
 pub mod fsutil;
 pub mod hooks;
 pub mod logging;
+pub mod owner;
 pub mod process;
 pub mod progress;
 pub mod redact;

@@ -213,7 +213,11 @@ fn it_backs_up_at_each_slot_and_sigterm_between_runs_exits_0() {
             .contains("the daemon stops (no run was in progress)"),
         "{out}"
     );
-    assert!(out.stderr.contains("issue #9"), "the drill note:\n{out}");
+    assert!(
+        out.stderr
+            .contains("restore drills of the newest backup on the schedule"),
+        "the drill note:\n{out}"
+    );
     assert!(!out.stderr.contains(APP_PASSWORD), "{out}");
     assert!(complete_backups(&backups).len() >= 2, "{out}");
     assert_no_partial(&backups, &out);

@@ -8,6 +8,7 @@ mod configkeys;
 mod core;
 mod daemon;
 mod docker;
+mod drill;
 mod facts;
 mod globals;
 mod guards;

@@ -30,8 +30,10 @@ mod lex;
 mod peek;
 #[cfg(test)]
 mod samples;
+mod split;
 mod stream;
 
 pub use clean::SKIPPED_MARK;
 pub use feed::SqlFeed;
 pub use peek::{peek_clean_section, CleanSection};
+pub use split::split_statements;

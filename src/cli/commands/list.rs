@@ -129,6 +129,7 @@ fn json_entry(e: &ListEntry, report: &ListReport) -> serde_json::Value {
         "status": e.status,
         "suspect": e.suspect,
         "globals": e.globals,
+        "drill": e.drill,
     })
 }
 
@@ -195,14 +196,23 @@ fn log_summary(report: &ListReport) {
 }
 
 /// The STATUS column: a complete backup that shrank sharply is marked `suspect`; one stored
-/// with its roles and tablespaces, `+globals`.
+/// with its roles and tablespaces, `+globals`; one that was drilled, its last drill's outcome
+/// and date (`drill:passed 2026-11-29`).
 fn status_text(e: &ListEntry) -> String {
     let status = match &e.suspect {
         Some(_) if e.status == Status::Complete => "complete,suspect",
         _ => e.status.as_str(),
     };
-    match &e.globals {
+    let status = match &e.globals {
         Some(_) => format!("{status} +globals"),
         None => status.to_string(),
+    };
+    match &e.drill {
+        Some(d) => format!(
+            "{status} drill:{} {}",
+            d.outcome.as_str(),
+            d.drilled_at.format("%Y-%m-%d")
+        ),
+        None => status,
     }
 }

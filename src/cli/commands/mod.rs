@@ -5,6 +5,7 @@ pub mod backup;
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod generate;
 pub mod list;
 pub mod prune;
@@ -253,6 +254,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Drill(a) => drill::run(&ctx, a).await,
         Command::Validate(a) => validate::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,

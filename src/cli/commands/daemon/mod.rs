@@ -10,6 +10,7 @@
 //! 143 (SIGTERM) or 130 (SIGINT) when it cancelled a run, 2 when the configuration is unusable at
 //! start.
 
+mod drills;
 mod state;
 
 use super::Ctx;
@@ -44,6 +45,17 @@ pub async fn run(ctx: &Ctx, signals: &mut Signals) -> Result<()> {
     let mut daemon = Daemon::start(ctx)?;
     loop {
         let slot = next_slot(&daemon.schedule, daemon.state.backup.handled_until)?;
+        if let Some(drill) = daemon.next_drill().filter(|d| *d < slot) {
+            if let Some(sig) = wait_until(&daemon.clock, drill, signals).await {
+                tracing::info!(
+                    "{}: the daemon stops (no run was in progress)",
+                    signal_name(sig)
+                );
+                return Ok(());
+            }
+            daemon.drill(ctx, drill, signals).await?;
+            continue;
+        }
         if let Some(sig) = wait_until(&daemon.clock, slot, signals).await {
             tracing::info!(
                 "{}: the daemon stops (no run was in progress)",
@@ -64,6 +76,8 @@ pub async fn run(ctx: &Ctx, signals: &mut Signals) -> Result<()> {
 /// The daemon between two runs.
 struct Daemon {
     schedule: Schedule,
+    /// When to drill the newest backup, if ever.
+    drills: Option<Schedule>,
     clock: Clock,
     state: State,
     steps: Vec<Box<dyn AfterRun>>,
@@ -84,10 +98,32 @@ impl Daemon {
         announce(ctx, &schedule, &state, &dir)?;
         Ok(Daemon {
             schedule,
+            drills: ctx.settings.schedule.drill.clone(),
             clock,
             state,
             steps: after_run_steps(ctx),
         })
+    }
+
+    /// The next drill slot, when drills are scheduled.
+    fn next_drill(&self) -> Option<DateTime<Utc>> {
+        self.drills
+            .as_ref()
+            .and_then(|d| d.next_after(self.state.drill.handled_until))
+    }
+
+    /// Runs the drill of `slot` and records it; a signal that cancelled it is the error to exit
+    /// with.
+    async fn drill(&mut self, ctx: &Ctx, slot: DateTime<Utc>, signals: &mut Signals) -> Result<()> {
+        let started = self.clock.now();
+        match drills::run(ctx, started, slot, signals).await {
+            drills::Ended::Finished(word) => {
+                self.state
+                    .record_drill(slot, started, self.clock.now(), word);
+                Ok(())
+            }
+            drills::Ended::Cancelled(e) => Err(e.into()),
+        }
     }
 
     /// Runs the slot, records and logs how it ended. Returns the signal that came during a run
@@ -140,9 +176,9 @@ fn announce(ctx: &Ctx, schedule: &Schedule, state: &State, dir: &std::path::Path
         shown(next, schedule.timezone())
     );
     if let Some(drill) = &ctx.settings.schedule.drill {
-        tracing::warn!(
-            "BACKUP_DRILL_SCHEDULE is set to {drill}, but restore drills arrive with issue #9: no drill runs yet"
-        );
+        if let Some(next) = drill.next_after(state.drill.handled_until) {
+            drills::announce(drill, next, drill.timezone());
+        }
     }
     Ok(())
 }

@@ -1,0 +1,148 @@
+//! `aos-backup drill`: restores a backup into a scratch database, checks it and drops it, then
+//! prints the RTO, the RPO and every mismatch; the exit code says whether the drill passed.
+
+use super::Ctx;
+use crate::cli::args::DrillArgs;
+use crate::error::Error;
+use crate::ops::drill::{self, DrillOptions, DrillReport, ScratchChoice, ScratchKind};
+use crate::pg::conninfo::ConnInfo;
+use crate::runtime::redact::sanitize;
+use crate::runtime::units::human_duration;
+use anyhow::Result;
+use std::time::Duration;
+
+/// Runs a drill.
+pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<()> {
+    // A signal stops the restore; the drill then still drops its scratch database.
+    ctx.reports_when_cancelled.set();
+    let ops = ctx.ops();
+    let plan = drill::plan(&ops, &options(ctx, args)?).await?;
+    let report = drill::execute(&ops, plan).await?;
+    ctx.emit(&text(&report), &serde_json::to_value(&report)?);
+    match report.error() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The operation's options: the flags over the settings.
+fn options(ctx: &Ctx, args: &DrillArgs) -> Result<DrillOptions> {
+    let live = match ctx.settings.database_url {
+        Some(_) => Some(ctx.conninfo()?),
+        None => None,
+    };
+    let scratch = match (&args.scratch_url, args.ephemeral) {
+        (_, true) => ScratchChoice::Ephemeral,
+        (Some(url), false) => ScratchChoice::Server(scratch_conninfo(ctx, url)?),
+        (None, false) => ScratchChoice::Auto,
+    };
+    Ok(DrillOptions {
+        backup: args.target.clone(),
+        database: args.database.clone(),
+        live,
+        scratch,
+        check_sql: args.check_sql.clone(),
+        deep: args.deep,
+        keys: ctx.keys(&args.keys),
+    })
+}
+
+/// `--scratch-url`, parsed and resolved as `DATABASE_URL` is, its password kept secret.
+fn scratch_conninfo(ctx: &Ctx, url: &str) -> Result<ConnInfo> {
+    let conn = ConnInfo::parse(url).map_err(|e| {
+        Error::usage(format!("invalid --scratch-url: {e}"))
+            .hint("expected postgresql://user@host:port/dbname (the password from PGPASSWORD or ~/.pgpass)")
+    })?;
+    if let Some(p) = conn.password() {
+        ctx.op.secrets().register(p);
+        tracing::warn!("--scratch-url holds a password, which other users can see in `ps`; prefer ~/.pgpass or PGPASSWORD");
+    }
+    ctx.finish_conninfo(&conn)
+}
+
+/// The text report: the verdict, where it ran, RTO, RPO, the checks, then every mismatch.
+fn text(r: &DrillReport) -> String {
+    let mut lines = vec![format!(
+        "drill of {} (database {:?}, taken {}): {}",
+        r.backup.id,
+        sanitize(&r.backup.database),
+        r.backup.taken_at.format("%Y-%m-%d %H:%M UTC"),
+        r.outcome.as_str().to_uppercase()
+    )];
+    lines.push(format!(
+        "  scratch:    {} {:?} on {}{}",
+        if r.scratch.kind == ScratchKind::Ephemeral {
+            "ephemeral cluster, database"
+        } else {
+            "database"
+        },
+        r.scratch.database,
+        sanitize(&r.scratch.host),
+        if r.scratch.removed {
+            " (removed)"
+        } else {
+            " (NOT removed: the next drill drops it)"
+        }
+    ));
+    lines.push(format!(
+        "  RTO:        {}",
+        r.rto_ms.map_or_else(
+            || "none (the restore failed)".into(),
+            |ms| format!(
+                "{} (measured restore time)",
+                human_duration(Duration::from_millis(ms))
+            )
+        )
+    ));
+    lines.push(format!("  RPO:        {}", rpo_text(r)));
+    lines.push(format!("  row counts: {}", rows_text(r)));
+    if let Some(v) = &r.validation {
+        lines.push(format!("  validate:   {}", v.headline()));
+    }
+    if !r.checks.is_empty() {
+        let passed = r.checks.iter().filter(|c| c.passed).count();
+        lines.push(format!(
+            "  check-sql:  {passed} of {} passed",
+            r.checks.len()
+        ));
+    }
+    let mismatches = r.mismatches();
+    if !mismatches.is_empty() {
+        lines.push(format!("mismatches ({}):", mismatches.len()));
+        lines.extend(mismatches.iter().map(|m| format!("  - {}", sanitize(m))));
+    }
+    lines.join("\n")
+}
+
+fn rpo_text(r: &DrillReport) -> String {
+    let secs = |s: i64| super::human_age(r.drilled_at - chrono::Duration::seconds(s), r.drilled_at);
+    let age = secs(r.rpo.backup_age_seconds);
+    match &r.rpo.largest_gap {
+        Some(g) => format!(
+            "backup age {age}; largest gap between complete backups {} ({} to {}, over {} backups)",
+            secs(g.seconds),
+            g.from_id,
+            g.to_id,
+            r.rpo.complete_backups
+        ),
+        None => format!(
+            "backup age {age}; largest gap between complete backups: none yet ({} backup)",
+            r.rpo.complete_backups
+        ),
+    }
+}
+
+fn rows_text(r: &DrillReport) -> String {
+    let rows = &r.row_counts;
+    if r.restore_error.is_some() {
+        "not compared (the restore failed)".into()
+    } else if !rows.recorded {
+        "not recorded (the backup is older than row counting)".into()
+    } else if rows.mismatches.is_empty() && rows.tables == 1 {
+        "1 table matches".into()
+    } else if rows.mismatches.is_empty() {
+        format!("{} tables match", rows.tables)
+    } else {
+        format!("{} of {} tables differ", rows.mismatches.len(), rows.tables)
+    }
+}
