@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod hooks;
 pub mod metrics;
+pub mod notify;
 pub mod runs;
 
 use crate::error;

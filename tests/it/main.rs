@@ -2,6 +2,7 @@
 //! that runs the real `aos-backup` binary (`cmd`), and the test modules that use them.
 
 mod catalog;
+mod catcher;
 mod cleanphase;
 mod cmd;
 mod configkeys;
@@ -19,6 +20,7 @@ mod killsafe;
 mod library;
 mod manydb;
 mod monitoring;
+mod notify;
 mod perdb;
 mod pgpass;
 mod pipeline;

@@ -252,7 +252,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
-        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a).await,
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Config => config::run(&ctx),
