@@ -70,6 +70,11 @@ pub fn run() -> i32 {
             let r = commands::daemon::run(&ctx, &mut Signals::new()).await;
             return (r.map(|()| commands::Finish::Success), None);
         }
+        if matches!(cli.command, args::Command::TelegramBot) {
+            // The bot too: each /backup is its own operation.
+            let r = commands::telegram_bot::run(&ctx, &mut Signals::new()).await;
+            return (r.map(|()| commands::Finish::Success), None);
+        }
         let metrics = metrics::Pending::start(&cli.command, &ctx);
         (
             supervise(commands::dispatch(cli, ctx), &op, &reports).await,

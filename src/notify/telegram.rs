@@ -29,7 +29,6 @@ impl std::fmt::Debug for Bot {
 }
 
 /// One message a user sent the bot.
-#[allow(dead_code)] // read by the telegram-bot front end
 #[derive(Debug, Clone)]
 pub struct Incoming {
     /// The update's id (the next poll starts after it).
@@ -113,7 +112,6 @@ impl Bot {
     }
 
     /// Waits up to `wait` for the messages after `offset` (long polling).
-    #[allow(dead_code)] // the telegram-bot front end
     ///
     /// # Errors
     /// The poll failed.
@@ -138,30 +136,8 @@ impl Bot {
             .map(|a| a.iter().filter_map(incoming).collect())
             .unwrap_or_default())
     }
-
-    /// The id of the last update in the answer, even one that is not a text message.
-    #[allow(dead_code)] // the telegram-bot front end
-    ///
-    /// # Errors
-    /// The poll failed.
-    pub async fn skip_backlog(&self) -> Result<i64, Failure> {
-        let sent = self
-            .client
-            .post(self.method("getUpdates"))
-            .json(&serde_json::json!({ "offset": -1, "timeout": 0 }))
-            .send()
-            .await;
-        let text = outcome(sent).await?;
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        Ok(v["result"]
-            .as_array()
-            .and_then(|a| a.last())
-            .and_then(|u| u["update_id"].as_i64())
-            .map_or(0, |id| id + 1))
-    }
 }
 
-#[allow(dead_code)] // the telegram-bot front end
 /// A text message in an update; `None` for anything else (the update is still skipped past).
 fn incoming(u: &serde_json::Value) -> Option<Incoming> {
     let update_id = u["update_id"].as_i64()?;

@@ -111,7 +111,6 @@ impl Catcher {
     }
 
     /// Waits until `n` requests went to a path containing `part`.
-    #[allow(dead_code)]
     pub fn wait_for(&self, part: &str, n: usize, timeout: Duration) -> Vec<Request> {
         let end = Instant::now() + timeout;
         loop {

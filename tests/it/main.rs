@@ -31,4 +31,5 @@ mod smoke;
 mod sqlfeed_lexing;
 mod support;
 mod suspect;
+mod telegram;
 mod tls;
