@@ -17,6 +17,9 @@ pub fn notifier(ctx: &Ctx) -> Notifier {
     for s in ctx.settings.notify.secrets() {
         ctx.op.secrets().register(s);
     }
+    if let Some(token) = &ctx.settings.telegram.token {
+        ctx.op.secrets().register(token);
+    }
     Notifier::new(ctx.settings.notify.clone())
 }
 

@@ -121,6 +121,7 @@ impl Destination {
         if let Target::Webhook(u) | Target::Ping(u) = &target {
             secrets.push(u.to_string());
             secrets.extend(u.path_segments().into_iter().flatten().map(str::to_string));
+            secrets.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
         }
         Ok(Destination {
             masked: format!(

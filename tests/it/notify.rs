@@ -610,3 +610,114 @@ fn email_through_a_plain_relay_and_over_the_size_limit() {
     assert!(mail[1].contains(&name), "{}", mail[1]);
     assert!(!smtp.dir.join(format!("1.{name}")).exists());
 }
+
+#[test]
+fn prune_suspect_and_restore_events_go_where_they_are_wanted() {
+    let db = server().create_db("notify_events");
+    server().psql(
+        &db,
+        "SET ROLE app; CREATE TABLE a AS SELECT g FROM generate_series(1, 2000) g; CREATE TABLE b (x int);",
+    );
+    let dir = tempdir();
+    let c = Catcher::start();
+    let notify = format!("generic+{0}/all?on=always generic+{0}/bad", c.url());
+    let aos = |now: &str| {
+        Cmd::new()
+            .env("BACKUP_DIR", dir.path())
+            .env("DATABASE_URL", server().tcp_url(&db))
+            .env("AOS_BACKUP_NOW", now)
+            .env("BACKUP_NOTIFY", &notify)
+    };
+    aos("2024-06-01T00:00:00Z")
+        .arg("backup")
+        .run()
+        .assert_success();
+    let out = aos("2024-06-02T00:00:00Z")
+        .env("BACKUP_KEEP_LAST", "1")
+        .arg("backup")
+        .run();
+    out.assert_success();
+    let events =
+        |part: &str| -> Vec<serde_json::Value> { c.to(part).iter().map(|r| r.json()).collect() };
+    let all = events("/all");
+    let kinds: Vec<&str> = all.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["backup.succeeded", "backup.succeeded", "prune.deleted"],
+        "{out}"
+    );
+    let first_id = all[0]["backup_id"].as_str().unwrap();
+    assert!(
+        all[2]["details"].to_string().contains(first_id),
+        "{}",
+        all[2]
+    );
+    assert!(events("/bad").is_empty());
+
+    server().psql(&db, "DROP TABLE a, b;");
+    let out = aos("2024-06-03T00:00:00Z").arg("backup").run();
+    out.assert_success();
+    let bad = events("/bad");
+    assert_eq!(bad.len(), 1, "{out}");
+    assert_eq!(bad[0]["event"], "backup.suspect");
+    assert_eq!(bad[0]["status"], "warning");
+    assert!(bad[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Suspect Backup\nApp: "));
+
+    let good = dir.path().join(all[1]["file"].as_str().unwrap());
+    let out = aos("2024-06-03T01:00:00Z")
+        .args(["restore", "--yes"])
+        .consent_from_database_of(&good)
+        .arg(&good)
+        .run();
+    out.assert_success();
+    let last = events("/all").pop().unwrap();
+    assert_eq!(last["event"], "restore.done", "{out}");
+    assert_eq!(last["database"], db.as_str());
+
+    let out = aos("2024-06-03T02:00:00Z")
+        .env("DATABASE_URL", down_database())
+        .args(["restore", "--yes", "--from-database", &db])
+        .arg(&good)
+        .run();
+    out.assert_code(7);
+    let bad = events("/bad").pop().unwrap();
+    assert_eq!(bad["event"], "restore.failed", "{out}");
+    assert_eq!(bad["exit_code"], 7);
+
+    let out = aos("2024-06-04T00:00:00Z")
+        .args(["prune", "--keep-last", "1"])
+        .run();
+    out.assert_success();
+    let last = events("/all").pop().unwrap();
+    assert_eq!(last["event"], "prune.deleted", "{out}");
+    assert!(last["details"]
+        .to_string()
+        .contains(all[1]["backup_id"].as_str().unwrap()));
+}
+
+#[test]
+fn hooks_and_the_backup_folder_never_see_the_destinations_secrets() {
+    let db = server().create_db("notify_hooks");
+    let c = Catcher::start();
+    let cmd = backup_cmd(&server().tcp_url(&db), &every_destination(&c), &c.url())
+        .env("BACKUP_TELEGRAM_TOKEN", TG_TOKEN)
+        .env("BACKUP_HOOK_AFTER", "env > hook.env");
+    let out = cmd.run();
+    out.assert_success();
+    assert_no_secrets(&out);
+    let env = fs::read_to_string(cmd.dir().join("hook.env")).unwrap();
+    let mut written = env.clone();
+    for entry in fs::read_dir(cmd.dir().join("backups")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".meta.json") {
+            written.push_str(&fs::read_to_string(path).unwrap());
+        }
+    }
+    for s in [TG_TOKEN, HOOK_TOKEN, DISCORD_TOKEN, SLACK_TOKEN] {
+        assert!(!written.contains(s), "{s} handed to a hook or a sidecar");
+    }
+    assert!(!env.contains("BACKUP_NOTIFY=") && !env.contains("BACKUP_TELEGRAM_TOKEN="));
+}

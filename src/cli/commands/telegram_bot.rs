@@ -244,19 +244,33 @@ fn status(ctx: &Ctx) -> String {
             }
         ),
     ];
-    let drill = ctx.backup_dir().join(format!("{}.drill.json", last.file));
-    if let Ok(text) = std::fs::read_to_string(&drill) {
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let result = v["status"]
-            .as_str()
-            .or_else(|| v["result"].as_str())
-            .unwrap_or("recorded");
+    if let Some((meta, drill)) = last_drill(ctx, &metas) {
         lines.push(format!(
-            "Last drill: {}",
-            crate::runtime::redact::sanitize(result)
+            "Last drill: {} (backup {})",
+            drill,
+            crate::runtime::redact::sanitize(&meta.id)
         ));
     }
     lines.join("\n")
+}
+
+/// The newest backup with a drill record (`<backup>.drill.json`), and what the record says.
+fn last_drill<'a>(
+    ctx: &Ctx,
+    metas: &'a [crate::archive::meta::Meta],
+) -> Option<(&'a crate::archive::meta::Meta, String)> {
+    metas.iter().find_map(|m| {
+        let path = ctx.backup_dir().join(format!("{}.drill.json", m.file));
+        let text = std::fs::read_to_string(path).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let result = match (&v["passed"], v["status"].as_str(), v["result"].as_str()) {
+            (serde_json::Value::Bool(true), _, _) => "passed".to_string(),
+            (serde_json::Value::Bool(false), _, _) => "failed".to_string(),
+            (_, Some(s), _) | (_, None, Some(s)) => crate::runtime::redact::sanitize(s),
+            _ => "recorded".to_string(),
+        };
+        Some((m, result))
+    })
 }
 
 /// `/list`: the recent backups.
