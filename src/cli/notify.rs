@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::notify::{Event, EventKind, Notifier};
 use crate::ops::backup::{AutoPrune, BackupReport};
 use anyhow::Result;
+use std::time::Instant;
 
 /// The notifier of `ctx`'s settings, its destinations' secrets registered with the operation
 /// (so that no hook is handed them either).
@@ -28,8 +29,9 @@ pub async fn backup_started(notifier: &Notifier) {
     notifier.ping_start().await;
 }
 
-/// Sends the events of a backup run that ended as `result`, then the ping of its end.
-pub async fn backup_ended(ctx: &Ctx, notifier: &Notifier, result: &Result<Made>) {
+/// Sends the events of a backup run that started at `started` and ended as `result`, then the
+/// ping of its end.
+pub async fn backup_ended(ctx: &Ctx, notifier: &Notifier, started: Instant, result: &Result<Made>) {
     if notifier.is_empty() {
         return;
     }
@@ -54,11 +56,24 @@ pub async fn backup_ended(ctx: &Ctx, notifier: &Notifier, result: &Result<Made>)
             &summed(e),
         )],
     };
+    let events: Vec<Event> = events.into_iter().map(|e| timed(e, started)).collect();
     for event in &events {
         notifier.send(event).await;
     }
     let failed = events.iter().find(|e| e.kind == EventKind::BackupFailed);
     notifier.ping_end(failed).await;
+}
+
+/// A failure's start and duration (the run's), which no sidecar gives.
+fn timed(mut event: Event, started: Instant) -> Event {
+    if event.started_at.is_none() {
+        let took = started.elapsed();
+        event.started_at = chrono::Duration::from_std(took)
+            .ok()
+            .map(|d| event.finished_at - d);
+        event.duration = Some(took);
+    }
+    event
 }
 
 /// The events of one database's backup: made (or failed in its prune), suspect, pruned.

@@ -59,9 +59,10 @@ impl Made {
 /// the one backup failed. What a made run ends with is [`Made::into_result`].
 pub async fn backup(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> Result<Made> {
     let notifier = crate::cli::notify::notifier(ctx);
+    let started = std::time::Instant::now();
     crate::cli::notify::backup_started(&notifier).await;
     let result = backup_between_hooks(ctx, args, show).await;
-    crate::cli::notify::backup_ended(ctx, &notifier, &result).await;
+    crate::cli::notify::backup_ended(ctx, &notifier, started, &result).await;
     result
 }
 

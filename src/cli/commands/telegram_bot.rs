@@ -20,6 +20,8 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_secs(25);
 /// The longest wait after network errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a cancelled backup gets to stop its children and remove its temp files.
+const UNWIND: Duration = Duration::from_secs(10);
 /// How many backups `/list` shows.
 const LIST: usize = 10;
 
@@ -47,7 +49,7 @@ pub async fn run(ctx: &Ctx, signals: &mut Signals) -> Result<()> {
                 backoff = Duration::from_secs(1);
                 for m in messages {
                     offset = m.update_id + 1;
-                    answer(ctx, &bot, &m).await;
+                    answer(ctx, &bot, &m, signals).await;
                 }
             }
             Err(f) => {
@@ -98,7 +100,7 @@ fn bot(ctx: &Ctx) -> Result<Bot> {
 
 /// Answers one message: a refusal for strangers, else the command's reply. A reply that cannot
 /// be sent is logged.
-async fn answer(ctx: &Ctx, bot: &Bot, m: &Incoming) {
+async fn answer(ctx: &Ctx, bot: &Bot, m: &Incoming, signals: &mut Signals) {
     let chat = m.chat.to_string();
     let command = m.text.split_whitespace().next().unwrap_or_default();
     let command = command.split('@').next().unwrap_or_default();
@@ -111,7 +113,7 @@ async fn answer(ctx: &Ctx, bot: &Bot, m: &Incoming) {
         return;
     }
     match command {
-        "/backup" => backup(ctx, bot, &chat).await,
+        "/backup" => backup(ctx, bot, &chat, signals).await,
         "/status" => reply(bot, &chat, &status(ctx)).await,
         "/list" => reply(bot, &chat, &list(ctx)).await,
         _ => reply(bot, &chat, "Commands: /backup, /status, /list").await,
@@ -127,11 +129,8 @@ async fn reply(bot: &Bot, chat: &str, text: &str) {
 }
 
 /// `/backup`: a backup through the usual run, sent back, or why not.
-async fn backup(ctx: &Ctx, bot: &Bot, chat: &str) {
-    let op = OpContext::new(std::sync::Arc::new(crate::runtime::progress::Silent));
-    let run_ctx = ctx.for_run(op, chrono::Utc::now());
-    let made = runs::backup(&run_ctx, &BackupArgs::default(), &|_| {}).await;
-    let report = match made {
+async fn backup(ctx: &Ctx, bot: &Bot, chat: &str, signals: &mut Signals) {
+    let report = match watched_backup(ctx, signals).await {
         Ok(Made::One(report)) => report,
         Ok(Made::Many(_)) => {
             return reply(
@@ -184,6 +183,25 @@ async fn backup(ctx: &Ctx, bot: &Bot, chat: &str) {
         )
         .await;
     }
+}
+
+/// The backup run in its own operation; a signal cancels it (its children stopped, nothing
+/// partial left) and the bot stops after the reply.
+async fn watched_backup(ctx: &Ctx, signals: &mut Signals) -> Result<Made> {
+    let op = OpContext::new(std::sync::Arc::new(crate::runtime::progress::Silent));
+    let run_ctx = ctx.for_run(op, chrono::Utc::now());
+    let args = BackupArgs::default();
+    let work = runs::backup(&run_ctx, &args, &|_| {});
+    tokio::pin!(work);
+    let sig = tokio::select! {
+        made = &mut work => return made,
+        sig = signals.next() => sig,
+    };
+    tracing::warn!("signal {sig}: cancelling the backup in progress, then stopping");
+    run_ctx.op.cancel(sig);
+    let made = tokio::time::timeout(UNWIND, work).await;
+    run_ctx.op.cleanup_temps();
+    made.unwrap_or_else(|_| Err(run_ctx.op.interrupted_error(sig).into()))
 }
 
 /// Why `/backup` made nothing, in a reply.
