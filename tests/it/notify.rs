@@ -377,7 +377,10 @@ kw = dict(authenticator=accept, auth_require_tls=True)
 if cert:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, sys.argv[4])
-    kw.update(tls_context=ctx, require_starttls=True)
+    if len(sys.argv) > 5 and sys.argv[5] == 'implicit':
+        kw.update(ssl_context=ctx, auth_require_tls=False)
+    else:
+        kw.update(tls_context=ctx, require_starttls=True)
 c = Controller(Saver(), hostname='127.0.0.1', port=port, **kw)
 c.start()
 print('ready', flush=True)
@@ -387,6 +390,11 @@ c.stop()
 
 impl Smtp {
     fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Smtp {
+        Smtp::start_as(dir, tls, "starttls")
+    }
+
+    /// `mode`: `starttls`, or `implicit` (TLS from the first byte, as `smtps://`).
+    fn start_as(dir: &Path, tls: Option<(&Path, &Path)>, mode: &str) -> Smtp {
         let python = ["/usr/bin/python3", "python3"]
             .into_iter()
             .find(|p| {
@@ -398,14 +406,14 @@ impl Smtp {
             })
             .expect("aiosmtpd is missing: apt-get install python3-aiosmtpd (or pip install aiosmtpd); scripts/test.sh installs it");
         let port: u16 = down_url().rsplit(':').next().unwrap().parse().unwrap();
-        let mail = dir.join("mail");
+        let mail = dir.join(format!("mail-{port}"));
         fs::create_dir_all(&mail).unwrap();
         let script = dir.join("smtp.py");
         fs::write(&script, SMTP_SERVER).unwrap();
         let mut cmd = Command::new(python);
         cmd.arg(&script).arg(&mail).arg(port.to_string());
         if let Some((cert, key)) = tls {
-            cmd.arg(cert).arg(key);
+            cmd.arg(cert).arg(key).arg(mode);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -720,4 +728,71 @@ fn hooks_and_the_backup_folder_never_see_the_destinations_secrets() {
         assert!(!written.contains(s), "{s} handed to a hook or a sidecar");
     }
     assert!(!env.contains("BACKUP_NOTIFY=") && !env.contains("BACKUP_TELEGRAM_TOKEN="));
+}
+
+#[test]
+fn the_daemons_failed_runs_are_sent_too() {
+    let c = Catcher::start();
+    let cmd = Cmd::new()
+        .env("DATABASE_URL", down_database())
+        .env("BACKUP_SCHEDULE", "*/1 * * * * *")
+        .env("BACKUP_NOTIFY", format!("generic+{}/hook", c.url()))
+        .arg("daemon");
+    let child = cmd.spawn();
+    let got = c.wait_for("/hook", 1, Duration::from_secs(20));
+    crate::cmd::signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    assert!(!got.is_empty(), "nothing sent:\n{out}");
+    let j = got[0].json();
+    assert_eq!(j["event"], "backup.failed", "{j}");
+    assert_eq!(j["exit_code"], 7, "{j}");
+}
+
+#[test]
+fn slacks_bot_token_form_posts_to_the_channel() {
+    let c = Catcher::start();
+    let url = format!(
+        "slack://xoxb:1234-5678-{SLACK_TOKEN}@C0ALERTS?base={}",
+        c.url()
+    );
+    let out = backup_cmd(&down_database(), &url, &c.url()).run();
+    out.assert_code(7);
+    assert_no_secrets(&out);
+    let post = &c.to("/api/chat.postMessage")[0];
+    assert_eq!(
+        post.header("authorization"),
+        Some(format!("Bearer xoxb-1234-5678-{SLACK_TOKEN}").as_str())
+    );
+    assert_eq!(post.json()["channel"], "C0ALERTS");
+    assert!(post.json()["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Database Backup FAILED"));
+}
+
+#[test]
+fn smtps_is_tls_from_the_first_byte() {
+    let dir = tempdir();
+    let (ca, cert, key) = certificates(dir.path());
+    let smtp = Smtp::start_as(dir.path(), Some((&cert, &key)), "implicit");
+    let url = format!(
+        "smtps://ops:{SMTP_PASSWORD}@127.0.0.1:{}/?from=backup@example.com&to=ops@example.com&cafile={}",
+        smtp.port,
+        ca.display()
+    );
+    let out = Cmd::new()
+        .env("DATABASE_URL", down_database())
+        .env("BACKUP_NOTIFY", &url)
+        .arg("backup")
+        .run();
+    out.assert_code(7);
+    assert_no_secrets(&out);
+    let mail = smtp.messages();
+    assert_eq!(mail.len(), 1, "{out}");
+    assert!(
+        mail[0].contains("Subject: Database Backup FAILED: shop on "),
+        "{}",
+        mail[0]
+    );
+    assert!(mail[0].contains("Exit code: 7"), "{}", mail[0]);
 }

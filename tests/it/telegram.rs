@@ -123,3 +123,43 @@ fn the_bot_refuses_to_start_without_owners_or_a_token() {
     out.assert_code(2);
     assert!(out.stderr.contains("BACKUP_TELEGRAM_TOKEN"), "{out}");
 }
+
+#[test]
+fn sigterm_during_a_backup_cancels_it_answers_and_stops() {
+    let db = server().create_db("tgbot_term");
+    server().psql(&db, "SET ROLE app; CREATE TABLE t (id int);");
+    let blocker = crate::support::Blocker::lock(&db, "t");
+    let c = Catcher::start();
+    c.script("/getUpdates", vec![updates(&[update(1, OWNER, "/backup")])]);
+    let cmd = Cmd::new()
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .env("BACKUP_TELEGRAM_TOKEN", TOKEN)
+        .env("BACKUP_TELEGRAM_OWNERS", OWNER.to_string())
+        .env("BACKUP_TELEGRAM_API_URL", c.url())
+        .arg("telegram-bot");
+    let child = cmd.spawn();
+    // The backup waits for the table lock: the bot is busy with it.
+    let dir = cmd.dir().join("backups");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !crate::support::names_if_any(&dir)
+        .iter()
+        .any(|n| n.contains("partial"))
+        && std::time::Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    drop(blocker);
+    out.assert_success();
+    let sent = c.wait_for("/sendMessage", 1, Duration::from_secs(5));
+    assert_eq!(sent.len(), 1, "{out}");
+    let text = sent[0].json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("The backup failed.\nError: "), "{text}");
+    assert!(c.to("/sendDocument").is_empty());
+    let left: Vec<String> = crate::support::names_if_any(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with("aos-backup-") || n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{out}");
+}
