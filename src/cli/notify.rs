@@ -21,7 +21,21 @@ pub fn notifier(ctx: &Ctx) -> Notifier {
     if let Some(token) = &ctx.settings.telegram.token {
         ctx.op.secrets().register(token);
     }
+    warn_undeliverable(&ctx.settings.notify);
     Notifier::new(ctx.settings.notify.clone())
+}
+
+/// Warns when `BACKUP_DELIVER` names a destination kind that `BACKUP_NOTIFY` lacks.
+fn warn_undeliverable(config: &crate::notify::Config) {
+    let has = |kind: &str| config.destinations.iter().any(|d| d.kind() == kind);
+    for (wanted, kind, scheme) in [
+        (config.deliver_telegram, "telegram", "telegram://"),
+        (config.deliver_email, "email", "smtp://"),
+    ] {
+        if wanted && !has(kind) {
+            tracing::warn!("BACKUP_DELIVER asks for {kind}, but BACKUP_NOTIFY has no {scheme} destination: the backup is not delivered there");
+        }
+    }
 }
 
 /// Tells the healthchecks-style destinations that a backup run starts.

@@ -203,11 +203,8 @@ pub fn split_list(text: &str) -> Vec<String> {
     out
 }
 
+/// A percent-encoded part of a URL (a user name, a password), decoded (`+` stays `+`).
 fn decode(s: &str) -> String {
-    percent_decode(s)
-}
-
-fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())

@@ -344,6 +344,29 @@ fn config_shows_destinations_masked_and_refuses_bad_ones_without_echoing_them() 
         "{out}"
     );
     assert_no_secrets(&out);
+
+    // In the config file, the destinations make it a secret file, and they are read from it.
+    let cmd = Cmd::new().args(["config", "--json"]);
+    let cfg = cmd.dir().join("aos-backup.toml");
+    fs::write(
+        &cfg,
+        format!("[notify]\nurls = [\"discord://{DISCORD_TOKEN}@42\"]\non = \"always\"\n[telegram]\nowners = [1, 2]\n"),
+    )
+    .unwrap();
+    crate::support::set_mode(&cfg, 0o644);
+    let out = cmd.run();
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("notification destinations hold tokens"),
+        "{out}"
+    );
+    crate::support::set_mode(&cfg, 0o600);
+    let out = cmd.run();
+    out.assert_success();
+    assert_no_secrets(&out);
+    assert_eq!(out.json()["notify.urls"][0], "discord://42/********");
+    assert_eq!(out.json()["notify.on"], "always");
+    assert_eq!(out.json()["telegram.owners"], serde_json::json!([1, 2]));
 }
 
 /// A real SMTP server (aiosmtpd) that saves each message as `N.eml` and each attachment as
