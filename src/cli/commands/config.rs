@@ -278,7 +278,16 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             true,
         ),
         Key::MetricsFile => (path_text(s.metrics_file.as_ref().map(|p| &p.value)), true),
-        _ => (notify_text(&notify_value(s, key)), true),
+        Key::Notify
+        | Key::NotifyOn
+        | Key::Deliver
+        | Key::NotifyTimeout
+        | Key::NotifyRetries
+        | Key::EmailMaxSize
+        | Key::TelegramMaxSize
+        | Key::TelegramApiUrl
+        | Key::TelegramToken
+        | Key::TelegramOwners => (notify_text(&notify_value(s, key)), true),
     }
 }
 
@@ -446,6 +455,15 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::CheckMaxAge => json!(s.check.max_age.value.as_secs()),
         Key::CheckMinSize => json!(s.check.min_size.value),
         Key::MetricsFile => path(s.metrics_file.as_ref().map(|p| &p.value)),
-        _ => notify_value(s, key),
+        Key::Notify
+        | Key::NotifyOn
+        | Key::Deliver
+        | Key::NotifyTimeout
+        | Key::NotifyRetries
+        | Key::EmailMaxSize
+        | Key::TelegramMaxSize
+        | Key::TelegramApiUrl
+        | Key::TelegramToken
+        | Key::TelegramOwners => notify_value(s, key),
     }
 }
