@@ -163,3 +163,49 @@ fn sigterm_during_a_backup_cancels_it_answers_and_stops() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}\n{out}");
 }
+
+#[test]
+fn backup_says_why_not_when_locked_or_too_large() {
+    let db = server().create_db("tgbot_why");
+    server().psql(
+        &db,
+        "SET ROLE app; CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g;",
+    );
+    let c = Catcher::start();
+    c.script("/getUpdates", vec![updates(&[update(1, OWNER, "/backup")])]);
+    let cmd = Cmd::new()
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .env("BACKUP_TELEGRAM_TOKEN", TOKEN)
+        .env("BACKUP_TELEGRAM_OWNERS", format!("1, {OWNER}"))
+        .env("BACKUP_TELEGRAM_API_URL", c.url())
+        .env("BACKUP_TELEGRAM_MAX_SIZE", "10")
+        .arg("telegram-bot");
+    let lock = crate::support::hold_folder_lock(&cmd.dir().join("backups"));
+    let child = cmd.spawn();
+    let first = c.wait_for("/sendMessage", 1, Duration::from_secs(20));
+    drop(lock);
+    c.script(
+        "/getUpdates",
+        vec![updates(&[update(2, OWNER, "/backup@my_backup_bot")])],
+    );
+    let sent = c.wait_for("/sendMessage", 2, Duration::from_secs(20));
+    signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    out.assert_success();
+    assert_eq!(first.len(), 1, "{out}");
+    let texts: Vec<String> = sent
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        texts[0].starts_with("Another backup is running"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("Database Backup\nApp: ")
+            && texts[1].contains("Not sent: the backup is ")
+            && texts[1].contains("over the limit of 10 B; it is at /"),
+        "{texts:?}"
+    );
+    assert!(c.to("/sendDocument").is_empty());
+}
