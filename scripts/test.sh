@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null 2>&1 || die "cargo is missing: install Rust (https://rustup.rs) and run this again"
 
 # The integration tests start their own PostgreSQL server and use age, zstd, openssl (TLS tests)
-# and script(1) from bsdutils (tests that need a terminal).
+# script(1) from bsdutils (tests that need a terminal) and aiosmtpd (the notification tests).
 need=($(missing_packages))
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
+# The notification tests run a real SMTP server: aiosmtpd (Debian's python3-aiosmtpd).
+{ /usr/bin/python3 -c 'import aiosmtpd' || python3 -c 'import aiosmtpd'; } >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 install_missing "${need[@]}"
 
 say "PostgreSQL: $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')"

@@ -13,6 +13,7 @@ pub(crate) mod config;
 mod engine;
 pub(crate) mod error;
 pub(crate) mod exit;
+pub(crate) mod notify;
 pub mod ops;
 pub(crate) mod pg;
 pub(crate) mod runtime;

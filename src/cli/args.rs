@@ -126,6 +126,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Stay running and back up on the configured schedule (BACKUP_SCHEDULE); SIGTERM stops it.
     Daemon,
+    /// Answer the owners' /backup, /status and /list in Telegram (long polling); SIGTERM stops it.
+    TelegramBot,
     /// Print a systemd service and timer, or a crontab line, for the configured schedule.
     Schedule(ScheduleArgs),
     /// Print the effective configuration, secrets redacted.

@@ -5,6 +5,7 @@ pub mod args;
 pub mod commands;
 pub mod hooks;
 pub mod metrics;
+pub mod notify;
 pub mod runs;
 
 use crate::error;
@@ -67,6 +68,11 @@ pub fn run() -> i32 {
         if matches!(cli.command, args::Command::Daemon) {
             // The daemon watches the signals itself: each of its runs has its own operation.
             let r = commands::daemon::run(&ctx, &mut Signals::new()).await;
+            return (r.map(|()| commands::Finish::Success), None);
+        }
+        if matches!(cli.command, args::Command::TelegramBot) {
+            // The bot too: each /backup is its own operation.
+            let r = commands::telegram_bot::run(&ctx, &mut Signals::new()).await;
             return (r.map(|()| commands::Finish::Success), None);
         }
         let metrics = metrics::Pending::start(&cli.command, &ctx);

@@ -52,12 +52,22 @@ impl Made {
 /// Runs the backup `args` over the settings ask for between its hooks: DATABASE_URL's database,
 /// every database on its server, or the config file's list. `show` renders
 /// what was made before the `after` hooks run. What became of each database is recorded for the
-/// metrics file.
+/// metrics file, and told to the notification destinations (`BACKUP_NOTIFY`).
 ///
 /// # Errors
 /// A run that made nothing: the `before` hook failed, the scope or a connection is unusable, or
 /// the one backup failed. What a made run ends with is [`Made::into_result`].
 pub async fn backup(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> Result<Made> {
+    let notifier = crate::cli::notify::notifier(ctx);
+    let started = std::time::Instant::now();
+    crate::cli::notify::backup_started(&notifier).await;
+    let result = backup_between_hooks(ctx, args, show).await;
+    crate::cli::notify::backup_ended(ctx, &notifier, started, &result).await;
+    result
+}
+
+/// The backup run between its hooks.
+async fn backup_between_hooks(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> Result<Made> {
     let hooks = Hooks::before(ctx, "backup").await?;
     let result = backup_in_scope(ctx, args, show).await;
     finish_hooks(hooks, &result).await;

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 pub mod databases;
 pub mod envfile;
 pub mod keys;
+mod notify;
 pub use databases::{DatabaseEntry, UrlSource};
+pub use notify::TelegramSettings;
 mod preset;
 pub use keys::{Key, KEYS, KEY_COUNT};
 pub use preset::Preset;
@@ -152,6 +154,10 @@ struct FileConfig {
     metrics_file: Option<PathBuf>,
     #[serde(default)]
     docker: FileDocker,
+    #[serde(default)]
+    notify: notify::FileNotify,
+    #[serde(default)]
+    telegram: notify::FileTelegram,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,6 +345,10 @@ pub struct Settings {
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
     pub databases: Vec<DatabaseEntry>,
+    /// Where notifications go, which events, and the backup's delivery.
+    pub notify: crate::notify::Config,
+    /// The Telegram bot's token and owners.
+    pub telegram: TelegramSettings,
 }
 
 /// The daemon's schedules, parsed (a bad one stops resolution with a usage error).
@@ -489,8 +499,11 @@ impl Settings {
         let globals = globals(over, &env, file.backup.globals, &mut sources)?;
         let validate_before_backup =
             switch(&env, Key::Validate, file.backup.validate, &mut sources)?;
+        let (notify, telegram) = notify::resolve(&env, &file.notify, &file.telegram, &mut sources)?;
         Ok(Settings {
             validate_before_backup,
+            notify,
+            telegram,
             schedule,
             databases,
             check,
@@ -1204,6 +1217,11 @@ fn load_file(over: &Overrides, env: &Env, cwd: &Path) -> Result<(FileConfig, Opt
             e.message = format!("{} (its database_url holds a password)", e.message);
             e
         })?;
+    } else if file.notify.holds_secrets(&file.telegram) {
+        crate::runtime::fsutil::check_secret_file(&path, "config file").map_err(|mut e| {
+            e.message = format!("{} (its notification destinations hold tokens)", e.message);
+            e
+        })?;
     }
     Ok((file, Some(path)))
 }
@@ -1366,6 +1384,12 @@ mod tests {
                     | Key::MetricsFile => "/x",
                     Key::DockerContainer => "db",
                     Key::Globals | Key::Validate => "true",
+                    Key::Notify => "generic+https://hooks.example.com/h",
+                    Key::NotifyOn => "always",
+                    Key::Deliver => "telegram",
+                    Key::NotifyTimeout => "4s",
+                    Key::TelegramApiUrl => "http://127.0.0.1:4",
+                    Key::TelegramToken => "123:abc",
                     _ => "4",
                 };
                 (d.env, v)

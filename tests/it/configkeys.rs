@@ -135,6 +135,19 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("docker.compose_file", ("default", Value::Null)),
         ("globals", ("default", json!(false))),
         ("validate", ("default", json!(false))),
+        ("notify.urls", ("default", Value::Null)),
+        ("notify.on", ("default", json!("failure"))),
+        ("notify.deliver", ("default", Value::Null)),
+        ("notify.timeout", ("default", json!(10))),
+        ("notify.retries", ("default", json!(3))),
+        ("notify.email_max_size", ("default", json!(25_000_000))),
+        ("telegram.max_size", ("default", json!(50_000_000))),
+        (
+            "telegram.api_url",
+            ("default", json!("https://api.telegram.org")),
+        ),
+        ("telegram.token", ("default", Value::Null)),
+        ("telegram.owners", ("default", Value::Null)),
     ]
     .into_iter()
     .collect();

@@ -14,8 +14,6 @@
 //!   whose URL cannot be read stops the daemon at start;
 //! - `schedule --print systemd|cron|daemon` writes ready recipes without secrets.
 
-use std::fs::File;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,8 +24,7 @@ use serde_json::Value;
 
 use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server, APP_PASSWORD};
-use crate::support::{names_if_any, wait_until};
-use aos_backup::check::LOCK_FILE;
+use crate::support::{hold_folder_lock, names_if_any, wait_until};
 
 /// The daemon's state file in the backup folder.
 const STATE_FILE: &str = ".aos-backup.daemon.json";
@@ -440,22 +437,6 @@ fn failing_runs_are_logged_and_the_daemon_goes_on() {
         );
     }
     assert!(out.stderr.contains("SIGINT: the daemon stops"), "{out}");
-}
-
-/// Holds the backup folder's lock as another aos-backup run would (an `flock` on its lock file).
-fn hold_folder_lock(dir: &Path) -> File {
-    std::fs::create_dir_all(dir).unwrap();
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join(LOCK_FILE))
-        .unwrap();
-    // SAFETY: flock on a file descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-    file
 }
 
 #[test]

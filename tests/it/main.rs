@@ -2,6 +2,7 @@
 //! that runs the real `aos-backup` binary (`cmd`), and the test modules that use them.
 
 mod catalog;
+mod catcher;
 mod cleanphase;
 mod cmd;
 mod configkeys;
@@ -20,6 +21,7 @@ mod killsafe;
 mod library;
 mod manydb;
 mod monitoring;
+mod notify;
 mod perdb;
 mod pgpass;
 mod pipeline;
@@ -31,5 +33,6 @@ mod smoke;
 mod sqlfeed_lexing;
 mod support;
 mod suspect;
+mod telegram;
 mod tls;
 mod validate;

@@ -326,3 +326,20 @@ impl Drop for Blocker {
         let _ = self.child.wait();
     }
 }
+
+/// Holds the backup folder's lock as another aos-backup run would (an `flock` on its lock file).
+pub fn hold_folder_lock(dir: &Path) -> std::fs::File {
+    std::fs::create_dir_all(dir).unwrap();
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .unwrap();
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    file
+}

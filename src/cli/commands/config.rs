@@ -279,6 +279,74 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             true,
         ),
         Key::MetricsFile => (path_text(s.metrics_file.as_ref().map(|p| &p.value)), true),
+        Key::Notify
+        | Key::NotifyOn
+        | Key::Deliver
+        | Key::NotifyTimeout
+        | Key::NotifyRetries
+        | Key::EmailMaxSize
+        | Key::TelegramMaxSize
+        | Key::TelegramApiUrl
+        | Key::TelegramToken
+        | Key::TelegramOwners => (notify_text(&notify_value(s, key)), true),
+    }
+}
+
+/// A notification key's value: destinations masked, the token never shown.
+fn notify_value(s: &Settings, key: Key) -> Value {
+    let n = &s.notify;
+    match key {
+        Key::Notify if n.destinations.is_empty() => Value::Null,
+        Key::Notify => json!(n
+            .destinations
+            .iter()
+            .map(|d| d.masked())
+            .collect::<Vec<_>>()),
+        Key::NotifyOn => json!(match n.on {
+            crate::notify::On::Failure => "failure",
+            crate::notify::On::Always => "always",
+        }),
+        Key::Deliver => {
+            let mut v = Vec::new();
+            if n.deliver_telegram {
+                v.push("telegram");
+            }
+            if n.deliver_email {
+                v.push("email");
+            }
+            if v.is_empty() {
+                Value::Null
+            } else {
+                json!(v)
+            }
+        }
+        Key::NotifyTimeout => seconds(n.timeout),
+        Key::NotifyRetries => json!(n.retries),
+        Key::EmailMaxSize => json!(n.email_max_size),
+        Key::TelegramMaxSize => json!(n.telegram_max_size),
+        Key::TelegramApiUrl => json!(n.telegram_api),
+        Key::TelegramToken => json!(s
+            .telegram
+            .token
+            .as_ref()
+            .map(|_| crate::runtime::redact::MASK)),
+        Key::TelegramOwners if s.telegram.owners.is_empty() => Value::Null,
+        Key::TelegramOwners => json!(s.telegram.owners),
+        _ => Value::Null,
+    }
+}
+
+/// A notification key's JSON value as the text lines show it.
+fn notify_text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(t) => t.clone(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
     }
 }
 
@@ -389,5 +457,15 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::CheckMaxAge => json!(s.check.max_age.value.as_secs()),
         Key::CheckMinSize => json!(s.check.min_size.value),
         Key::MetricsFile => path(s.metrics_file.as_ref().map(|p| &p.value)),
+        Key::Notify
+        | Key::NotifyOn
+        | Key::Deliver
+        | Key::NotifyTimeout
+        | Key::NotifyRetries
+        | Key::EmailMaxSize
+        | Key::TelegramMaxSize
+        | Key::TelegramApiUrl
+        | Key::TelegramToken
+        | Key::TelegramOwners => notify_value(s, key),
     }
 }

@@ -11,6 +11,7 @@ pub mod list;
 pub mod prune;
 pub mod restore;
 pub mod schedule;
+pub mod telegram_bot;
 pub mod validate;
 pub mod verify;
 
@@ -256,8 +257,9 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::Verify(a) => verify::run(&ctx, a).await,
         Command::Drill(a) => drill::run(&ctx, a).await,
         Command::Validate(a) => validate::run(&ctx, a).await,
-        Command::Prune(a) => prune::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a).await,
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
+        Command::TelegramBot => telegram_bot::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Config => config::run(&ctx),
         Command::Check(a) => return check::run(&ctx, a),

@@ -1,6 +1,6 @@
 //! `aos-backup prune`: apply the retention policy to the complete backups of one database (or of
 //! each database separately), remove leftovers of interrupted runs, and never touch unmanaged
-//! files.
+//! files. What it deleted is told to the notification destinations (`BACKUP_NOTIFY_ON=always`).
 
 use super::Ctx;
 use crate::cli::args::PruneArgs;
@@ -11,7 +11,7 @@ use anyhow::Result;
 pub use crate::ops::prune::Databases;
 
 /// Runs `aos-backup prune`.
-pub fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
+pub async fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
     let mut policy = ctx.settings.retention.clone();
     crate::config::overlay_policy(&mut policy, &args.policy.policy());
     if policy.is_empty() {
@@ -57,5 +57,7 @@ pub fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
     for s in report.summaries() {
         tracing::info!("{s}");
     }
+    drop(lock);
+    crate::cli::notify::prune_ended(ctx, &report).await;
     Ok(())
 }

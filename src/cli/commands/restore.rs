@@ -13,6 +13,26 @@ use std::io::{IsTerminal, Write};
 
 /// Runs a restore.
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
+    let result = restore_and_report(ctx, args).await;
+    let nothing_done = result
+        .as_ref()
+        .err()
+        .and_then(crate::error::find)
+        .is_some_and(|e| {
+            matches!(
+                e.kind,
+                crate::error::Kind::Usage | crate::error::Kind::Refused
+            )
+        });
+    if !nothing_done {
+        let database = ctx.target_database();
+        crate::cli::notify::restore_ended(ctx, database.as_deref(), &result).await;
+    }
+    result
+}
+
+/// Plans, confirms and runs the restore, and prints its report.
+async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let ops = ctx.ops();
     let mut plan = restore::plan(&ops, &options(ctx, args)).await?;
     if let Some(confirmation) = plan.confirmation_needed() {

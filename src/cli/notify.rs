@@ -1,0 +1,179 @@
+//! What the command line's operations tell people: the events of a backup run (made, failed,
+//! suspect, pruned, with the healthchecks pings around it), of a restore and of a prune, built
+//! from their reports and sent through [`crate::notify::Notifier`]. Sending never fails the
+//! operation, nor changes its exit code.
+
+use crate::cli::commands::Ctx;
+use crate::cli::runs::Made;
+use crate::error::Error;
+use crate::notify::{Event, EventKind, Notifier};
+use crate::ops::backup::{AutoPrune, BackupReport};
+use anyhow::Result;
+use std::time::Instant;
+
+/// The notifier of `ctx`'s settings, its destinations' secrets registered with the operation
+/// (so that no hook is handed them either).
+#[must_use]
+pub fn notifier(ctx: &Ctx) -> Notifier {
+    for s in ctx.settings.notify.secrets() {
+        ctx.op.secrets().register(s);
+    }
+    if let Some(token) = &ctx.settings.telegram.token {
+        ctx.op.secrets().register(token);
+    }
+    warn_undeliverable(&ctx.settings.notify);
+    Notifier::new(ctx.settings.notify.clone())
+}
+
+/// Warns when `BACKUP_DELIVER` names a destination kind that `BACKUP_NOTIFY` lacks.
+fn warn_undeliverable(config: &crate::notify::Config) {
+    let has = |kind: &str| config.destinations.iter().any(|d| d.kind() == kind);
+    for (wanted, kind, scheme) in [
+        (config.deliver_telegram, "telegram", "telegram://"),
+        (config.deliver_email, "email", "smtp://"),
+    ] {
+        if wanted && !has(kind) {
+            tracing::warn!("BACKUP_DELIVER asks for {kind}, but BACKUP_NOTIFY has no {scheme} destination: the backup is not delivered there");
+        }
+    }
+}
+
+/// Tells the healthchecks-style destinations that a backup run starts.
+pub async fn backup_started(notifier: &Notifier) {
+    notifier.ping_start().await;
+}
+
+/// Sends the events of a backup run that started at `started` and ended as `result`, then the
+/// ping of its end.
+pub async fn backup_ended(ctx: &Ctx, notifier: &Notifier, started: Instant, result: &Result<Made>) {
+    if notifier.is_empty() {
+        return;
+    }
+    let events = match result {
+        Ok(Made::One(report)) => one_backup(report),
+        Ok(Made::Many(many)) => many
+            .results
+            .iter()
+            .flat_map(|r| match r.report() {
+                Some(report) => one_backup(report),
+                None => r.error().map_or_else(Vec::new, |message| {
+                    let mut e = Event::new(EventKind::BackupFailed, Some(&r.name));
+                    e.error = Some(message);
+                    e.hint = r.hint().map(str::to_string);
+                    e.exit_code = r.kind().map(|k| k.exit_code().code());
+                    vec![e]
+                }),
+            })
+            .collect(),
+        Err(e) => vec![Event::backup_failed(
+            ctx.target_database().as_deref(),
+            &summed(e),
+        )],
+    };
+    let events: Vec<Event> = events.into_iter().map(|e| timed(e, started)).collect();
+    for event in &events {
+        notifier.send(event).await;
+    }
+    let failed = events.iter().find(|e| e.kind == EventKind::BackupFailed);
+    notifier.ping_end(failed).await;
+}
+
+/// A failure's start and duration (the run's), which no sidecar gives.
+fn timed(mut event: Event, started: Instant) -> Event {
+    if event.started_at.is_none() {
+        let took = started.elapsed();
+        event.started_at = chrono::Duration::from_std(took)
+            .ok()
+            .map(|d| event.finished_at - d);
+        event.duration = Some(took);
+    }
+    event
+}
+
+/// The events of one database's backup: made (or failed in its prune), suspect, pruned.
+fn one_backup(report: &BackupReport) -> Vec<Event> {
+    let meta = &report.meta;
+    let mut events = Vec::new();
+    match &report.prune {
+        AutoPrune::Failed(e) => {
+            let mut failed = Event::backup_failed(Some(&meta.database), &summed(e))
+                .with_backup(meta, &report.path);
+            failed.error = failed.error.map(|m| {
+                format!(
+                    "the backup {} is complete and kept, but the prune after it failed: {m}",
+                    meta.id
+                )
+            });
+            events.push(failed);
+        }
+        AutoPrune::Done(p) => {
+            events.push(Event::backup_succeeded(meta, &report.path));
+            events.extend(pruned(p));
+        }
+        AutoPrune::Off | AutoPrune::Blocked(_) => {
+            events.push(Event::backup_succeeded(meta, &report.path));
+        }
+    }
+    if let Some(s) = &meta.suspect {
+        events.push(
+            Event::new(EventKind::SuspectBackup, Some(&meta.database))
+                .with_backup(meta, &report.path)
+                .detail(format!("{} (against {})", s.reason, s.previous_id)),
+        );
+    }
+    events
+}
+
+/// One event per database whose backups a prune deleted, naming them.
+#[must_use]
+pub fn pruned(report: &crate::ops::prune::Report) -> Vec<Event> {
+    if report.dry_run {
+        return Vec::new();
+    }
+    report
+        .outcomes
+        .iter()
+        .filter(|o| o.deleted > 0)
+        .map(|o| {
+            let mut e = Event::new(EventKind::PruneDeleted, Some(&o.database))
+                .detail(format!("Deleted: {}", o.deleted));
+            for p in o.planned.iter().filter(|p| !p.decision.keep) {
+                e = e.detail(format!("- {}", p.id.as_deref().unwrap_or(&p.file)));
+            }
+            e
+        })
+        .collect()
+}
+
+/// Sends what a prune deleted.
+pub async fn prune_ended(ctx: &Ctx, report: &crate::ops::prune::Report) {
+    let notifier = notifier(ctx);
+    for event in pruned(report) {
+        notifier.send(&event).await;
+    }
+}
+
+/// Sends how a restore of `database` ended.
+pub async fn restore_ended(ctx: &Ctx, database: Option<&str>, result: &Result<()>) {
+    let notifier = notifier(ctx);
+    if notifier.is_empty() {
+        return;
+    }
+    let event = match result {
+        Ok(()) => Event::new(EventKind::RestoreDone, database),
+        Err(e) => Event::new(EventKind::RestoreFailed, database).with_error(&summed(e)),
+    };
+    notifier.send(&event).await;
+}
+
+/// A chain of causes summed up as the command line reports it: its typed error's kind and hint,
+/// the whole chain as the message.
+fn summed(e: &anyhow::Error) -> Error {
+    let message = format!("{e:#}");
+    let (kind, hint) = crate::error::find(e).map_or((crate::error::Kind::Failure, None), |t| {
+        (t.kind, t.hint.clone())
+    });
+    let mut out = Error::new(kind, message.replace('\n', " "));
+    out.hint = hint.or_else(|| crate::runtime::process::classify(&message).1);
+    out
+}
