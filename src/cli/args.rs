@@ -102,6 +102,11 @@ impl Cli {
                 Command::Backup(a) => a.globals || a.globals_with_passwords,
                 _ => false,
             },
+            remote: match &self.command {
+                Command::Backup(a) => a.remote.clone(),
+                Command::Push(a) => a.remote.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -118,6 +123,8 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Delete old backups according to the retention policy.
     Prune(PruneArgs),
+    /// Copy every backup that an off-site destination lacks there (BACKUP_REMOTE).
+    Push(PushArgs),
     /// Stay running and back up on the configured schedule (BACKUP_SCHEDULE); SIGTERM stops it.
     Daemon,
     /// Print a systemd service and timer, or a crontab line, for the configured schedule.
@@ -217,6 +224,18 @@ pub struct BackupArgs {
     /// Like --globals, with the roles' password hashes (needs a superuser).
     #[arg(long)]
     pub globals_with_passwords: bool,
+    /// Copy the backup to this off-site destination (s3://bucket/prefix or file:///path) instead
+    /// of the configured ones; may be repeated [env: BACKUP_REMOTE].
+    #[arg(long, value_name = "URL")]
+    pub remote: Vec<String>,
+}
+
+/// `aos-backup push`.
+#[derive(Debug, Args, Default)]
+pub struct PushArgs {
+    /// Push to this destination instead of the configured ones; may be repeated.
+    #[arg(long, value_name = "URL")]
+    pub remote: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod list;
 pub mod many;
 pub mod metrics;
 pub mod prune;
+pub mod push;
 pub mod restore;
 pub mod verify;
 

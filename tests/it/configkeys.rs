@@ -134,6 +134,9 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("docker.compose_service", ("default", Value::Null)),
         ("docker.compose_file", ("default", Value::Null)),
         ("globals", ("default", json!(false))),
+        ("remote", ("default", json!([]))),
+        ("remote_timeout", ("default", json!(60))),
+        ("remote_require_encryption", ("default", json!(false))),
     ]
     .into_iter()
     .collect();

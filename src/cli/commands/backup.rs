@@ -11,11 +11,17 @@ use crate::ops::backup::BackupReport;
 use crate::ops::many::{DatabaseResult, ManyReport};
 use anyhow::Result;
 
-/// Runs the backup and prints what it made; fails as the run ends.
+/// Runs the backup and prints what it made, then copies it off-site when destinations are set;
+/// fails as the run ends (a missing off-site copy after a good run: exit 8).
 pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
-    runs::backup(ctx, args, &|made| render(ctx, made))
-        .await?
-        .into_result()
+    let made = runs::backup(ctx, args, &|made| render(ctx, made)).await?;
+    let offsite = if ctx.settings.remote.destinations.is_empty() {
+        Ok(())
+    } else {
+        runs::offsite(ctx).await.map(drop)
+    };
+    made.into_result()?;
+    offsite
 }
 
 /// What the run made, on stdout.

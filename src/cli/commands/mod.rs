@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod generate;
 pub mod list;
 pub mod prune;
+pub mod push;
 pub mod restore;
 pub mod schedule;
 pub mod verify;
@@ -253,6 +254,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
+        Command::Push(a) => push::run(&ctx, a).await,
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Config => config::run(&ctx),

@@ -1,0 +1,225 @@
+//! Off-site copies against a real S3 server (`s3::S3Server`, signatures checked): the upload
+//! after each backup (data first, sidecar last), `push` repairing what is missing, exit code 8
+//! when a destination fails, and credentials kept out of every output.
+
+use crate::cmd::Cmd;
+use crate::harness::server;
+use crate::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use crate::support::{backup_names, sha256_hex, tempdir};
+use std::fs;
+use std::path::Path;
+
+const BUCKET: &str = "offsite";
+
+/// A command with the S3 credentials and endpoint in its environment and `BACKUP_REMOTE` set
+/// to `s3://offsite/<prefix>`.
+fn with_s3(cmd: Cmd, s3: &S3Server, prefix: &str) -> Cmd {
+    cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_ENDPOINT_URL", &s3.endpoint)
+        .env("BACKUP_REMOTE", format!("s3://{BUCKET}/{prefix}"))
+        .env("BACKUP_REMOTE_TIMEOUT", "5s")
+}
+
+fn small_db() -> String {
+    let db = server().create_db("offsite");
+    server().psql(
+        &db,
+        "SET ROLE app;
+         CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g;",
+    );
+    db
+}
+
+/// The keys under `prefix` in the bucket.
+fn remote_names(s3: &S3Server, prefix: &str) -> Vec<String> {
+    s3.keys(BUCKET)
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&format!("{prefix}/")).map(str::to_string))
+        .collect()
+}
+
+/// The backups (not their sidecars) in the local folder `dir`.
+fn local_backups(dir: &Path) -> Vec<String> {
+    backup_names(dir)
+        .into_iter()
+        .filter(|n| !n.ends_with(".meta.json") && !n.contains(".globals."))
+        .collect()
+}
+
+/// Asserts that every local backup of `dir` is at `prefix` with identical bytes and sidecar.
+#[track_caller]
+fn assert_mirrored(s3: &S3Server, prefix: &str, dir: &Path) {
+    for name in local_backups(dir) {
+        let local = dir.join(&name);
+        if local.is_dir() {
+            for f in fs::read_dir(&local).unwrap().flatten() {
+                let rel = format!("{prefix}/{name}/{}", f.file_name().to_string_lossy());
+                assert_eq!(
+                    sha256_hex(&fs::read(f.path()).unwrap()),
+                    sha256_hex(&fs::read(s3.object(BUCKET, &rel)).unwrap()),
+                    "{rel}"
+                );
+            }
+        } else {
+            let remote = fs::read(s3.object(BUCKET, &format!("{prefix}/{name}")))
+                .unwrap_or_else(|e| panic!("{name} is not off-site: {e}"));
+            assert_eq!(sha256_hex(&fs::read(&local).unwrap()), sha256_hex(&remote));
+        }
+        let sidecar = format!("{name}.meta.json");
+        assert_eq!(
+            fs::read(dir.join(&sidecar)).unwrap(),
+            fs::read(s3.object(BUCKET, &format!("{prefix}/{sidecar}"))).unwrap(),
+            "{sidecar}"
+        );
+    }
+}
+
+/// `aos-backup ARGS` of `db` into the backup folder `dir`, with `BACKUP_REMOTE` at `prefix`.
+fn run_in(dir: &Path, s3: &S3Server, prefix: &str, db: &str, args: &[&str]) -> Cmd {
+    with_s3(Cmd::new(), s3, prefix)
+        .args(args)
+        .env("BACKUP_DIR", dir)
+        .env("DATABASE_URL", server().tcp_url(db))
+}
+
+#[test]
+fn a_backup_is_copied_off_site_and_push_is_idempotent() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let out = run_in(dir.path(), &s3, "prod", &db, &["backup"]).run();
+    out.assert_success();
+    assert_eq!(local_backups(dir.path()).len(), 1);
+    assert_mirrored(&s3, "prod", dir.path());
+    assert!(out.stderr.contains("unencrypted"), "{out}");
+    let again = run_in(dir.path(), &s3, "prod", &db, &["push"]).run();
+    again.assert_success();
+    assert!(
+        again.stdout.contains("0 copied, 1 already there"),
+        "{again}"
+    );
+}
+
+#[test]
+fn a_destination_down_keeps_the_local_backup_exits_8_and_push_repairs_it() {
+    let mut s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    s3.stop();
+    let out = run_in(dir.path(), &s3, "down", &db, &["backup"]).run();
+    out.assert_code(8);
+    assert!(out.stderr.contains("s3://offsite/down"), "{out}");
+    assert_eq!(
+        local_backups(dir.path()).len(),
+        1,
+        "the local backup is kept"
+    );
+    assert!(
+        !out.stdout.trim().is_empty(),
+        "the backup's path is printed:\n{out}"
+    );
+    s3.resume();
+    let push = run_in(dir.path(), &s3, "down", &db, &["push"]).run();
+    push.assert_success();
+    assert!(push.stdout.contains("1 copied"), "{push}");
+    assert_mirrored(&s3, "down", dir.path());
+    // The next backup copies itself and finds the older one there.
+    run_in(dir.path(), &s3, "down", &db, &["backup"])
+        .run()
+        .assert_success();
+    assert_eq!(local_backups(dir.path()).len(), 2);
+    assert_mirrored(&s3, "down", dir.path());
+}
+
+#[test]
+fn wrong_credentials_and_a_missing_bucket_exit_8_without_showing_secrets() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let wrong = "wrongSecretValue/0123456789abcdefXYZ";
+    let out = run_in(dir.path(), &s3, "x", &db, &["backup"])
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .run();
+    out.assert_code(8);
+    assert!(out.stderr.contains("s3://offsite/x"), "{out}");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(!text.contains(wrong) && !text.contains(ACCESS_KEY), "{out}");
+    assert!(remote_names(&s3, "x").is_empty(), "nothing was written");
+
+    let out = run_in(dir.path(), &s3, "x", &db, &["push"])
+        .env("BACKUP_REMOTE", "s3://no-such-bucket/x")
+        .run();
+    out.assert_code(8);
+    assert!(out.stderr.contains("s3://no-such-bucket/x"), "{out}");
+}
+
+#[test]
+fn credentials_never_appear_in_output_and_a_credentials_file_works() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let conf = tempdir();
+    let creds = conf.path().join("s3.credentials");
+    fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&creds, fs::Permissions::from_mode(0o600)).unwrap();
+    let toml = conf.path().join("aos-backup.toml");
+    fs::write(
+        &toml,
+        format!(
+            "[[remote]]\nurl = \"s3://{BUCKET}/file\"\nendpoint = \"{}\"\ncredentials_file = \"{}\"\n",
+            s3.endpoint,
+            creds.display()
+        ),
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        Cmd::new()
+            .args(args)
+            .env("AOS_BACKUP_CONFIG", &toml)
+            .env("BACKUP_DIR", dir.path())
+            .env("DATABASE_URL", server().tcp_url(&db))
+    };
+    let backup = cmd(&["-vv", "backup"]).env("AOS_BACKUP_LOG", "trace").run();
+    backup.assert_success();
+    assert_mirrored(&s3, "file", dir.path());
+    let config = cmd(&["config"]).run();
+    config.assert_success();
+    assert!(config.stdout.contains("s3://offsite/file"), "{config}");
+    for out in [&backup, &config, &cmd(&["push", "--json"]).run()] {
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            !text.contains(SECRET_KEY) && !text.contains(ACCESS_KEY),
+            "a credential was shown:\n{out}"
+        );
+    }
+    // A credentials file others can read is refused.
+    fs::set_permissions(&creds, fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = cmd(&["push"]).run();
+    assert_ne!(loose.code, Some(0), "{loose}");
+    assert!(loose.stderr.contains("s3.credentials"), "{loose}");
+}
+
+#[test]
+fn encryption_can_be_required_off_site() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let out = run_in(dir.path(), &s3, "enc", &db, &["backup"])
+        .env("BACKUP_REMOTE_REQUIRE_ENCRYPTION", "true")
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("remote_require_encryption"), "{out}");
+    assert!(
+        local_backups(dir.path()).is_empty(),
+        "refused before dumping"
+    );
+}
