@@ -1462,6 +1462,9 @@ mod tests {
                     | Key::MetricsFile => "/x",
                     Key::DockerContainer => "db",
                     Key::Globals => "true",
+                    Key::Remote => "s3://bucket/prefix",
+                    Key::RemoteTimeout => "30s",
+                    Key::RemoteRequireEncryption => "true",
                     _ => "4",
                 };
                 (d.env, v)
