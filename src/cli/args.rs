@@ -313,6 +313,10 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ListArgs {
+    /// List an off-site destination instead, from its own listing and sidecars: a configured
+    /// URL (the first one when DEST is left out) or another URL.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
     /// Only the backups of database NAME (default: every database in the folder).
     #[arg(long, value_name = "NAME")]
     pub database: Option<String>,
@@ -336,6 +340,10 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Verify every backup at an off-site destination (the first configured one when DEST is
+    /// left out): each is read back and checked as a local one.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "", conflicts_with = "target")]
+    pub remote: Option<String>,
     /// A backup id, `latest`, or a path; default: the newest backup.
     #[arg(value_name = "ID|FILE", conflicts_with = "all")]
     pub target: Option<String>,

@@ -9,6 +9,7 @@ pub mod many;
 pub mod metrics;
 pub mod prune;
 pub mod push;
+pub mod remote;
 pub mod restore;
 pub mod verify;
 

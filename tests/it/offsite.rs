@@ -223,3 +223,76 @@ fn encryption_can_be_required_off_site() {
         "refused before dumping"
     );
 }
+
+#[test]
+fn list_and_verify_read_the_destination_and_catch_damage() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let keys = tempdir();
+    let key = crate::support::age_keygen(keys.path(), "id.txt");
+    // An encrypted custom-format backup, and an unencrypted directory archive.
+    run_in(dir.path(), &s3, "cat", &db, &["backup", "--name", "enc"])
+        .env("BACKUP_ENCRYPTION", "age")
+        .env("BACKUP_AGE_RECIPIENTS", &key.recipient)
+        .run()
+        .assert_success();
+    run_in(
+        dir.path(),
+        &s3,
+        "cat",
+        &db,
+        &["backup", "--format", "directory", "--name", "dir"],
+    )
+    .run()
+    .assert_success();
+    let verify = |dir: &Path| {
+        run_in(dir, &s3, "cat", &db, &["verify", "--remote"])
+            .env("BACKUP_AGE_IDENTITY", &key.identity)
+            .run()
+    };
+    // The destination's own listing: nothing local is read.
+    let empty = tempdir();
+    let list = run_in(
+        empty.path(),
+        &s3,
+        "cat",
+        &db,
+        &["--json", "list", "--remote"],
+    )
+    .run();
+    list.assert_success();
+    assert_eq!(list.json().as_array().unwrap().len(), 2, "{list}");
+    let ok = verify(empty.path());
+    ok.assert_success();
+    assert_eq!(
+        ok.stdout.lines().filter(|l| l.starts_with("ok")).count(),
+        2,
+        "{ok}"
+    );
+
+    // One byte changed at the destination: verify --remote fails with exit 4.
+    let file = remote_names(&s3, "cat")
+        .into_iter()
+        .find(|n| n.ends_with(".dump.zst.age"))
+        .expect("the custom-format backup is off-site");
+    let path = s3.object(BUCKET, &format!("cat/{file}"));
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let bad = verify(empty.path());
+    bad.assert_code(4);
+    assert!(
+        bad.stdout.contains("FAIL") && bad.stdout.contains(&file),
+        "{bad}"
+    );
+    // Deleted at the destination: caught too; push repairs it from the local copy.
+    fs::remove_file(&path).unwrap();
+    verify(empty.path()).assert_code(4);
+    fs::remove_file(s3.object(BUCKET, &format!("cat/{file}.meta.json"))).unwrap();
+    run_in(dir.path(), &s3, "cat", &db, &["push"])
+        .run()
+        .assert_success();
+    verify(empty.path()).assert_success();
+}
