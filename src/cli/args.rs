@@ -363,6 +363,10 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Apply the policy at an off-site destination instead (the first configured one when DEST
+    /// is left out), to what it holds: nothing is deleted there because it is gone locally.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
     /// Print the plan (each backup, keep or delete, and why) without deleting anything.
     #[arg(long, short = 'n')]
     pub dry_run: bool,

@@ -296,3 +296,80 @@ fn list_and_verify_read_the_destination_and_catch_damage() {
         .assert_success();
     verify(empty.path()).assert_success();
 }
+
+#[test]
+fn prune_applies_retention_at_the_destination_by_itself() {
+    let s3 = S3Server::start(BUCKET);
+    let (a, b) = (small_db(), small_db());
+    let dir = tempdir();
+    let mut made = Vec::new();
+    for day in ["01", "02", "03"] {
+        let out = run_in(dir.path(), &s3, "ret", &a, &["backup"])
+            .env("AOS_BACKUP_NOW", format!("2024-03-{day}T03:00:00Z"))
+            .run();
+        out.assert_success();
+        made.push(out.stdout_trimmed().to_string());
+    }
+    run_in(dir.path(), &s3, "ret", &b, &["backup"])
+        .env("AOS_BACKUP_NOW", "2024-03-01T04:00:00Z")
+        .run()
+        .assert_success();
+    let (_, future) = crate::support::fabricate(
+        Path::new(&made[2]),
+        dir.path(),
+        "2030-01-01T00:00:00Z",
+        None,
+    );
+    run_in(dir.path(), &s3, "ret", &a, &["push"])
+        .run()
+        .assert_success();
+    let before = remote_names(&s3, "ret");
+    assert_eq!(before.len(), 10, "{before:?}");
+
+    // Gone locally: nothing is deleted remotely because of that.
+    fs::remove_dir_all(dir.path()).unwrap();
+    let empty = tempdir();
+    run_in(empty.path(), &s3, "ret", &a, &["push"])
+        .run()
+        .assert_success();
+    assert_eq!(remote_names(&s3, "ret"), before);
+
+    let out = run_in(
+        empty.path(),
+        &s3,
+        "ret",
+        &a,
+        &["prune", "--remote", "--keep-last", "1"],
+    )
+    .env("AOS_BACKUP_NOW", "2024-03-04T00:00:00Z")
+    .run();
+    out.assert_success();
+    let after = remote_names(&s3, "ret");
+    let name = |p: &str| {
+        Path::new(p)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let (old1, old2, newest) = (name(&made[0]), name(&made[1]), name(&made[2]));
+    for gone in [&old1, &old2] {
+        assert!(
+            !after.iter().any(|n| n.starts_with(gone.as_str())),
+            "{gone} kept: {after:?}\n{out}"
+        );
+    }
+    assert!(
+        after.contains(&newest) && after.contains(&format!("{newest}.meta.json")),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&name(&future.to_string_lossy())),
+        "the future-dated backup is kept: {after:?}"
+    );
+    assert_eq!(
+        after.len(),
+        6,
+        "the other database's backup is untouched: {after:?}"
+    );
+}
