@@ -240,6 +240,10 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    /// Restore a backup from an off-site destination (the first configured one when DEST is
+    /// left out): it is downloaded into a private temporary folder, checked, then restored.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub remote: Option<String>,
     /// A backup file or directory, a backup id (or a unique prefix of one), or `latest`.
     #[arg(value_name = "FILE|ID|latest")]
     pub target: String,
@@ -315,7 +319,7 @@ pub struct CheckArgs {
 pub struct ListArgs {
     /// List an off-site destination instead, from its own listing and sidecars: a configured
     /// URL (the first one when DEST is left out) or another URL.
-    #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "")]
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub remote: Option<String>,
     /// Only the backups of database NAME (default: every database in the folder).
     #[arg(long, value_name = "NAME")]
@@ -342,7 +346,7 @@ pub struct KeyArgs {
 pub struct VerifyArgs {
     /// Verify every backup at an off-site destination (the first configured one when DEST is
     /// left out): each is read back and checked as a local one.
-    #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "", conflicts_with = "target")]
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "", conflicts_with = "target")]
     pub remote: Option<String>,
     /// A backup id, `latest`, or a path; default: the newest backup.
     #[arg(value_name = "ID|FILE", conflicts_with = "all")]
@@ -365,7 +369,7 @@ pub struct VerifyArgs {
 pub struct PruneArgs {
     /// Apply the policy at an off-site destination instead (the first configured one when DEST
     /// is left out), to what it holds: nothing is deleted there because it is gone locally.
-    #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "")]
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub remote: Option<String>,
     /// Print the plan (each backup, keep or delete, and why) without deleting anything.
     #[arg(long, short = 'n')]

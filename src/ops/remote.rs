@@ -105,3 +105,59 @@ async fn verify_one(
     ctx.op.unregister_temp(temp.path());
     Ok(result)
 }
+
+/// A backup downloaded from a destination into a private temporary folder, removed when this
+/// is dropped (and by the operation's cleanup on a signal). It holds the bytes as stored:
+/// encrypted when the backup is.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The local copy of the backup (file or directory archive), its sidecar beside it.
+    pub path: std::path::PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+/// Downloads the backup `wanted` (`latest`, an id, a prefix or a file name, among the backups of
+/// `database` when given) from `remote`, every object checked against its sidecar on the way.
+///
+/// # Errors
+/// No such backup there, or the download failed or differs from its sidecar (an integrity
+/// error).
+pub fn fetch(
+    ctx: &Context,
+    remote: &dyn Storage,
+    wanted: &str,
+    database: Option<&str>,
+) -> Result<Fetched> {
+    let entries = catalog::scan_in(remote)?;
+    let scope = catalog::Scope {
+        database,
+        now: ctx.now,
+    };
+    let shown = std::path::PathBuf::from(remote.root_location());
+    let entry = catalog::resolve(&entries, wanted, &shown, &scope)?;
+    let meta = entry.meta.as_ref().ok_or_else(|| {
+        Error::usage(format!(
+            "{} has no sidecar: it is not a complete backup",
+            entry.name
+        ))
+    })?;
+    let temp = tempfile::Builder::new()
+        .prefix("aos-backup-remote.")
+        .tempdir()?;
+    ctx.op.register_temp(temp.path());
+    let local = LocalFolder::new(temp.path());
+    let stop = || ctx.op.cancelled().is_some();
+    tracing::info!(
+        "downloading {} into {}",
+        remote.location(&entry.name),
+        temp.path().display()
+    );
+    transfer::copy_backup(remote, &local, &entry.name, meta, &stop).map_err(|e| {
+        Error::integrity(format!("{}: {e}", remote.location(&entry.name)))
+            .hint("the copy at this destination cannot be used; try another destination or the local backup")
+    })?;
+    Ok(Fetched {
+        path: local.path(&entry.name),
+        _temp: temp,
+    })
+}

@@ -373,3 +373,59 @@ fn prune_applies_retention_at_the_destination_by_itself() {
         "the other database's backup is untouched: {after:?}"
     );
 }
+
+#[test]
+fn every_format_round_trips_through_the_bucket_encrypted_and_not() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let keys = tempdir();
+    let key = crate::support::age_keygen(keys.path(), "id.txt");
+    let expected = server().table_contents(&db);
+    let cases: [(&str, &[&str], bool); 5] = [
+        ("custom", &["--format", "custom"], false),
+        ("custom-age", &["--format", "custom"], true),
+        ("plain", &["--format", "plain"], false),
+        ("plain-age", &["--format", "plain"], true),
+        ("directory", &["--format", "directory"], false),
+    ];
+    for (label, args, encrypted) in cases {
+        let dir = tempdir();
+        let mut cmd = run_in(dir.path(), &s3, "rt", &db, &["backup", "--name", label]).args(args);
+        if encrypted {
+            cmd = cmd
+                .env("BACKUP_ENCRYPTION", "age")
+                .env("BACKUP_AGE_RECIPIENTS", &key.recipient);
+        }
+        let out = cmd.run();
+        out.assert_success();
+        assert_mirrored(&s3, "rt", dir.path());
+        let id =
+            crate::support::read_json(&crate::support::sidecar(Path::new(out.stdout_trimmed())))
+                ["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        drop(dir);
+        // Nothing local is left: the restore reads the bucket.
+        let target = server().create_db("offsite_rt");
+        let empty = tempdir();
+        let tmp = tempdir();
+        let restore = run_in(
+            empty.path(),
+            &s3,
+            "rt",
+            &target,
+            &["restore", "--yes", "--remote"],
+        )
+        .args([&id, "--from-database", &db])
+        .env("BACKUP_AGE_IDENTITY", &key.identity)
+        .env("TMPDIR", tmp.path())
+        .run();
+        restore.assert_success();
+        assert_eq!(server().table_contents(&target), expected, "{label}");
+        assert!(
+            crate::support::names(tmp.path()).is_empty(),
+            "the downloaded copy is removed"
+        );
+    }
+}
