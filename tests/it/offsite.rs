@@ -429,3 +429,134 @@ fn every_format_round_trips_through_the_bucket_encrypted_and_not() {
         );
     }
 }
+
+/// Whether the local folder `dir` holds a complete backup (a sidecar).
+fn has_local_sidecar(dir: &Path) -> bool {
+    crate::support::names_if_any(dir)
+        .iter()
+        .any(|n| n.ends_with(".meta.json"))
+}
+
+#[test]
+fn a_server_that_stops_answering_fails_the_upload_in_bounded_time() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    s3.signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let out = run_in(dir.path(), &s3, "stall", &db, &["backup"])
+        .env("BACKUP_REMOTE_TIMEOUT", "1s")
+        .run();
+    s3.signal(libc::SIGCONT);
+    out.assert_code(8);
+    assert!(out.stderr.contains("s3://offsite/stall"), "{out}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{out}"
+    );
+    assert_eq!(
+        local_backups(dir.path()).len(),
+        1,
+        "the local backup is kept"
+    );
+    assert!(
+        !remote_names(&s3, "stall")
+            .iter()
+            .any(|n| n.ends_with(".meta.json")),
+        "no complete-looking backup remotely"
+    );
+    run_in(dir.path(), &s3, "stall", &db, &["push"])
+        .run()
+        .assert_success();
+    assert_mirrored(&s3, "stall", dir.path());
+}
+
+/// Starts a backup while the server is frozen, waits until its local copy is complete (the
+/// upload is then under way), sends `sig` to it, lets the server go on, and returns the output.
+fn interrupted_upload(s3: &S3Server, dir: &Path, db: &str, prefix: &str, sig: libc::c_int) {
+    s3.signal(libc::SIGSTOP);
+    let cmd = run_in(dir, s3, prefix, db, &["backup"]).env("BACKUP_REMOTE_TIMEOUT", "3s");
+    let child = cmd.spawn();
+    crate::support::wait_until(
+        "the local backup is complete",
+        std::time::Duration::from_secs(30),
+        Some(&child),
+        || has_local_sidecar(dir),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    crate::cmd::signal(&child, sig);
+    s3.signal(libc::SIGCONT);
+    let out = cmd.wait(child);
+    assert_ne!(out.code, Some(0), "{out}");
+    assert_eq!(
+        local_backups(dir).len(),
+        1,
+        "the local backup is kept:\n{out}"
+    );
+    assert!(
+        !remote_names(s3, prefix)
+            .iter()
+            .any(|n| n.ends_with(".meta.json")),
+        "no complete-looking backup remotely: {:?}\n{out}",
+        remote_names(s3, prefix)
+    );
+    let list = run_in(dir, s3, prefix, db, &["--json", "list", "--remote"]).run();
+    list.assert_success();
+    let complete = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == "complete")
+        .count();
+    assert_eq!(complete, 0, "{list}");
+}
+
+#[test]
+fn an_upload_interrupted_by_sigint_or_sigkill_never_looks_complete_and_push_repairs_it() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    for (prefix, sig) in [("int", libc::SIGINT), ("kill", libc::SIGKILL)] {
+        let dir = tempdir();
+        interrupted_upload(&s3, dir.path(), &db, prefix, sig);
+        run_in(dir.path(), &s3, prefix, &db, &["push"])
+            .run()
+            .assert_success();
+        assert_mirrored(&s3, prefix, dir.path());
+    }
+}
+
+#[test]
+fn two_destinations_each_get_every_backup() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let nas = tempdir();
+    let both = format!("s3://{BUCKET}/two, file://{}", nas.path().display());
+    run_in(dir.path(), &s3, "two", &db, &["backup"])
+        .env("BACKUP_REMOTE", &both)
+        .run()
+        .assert_success();
+    assert_mirrored(&s3, "two", dir.path());
+    let mut local = backup_names(dir.path());
+    local.retain(|n| !n.starts_with('.'));
+    let mut there = crate::support::names(nas.path());
+    there.retain(|n| !n.starts_with('.'));
+    assert_eq!(there, local, "the file:// destination holds the same files");
+    // One destination down: the other still gets the next backup; exit 8 names the failed one.
+    let out = run_in(dir.path(), &s3, "two", &db, &["backup"])
+        .env(
+            "BACKUP_REMOTE",
+            format!("s3://no-such-bucket/x, file://{}", nas.path().display()),
+        )
+        .run();
+    out.assert_code(8);
+    assert!(out.stderr.contains("s3://no-such-bucket/x"), "{out}");
+    assert_eq!(
+        crate::support::names(nas.path())
+            .iter()
+            .filter(|n| n.ends_with(".meta.json"))
+            .count(),
+        2
+    );
+}

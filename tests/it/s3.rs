@@ -105,6 +105,17 @@ impl S3Server {
         }
     }
 
+    /// Sends `sig` to the server (SIGSTOP freezes it: connections are accepted by the kernel, and
+    /// nothing answers; SIGCONT resumes it).
+    pub fn signal(&self, sig: libc::c_int) {
+        let child = self.child.as_ref().expect("the server runs");
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
     /// Starts the server (again) on its port, and waits until it accepts connections.
     pub fn resume(&mut self) {
         let child = Command::new(binary())
@@ -131,6 +142,9 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(libc::SIGCONT);
+        }
         self.stop();
     }
 }
