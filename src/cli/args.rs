@@ -224,6 +224,10 @@ pub struct BackupArgs {
     /// Like --globals, with the roles' password hashes (needs a superuser).
     #[arg(long)]
     pub globals_with_passwords: bool,
+    /// Keep no local copy: once every destination holds the new backup, read back and
+    /// checked, the local one is removed (it is kept when a destination fails: exit 8).
+    #[arg(long)]
+    pub remote_only: bool,
     /// Copy the backup to this off-site destination (s3://bucket/prefix or file:///path) instead
     /// of the configured ones; may be repeated [env: BACKUP_REMOTE].
     #[arg(long, value_name = "URL")]

@@ -66,6 +66,20 @@ pub fn copy_backup(
     Ok(moved)
 }
 
+/// Removes the backup `name` from `storage`: its sidecar first, so that it never looks complete
+/// without its data, then its data objects (a directory archive's folder whole).
+///
+/// # Errors
+/// A removal failed.
+pub fn remove_backup(storage: &dyn Storage, name: &str, meta: &Meta) -> io::Result<()> {
+    storage.remove(&format!("{name}{META_SUFFIX}"))?;
+    storage.remove(name)?;
+    if let Some(g) = &meta.globals {
+        storage.remove(&g.file)?;
+    }
+    Ok(())
+}
+
 /// Copies one object, through a temporary object published when whole.
 ///
 /// # Errors

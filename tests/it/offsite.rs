@@ -560,3 +560,36 @@ fn two_destinations_each_get_every_backup() {
         2
     );
 }
+
+#[test]
+fn remote_only_keeps_no_local_copy_once_every_destination_has_it() {
+    let mut s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let out = run_in(dir.path(), &s3, "only", &db, &["backup", "--remote-only"]).run();
+    out.assert_success();
+    assert!(local_backups(dir.path()).is_empty(), "{out}");
+    let remote = remote_names(&s3, "only");
+    assert_eq!(remote.len(), 2, "{remote:?}");
+    let file = remote.iter().find(|n| !n.ends_with(".meta.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &fs::read(s3.object(BUCKET, &format!("only/{file}.meta.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        meta["sha256"],
+        sha256_hex(&fs::read(s3.object(BUCKET, &format!("only/{file}"))).unwrap())
+    );
+    // A destination down: the local copy is kept, exit 8.
+    s3.stop();
+    let out = run_in(dir.path(), &s3, "only", &db, &["backup", "--remote-only"]).run();
+    out.assert_code(8);
+    assert_eq!(local_backups(dir.path()).len(), 1, "{out}");
+    // Without a destination, refused before dumping.
+    let out = Cmd::new()
+        .args(["backup", "--remote-only"])
+        .env("BACKUP_DIR", dir.path())
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .run();
+    out.assert_code(2);
+}
