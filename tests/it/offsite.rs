@@ -593,3 +593,32 @@ fn remote_only_keeps_no_local_copy_once_every_destination_has_it() {
         .run();
     out.assert_code(2);
 }
+
+#[test]
+fn a_backup_bigger_than_one_part_goes_up_in_several_parts_and_back() {
+    let s3 = S3Server::start(BUCKET);
+    let db = server().create_db("offsite_big");
+    server().psql(
+        &db,
+        "SET ROLE app;
+         CREATE TABLE big (id int, v text);
+         INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 300000) g;",
+    );
+    let dir = tempdir();
+    let out = run_in(
+        dir.path(),
+        &s3,
+        "big",
+        &db,
+        &["backup", "--compression", "none"],
+    )
+    .run();
+    out.assert_success();
+    let size = fs::metadata(out.stdout_trimmed()).unwrap().len();
+    assert!(size > 17 * 1024 * 1024, "more than two 8 MiB parts: {size}");
+    assert_mirrored(&s3, "big", dir.path());
+    let empty = tempdir();
+    run_in(empty.path(), &s3, "big", &db, &["verify", "--remote"])
+        .run()
+        .assert_success();
+}
