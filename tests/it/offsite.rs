@@ -622,3 +622,33 @@ fn a_backup_bigger_than_one_part_goes_up_in_several_parts_and_back() {
         .run()
         .assert_success();
 }
+
+#[test]
+fn each_daemon_run_copies_its_backup_off_site() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let cmd = run_in(dir.path(), &s3, "daemon", &db, &["daemon"])
+        .env("BACKUP_SCHEDULE", "*/2 * * * * *")
+        .timeout(std::time::Duration::from_secs(60));
+    let child = cmd.spawn();
+    crate::support::wait_until(
+        "a scheduled backup is off-site",
+        std::time::Duration::from_secs(40),
+        Some(&child),
+        || {
+            remote_names(&s3, "daemon")
+                .iter()
+                .any(|n| n.ends_with(".meta.json"))
+        },
+    );
+    crate::cmd::signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    out.assert_success();
+    let sidecars = remote_names(&s3, "daemon")
+        .into_iter()
+        .filter(|n| n.ends_with(".meta.json"))
+        .count();
+    assert!(sidecars >= 1, "{out}");
+    assert!(!out.stderr.contains(SECRET_KEY), "{out}");
+}
