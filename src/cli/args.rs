@@ -323,7 +323,7 @@ pub struct CheckArgs {
 pub struct ListArgs {
     /// List an off-site destination instead, from its own listing and sidecars: a configured
     /// URL (the first one when DEST is left out) or another URL.
-    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "", conflicts_with = "all_databases")]
     pub remote: Option<String>,
     /// Only the backups of database NAME (default: every database in the folder).
     #[arg(long, value_name = "NAME")]
