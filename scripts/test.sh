@@ -19,6 +19,14 @@ command -v script >/dev/null 2>&1 || need+=(bsdutils)
 { /usr/bin/python3 -c 'import aiosmtpd' || python3 -c 'import aiosmtpd'; } >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 install_missing "${need[@]}"
 
+# The off-site tests start their own S3 server, s3s-fs (crates.io), which checks request
+# signatures. Built once into a cache folder (a few minutes), reused afterwards.
+S3S_FS_ROOT="${HOME}/.cache/aos-backup-test"
+if [ -z "${AOS_TEST_S3S_FS:-}" ] && [ ! -x "$S3S_FS_ROOT/bin/s3s-fs" ]; then
+  say "installing the S3 test server: cargo install s3s-fs --version 0.14.1 --locked --features binary --root $S3S_FS_ROOT"
+  cargo install s3s-fs --version 0.14.1 --locked --features binary --root "$S3S_FS_ROOT" --quiet
+fi
+
 say "PostgreSQL: $(ls -d /usr/lib/postgresql/*/bin | tr '\n' ' ')"
 say "$(cargo --version)"
 say "format check: cargo fmt --all -- --check"

@@ -102,6 +102,11 @@ impl Cli {
                 Command::Backup(a) => a.globals || a.globals_with_passwords,
                 _ => false,
             },
+            remote: match &self.command {
+                Command::Backup(a) => a.remote.clone(),
+                Command::Push(a) => a.remote.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
@@ -124,6 +129,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Delete old backups according to the retention policy.
     Prune(PruneArgs),
+    /// Copy every backup that an off-site destination lacks there (BACKUP_REMOTE).
+    Push(PushArgs),
     /// Stay running and back up on the configured schedule (BACKUP_SCHEDULE); SIGTERM stops it.
     Daemon,
     /// Answer the owners' /backup, /status and /list in Telegram (long polling); SIGTERM stops it.
@@ -225,10 +232,30 @@ pub struct BackupArgs {
     /// Like --globals, with the roles' password hashes (needs a superuser).
     #[arg(long)]
     pub globals_with_passwords: bool,
+    /// Keep no local copy: once every destination holds the new backup, read back and
+    /// checked, the local one is removed (it is kept when a destination fails: exit 8).
+    #[arg(long)]
+    pub remote_only: bool,
+    /// Copy the backup to this off-site destination (s3://bucket/prefix or file:///path) instead
+    /// of the configured ones; may be repeated [env: BACKUP_REMOTE].
+    #[arg(long, value_name = "URL")]
+    pub remote: Vec<String>,
+}
+
+/// `aos-backup push`.
+#[derive(Debug, Args, Default)]
+pub struct PushArgs {
+    /// Push to this destination instead of the configured ones; may be repeated.
+    #[arg(long, value_name = "URL")]
+    pub remote: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    /// Restore a backup from an off-site destination (the first configured one when DEST is
+    /// left out): it is downloaded into a private temporary folder, checked, then restored.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub remote: Option<String>,
     /// A backup file or directory, a backup id (or a unique prefix of one), or `latest`.
     #[arg(value_name = "FILE|ID|latest")]
     pub target: String,
@@ -307,6 +334,10 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ListArgs {
+    /// List an off-site destination instead, from its own listing and sidecars: a configured
+    /// URL (the first one when DEST is left out) or another URL.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "", conflicts_with = "all_databases")]
+    pub remote: Option<String>,
     /// Only the backups of database NAME (default: every database in the folder).
     #[arg(long, value_name = "NAME")]
     pub database: Option<String>,
@@ -330,6 +361,10 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Verify every backup at an off-site destination (the first configured one when DEST is
+    /// left out): each is read back and checked as a local one.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "", conflicts_with = "target")]
+    pub remote: Option<String>,
     /// A backup id, `latest`, or a path; default: the newest backup.
     #[arg(value_name = "ID|FILE", conflicts_with = "all")]
     pub target: Option<String>,
@@ -391,6 +426,10 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Apply the policy at an off-site destination instead (the first configured one when DEST
+    /// is left out), to what it holds: nothing is deleted there because it is gone locally.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub remote: Option<String>,
     /// Print the plan (each backup, keep or delete, and why) without deleting anything.
     #[arg(long, short = 'n')]
     pub dry_run: bool,

@@ -184,10 +184,12 @@ pub fn plan_backup(ctx: &Ctx, ops: &crate::ops::Context, args: &BackupArgs) -> R
     backup::plan(ops, &options)
 }
 
-/// [`backup_options`], refused when the preset requires encryption and none is configured.
+/// [`backup_options`], refused when the preset requires encryption and none is configured, or
+/// when off-site destinations require it.
 ///
 /// # Errors
-/// The production preset without encryption (a usage error with a hint).
+/// The production preset without encryption (a usage error with a hint), or
+/// `remote_require_encryption` without encryption.
 pub fn checked_options(
     settings: &Settings,
     args: &BackupArgs,
@@ -200,7 +202,45 @@ pub fn checked_options(
         enc.recipients.is_some() || enc.passphrase_file.is_some(),
         args.no_encrypt,
     )?;
+    let remote = &settings.remote;
+    if remote.require_encryption && !remote.destinations.is_empty() && !enc.wanted {
+        return Err(Error::usage(
+            "off-site destinations are set and remote_require_encryption is on, but this backup would not be encrypted",
+        )
+        .hint("set BACKUP_ENCRYPTION=age with BACKUP_AGE_RECIPIENTS (or a passphrase file), or unset BACKUP_REMOTE_REQUIRE_ENCRYPTION")
+        .into());
+    }
     Ok(options)
+}
+
+/// Copies every backup the configured off-site destinations lack (the new one among them):
+/// what the backup command and each daemon run do after the backup.
+///
+/// # Errors
+/// A destination still misses a backup ([`crate::error::Kind::Offsite`], naming it and why).
+pub async fn offsite(ctx: &Ctx) -> Result<crate::ops::push::PushReport> {
+    let report = crate::ops::push::execute(&ctx.ops(), push_options(&ctx.settings)).await;
+    for r in &report.results {
+        if !r.uploaded.is_empty() {
+            tracing::info!(
+                "off-site: {} backup(s) copied to {} ({})",
+                r.uploaded.len(),
+                r.url,
+                crate::runtime::units::human_bytes(r.bytes)
+            );
+        }
+    }
+    report.verdict().map(|()| report)
+}
+
+/// The off-site settings as the push operation takes them.
+#[must_use]
+pub fn push_options(settings: &Settings) -> crate::ops::push::PushOptions {
+    crate::ops::push::PushOptions {
+        destinations: settings.remote.destinations.clone(),
+        timeout: settings.remote.timeout,
+        require_encryption: settings.remote.require_encryption,
+    }
 }
 
 /// The flags over the settings, for the connection `conn`.

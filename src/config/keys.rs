@@ -56,6 +56,9 @@ pub enum Key {
     TelegramApiUrl,
     TelegramToken,
     TelegramOwners,
+    Remote,
+    RemoteTimeout,
+    RemoteRequireEncryption,
 }
 
 /// One configuration key's facts.
@@ -553,6 +556,33 @@ pub const KEYS: &[KeyDef] = &[
         flags: &[],
         default: None,
         help: "the Telegram user ids the telegram-bot obeys, comma separated",
+    },
+    KeyDef {
+        key: Key::Remote,
+        name: "remote",
+        env: "BACKUP_REMOTE",
+        toml: &["remote.url"],
+        flags: &["backup --remote"],
+        default: None,
+        help: "off-site destinations every backup is copied to: s3://bucket/prefix or file:///path, separated by spaces or commas",
+    },
+    KeyDef {
+        key: Key::RemoteTimeout,
+        name: "remote_timeout",
+        env: "BACKUP_REMOTE_TIMEOUT",
+        toml: &["remote_timeout"],
+        flags: &[],
+        default: Some("60s"),
+        help: "an off-site request or transfer that moves nothing for this long fails (then is retried with backoff)",
+    },
+    KeyDef {
+        key: Key::RemoteRequireEncryption,
+        name: "remote_require_encryption",
+        env: "BACKUP_REMOTE_REQUIRE_ENCRYPTION",
+        toml: &["remote_require_encryption"],
+        flags: &[],
+        default: Some("false"),
+        help: "refuse to back up (or copy off-site) without encryption while destinations are set",
     },
 ];
 

@@ -8,6 +8,7 @@ use crate::error::Error;
 pub use crate::pg::runner::DockerTarget;
 use crate::runtime::schedule::parse_timezone;
 pub use crate::runtime::schedule::Schedule;
+use crate::storage::destination::{parse_list, Destination};
 use anyhow::{Context, Result};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -158,6 +159,46 @@ struct FileConfig {
     notify: notify::FileNotify,
     #[serde(default)]
     telegram: notify::FileTelegram,
+    #[serde(default)]
+    remote: Vec<FileRemote>,
+    remote_timeout: Option<String>,
+    remote_require_encryption: Option<bool>,
+}
+
+/// One `[[remote]]` table: a destination and its options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRemote {
+    url: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    storage_class: Option<String>,
+    credentials_file: Option<PathBuf>,
+}
+
+impl FileRemote {
+    fn destination(&self) -> Destination {
+        Destination {
+            url: self.url.trim().to_string(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            storage_class: self.storage_class.clone(),
+            credentials_file: self.credentials_file.clone(),
+        }
+    }
+}
+
+/// The off-site destinations and how uploads behave.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteSettings {
+    /// Every destination, in order; empty: no off-site copies.
+    pub destinations: Vec<Destination>,
+    /// How long a request or transfer step may move nothing.
+    pub timeout: std::time::Duration,
+    /// Refuse unencrypted backups while destinations are set.
+    pub require_encryption: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +342,8 @@ pub struct Overrides {
     pub docker_container: Option<String>,
     /// `backup --globals` (`false`: not given).
     pub globals: bool,
+    /// `--remote` destinations (empty: not given).
+    pub remote: Vec<String>,
 }
 
 /// Every setting, resolved.
@@ -349,6 +392,8 @@ pub struct Settings {
     pub notify: crate::notify::Config,
     /// The Telegram bot's token and owners.
     pub telegram: TelegramSettings,
+    /// The off-site destinations.
+    pub remote: RemoteSettings,
 }
 
 /// The daemon's schedules, parsed (a bad one stops resolution with a usage error).
@@ -500,7 +545,9 @@ impl Settings {
         let validate_before_backup =
             switch(&env, Key::Validate, file.backup.validate, &mut sources)?;
         let (notify, telegram) = notify::resolve(&env, &file.notify, &file.telegram, &mut sources)?;
+        let remote = remote(over, &env, &file, &mut sources)?;
         Ok(Settings {
+            remote,
             validate_before_backup,
             notify,
             telegram,
@@ -636,6 +683,75 @@ fn switch(env: &Env, key: Key, file: Option<bool>, sources: &mut Sources) -> Res
     };
     sources.set(key, source);
     Ok(value)
+}
+
+/// The destinations (`--remote`, else `BACKUP_REMOTE`, else the `[[remote]]` tables; a URL
+/// that has a table takes its options), the upload timeout and the encryption rule.
+fn remote(
+    over: &Overrides,
+    env: &Env,
+    file: &FileConfig,
+    sources: &mut Sources,
+) -> Result<RemoteSettings> {
+    let tables: Vec<Destination> = file.remote.iter().map(FileRemote::destination).collect();
+    let with_options = |d: Destination| {
+        tables
+            .iter()
+            .find(|t| t.url.trim_end_matches('/') == d.url.trim_end_matches('/'))
+            .cloned()
+            .unwrap_or(d)
+    };
+    let (destinations, source) = if !over.remote.is_empty() {
+        let list = over
+            .remote
+            .iter()
+            .flat_map(|u| parse_list(u))
+            .map(with_options);
+        (list.collect(), Source::Flag)
+    } else if let Some((v, src)) = env.get(Key::Remote.env()) {
+        (parse_list(v).into_iter().map(with_options).collect(), src)
+    } else {
+        let src = if tables.is_empty() {
+            Source::Default
+        } else {
+            Source::File
+        };
+        (tables.clone(), src)
+    };
+    for d in &destinations {
+        d.place()?;
+    }
+    sources.set(Key::Remote, source);
+    let (text, source, name) = layered_text(
+        None,
+        "",
+        env,
+        Key::RemoteTimeout,
+        file.remote_timeout.clone(),
+    );
+    let timeout = crate::runtime::units::parse_duration(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}")).hint("give a duration like 60s or 2m")
+    })?;
+    if timeout.is_zero() {
+        return Err(Error::usage(format!("invalid {name}: 0"))
+            .hint("an upload needs a timeout: give a duration like 60s")
+            .into());
+    }
+    sources.set(Key::RemoteTimeout, source);
+    let var = Key::RemoteRequireEncryption.env();
+    let (require_encryption, source) = match env.get(var) {
+        Some((v, src)) => (parse_switch(var, v)?, src),
+        None => match file.remote_require_encryption {
+            Some(b) => (b, Source::File),
+            None => (false, Source::Default),
+        },
+    };
+    sources.set(Key::RemoteRequireEncryption, source);
+    Ok(RemoteSettings {
+        destinations,
+        timeout,
+        require_encryption,
+    })
 }
 
 /// A yes/no setting.
@@ -1390,6 +1506,9 @@ mod tests {
                     Key::NotifyTimeout => "4s",
                     Key::TelegramApiUrl => "http://127.0.0.1:4",
                     Key::TelegramToken => "123:abc",
+                    Key::Remote => "s3://bucket/prefix",
+                    Key::RemoteTimeout => "30s",
+                    Key::RemoteRequireEncryption => "true",
                     _ => "4",
                 };
                 (d.env, v)

@@ -95,17 +95,29 @@ impl ListReport {
 
 /// Lists the backup folder.
 pub fn list(ctx: &Context, options: &ListOptions) -> Result<ListReport> {
-    let mut entries = catalog::scan(&ctx.dir)?;
+    let folder = crate::storage::LocalFolder::new(&ctx.dir);
+    list_in(&folder, ctx.dir.clone(), ctx.now, options)
+}
+
+/// Lists the backups in `storage` (an off-site destination: from its own listing and
+/// sidecars), shown as `dir`.
+pub fn list_in(
+    storage: &dyn crate::storage::Storage,
+    dir: std::path::PathBuf,
+    now: DateTime<Utc>,
+    options: &ListOptions,
+) -> Result<ListReport> {
+    let mut entries = catalog::scan_in(storage)?;
     let databases = catalog::databases(&entries);
     if let Some(db) = &options.database {
         entries.retain(|e| e.database() == Some(db.as_str()));
     }
     Ok(ListReport {
-        dir: ctx.dir.clone(),
-        now: ctx.now,
+        dir,
+        now,
         database: options.database.clone(),
         databases,
-        entries: entries.iter().map(|e| list_entry(e, ctx.now)).collect(),
+        entries: entries.iter().map(|e| list_entry(e, now)).collect(),
     })
 }
 

@@ -9,6 +9,8 @@ pub mod list;
 pub mod many;
 pub mod metrics;
 pub mod prune;
+pub mod push;
+pub mod remote;
 pub mod restore;
 pub mod validate;
 pub mod verify;

@@ -128,7 +128,13 @@ impl Storage for LocalFolder {
 
     fn create_partial(&self, name: &str) -> io::Result<Box<dyn Partial>> {
         check_name(name)?;
-        let file = fsutil::create_private(&self.partial_path(name))?;
+        let path = self.partial_path(name);
+        if name.contains('/') {
+            if let Some(parent) = path.parent() {
+                fsutil::create_private_dir_all(parent)?;
+            }
+        }
+        let file = fsutil::create_private(&path)?;
         Ok(Box::new(LocalPartial { file }))
     }
 

@@ -2,10 +2,13 @@
 //! and backup need from a place that holds backups, so a local folder today and an object store
 //! later are interchangeable. Names are relative to the storage's root, never local paths.
 
+pub mod destination;
 pub mod local;
 pub mod lock;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod object;
+pub mod transfer;
 
 pub use local::LocalFolder;
 

@@ -148,6 +148,9 @@ fn config_shows_every_keys_source_from_each_layer() {
         ),
         ("telegram.token", ("default", Value::Null)),
         ("telegram.owners", ("default", Value::Null)),
+        ("remote", ("default", json!([]))),
+        ("remote_timeout", ("default", json!(60))),
+        ("remote_require_encryption", ("default", json!(false))),
     ]
     .into_iter()
     .collect();

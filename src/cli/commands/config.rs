@@ -175,6 +175,21 @@ fn docker_value(s: &Settings, key: Key) -> Option<String> {
     }
 }
 
+/// The destinations' URLs (they hold no credentials), or `-`.
+fn remote_text(s: &Settings) -> String {
+    let urls: Vec<&str> = s
+        .remote
+        .destinations
+        .iter()
+        .map(|d| d.url.as_str())
+        .collect();
+    if urls.is_empty() {
+        "-".to_string()
+    } else {
+        urls.join(" ")
+    }
+}
+
 fn path_text(p: Option<&std::path::PathBuf>) -> String {
     p.map_or_else(|| "-".to_string(), |p| p.display().to_string())
 }
@@ -225,6 +240,12 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
         }
         Key::Globals => (s.globals.to_string(), false),
         Key::Validate => (s.validate_before_backup.to_string(), false),
+        Key::Remote => (remote_text(s), true),
+        Key::RemoteTimeout => (
+            crate::runtime::units::compact_duration(s.remote.timeout.as_secs()),
+            true,
+        ),
+        Key::RemoteRequireEncryption => (s.remote.require_encryption.to_string(), true),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -432,6 +453,14 @@ fn json_value(s: &Settings, key: Key) -> Value {
         }
         Key::Globals => json!(s.globals),
         Key::Validate => json!(s.validate_before_backup),
+        Key::Remote => json!(s
+            .remote
+            .destinations
+            .iter()
+            .map(|d| d.url.as_str())
+            .collect::<Vec<_>>()),
+        Key::RemoteTimeout => seconds(s.remote.timeout),
+        Key::RemoteRequireEncryption => json!(s.remote.require_encryption),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly

@@ -16,7 +16,13 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     if args.all_databases {
         return run_all(ctx, &options);
     }
-    let report = list::list(&ctx.ops(), &options)?;
+    let report = match &args.remote {
+        Some(choice) => {
+            let remote = ctx.remote_storage(choice)?;
+            list::list_in(&*remote, remote.root_location().into(), ctx.now, &options)?
+        }
+        None => list::list(&ctx.ops(), &options)?,
+    };
     if report.entries.is_empty() && !ctx.json {
         log_empty(&report);
         return Ok(());

@@ -9,6 +9,7 @@ pub mod drill;
 pub mod generate;
 pub mod list;
 pub mod prune;
+pub mod push;
 pub mod restore;
 pub mod schedule;
 pub mod telegram_bot;
@@ -194,6 +195,29 @@ impl Ctx {
         }
     }
 
+    /// The off-site destination `choice` names: a configured URL (with its options), the first
+    /// configured one when empty, or another URL; opened, its credentials registered as secrets.
+    ///
+    /// # Errors
+    /// None configured and none given, or an unusable URL or credentials.
+    pub fn remote_storage(&self, choice: &str) -> Result<Box<dyn crate::storage::Storage>> {
+        use crate::storage::destination::Destination;
+        let configured = &self.settings.remote.destinations;
+        let dest = if choice.is_empty() {
+            configured.first().cloned().ok_or_else(|| {
+                Error::usage("no off-site destination is configured")
+                    .hint("set BACKUP_REMOTE=s3://bucket/prefix, or give the URL: --remote URL")
+            })?
+        } else {
+            configured
+                .iter()
+                .find(|d| d.url.trim_end_matches('/') == choice.trim_end_matches('/'))
+                .cloned()
+                .unwrap_or_else(|| Destination::from_url(choice))
+        };
+        crate::ops::push::open(&self.ops(), &dest, None, self.settings.remote.timeout)
+    }
+
     /// Prints a result on stdout: `text` normally, `json` with `--json`.
     pub fn emit(&self, text: &str, json: &serde_json::Value) {
         use std::io::Write;
@@ -258,6 +282,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::Drill(a) => drill::run(&ctx, a).await,
         Command::Validate(a) => validate::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a).await,
+        Command::Push(a) => push::run(&ctx, a).await,
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::TelegramBot => telegram_bot::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),

@@ -33,18 +33,13 @@ pub async fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
         .hint("set DATABASE_URL (its database), or pass --database NAME, or --all-databases for each database in the folder")
         .into());
     };
-    let dir = ctx.backup_dir();
-    if !dir.is_dir() {
-        return Err(Error::usage(format!(
-            "the backup folder {} does not exist",
-            dir.display()
-        ))
-        .into());
-    }
-    let storage = LocalFolder::new(dir);
+    let storage: Box<dyn Storage> = match &args.remote {
+        Some(choice) => ctx.remote_storage(choice)?,
+        None => Box::new(local_folder(ctx)?),
+    };
     let lock = storage.lock("prune")?;
     let report = crate::ops::prune::apply_in(
-        &storage,
+        &*storage,
         &policy,
         &which,
         None,
@@ -60,4 +55,17 @@ pub async fn run(ctx: &Ctx, args: &PruneArgs) -> Result<()> {
     drop(lock);
     crate::cli::notify::prune_ended(ctx, &report).await;
     Ok(())
+}
+
+/// The backup folder, which must exist.
+fn local_folder(ctx: &Ctx) -> Result<LocalFolder> {
+    let dir = ctx.backup_dir();
+    if !dir.is_dir() {
+        return Err(Error::usage(format!(
+            "the backup folder {} does not exist",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(LocalFolder::new(dir))
 }

@@ -34,7 +34,21 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
 /// Plans, confirms and runs the restore, and prints its report.
 async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let ops = ctx.ops();
-    let mut plan = restore::plan(&ops, &options(ctx, args)).await?;
+    let mut options = options(ctx, args);
+    let _fetched = match &args.remote {
+        Some(choice) => {
+            let remote = ctx.remote_storage(choice)?;
+            let database = args.from_database.clone().or_else(|| ctx.target_database());
+            let wanted = options.backup.clone();
+            let fetched = tokio::task::block_in_place(|| {
+                crate::ops::remote::fetch(&ops, &*remote, &wanted, database.as_deref())
+            })?;
+            options.backup = fetched.path.display().to_string();
+            Some(fetched)
+        }
+        None => None,
+    };
+    let mut plan = restore::plan(&ops, &options).await?;
     if let Some(confirmation) = plan.confirmation_needed() {
         confirm(&plan, confirmation).await?;
         plan.confirm();

@@ -21,8 +21,14 @@ struct JsonResult<'a> {
 /// Runs verify.
 pub async fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
     let op = ctx.ops();
-    let plan = verify::plan(&op, &options(ctx, args))?;
-    let report = verify::execute(&op, plan).await?;
+    let report = if let Some(choice) = &args.remote {
+        let remote = ctx.remote_storage(choice)?;
+        let database = args.database.as_deref();
+        crate::ops::remote::verify(&op, &*remote, database, &ctx.keys(&args.keys)).await?
+    } else {
+        let plan = verify::plan(&op, &options(ctx, args))?;
+        verify::execute(&op, plan).await?
+    };
     ctx.record.verify(&report);
     ctx.emit(&text(&report), &json(&report));
     report.verdict()?;

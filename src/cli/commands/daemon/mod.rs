@@ -335,10 +335,31 @@ pub trait AfterRun {
     ) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 }
 
-/// The post-run steps the settings ask for, in order. None exists yet: off-site copies and
-/// notifications add theirs here.
-fn after_run_steps(_ctx: &Ctx) -> Vec<Box<dyn AfterRun>> {
-    Vec::new()
+/// The post-run steps the settings ask for, in order: the off-site copies when destinations
+/// are set.
+fn after_run_steps(ctx: &Ctx) -> Vec<Box<dyn AfterRun>> {
+    let mut steps: Vec<Box<dyn AfterRun>> = Vec::new();
+    if !ctx.settings.remote.destinations.is_empty() {
+        steps.push(Box::new(Offsite));
+    }
+    steps
+}
+
+/// Copies what the destinations lack after each run (a failed run's earlier backups too).
+struct Offsite;
+
+impl AfterRun for Offsite {
+    fn name(&self) -> &'static str {
+        "off-site copy"
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        _outcome: &'a Outcome,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>> {
+        Box::pin(async move { runs::offsite(ctx).await.map(drop) })
+    }
 }
 
 /// How [`run_slot`] ended.

@@ -1,0 +1,290 @@
+//! Off-site destinations as URLs (`s3://bucket/prefix`, `file:///mnt/nas/backups`) with their
+//! options, and opening one as a [`Storage`]: the S3 credentials come from a secret file, the
+//! `AWS_*` variables, or `AWS_PROFILE` and the shared files, and are never shown.
+
+use super::object::{Bridge, ObjectStore};
+use super::{LocalFolder, Storage};
+use crate::error::Error;
+use crate::runtime::fsutil;
+use anyhow::Result;
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One off-site destination and its options, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Destination {
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub url: String,
+    /// The S3 endpoint (`http://127.0.0.1:9000`); `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`,
+    /// else AWS's own, when unset.
+    pub endpoint: Option<String>,
+    /// The S3 region; `AWS_REGION`, else `us-east-1`, when unset.
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`); by default on with an endpoint, off for AWS.
+    pub path_style: Option<bool>,
+    /// The storage class of new objects (`STANDARD_IA`, `GLACIER_IR`...).
+    pub storage_class: Option<String>,
+    /// A file with `aws_access_key_id` and `aws_secret_access_key` lines (the shared
+    /// credentials file's form), readable by its owner only.
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// Where a destination's URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A bucket and a prefix inside it (without slashes at either end; empty for the bucket's top).
+    S3 { bucket: String, prefix: String },
+    /// A folder on a mounted file system.
+    Folder(PathBuf),
+}
+
+/// The S3 credentials found for a destination.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(..)")
+    }
+}
+
+impl Credentials {
+    /// The values to mask wherever text is shown.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.access_key_id,
+            &self.secret_access_key,
+            &self.session_token,
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_deref())
+    }
+}
+
+impl Destination {
+    /// A destination with default options.
+    #[must_use]
+    pub fn from_url(url: &str) -> Destination {
+        Destination {
+            url: url.trim().to_string(),
+            ..Destination::default()
+        }
+    }
+
+    /// The same destination, one folder further down (a database's subfolder).
+    #[must_use]
+    pub fn child(&self, folder: &str) -> Destination {
+        Destination {
+            url: format!("{}/{folder}", self.url.trim_end_matches('/')),
+            ..self.clone()
+        }
+    }
+
+    /// Where the URL points.
+    ///
+    /// # Errors
+    /// A URL that is not `s3://bucket[/prefix]` or `file:///absolute/path`.
+    pub fn place(&self) -> Result<Place> {
+        let bad = |why: &str| -> anyhow::Error {
+            Error::usage(format!("invalid remote destination {:?}: {why}", self.url))
+                .hint("use s3://bucket/prefix or file:///absolute/path")
+                .into()
+        };
+        if let Some(rest) = self.url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() || bucket.contains(['@', ':', '?', '#']) {
+                return Err(bad("no bucket name (credentials never go into the URL)"));
+            }
+            return Ok(Place::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if let Some(path) = self.url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad("a file:// URL needs an absolute path"));
+            }
+            return Ok(Place::Folder(PathBuf::from(path)));
+        }
+        Err(bad("unknown scheme"))
+    }
+
+    /// The S3 credentials: the credentials file if set, else `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` looked up with `var`; empty when neither (the profile is then
+    /// read from the shared files).
+    ///
+    /// # Errors
+    /// An unsafe or unreadable credentials file, or one without both keys.
+    pub fn credentials(&self, var: &dyn Fn(&str) -> Option<String>) -> Result<Credentials> {
+        if let Some(path) = &self.credentials_file {
+            return read_credentials_file(path);
+        }
+        Ok(Credentials {
+            access_key_id: var("AWS_ACCESS_KEY_ID").filter(|v| !v.is_empty()),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY").filter(|v| !v.is_empty()),
+            session_token: var("AWS_SESSION_TOKEN").filter(|v| !v.is_empty()),
+        })
+    }
+
+    /// Opens the destination. `timeout` bounds every request and every transfer step (a
+    /// transfer that moves no bytes for that long fails); transient errors are retried with
+    /// exponential backoff.
+    ///
+    /// # Errors
+    /// A bad URL or unusable options; nothing is contacted yet.
+    pub fn open(
+        &self,
+        credentials: &Credentials,
+        var: &dyn Fn(&str) -> Option<String>,
+        timeout: Duration,
+    ) -> Result<Box<dyn Storage>> {
+        match self.place()? {
+            Place::Folder(dir) => Ok(Box::new(LocalFolder::new(dir))),
+            Place::S3 { bucket, prefix } => {
+                let op = self.s3_operator(&bucket, &prefix, credentials, var)?;
+                let op = op
+                    .layer(
+                        TimeoutLayer::new()
+                            .with_timeout(timeout)
+                            .with_io_timeout(timeout),
+                    )
+                    .layer(
+                        RetryLayer::new()
+                            .with_max_times(4)
+                            .with_min_delay(Duration::from_millis(200))
+                            .with_max_delay(Duration::from_secs(5))
+                            .with_jitter(),
+                    );
+                let bridge = Arc::new(Bridge::new()?);
+                Ok(Box::new(ObjectStore::new(op, self.url.clone(), bridge)))
+            }
+        }
+    }
+
+    fn s3_operator(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        creds: &Credentials,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<opendal::Operator> {
+        let region = self
+            .region
+            .clone()
+            .or_else(|| var("AWS_REGION"))
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let mut b = opendal::services::S3::default()
+            .bucket(bucket)
+            .root(&format!("/{prefix}"))
+            .region(&region)
+            .disable_ec2_metadata();
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| var("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| var("AWS_ENDPOINT_URL"))
+            .filter(|e| !e.is_empty());
+        if let Some(endpoint) = &endpoint {
+            b = b.endpoint(endpoint);
+        }
+        if !self.path_style.unwrap_or(endpoint.is_some()) {
+            b = b.enable_virtual_host_style();
+        }
+        if let Some(class) = &self.storage_class {
+            b = b.default_storage_class(class);
+        }
+        if let (Some(id), Some(key)) = (&creds.access_key_id, &creds.secret_access_key) {
+            b = b.access_key_id(id).secret_access_key(key);
+            if let Some(token) = &creds.session_token {
+                b = b.session_token(token);
+            }
+        }
+        Ok(opendal::Operator::new(b)
+            .map_err(|e| {
+                Error::usage(format!(
+                    "remote destination {}: {}",
+                    self.url,
+                    super::object::io_error(e)
+                ))
+            })?
+            .finish())
+    }
+}
+
+/// Reads a credentials file: `aws_access_key_id = ...`, `aws_secret_access_key = ...`
+/// (optionally `aws_session_token`), `#` comments and `[profile]` headers ignored.
+fn read_credentials_file(path: &std::path::Path) -> Result<Credentials> {
+    fsutil::check_secret_file(path, "S3 credentials file")?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(format!(
+            "cannot read the S3 credentials file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut creds = Credentials::default();
+    for line in text.lines().map(str::trim) {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
+        match key.trim().to_ascii_lowercase().as_str() {
+            "aws_access_key_id" => creds.access_key_id = value,
+            "aws_secret_access_key" => creds.secret_access_key = value,
+            "aws_session_token" => creds.session_token = value,
+            _ => {}
+        }
+    }
+    if creds.access_key_id.is_none() || creds.secret_access_key.is_none() {
+        return Err(Error::usage(format!(
+            "the S3 credentials file {} lacks aws_access_key_id or aws_secret_access_key",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(creds)
+}
+
+/// Splits `BACKUP_REMOTE`'s text (URLs separated by spaces or commas) into destinations.
+#[must_use]
+pub fn parse_list(text: &str) -> Vec<Destination> {
+    text.split([' ', ',', '\t', '\n'])
+        .filter(|s| !s.trim().is_empty())
+        .map(Destination::from_url)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_prefix_or_a_folder() {
+        let d = Destination::from_url("s3://bkt/a/b/");
+        assert_eq!(
+            d.place().unwrap(),
+            Place::S3 {
+                bucket: "bkt".into(),
+                prefix: "a/b".into()
+            }
+        );
+        let d = Destination::from_url("file:///mnt/nas");
+        assert_eq!(d.place().unwrap(), Place::Folder("/mnt/nas".into()));
+        for bad in ["s3://", "s3://key:secret@bkt/x", "file://rel", "ftp://x"] {
+            assert!(Destination::from_url(bad).place().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_list_splits_on_spaces_and_commas() {
+        let list = parse_list("s3://a/x, file:///b  s3://c");
+        let urls: Vec<&str> = list.iter().map(|d| d.url.as_str()).collect();
+        assert_eq!(urls, ["s3://a/x", "file:///b", "s3://c"]);
+    }
+}
