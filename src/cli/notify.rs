@@ -70,7 +70,22 @@ pub async fn backup_ended(ctx: &Ctx, notifier: &Notifier, started: Instant, resu
             &summed(e),
         )],
     };
-    let events: Vec<Event> = events.into_iter().map(|e| timed(e, started)).collect();
+    let destinations: Vec<String> = ctx
+        .settings
+        .remote
+        .destinations
+        .iter()
+        .map(|d| d.url.clone())
+        .collect();
+    let events: Vec<Event> = events
+        .into_iter()
+        .map(|mut e| {
+            if e.kind == EventKind::BackupSucceeded {
+                e.destinations.clone_from(&destinations);
+            }
+            timed(e, started)
+        })
+        .collect();
     for event in &events {
         notifier.send(event).await;
     }
@@ -176,4 +191,62 @@ fn summed(e: &anyhow::Error) -> Error {
     let mut out = Error::new(kind, message.replace('\n', " "));
     out.hint = hint.or_else(|| crate::runtime::process::classify(&message).1);
     out
+}
+
+/// Tells of a drill: passed (with its RTO and RPO), failed (with what did not match), or not run.
+pub async fn drill_ended(ctx: &Ctx, result: &Result<crate::ops::drill::DrillReport>) {
+    let notifier = notifier(ctx);
+    if notifier.is_empty() {
+        return;
+    }
+    let event = match result {
+        Ok(report) => drill_event(report),
+        Err(e) => Event::drill_failed(None, &summed(e)),
+    };
+    notifier.send(&event).await;
+}
+
+/// The event of a drill that ran: its backup's facts, RTO and RPO, and each mismatch.
+fn drill_event(report: &crate::ops::drill::DrillReport) -> Event {
+    use crate::runtime::units::human_duration;
+    let b = &report.backup;
+    let meta = crate::archive::meta::Meta::read(&crate::archive::meta::Meta::path_for(&b.path));
+    let mut event = match (report.error(), meta) {
+        (None, Ok(meta)) => Event::drill_passed(&meta, &b.path),
+        (None, Err(_)) => Event::new(EventKind::DrillPassed, Some(&b.database)),
+        (Some(e), Ok(meta)) => Event::drill_failed(Some(&b.database), &e).with_backup(&meta, &b.path),
+        (Some(e), Err(_)) => Event::drill_failed(Some(&b.database), &e),
+    };
+    if let Some(ms) = report.rto_ms {
+        event = event.detail(format!(
+            "RTO: {}",
+            human_duration(std::time::Duration::from_millis(ms))
+        ));
+    }
+    let age = u64::try_from(report.rpo.backup_age_seconds).unwrap_or(0);
+    event = event.detail(format!(
+        "RPO: backup age {}",
+        human_duration(std::time::Duration::from_secs(age))
+    ));
+    for m in report.mismatches() {
+        event = event.detail(m);
+    }
+    event
+}
+
+/// Tells that off-site destinations miss backups after a push: which ones, and why.
+pub async fn offsite_ended(ctx: &Ctx, report: &crate::ops::push::PushReport, error: &anyhow::Error) {
+    let notifier = notifier(ctx);
+    if notifier.is_empty() {
+        return;
+    }
+    let mut event = Event::new(EventKind::OffsiteMissing, ctx.target_database().as_deref())
+        .with_error(&summed(error));
+    event.destinations = report
+        .results
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.url.clone())
+        .collect();
+    notifier.send(&event).await;
 }

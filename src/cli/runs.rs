@@ -230,7 +230,11 @@ pub async fn offsite(ctx: &Ctx) -> Result<crate::ops::push::PushReport> {
             );
         }
     }
-    report.verdict().map(|()| report)
+    if let Err(e) = report.verdict() {
+        crate::cli::notify::offsite_ended(ctx, &report, &e).await;
+        return Err(e);
+    }
+    Ok(report)
 }
 
 /// The off-site settings as the push operation takes them.

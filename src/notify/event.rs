@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What an event is about.
-#[allow(dead_code)] // the drill and off-site front ends (#9, #10) send the rest
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     /// A backup was made.
@@ -159,32 +158,14 @@ impl Event {
 
     /// A restore drill of the backup `meta` that passed.
     #[must_use]
-    #[allow(dead_code)] // for the drill and off-site front ends (#9, #10)
     pub fn drill_passed(meta: &Meta, path: &Path) -> Event {
         Event::new(EventKind::DrillPassed, Some(&meta.database)).with_backup(meta, path)
     }
 
     /// A restore drill of `database` that failed with `error`.
     #[must_use]
-    #[allow(dead_code)] // for the drill and off-site front ends (#9, #10)
     pub fn drill_failed(database: Option<&str>, error: &Error) -> Event {
         Event::new(EventKind::DrillFailed, database).with_error(error)
-    }
-
-    /// A backup of which the off-site `destinations` hold no verified copy.
-    #[must_use]
-    #[allow(dead_code)] // for the drill and off-site front ends (#9, #10)
-    pub fn offsite_missing(
-        meta: &Meta,
-        path: &Path,
-        destinations: &[String],
-        error: &Error,
-    ) -> Event {
-        let mut e = Event::new(EventKind::OffsiteMissing, Some(&meta.database))
-            .with_backup(meta, path)
-            .with_error(error);
-        e.destinations = destinations.to_vec();
-        e
     }
 
     /// The backup's facts from its sidecar.

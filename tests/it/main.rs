@@ -38,3 +38,4 @@ mod suspect;
 mod telegram;
 mod tls;
 mod validate;
+mod wiring;

@@ -11,18 +11,33 @@ use crate::runtime::units::human_duration;
 use anyhow::Result;
 use std::time::Duration;
 
-/// Runs a drill.
+/// Runs a drill, and tells the notification destinations how it went.
 pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<()> {
     // A signal stops the restore; the drill then still drops its scratch database.
     ctx.reports_when_cancelled.set();
-    let ops = ctx.ops();
-    let plan = drill::plan(&ops, &options(ctx, args)?).await?;
-    let report = drill::execute(&ops, plan).await?;
+    let result = drill_once(ctx, args).await;
+    let refused = result.as_ref().err().and_then(crate::error::find).is_some_and(|e| {
+        matches!(
+            e.kind,
+            crate::error::Kind::Usage | crate::error::Kind::Refused
+        )
+    });
+    if !refused {
+        crate::cli::notify::drill_ended(ctx, &result).await;
+    }
+    let report = result?;
     ctx.emit(&text(&report), &serde_json::to_value(&report)?);
     match report.error() {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Plans and runs the drill.
+async fn drill_once(ctx: &Ctx, args: &DrillArgs) -> Result<DrillReport> {
+    let ops = ctx.ops();
+    let plan = drill::plan(&ops, &options(ctx, args)?).await?;
+    drill::execute(&ops, plan).await
 }
 
 /// The operation's options: the flags over the settings.

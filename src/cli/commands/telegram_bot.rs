@@ -272,22 +272,14 @@ fn status(ctx: &Ctx) -> String {
     lines.join("\n")
 }
 
-/// The newest backup with a drill record (`<backup>.drill.json`), and what the record says.
+/// The newest backup with a drill record (`<backup>.drill.json`), and how that drill ended.
 fn last_drill<'a>(
     ctx: &Ctx,
     metas: &'a [crate::archive::meta::Meta],
 ) -> Option<(&'a crate::archive::meta::Meta, String)> {
     metas.iter().find_map(|m| {
-        let path = ctx.backup_dir().join(format!("{}.drill.json", m.file));
-        let text = std::fs::read_to_string(path).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let result = match (&v["passed"], v["status"].as_str(), v["result"].as_str()) {
-            (serde_json::Value::Bool(true), _, _) => "passed".to_string(),
-            (serde_json::Value::Bool(false), _, _) => "failed".to_string(),
-            (_, Some(s), _) | (_, None, Some(s)) => crate::runtime::redact::sanitize(s),
-            _ => "recorded".to_string(),
-        };
-        Some((m, result))
+        let summary = crate::archive::drill::read_summary(&ctx.backup_dir().join(&m.file))?;
+        Some((m, summary.outcome.as_str().to_string()))
     })
 }
 

@@ -6,12 +6,18 @@ use crate::pg::conninfo::ConnInfo;
 use crate::pg::consistency::{self, ValidationReport};
 use crate::runtime::restore_state::RestorePhase;
 
-/// Runs the checks on the restored `database`; `None` (with a warning) when they cannot run.
+/// Runs the checks on the restored `database`; `None` (with a warning) when they cannot run,
+/// and when a signal came before they started (the restore then ends with what the signal
+/// found, e.g. that the COMMIT succeeded while it waited).
 pub(super) async fn validate(
     ctx: &Context,
     conn: &ConnInfo,
     database: &str,
 ) -> Option<ValidationReport> {
+    if ctx.op.cancelled().is_some() {
+        tracing::warn!("validate after the restore skipped: the run was asked to stop");
+        return None;
+    }
     ctx.op.restore().set_phase(RestorePhase::Finished);
     tracing::info!("validating the restored database {database:?}");
     let checked = async {

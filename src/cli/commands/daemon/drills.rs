@@ -70,6 +70,7 @@ async fn drill_latest(ctx: &Ctx) -> anyhow::Result<DrillReport> {
     let plan = drill::plan(&ops, &options).await?;
     let result = drill::execute(&ops, plan).await;
     ops.op.cleanup_temps();
+    crate::cli::notify::drill_ended(ctx, &result).await;
     result
 }
 
