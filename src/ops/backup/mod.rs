@@ -193,7 +193,7 @@ async fn dump_and_count(
         }
         Err(e) => {
             counting.abandon();
-            if !rows::snapshot_refused(&e) {
+            if ctx.op.cancelled().is_some() || !rows::snapshot_refused(&e) {
                 return Err(e);
             }
             finish::warn(

@@ -72,8 +72,16 @@ impl Counting {
     }
 }
 
+/// What the server answers when a snapshot cannot be imported (from `SET TRANSACTION SNAPSHOT`).
+const REFUSED_SNAPSHOT: [&str; 4] = [
+    "cannot import a snapshot from a different database",
+    "invalid snapshot identifier",
+    "could not import the requested snapshot",
+    "does not exist",
+];
+
 /// Whether pg_dump failed because it could not import the snapshot it was given.
 pub(super) fn snapshot_refused(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
-    text.contains("pg_dump") && text.contains("snapshot")
+    text.contains("snapshot") && REFUSED_SNAPSHOT.iter().any(|m| text.contains(m))
 }
