@@ -1,5 +1,5 @@
 //! The backup's row counts: a snapshot exported before pg_dump starts and handed to it, and the
-//! tables counted on that same snapshot while pg_dump runs, so the sidecar records exactly the
+//! tables counted on that same snapshot while pg_dump writes, so the sidecar records exactly the
 //! rows the dump holds. Counting never fails the backup: without a snapshot, no counts.
 
 use super::BackupPlan;
@@ -7,7 +7,13 @@ use crate::archive::meta::TableRows;
 use crate::ops::Context;
 use crate::pg::rowcount::{self, ExportedSnapshot};
 use anyhow::Result;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// How often the counting looks whether pg_dump has written anything yet.
+const WRITE_POLL: Duration = Duration::from_millis(10);
 
 /// The counting that runs beside pg_dump, and the snapshot they share (kept open until the
 /// dump ends, so pg_dump can import it whenever it starts).
@@ -17,11 +23,14 @@ pub(super) struct Counting {
 }
 
 impl Counting {
-    /// Exports a snapshot on a connection of our own and starts counting on it; `None` (with a
-    /// warning) when the server cannot export one.
+    /// Exports a snapshot on a connection of our own, and counts on it once pg_dump has written
+    /// something (`written` above 0: pg_dump writes only after it has locked every table, so
+    /// the counts never queue for a lock ahead of it); `None` (with a warning) when the server
+    /// cannot export a snapshot.
     pub(super) async fn start(
         ctx: &Context,
         plan: &BackupPlan,
+        written: Arc<AtomicU64>,
         warnings: &mut Vec<String>,
     ) -> Option<Counting> {
         let exported = async { ExportedSnapshot::export(ctx.connect(&plan.conn).await?).await };
@@ -35,6 +44,9 @@ impl Counting {
         let id = snapshot.id().to_string();
         let (ctx, conn) = (ctx.clone(), plan.conn.clone());
         let task = tokio::spawn(async move {
+            while written.load(Ordering::Relaxed) == 0 {
+                tokio::time::sleep(WRITE_POLL).await;
+            }
             let db = ctx.connect(&conn).await?;
             rowcount::count_rows_at(db.client(), &id).await
         });
