@@ -7,7 +7,7 @@ use crate::archive::meta::TableRows;
 use crate::ops::Context;
 use crate::pg::rowcount::{self, ExportedSnapshot};
 use anyhow::Result;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -20,6 +20,8 @@ const WRITE_POLL: Duration = Duration::from_millis(10);
 pub(super) struct Counting {
     snapshot: ExportedSnapshot,
     task: JoinHandle<Result<Vec<TableRows>>>,
+    /// Set when the dump is over: the counting starts then at the latest.
+    dumped: Arc<AtomicBool>,
 }
 
 impl Counting {
@@ -43,14 +45,20 @@ impl Counting {
         };
         let id = snapshot.id().to_string();
         let (ctx, conn) = (ctx.clone(), plan.conn.clone());
+        let dumped = Arc::new(AtomicBool::new(false));
+        let over = dumped.clone();
         let task = tokio::spawn(async move {
-            while written.load(Ordering::Relaxed) == 0 {
+            while written.load(Ordering::Relaxed) == 0 && !over.load(Ordering::SeqCst) {
                 tokio::time::sleep(WRITE_POLL).await;
             }
             let db = ctx.connect(&conn).await?;
             rowcount::count_rows_at(db.client(), &id).await
         });
-        Some(Counting { snapshot, task })
+        Some(Counting {
+            snapshot,
+            task,
+            dumped,
+        })
     }
 
     /// The snapshot pg_dump is given (`--snapshot`).
@@ -60,6 +68,7 @@ impl Counting {
 
     /// The counts, once the dump is done; `None` (with a warning) when counting failed.
     pub(super) async fn finish(self, warnings: &mut Vec<String>) -> Option<Vec<TableRows>> {
+        self.dumped.store(true, Ordering::SeqCst);
         let counted = self.task.await;
         self.snapshot.release().await;
         match counted {
