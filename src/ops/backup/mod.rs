@@ -24,6 +24,7 @@ use crate::pg::conninfo::ConnInfo;
 use crate::runtime::units::count;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,9 +172,11 @@ pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
     })
 }
 
-/// The dump, with the rows of each table counted beside it on the same snapshot. A pg_dump that
-/// cannot import the snapshot (it reaches another server or database than our own connection,
-/// as a container's may) dumps again without it, and the backup records no row counts.
+/// The dump, with the rows of each table counted on the same snapshot once pg_dump has started
+/// writing (it then holds its locks: the counting never waits for a lock before pg_dump does). A
+/// pg_dump that cannot import the snapshot (it reaches another server or database than our own
+/// connection, as a container's may) dumps again without it, and the backup records no row
+/// counts.
 async fn dump_and_count(
     ctx: &Context,
     plan: &BackupPlan,
@@ -182,31 +185,44 @@ async fn dump_and_count(
     sealer: Option<Arc<Sealer>>,
     warnings: &mut Vec<String>,
 ) -> Result<dump::Outcome> {
-    let Some(counting) = rows::Counting::start(ctx, plan, warnings).await else {
-        return dump(ctx, plan, source, names, sealer, None).await;
+    let progress = ctx.op.progress("dumping", None);
+    let written = progress.counter.clone();
+    let Some(counting) = rows::Counting::start(ctx, plan, written.clone(), warnings).await else {
+        return dump(ctx, plan, source, names, sealer, None, written).await;
     };
     let snapshot = Some(counting.snapshot_id());
-    match dump(ctx, plan, source, names.clone(), sealer.clone(), snapshot).await {
+    let dumped = dump(
+        ctx,
+        plan,
+        source,
+        names.clone(),
+        sealer.clone(),
+        snapshot,
+        written.clone(),
+    )
+    .await;
+    match dumped {
         Ok(mut outcome) => {
+            drop(progress);
             outcome.row_counts = counting.finish(warnings).await;
             Ok(outcome)
         }
         Err(e) => {
             counting.abandon();
-            if !rows::snapshot_refused(&e) {
+            if ctx.op.cancelled().is_some() || !rows::snapshot_refused(&e) {
                 return Err(e);
             }
             finish::warn(
                 warnings,
                 format!("pg_dump could not use the snapshot the row counts are taken on ({e:#}); dumping again without it, and the backup records no row counts"),
             );
-            dump(ctx, plan, source, names, sealer, None).await
+            dump(ctx, plan, source, names, sealer, None, written).await
         }
     }
 }
 
-/// Runs the blocking [`dump::Job`] on its own thread, with its progress shown; pg_dump dumps
-/// `snapshot` when given.
+/// Runs the blocking [`dump::Job`] on its own thread, adding the bytes read to `written` (the
+/// progress); pg_dump dumps `snapshot` when given.
 async fn dump(
     ctx: &Context,
     plan: &BackupPlan,
@@ -214,8 +230,8 @@ async fn dump(
     (id, ext): (String, String),
     sealer: Option<Arc<Sealer>>,
     snapshot: Option<String>,
+    written: Arc<AtomicU64>,
 ) -> Result<dump::Outcome> {
-    let progress = ctx.op.progress("dumping", None);
     let job = dump::Job {
         plan: plan.clone(),
         pg_dump: source.pg_dump.clone(),
@@ -223,16 +239,14 @@ async fn dump(
         dbname: source.conn.conninfo_without_password(),
         id,
         ext,
-        counter: progress.counter.clone(),
+        counter: written,
         locator: ctx.locator.clone(),
         op: ctx.op.clone(),
         snapshot,
     };
-    let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_deref()))
+    tokio::task::spawn_blocking(move || job.run(sealer.as_deref()))
         .await
-        .context("the backup thread failed")??;
-    drop(progress);
-    Ok(outcome)
+        .context("the backup thread failed")?
 }
 
 /// With `--globals`, pg_dumpall's script of the roles and tablespaces, next to the published

@@ -1,5 +1,5 @@
 //! The backup's row counts: a snapshot exported before pg_dump starts and handed to it, and the
-//! tables counted on that same snapshot while pg_dump runs, so the sidecar records exactly the
+//! tables counted on that same snapshot while pg_dump writes, so the sidecar records exactly the
 //! rows the dump holds. Counting never fails the backup: without a snapshot, no counts.
 
 use super::BackupPlan;
@@ -7,21 +7,32 @@ use crate::archive::meta::TableRows;
 use crate::ops::Context;
 use crate::pg::rowcount::{self, ExportedSnapshot};
 use anyhow::Result;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
+
+/// How often the counting looks whether pg_dump has written anything yet.
+const WRITE_POLL: Duration = Duration::from_millis(10);
 
 /// The counting that runs beside pg_dump, and the snapshot they share (kept open until the
 /// dump ends, so pg_dump can import it whenever it starts).
 pub(super) struct Counting {
     snapshot: ExportedSnapshot,
     task: JoinHandle<Result<Vec<TableRows>>>,
+    /// Set when the dump is over: the counting starts then at the latest.
+    dumped: Arc<AtomicBool>,
 }
 
 impl Counting {
-    /// Exports a snapshot on a connection of our own and starts counting on it; `None` (with a
-    /// warning) when the server cannot export one.
+    /// Exports a snapshot on a connection of our own, and counts on it once pg_dump has written
+    /// something (`written` above 0: pg_dump writes only after it has locked every table, so
+    /// the counts never queue for a lock ahead of it); `None` (with a warning) when the server
+    /// cannot export a snapshot.
     pub(super) async fn start(
         ctx: &Context,
         plan: &BackupPlan,
+        written: Arc<AtomicU64>,
         warnings: &mut Vec<String>,
     ) -> Option<Counting> {
         let exported = async { ExportedSnapshot::export(ctx.connect(&plan.conn).await?).await };
@@ -34,11 +45,20 @@ impl Counting {
         };
         let id = snapshot.id().to_string();
         let (ctx, conn) = (ctx.clone(), plan.conn.clone());
+        let dumped = Arc::new(AtomicBool::new(false));
+        let over = dumped.clone();
         let task = tokio::spawn(async move {
+            while written.load(Ordering::Relaxed) == 0 && !over.load(Ordering::SeqCst) {
+                tokio::time::sleep(WRITE_POLL).await;
+            }
             let db = ctx.connect(&conn).await?;
             rowcount::count_rows_at(db.client(), &id).await
         });
-        Some(Counting { snapshot, task })
+        Some(Counting {
+            snapshot,
+            task,
+            dumped,
+        })
     }
 
     /// The snapshot pg_dump is given (`--snapshot`).
@@ -48,6 +68,7 @@ impl Counting {
 
     /// The counts, once the dump is done; `None` (with a warning) when counting failed.
     pub(super) async fn finish(self, warnings: &mut Vec<String>) -> Option<Vec<TableRows>> {
+        self.dumped.store(true, Ordering::SeqCst);
         let counted = self.task.await;
         self.snapshot.release().await;
         match counted {
@@ -72,8 +93,16 @@ impl Counting {
     }
 }
 
+/// What the server answers when a snapshot cannot be imported (from `SET TRANSACTION SNAPSHOT`).
+const REFUSED_SNAPSHOT: [&str; 4] = [
+    "cannot import a snapshot from a different database",
+    "invalid snapshot identifier",
+    "could not import the requested snapshot",
+    "does not exist",
+];
+
 /// Whether pg_dump failed because it could not import the snapshot it was given.
 pub(super) fn snapshot_refused(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
-    text.contains("pg_dump") && text.contains("snapshot")
+    text.contains("snapshot") && REFUSED_SNAPSHOT.iter().any(|m| text.contains(m))
 }

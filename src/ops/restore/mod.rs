@@ -139,7 +139,8 @@ pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> 
         return Err(failed.error(e).await);
     }
     let mut report = completed(backup, target, strategy, started.elapsed(), bytes);
-    if validate {
+    // A signal that came while the COMMIT waited for its answer ends the run now.
+    if validate && ctx.op.cancelled().is_none() {
         report.validation = aftercheck::validate(ctx, &conn, &report.database).await;
     }
     Ok(report)
