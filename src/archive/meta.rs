@@ -194,7 +194,7 @@ impl Meta {
     pub fn is_encrypted(&self) -> bool {
         self.encryption
             .known()
-            .map_or(true, EncryptionKind::is_encrypted)
+            .is_none_or(EncryptionKind::is_encrypted)
     }
 }
 

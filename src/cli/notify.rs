@@ -214,7 +214,9 @@ fn drill_event(report: &crate::ops::drill::DrillReport) -> Event {
     let mut event = match (report.error(), meta) {
         (None, Ok(meta)) => Event::drill_passed(&meta, &b.path),
         (None, Err(_)) => Event::new(EventKind::DrillPassed, Some(&b.database)),
-        (Some(e), Ok(meta)) => Event::drill_failed(Some(&b.database), &e).with_backup(&meta, &b.path),
+        (Some(e), Ok(meta)) => {
+            Event::drill_failed(Some(&b.database), &e).with_backup(&meta, &b.path)
+        }
         (Some(e), Err(_)) => Event::drill_failed(Some(&b.database), &e),
     };
     if let Some(ms) = report.rto_ms {
@@ -235,7 +237,11 @@ fn drill_event(report: &crate::ops::drill::DrillReport) -> Event {
 }
 
 /// Tells that off-site destinations miss backups after a push: which ones, and why.
-pub async fn offsite_ended(ctx: &Ctx, report: &crate::ops::push::PushReport, error: &anyhow::Error) {
+pub async fn offsite_ended(
+    ctx: &Ctx,
+    report: &crate::ops::push::PushReport,
+    error: &anyhow::Error,
+) {
     let notifier = notifier(ctx);
     if notifier.is_empty() {
         return;

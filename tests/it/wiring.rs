@@ -34,7 +34,10 @@ fn a_passed_and_a_failed_drill_are_notified_with_rto_and_the_mismatch() {
     let out = aos(dir.path(), &db, &c).args(["drill", "latest"]).run();
     out.assert_success();
     let hooks = c.wait_for("/hook", 2, Duration::from_secs(10));
-    let passed = hooks.iter().map(|r| r.json()).find(|j| j["event"] == "drill.passed");
+    let passed = hooks
+        .iter()
+        .map(|r| r.json())
+        .find(|j| j["event"] == "drill.passed");
     let passed = passed.unwrap_or_else(|| panic!("no drill.passed event:\n{out}"));
     assert_eq!(passed["database"], db.as_str(), "{passed}");
     assert_eq!(passed["backup_id"], read_sidecar(&backup)["id"], "{passed}");
@@ -91,9 +94,21 @@ fn a_missing_off_site_copy_is_notified_naming_the_destination() {
         .iter()
         .find(|j| j["event"] == "offsite.missing")
         .unwrap_or_else(|| panic!("no offsite.missing event: {events:?}"));
-    assert_eq!(missing["destinations"][0], "s3://wiring/notified", "{missing}");
-    assert!(missing["error"].as_str().unwrap().contains("off-site copy missing"), "{missing}");
-    assert!(!out.stderr.contains(SECRET_KEY) && !out.stderr.contains(HOOK_TOKEN), "{out}");
+    assert_eq!(
+        missing["destinations"][0], "s3://wiring/notified",
+        "{missing}"
+    );
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("off-site copy missing"),
+        "{missing}"
+    );
+    assert!(
+        !out.stderr.contains(SECRET_KEY) && !out.stderr.contains(HOOK_TOKEN),
+        "{out}"
+    );
 }
 
 #[test]
@@ -101,7 +116,10 @@ fn the_bots_status_reports_the_last_drill() {
     let db = filled_db("wiring_bot");
     let dir = tempdir();
     let quiet = Catcher::start();
-    aos(dir.path(), &db, &quiet).arg("backup").run().assert_success();
+    aos(dir.path(), &db, &quiet)
+        .arg("backup")
+        .run()
+        .assert_success();
     aos(dir.path(), &db, &quiet)
         .args(["drill", "latest"])
         .run()

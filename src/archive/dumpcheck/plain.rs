@@ -215,8 +215,7 @@ mod tests {
         assert!(matches!(sql(more), Verdict::Incomplete(_)));
         // Fed in small pieces, the tail is the same.
         let mut t = SqlTail::new();
-        let big: Vec<u8> = std::iter::repeat(b"INSERT 1;\n".as_slice())
-            .take(500)
+        let big: Vec<u8> = std::iter::repeat_n(b"INSERT 1;\n".as_slice(), 500)
             .flatten()
             .copied()
             .chain(EMPTY_TABLE_SQL.iter().copied())
