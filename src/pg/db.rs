@@ -160,6 +160,11 @@ impl Db {
         Ok(Db { client, info })
     }
 
+    /// The client, for the queries of the modules next to this one.
+    pub(crate) fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
     /// How many user tables the database holds.
     pub async fn table_count(&self) -> Result<u64> {
         let row = self
@@ -293,7 +298,7 @@ fn password_from_file(
 }
 
 /// The full text of a tokio-postgres error, including the server's message and causes.
-fn error_text(e: &tokio_postgres::Error) -> String {
+pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{}: {}", db.severity(), db.message());
     }

@@ -2,6 +2,7 @@
 //! connection, other sessions, and finding the client tools.
 
 pub mod conninfo;
+pub mod contents;
 pub mod db;
 pub mod pgpass;
 pub mod runner;

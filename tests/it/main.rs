@@ -23,6 +23,7 @@ mod perdb;
 mod pgpass;
 mod pipeline;
 mod presets;
+mod rehearse;
 mod scripts;
 mod secrets;
 mod smoke;

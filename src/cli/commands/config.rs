@@ -224,6 +224,13 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             (docker_value(s, key).unwrap_or_else(|| "-".into()), false)
         }
         Key::Globals => (s.globals.to_string(), false),
+        Key::SafetyBackup => (s.safety_backup.to_string(), false),
+        Key::SafetyBackupKeep => (
+            crate::runtime::units::compact_duration(
+                s.retention.safety_backup_keep.unwrap_or_default().as_secs(),
+            ),
+            false,
+        ),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -362,6 +369,8 @@ fn json_value(s: &Settings, key: Key) -> Value {
             json!(docker_value(s, key))
         }
         Key::Globals => json!(s.globals),
+        Key::SafetyBackup => json!(s.safety_backup),
+        Key::SafetyBackupKeep => seconds(s.retention.safety_backup_keep.unwrap_or_default()),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly

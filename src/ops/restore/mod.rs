@@ -7,9 +7,13 @@
 mod feed;
 mod guards;
 mod plan;
+mod preview;
+mod safety;
 
 pub use guards::{Confirmation, Guard, GuardWarning};
-pub use plan::{plan, Backup, Method, RestorePlan, ScriptInput, Strategy, Target, Tools};
+pub use plan::{plan, Backup, Checksum, Method, RestorePlan, ScriptInput, Strategy, Target, Tools};
+pub use preview::{preview, Preview, TableChange};
+pub use safety::{SafetyBackup, SAFETY_LABEL};
 
 use crate::archive::crypto::KeySource;
 use crate::error::{Error, Kind};
@@ -54,6 +58,9 @@ pub struct RestoreOptions {
     pub production_marker: Option<(String, String)>,
     /// The identities or passphrase that open encrypted backups.
     pub keys: KeySource,
+    /// How to back the target up before it is replaced (the label is set to
+    /// [`SAFETY_LABEL`], the connection to the target's); `None`: no safety backup.
+    pub safety_backup: Option<crate::ops::backup::BackupOptions>,
 }
 
 /// What a restore did.
@@ -73,6 +80,8 @@ pub struct RestoreReport {
     /// The bytes the progress counted: the dump's when we streamed it, else the SQL psql read,
     /// or the archive unpacked for `--jobs` (0 when pg_restore read the file itself).
     pub bytes: u64,
+    /// The backup of the target taken before it was replaced, if one was.
+    pub safety_backup: Option<SafetyBackup>,
 }
 
 /// Carries out `plan`: ends the other sessions when it says so, then restores. A failure says
@@ -92,9 +101,14 @@ pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> 
     let plan::Held {
         conn,
         db,
-        lock: _lock,
+        safety_backup,
+        lock,
         input,
-    } = held;
+    } = held.ok_or_else(|| anyhow::anyhow!("a preview cannot be carried out: plan the restore"))?;
+    let safety = match safety_backup {
+        Some(options) => Some(safety::take(ctx, options, &conn, &target, lock.as_ref()).await?),
+        None => None,
+    };
     if target.terminate_sessions {
         end_sessions(&db, &target.other_sessions).await;
     }
@@ -128,15 +142,12 @@ pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> 
             lock_timeout,
             tool_started: tool_started.load(Ordering::SeqCst),
         };
+        safety::note_after_failure(safety.as_ref());
         return Err(failed.error(e).await);
     }
-    Ok(completed(
-        backup,
-        target,
-        strategy,
-        started.elapsed(),
-        bytes,
-    ))
+    let mut report = completed(backup, target, strategy, started.elapsed(), bytes);
+    report.safety_backup = safety;
+    Ok(report)
 }
 
 /// The report of a restore that succeeded.
@@ -163,6 +174,7 @@ fn completed(
         duration,
         strategy,
         bytes,
+        safety_backup: None,
     }
 }
 

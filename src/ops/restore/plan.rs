@@ -43,9 +43,16 @@ pub struct RestorePlan {
     pub warnings: Vec<GuardWarning>,
     /// The confirmation the restore needs, if any.
     pub confirmation: Option<Confirmation>,
-    /// What the restore holds from planning on: the folder lock, the connection, the open backup.
+    /// Whether the target is backed up first (labelled `pre-restore`): it holds tables and the
+    /// safety backup was not turned off.
+    pub safety_backup: bool,
+    /// What the restore would change, table by table: only in a preview ([`super::preview`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<super::preview::Preview>,
+    /// What the restore holds from planning on: the folder lock, the connection, the open
+    /// backup. A preview holds nothing and cannot be carried out.
     #[serde(skip)]
-    pub(super) held: Held,
+    pub(super) held: Option<Held>,
 }
 
 impl RestorePlan {
@@ -77,6 +84,23 @@ pub struct Backup {
     /// The layers around the dump, outermost first.
     #[serde(serialize_with = "layer_names")]
     pub layers: Vec<Layer>,
+    /// Whether its stored bytes match its sidecar.
+    pub checksum: Checksum,
+}
+
+/// Whether a backup's stored bytes match its sidecar (size and SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Checksum {
+    /// They match.
+    Verified,
+    /// It has no sidecar: there is nothing to check against.
+    NoSidecar,
+    /// They do not (only a preview gets this far: a restore refuses).
+    Failed {
+        /// Why.
+        message: String,
+    },
 }
 
 impl Backup {
@@ -261,6 +285,8 @@ pub(super) struct Held {
     pub(super) conn: ConnInfo,
     /// Our own connection, for `--terminate-sessions`.
     pub(super) db: Db,
+    /// The safety backup's options, when one is taken.
+    pub(super) safety_backup: Option<crate::ops::backup::BackupOptions>,
     /// The backup folder's lock, held until the restore ends.
     pub(super) lock: Option<FolderLock>,
     /// The dump with every layer peeled off (none for a directory archive).
@@ -280,19 +306,44 @@ impl std::fmt::Debug for Held {
 /// connects to the target and inspects it, runs the guards and decides the strategy. Nothing is
 /// changed, but from the moment the target is known, an interruption names it.
 pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
+    plan_as(ctx, opts, Mode::Restore).await
+}
+
+/// What a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A restore: the folder is locked, a failed checksum refuses, the target is named.
+    Restore,
+    /// A preview: no lock, a failed checksum is reported, nothing is named.
+    Preview,
+}
+
+/// [`plan`] for `mode`.
+pub(super) async fn plan_as(
+    ctx: &Context,
+    opts: &RestoreOptions,
+    mode: Mode,
+) -> Result<RestorePlan> {
     let mut fired = Fired::default();
     let (path, description) = choose_backup(ctx, opts, &mut fired)?;
-    let lock = lock_folder(&ctx.dir)?;
+    let lock = match mode {
+        Mode::Restore => lock_folder(&ctx.dir)?,
+        Mode::Preview => None,
+    };
     guards::production(opts.production_marker.as_ref(), opts.force, &mut fired)?;
     let conn = connection(opts)?;
     guards::remote_host(ctx, &conn, &mut fired);
-    let meta = guards::checksum(ctx, &path, &mut fired).await?;
+    let (meta, checksum) = match mode {
+        Mode::Restore => guards::checksum(ctx, &path, &mut fired).await?,
+        Mode::Preview => guards::checksum_status(ctx, &path).await?,
+    };
     let (mut opened, section) = open_backup(&path, &opts.keys)?;
     let jobs = guards::jobs(opened.format, opts.jobs, &mut fired);
     let look = Look {
         section,
         path: &path,
         jobs,
+        mode,
     };
     let (db, target) = inspect_target(ctx, opts, &conn, &look, &mut fired).await?;
     let confirmation = guards::confirmation(&target, &description, opts.confirmed);
@@ -306,6 +357,7 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
         .map(|m| m.dump_bytes)
         .filter(|n| *n > 0 && method.counts_dump_bytes());
     let input = opened.reader.take();
+    let safety_backup = opts.safety_backup.clone().filter(|_| target.tables > 0);
     Ok(RestorePlan {
         backup: Backup {
             path,
@@ -313,6 +365,7 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
             description,
             format: opened.format,
             layers: opened.layers,
+            checksum,
         },
         strategy: Strategy {
             method,
@@ -324,12 +377,15 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
         lock_timeout: opts.lock_timeout,
         warnings: fired.0,
         confirmation,
-        held: Held {
+        safety_backup: safety_backup.is_some(),
+        preview: None,
+        held: Some(Held {
             conn,
             db,
+            safety_backup,
             lock,
             input,
-        },
+        }),
     })
 }
 
@@ -438,6 +494,7 @@ struct Look<'a> {
     section: CleanSection,
     path: &'a Path,
     jobs: Option<u32>,
+    mode: Mode,
 }
 
 /// Connects to the target and runs the guards that depend on what it holds. From here on, the
@@ -454,7 +511,9 @@ async fn inspect_target(
     let database = db.info.database.clone();
     let empty = db.is_empty().await?;
     guards::clean_section(look.section, empty, opts.force, &database, look.path, fired)?;
-    ctx.op.restore().begins(&database);
+    if look.mode == Mode::Restore {
+        ctx.op.restore().begins(&database);
+    }
     let others = db.other_sessions().await?;
     guards::other_sessions(&database, &others, fired);
     let terminate_sessions = opts.terminate_sessions && !others.is_empty();
@@ -599,6 +658,7 @@ mod tests {
             confirmed: false,
             production_marker: None,
             keys: KeySource::default(),
+            safety_backup: None,
         };
         let err = connection(&opts).unwrap_err();
         let typed = crate::error::find(&err).unwrap();
@@ -628,6 +688,7 @@ mod tests {
             description: String::new(),
             format: DumpFormat::Custom,
             layers: vec![Layer::Age, Layer::Zstd],
+            checksum: Checksum::Verified,
         };
         assert_eq!(b.layers_note(), ", inside age+zstd");
     }

@@ -1,0 +1,402 @@
+//! Restores you can rehearse, against the real server: `restore --dry-run` (changes nothing,
+//! takes no lock, lists each table), the automatic safety backup (and a folder it cannot be
+//! written to), `--target-db` (with `--create`, a weird name, a missing database) and `--swap`
+//! (success, a failure before the rename, sessions on the target, a role without CREATEDB).
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::cmd::{Cmd, Output};
+use crate::harness::server;
+use crate::support::{filled_db, names_if_any, tempdir, Blocker};
+
+/// `aos-backup` with DATABASE_URL naming `db` (the app role over TCP) and BACKUP_DIR `dir`.
+fn aos(db: &str, dir: &Path) -> Cmd {
+    Cmd::new()
+        .env("DATABASE_URL", server().tcp_url(db))
+        .env("BACKUP_DIR", dir)
+}
+
+/// Backs `db` up into `dir`; returns the new backup's path.
+fn backup(db: &str, dir: &Path, extra: &[&str]) -> PathBuf {
+    let out = aos(db, dir).arg("backup").args(extra).run();
+    out.assert_success();
+    PathBuf::from(out.stdout_trimmed())
+}
+
+/// `SELECT` one value in `db`.
+fn value(db: &str, sql: &str) -> String {
+    server().psql(db, sql).trim().to_string()
+}
+
+/// The entry for `schema.table` in one of the preview's table lists.
+fn table<'a>(list: &'a Value, schema: &str, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["schema"] == schema && t["table"] == name)
+        .unwrap_or_else(|| panic!("{schema}.{name} not in {list}"))
+}
+
+fn dry_run(db: &str, dir: &Path, extra: &[&str]) -> Output {
+    aos(db, dir)
+        .args(["--json", "restore", "--dry-run", "latest"])
+        .args(extra)
+        .run()
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_shows_each_table() {
+    let db = filled_db("rehearse_dry");
+    let dir = tempdir();
+    let file = backup(&db, dir.path(), &[]);
+    server().psql(
+        &db,
+        "SET ROLE app; INSERT INTO small VALUES (3);
+         CREATE SCHEMA extra_schema; CREATE TABLE extra_schema.only_here (x int);
+         INSERT INTO extra_schema.only_here VALUES (1), (2);",
+    );
+    let before = names_if_any(dir.path());
+    let out = dry_run(&db, dir.path(), &[]);
+    out.assert_success();
+    let j = out.json();
+    assert_eq!(j["dry_run"], true, "{out}");
+    let id = file.file_name().unwrap().to_str().unwrap();
+    assert!(id.contains(j["backup"]["id"].as_str().unwrap()), "{out}");
+    assert_eq!(j["backup"]["database"], db.as_str());
+    assert_eq!(j["backup"]["checksum"]["status"], "verified", "{out}");
+    assert_eq!(j["backup"]["format"], "custom");
+    assert_eq!(j["backup"]["encryption"], "none");
+    assert!(j["backup"]["age_seconds"].as_i64().unwrap() >= 0);
+    assert!(j["backup"]["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(j["target"]["database"], db.as_str());
+    assert_eq!(j["target"]["tables"], 4);
+    assert!(j["target"]["size_bytes"].as_u64().unwrap() > 0);
+    let small = table(&j["plan"]["replaced"], "public", "small");
+    assert_eq!(small["rows_now"], 3, "{out}");
+    assert_eq!(
+        table(&j["plan"]["replaced"], "public", "big")["rows_now"],
+        20000
+    );
+    let kept = table(&j["plan"]["kept"], "extra_schema", "only_here");
+    assert_eq!(kept["rows_now"], 2);
+    assert_eq!(kept["rows_in_backup"], Value::Null);
+    assert_eq!(j["plan"]["created"], serde_json::json!([]));
+    assert_eq!(j["safety_backup"], true);
+    let question = j["confirmation"]["question"].as_str().unwrap();
+    assert!(question.contains("holds 4 tables"), "{out}");
+    assert_eq!(j["confirmation"]["given"], false);
+
+    // Nothing changed: the data, the folder.
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "3");
+    assert_eq!(
+        value(&db, "SELECT count(*) FROM extra_schema.only_here"),
+        "2"
+    );
+    assert_eq!(names_if_any(dir.path()), before, "{out}");
+
+    // The text says the same.
+    let out = aos(&db, dir.path())
+        .args(["restore", "--dry-run", "latest"])
+        .run();
+    out.assert_success();
+    for needle in [
+        "Dry run: nothing was changed",
+        "checksum: verified",
+        "public.small: rows now 3, in the backup",
+        "Tables only in the target (they stay)",
+        "extra_schema.only_here: rows now 2, in the backup unknown",
+        "Confirmation asked",
+        "Safety backup: yes",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn a_dry_run_takes_no_lock() {
+    let db = filled_db("rehearse_nolock");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    // Another run holds the folder's lock (as a backup in progress does).
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join(".aos-backup.lock"))
+        .unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let out = dry_run(&db, dir.path(), &[]);
+    out.assert_success();
+    // A real restore is held back by the same lock.
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "latest"])
+        .run();
+    out.assert_code(5);
+    drop(lock);
+}
+
+#[test]
+fn a_dry_run_lists_the_guards_that_would_fire() {
+    let source = filled_db("rehearse_guard_src");
+    let target = filled_db("rehearse_guard_dst");
+    server().psql(&target, "SET ROLE app; CREATE TABLE mine (a int);");
+    let dir = tempdir();
+    let file = backup(&source, dir.path(), &["--format", "plain"]);
+    let _session = Blocker::lock(&target, "mine");
+    let out = aos(&target, dir.path())
+        .args(["--json", "restore", "--dry-run", "--from-database", &source])
+        .arg(&file)
+        .run();
+    out.assert_success();
+    let j = out.json();
+    let guards: Vec<&str> = j["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["guard"].as_str().unwrap())
+        .collect();
+    assert!(guards.contains(&"other_database"), "{out}");
+    assert!(guards.contains(&"other_sessions"), "{out}");
+    assert_eq!(j["backup"]["format"], "plain");
+    // The plain dump's head names its tables: the target's own table stays (locked by the other
+    // session, it is not counted, and the preview does not wait for it).
+    assert_eq!(
+        table(&j["plan"]["kept"], "public", "mine")["rows_now"],
+        Value::Null
+    );
+    assert_eq!(
+        table(&j["plan"]["replaced"], "public", "big")["rows_now"],
+        20000
+    );
+    assert!(j["target"]["other_sessions"][0]
+        .as_str()
+        .unwrap()
+        .contains("pid"));
+}
+
+#[test]
+fn a_dry_run_of_a_damaged_backup_says_a_restore_would_refuse_it() {
+    let db = filled_db("rehearse_damaged");
+    let dir = tempdir();
+    let file = backup(&db, dir.path(), &[]);
+    let mut bytes = fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&file, bytes).unwrap();
+    let out = dry_run(&db, dir.path(), &[]);
+    out.assert_code(4);
+    let j = out.json();
+    assert_eq!(j["backup"]["checksum"]["status"], "failed", "{out}");
+    assert!(out.stderr.contains("would be refused"), "{out}");
+    assert_eq!(value(&db, "SELECT count(*) FROM big"), "20000");
+}
+
+#[test]
+fn a_dry_run_names_the_schemas_and_extensions_a_backup_creates() {
+    let db = filled_db("rehearse_objects");
+    server().psql(
+        &db,
+        "CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE SCHEMA app_data AUTHORIZATION app;
+         SET ROLE app; CREATE TABLE app_data.t (a int);",
+    );
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    let target = server().create_db("rehearse_objects_dst");
+    server().psql(&target, "SET ROLE app; CREATE TABLE keep_me (a int);");
+    let out = aos(&target, dir.path())
+        .args([
+            "--json",
+            "restore",
+            "--dry-run",
+            "--from-database",
+            &db,
+            "latest",
+        ])
+        .run();
+    out.assert_success();
+    let j = out.json();
+    assert_eq!(
+        j["plan"]["schemas_created"],
+        serde_json::json!(["app_data"]),
+        "{out}"
+    );
+    assert_eq!(
+        j["plan"]["extensions_created"],
+        serde_json::json!(["pgcrypto"]),
+        "{out}"
+    );
+    assert_eq!(
+        table(&j["plan"]["created"], "app_data", "t")["rows_now"],
+        Value::Null
+    );
+    assert_eq!(
+        value(
+            &target,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'app_data'"
+        ),
+        "0"
+    );
+}
+
+/// The id in `restore`'s line `to undo this restore: aos-backup restore ID ...`.
+fn undo_args(out: &Output) -> Vec<String> {
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("to undo this restore: aos-backup "))
+        .unwrap_or_else(|| panic!("no undo command:\n{out}"));
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn a_restore_over_tables_takes_a_safety_backup_that_undoes_it() {
+    let db = filled_db("rehearse_safety");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    server().psql(&db, "SET ROLE app; INSERT INTO small VALUES (42);");
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "latest"])
+        .run();
+    out.assert_success();
+    assert!(out.stdout.contains("safety backup of"), "{out}");
+    assert_eq!(value(&db, "SELECT count(*) FROM small WHERE a = 42"), "0");
+    let safety: Vec<String> = names_if_any(dir.path())
+        .into_iter()
+        .filter(|n| n.contains("-pre-restore.") && !n.ends_with(".meta.json"))
+        .collect();
+    assert_eq!(safety.len(), 1, "{out}");
+    let meta = crate::support::read_sidecar(&dir.path().join(&safety[0]));
+    assert_eq!(meta["label"], "pre-restore");
+    assert_eq!(meta["database"], db.as_str());
+
+    // The command it printed undoes the restore.
+    let undo = undo_args(&out);
+    assert_eq!(undo[0], "restore", "{out}");
+    let out = aos(&db, dir.path())
+        .args(&undo)
+        .args(["--yes", "--no-safety-backup"])
+        .run();
+    out.assert_success();
+    assert_eq!(value(&db, "SELECT count(*) FROM small WHERE a = 42"), "1");
+    assert!(out.stdout.is_empty(), "no safety backup was asked for:\n{out}");
+
+    // --json names it too.
+    let out = aos(&db, dir.path())
+        .args(["--json", "restore", "--yes", "latest"])
+        .run();
+    out.assert_success();
+    let j = out.json();
+    assert!(j["safety_backup"]["id"].as_str().unwrap().ends_with("-pre-restore"), "{out}");
+    assert!(j["safety_backup"]["undo"].as_str().unwrap().starts_with("aos-backup restore "));
+}
+
+#[test]
+fn no_safety_backup_when_turned_off_or_when_the_target_is_empty() {
+    let db = filled_db("rehearse_nosafety");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    let count = || names_if_any(dir.path()).len();
+    let before = count();
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "--no-safety-backup", "latest"])
+        .run();
+    out.assert_success();
+    let out = aos(&db, dir.path())
+        .env("BACKUP_SAFETY_BACKUP", "false")
+        .args(["restore", "--yes", "latest"])
+        .run();
+    out.assert_success();
+    let empty = server().create_db("rehearse_nosafety_empty");
+    let out = aos(&empty, dir.path())
+        .args(["restore", "--from-database", &db, "latest"])
+        .run();
+    out.assert_success();
+    assert_eq!(count(), before, "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+}
+
+#[test]
+fn a_safety_backup_that_cannot_be_written_stops_the_restore() {
+    let db = filled_db("rehearse_safety_full");
+    let source = tempdir();
+    let file = backup(&db, source.path(), &[]);
+    server().psql(&db, "SET ROLE app; INSERT INTO small VALUES (42);");
+    // The backup folder: a tiny tmpfs, its lock file made, then filled up.
+    let work = tempdir();
+    let full = work.path().join("full");
+    let mounted = crate::support::Tmpfs::mount(&full, "256k").expect(
+        "this test fills a 256k tmpfs: run the tests as root where `mount -t tmpfs` is allowed",
+    );
+    fs::write(mounted.dir.join(".aos-backup.lock"), "").unwrap();
+    let filler = vec![0u8; 4096];
+    let mut f = fs::File::create(mounted.dir.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut f, &filler).is_ok() {}
+    drop(f);
+    let out = aos(&db, &mounted.dir)
+        .args(["restore", "--yes"])
+        .arg(&file)
+        .run();
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("the safety backup of database")
+            && out.stderr.contains("the restore did not start"),
+        "{out}"
+    );
+    assert!(!out.stderr.to_lowercase().contains("damaged"), "{out}");
+    assert_eq!(value(&db, "SELECT count(*) FROM small WHERE a = 42"), "1");
+    drop(mounted);
+}
+
+#[test]
+fn retention_spares_safety_backups_for_their_time() {
+    use crate::support::fabricate;
+    let db = filled_db("rehearse_prune");
+    let dir = tempdir();
+    let made = backup(&db, dir.path(), &[]);
+    let d = dir.path();
+    let (young, _) = fabricate(&made, d, "2024-03-28T10:00:00Z", Some("pre-restore"));
+    let (old, _) = fabricate(&made, d, "2024-03-10T10:00:00Z", Some("pre-restore"));
+    let (plain, _) = fabricate(&made, d, "2024-03-29T10:00:00Z", None);
+    let (newest, _) = fabricate(&made, d, "2024-03-31T11:00:00Z", None);
+    fs::remove_file(&made).unwrap();
+    fs::remove_file(crate::support::sidecar(&made)).unwrap();
+    let prune = |extra: &[(&str, &str)]| {
+        let mut cmd = Cmd::new()
+            .env("BACKUP_DIR", d)
+            .env("AOS_BACKUP_NOW", "2024-03-31T12:00:00Z")
+            .args(["--json", "prune", "--dry-run", "--all-databases", "--keep-last", "1"]);
+        for (k, v) in extra {
+            cmd = cmd.env(k, v);
+        }
+        let out = cmd.run();
+        out.assert_success();
+        out.json()
+    };
+    let action = |plan: &Value, id: &str| {
+        plan["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| (p["action"].as_str().unwrap().to_string(), p["reasons"].clone()))
+            .unwrap_or_else(|| panic!("{id} not in {plan}"))
+    };
+    let plan = prune(&[]);
+    assert_eq!(action(&plan, &newest).0, "keep");
+    assert_eq!(
+        action(&plan, &young),
+        ("keep".to_string(), serde_json::json!(["safety-backup"]))
+    );
+    assert_eq!(action(&plan, &old).0, "delete");
+    assert_eq!(action(&plan, &plain).0, "delete");
+    // A shorter time spares it no longer.
+    let plan = prune(&[("BACKUP_SAFETY_BACKUP_KEEP", "2d")]);
+    assert_eq!(action(&plan, &young).0, "delete");
+}
