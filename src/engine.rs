@@ -191,6 +191,9 @@ impl Engine {
         };
         Ok(RestoreOptions {
             safety_backup: Some(safety_backup),
+            target_db: None,
+            create: false,
+            swap: None,
             backup: backup.to_string(),
             from_database: None,
             target: Ok(self.conn()?),

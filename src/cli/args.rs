@@ -271,7 +271,7 @@ pub struct RestoreArgs {
 
     /// Restore into a new database next to the target, check it, then swap it in by renaming
     /// (the old one is kept under a dated name).
-    #[arg(long, conflicts_with = "dry_run")]
+    #[arg(long)]
     pub swap: bool,
 
     /// With --swap: drop the old database once the new one is in place.

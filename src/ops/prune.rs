@@ -272,10 +272,7 @@ impl Run<'_> {
             retention::plan_full(&candidates, self.policy, self.now, &protected, &untrusted);
         let safety: Vec<&str> = complete
             .iter()
-            .filter(|e| {
-                e.meta.as_ref().and_then(|m| m.label.as_deref())
-                    == Some(crate::archive::naming::SAFETY_LABEL)
-            })
+            .filter(|e| e.is_safety_backup())
             .map(|e| e.name.as_str())
             .collect();
         let keep = self

@@ -3,6 +3,7 @@
 
 pub mod conninfo;
 pub mod contents;
+pub mod databases;
 pub mod db;
 pub mod pgpass;
 pub mod runner;

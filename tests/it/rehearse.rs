@@ -285,7 +285,10 @@ fn a_restore_over_tables_takes_a_safety_backup_that_undoes_it() {
         .run();
     out.assert_success();
     assert_eq!(value(&db, "SELECT count(*) FROM small WHERE a = 42"), "1");
-    assert!(out.stdout.is_empty(), "no safety backup was asked for:\n{out}");
+    assert!(
+        out.stdout.is_empty(),
+        "no safety backup was asked for:\n{out}"
+    );
 
     // --json names it too.
     let out = aos(&db, dir.path())
@@ -293,8 +296,17 @@ fn a_restore_over_tables_takes_a_safety_backup_that_undoes_it() {
         .run();
     out.assert_success();
     let j = out.json();
-    assert!(j["safety_backup"]["id"].as_str().unwrap().ends_with("-pre-restore"), "{out}");
-    assert!(j["safety_backup"]["undo"].as_str().unwrap().starts_with("aos-backup restore "));
+    assert!(
+        j["safety_backup"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("-pre-restore"),
+        "{out}"
+    );
+    assert!(j["safety_backup"]["undo"]
+        .as_str()
+        .unwrap()
+        .starts_with("aos-backup restore "));
 }
 
 #[test]
@@ -371,7 +383,14 @@ fn retention_spares_safety_backups_for_their_time() {
         let mut cmd = Cmd::new()
             .env("BACKUP_DIR", d)
             .env("AOS_BACKUP_NOW", "2024-03-31T12:00:00Z")
-            .args(["--json", "prune", "--dry-run", "--all-databases", "--keep-last", "1"]);
+            .args([
+                "--json",
+                "prune",
+                "--dry-run",
+                "--all-databases",
+                "--keep-last",
+                "1",
+            ]);
         for (k, v) in extra {
             cmd = cmd.env(k, v);
         }
@@ -385,7 +404,12 @@ fn retention_spares_safety_backups_for_their_time() {
             .unwrap()
             .iter()
             .find(|p| p["id"] == id)
-            .map(|p| (p["action"].as_str().unwrap().to_string(), p["reasons"].clone()))
+            .map(|p| {
+                (
+                    p["action"].as_str().unwrap().to_string(),
+                    p["reasons"].clone(),
+                )
+            })
             .unwrap_or_else(|| panic!("{id} not in {plan}"))
     };
     let plan = prune(&[]);
@@ -399,4 +423,374 @@ fn retention_spares_safety_backups_for_their_time() {
     // A shorter time spares it no longer.
     let plan = prune(&[("BACKUP_SAFETY_BACKUP_KEEP", "2d")]);
     assert_eq!(action(&plan, &young).0, "delete");
+}
+
+/// Creates database `name` (any characters) owned by the app role.
+fn create_named_db(name: &str) {
+    server().psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE {} OWNER app",
+            crate::harness::quote_ident(name)
+        ),
+    );
+}
+
+#[test]
+fn target_db_restores_into_another_database_of_the_server() {
+    let source = filled_db("rehearse_tdb_src");
+    let dir = tempdir();
+    let file = backup(&source, dir.path(), &[]);
+    let weird = format!("We\"ird db-Ω {}", std::process::id());
+    create_named_db(&weird);
+    let out = aos(&source, dir.path())
+        .args([
+            "restore",
+            "--from-database",
+            &source,
+            "--target-db",
+            &weird,
+            "latest",
+        ])
+        .run();
+    out.assert_success();
+    assert_eq!(value(&weird, "SELECT count(*) FROM big"), "20000");
+
+    // The guards apply to that database: it now holds tables, so a restore asks first.
+    server().psql(&weird, "SET ROLE app; INSERT INTO small VALUES (7);");
+    let out = aos(&source, dir.path())
+        .args([
+            "restore",
+            "--from-database",
+            &source,
+            "--target-db",
+            &weird,
+            "latest",
+        ])
+        .run();
+    out.assert_code(3);
+    assert!(out.stderr.contains(&format!("{weird:?}")), "{out}");
+    assert_eq!(value(&weird, "SELECT count(*) FROM small WHERE a = 7"), "1");
+    // Without --from-database, a backup of another database is refused for it.
+    let out = aos(&source, dir.path())
+        .args(["restore", "--yes", "--target-db", &weird])
+        .arg(&file)
+        .run();
+    out.assert_code(3);
+    assert!(out.stderr.contains("--from-database"), "{out}");
+    server().drop_db(&weird);
+}
+
+#[test]
+fn target_db_that_is_missing_is_refused_unless_created() {
+    let source = filled_db("rehearse_tdb_missing");
+    let dir = tempdir();
+    backup(&source, dir.path(), &[]);
+    let name = format!("new 'db' \"{}\"", std::process::id());
+    let out = aos(&source, dir.path())
+        .args([
+            "restore",
+            "--from-database",
+            &source,
+            "--target-db",
+            &name,
+            "latest",
+        ])
+        .run();
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("does not exist") && out.stderr.contains("--create"),
+        "{out}"
+    );
+    let exists = || {
+        value(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = {}",
+                crate::harness::quote_literal(&name)
+            ),
+        )
+    };
+    assert_eq!(exists(), "0");
+
+    // A dry run says it would be created, and creates nothing.
+    let out = aos(&source, dir.path())
+        .args(["--json", "restore", "--dry-run", "--from-database", &source])
+        .args(["--target-db", &name, "--create", "latest"])
+        .run();
+    out.assert_success();
+    assert_eq!(out.json()["target"]["create"], true, "{out}");
+    assert_eq!(exists(), "0");
+
+    let out = aos(&source, dir.path())
+        .args([
+            "restore",
+            "--from-database",
+            &source,
+            "--target-db",
+            &name,
+            "--create",
+            "latest",
+        ])
+        .run();
+    out.assert_success();
+    assert_eq!(exists(), "1", "{out}");
+    assert_eq!(value(&name, "SELECT count(*) FROM big"), "20000");
+    assert_eq!(
+        value(
+            "postgres",
+            &format!(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {}",
+                crate::harness::quote_literal(&name)
+            )
+        ),
+        "app"
+    );
+    server().drop_db(&name);
+}
+
+/// The databases whose name starts with `prefix`.
+fn databases_like(prefix: &str) -> Vec<String> {
+    let out = value(
+        "postgres",
+        &format!(
+            "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database \
+             WHERE left(datname, {}) = {}",
+            prefix.chars().count(),
+            crate::harness::quote_literal(prefix)
+        ),
+    );
+    out.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Writes row counts into `backup`'s sidecar (as a backup that records them does).
+fn record_rows(backup: &Path, rows: &[(&str, u64)]) {
+    let path = crate::support::sidecar(backup);
+    let mut meta = crate::support::read_json(&path);
+    meta["row_counts"] = rows
+        .iter()
+        .map(|(t, n)| serde_json::json!({"schema": "public", "table": t, "rows": n}))
+        .collect();
+    crate::support::write_json(&path, &meta);
+}
+
+#[test]
+fn swap_restores_aside_checks_and_keeps_the_old_database() {
+    let db = filled_db("rehearse_swap");
+    let dir = tempdir();
+    let file = backup(&db, dir.path(), &[]);
+    record_rows(&file, &[("big", 20000), ("small", 2), ("other", 1)]);
+    server().psql(
+        &db,
+        "SET ROLE app; INSERT INTO small VALUES (9); CREATE TABLE newer (a int);",
+    );
+    let out = aos(&db, dir.path())
+        .args([
+            "--json", "restore", "--yes", "--swap", "--jobs", "2", "latest",
+        ])
+        .run();
+    out.assert_success();
+    let j = out.json();
+    assert_eq!(j["swap"]["tables_checked"], 3, "{out}");
+    assert_eq!(j["swap"]["old_dropped"], false);
+    assert_eq!(
+        j["safety_backup"],
+        Value::Null,
+        "the old database is kept instead"
+    );
+    let old = j["swap"]["old"].as_str().unwrap().to_string();
+    assert!(old.starts_with(&format!("{db}__aos_old_")), "{out}");
+    // The target is the backup's copy, whole: the table made since is gone from it.
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "2");
+    assert_eq!(
+        value(&db, "SELECT count(*) FROM pg_class WHERE relname = 'newer'"),
+        "0"
+    );
+    // The old one is kept as it was.
+    assert_eq!(value(&old, "SELECT count(*) FROM small"), "3");
+    assert_eq!(
+        databases_like(&format!("{db}__aos_swap_")),
+        Vec::<String>::new()
+    );
+
+    // The text names it and says how to drop it; --drop-old drops it.
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "--swap", "--drop-old", "latest"])
+        .run();
+    out.assert_success();
+    assert!(out.stdout.contains("the old database was dropped"), "{out}");
+    assert!(out.stdout.contains("safety backup of"), "{out}");
+    assert_eq!(
+        databases_like(&format!("{db}__aos_old_")),
+        vec![old.clone()],
+        "{out}"
+    );
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "--swap", "latest"])
+        .run();
+    out.assert_success();
+    assert!(
+        out.stdout.contains("the old database is kept as") && out.stdout.contains("DROP DATABASE"),
+        "{out}"
+    );
+    for name in databases_like(&format!("{db}__aos_")) {
+        server().drop_db(&name);
+    }
+}
+
+#[test]
+fn a_swap_that_fails_before_the_rename_leaves_the_target_as_it_was() {
+    let db = filled_db("rehearse_swap_fail");
+    let dir = tempdir();
+    let file = backup(&db, dir.path(), &[]);
+    // A sidecar that disagrees with the dump: the copy restored aside does not match it.
+    record_rows(&file, &[("big", 19999), ("small", 2)]);
+    server().psql(&db, "SET ROLE app; INSERT INTO small VALUES (9);");
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "--swap", "latest"])
+        .run();
+    out.assert_code(1);
+    assert!(
+        out.stderr
+            .contains("public.big: 20000 rows restored, 19999 at backup time")
+            && out.stderr.contains("is as it was"),
+        "{out}"
+    );
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "3");
+    assert_eq!(
+        databases_like(&format!("{db}__aos_")),
+        Vec::<String>::new(),
+        "{out}"
+    );
+}
+
+/// An idle psql session of the app role on a database, open until dropped.
+struct AppSession {
+    child: std::process::Child,
+    _stdin: std::process::ChildStdin,
+}
+
+impl AppSession {
+    fn open(db: &str) -> AppSession {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(server().bindir.join("psql"))
+            .args(["-X", "-q", "-At", "-d"])
+            .arg(server().tcp_url(db))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start psql");
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "SELECT 'ready';").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        AppSession {
+            child,
+            _stdin: stdin,
+        }
+    }
+}
+
+impl Drop for AppSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_swap_needs_the_target_free_of_other_sessions() {
+    let db = filled_db("rehearse_swap_sessions");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    server().psql(&db, "SET ROLE app; INSERT INTO small VALUES (9);");
+    let session = AppSession::open(&db);
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "--swap", "latest"])
+        .run();
+    out.assert_code(3);
+    assert!(
+        out.stderr.contains("needs no other session")
+            && out.stderr.contains("--terminate-sessions"),
+        "{out}"
+    );
+    assert_eq!(
+        databases_like(&format!("{db}__aos_")),
+        Vec::<String>::new(),
+        "{out}"
+    );
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "3");
+
+    let out = aos(&db, dir.path())
+        .args([
+            "--json",
+            "restore",
+            "--yes",
+            "--swap",
+            "--terminate-sessions",
+            "latest",
+        ])
+        .run();
+    out.assert_success();
+    assert_eq!(out.json()["swap"]["sessions_ended"], 1, "{out}");
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "2");
+    drop(session);
+    for name in databases_like(&format!("{db}__aos_")) {
+        server().drop_db(&name);
+    }
+}
+
+#[test]
+fn a_swap_without_createdb_is_refused_before_anything_changes() {
+    let db = filled_db("rehearse_swap_priv");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    let role = format!("nocreatedb_{}", std::process::id());
+    server().psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE {role} LOGIN NOCREATEDB; ALTER DATABASE {} OWNER TO {role};",
+            crate::harness::quote_ident(&db)
+        ),
+    );
+    let url = server()
+        .socket_url(&db)
+        .replacen("postgres@", &format!("{role}@"), 1);
+    let out = Cmd::new()
+        .env("DATABASE_URL", url)
+        .env("BACKUP_DIR", dir.path())
+        .args([
+            "restore",
+            "--yes",
+            "--swap",
+            "--from-database",
+            &db,
+            "latest",
+        ])
+        .run();
+    out.assert_code(3);
+    assert!(
+        out.stderr.contains("needs the CREATEDB privilege")
+            && out
+                .stderr
+                .contains(&format!("role \"{role}\" lacks the CREATEDB privilege")),
+        "{out}"
+    );
+    assert_eq!(databases_like(&format!("{db}__aos_")), Vec::<String>::new());
+    server().psql(
+        "postgres",
+        &format!(
+            "ALTER DATABASE {} OWNER TO app",
+            crate::harness::quote_ident(&db)
+        ),
+    );
 }

@@ -60,6 +60,11 @@ fn options(ctx: &Ctx, args: &RestoreArgs) -> Result<RestoreOptions> {
         confirmed: args.yes,
         production_marker: ctx.settings.env.production_marker(),
         keys: ctx.keys(&args.keys),
+        target_db: args.target_db.clone(),
+        create: args.create,
+        swap: args.swap.then_some(restore::SwapOptions {
+            drop_old: args.drop_old,
+        }),
         safety_backup,
     })
 }

@@ -358,6 +358,7 @@ mod tests {
             empty: tables == 0,
             other_sessions: (1..=others).map(|p| session(p as i32)).collect(),
             terminate_sessions: terminate,
+            create: false,
         }
     }
 

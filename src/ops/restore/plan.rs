@@ -46,6 +46,8 @@ pub struct RestorePlan {
     /// Whether the target is backed up first (labelled `pre-restore`): it holds tables and the
     /// safety backup was not turned off.
     pub safety_backup: bool,
+    /// With `--swap`: the database restored aside, and the name the target is kept under.
+    pub swap: Option<super::swap::SwapPlan>,
     /// What the restore would change, table by table: only in a preview ([`super::preview`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<super::preview::Preview>,
@@ -133,6 +135,8 @@ pub struct Target {
     pub other_sessions: Vec<Session>,
     /// They are ended before the restore (`--terminate-sessions`, and there are some).
     pub terminate_sessions: bool,
+    /// It does not exist yet: the restore creates it (`--target-db NAME --create`).
+    pub create: bool,
 }
 
 /// How the restore runs.
@@ -344,8 +348,17 @@ pub(super) async fn plan_as(
         path: &path,
         jobs,
         mode,
+        swap: opts.swap.is_some(),
     };
-    let (db, target) = inspect_target(ctx, opts, &conn, &look, &mut fired).await?;
+    let (db, target) = match missing_target(ctx, opts, &conn).await? {
+        Some(_) if look.swap => return Err(super::swap::refuse_missing(&conn)),
+        Some(maintenance) => new_target(ctx, maintenance, &conn, mode),
+        None => inspect_target(ctx, opts, &conn, &look, &mut fired).await?,
+    };
+    let swap = opts
+        .swap
+        .as_ref()
+        .map(|s| super::swap::SwapPlan::new(&target.database, ctx.now, s, opts.terminate_sessions));
     let confirmation = guards::confirmation(&target, &description, opts.confirmed);
     let method = match ctx.locator.container() {
         Some(place) => Method::choose_in_container(&opened, jobs, &path, &place)?,
@@ -357,7 +370,12 @@ pub(super) async fn plan_as(
         .map(|m| m.dump_bytes)
         .filter(|n| *n > 0 && method.counts_dump_bytes());
     let input = opened.reader.take();
-    let safety_backup = opts.safety_backup.clone().filter(|_| target.tables > 0);
+    // A swap keeps the old database, unless it is to be dropped.
+    let replaces = swap.as_ref().map_or(true, |s| s.drop_old);
+    let safety_backup = opts
+        .safety_backup
+        .clone()
+        .filter(|_| target.tables > 0 && replaces);
     Ok(RestorePlan {
         backup: Backup {
             path,
@@ -369,7 +387,8 @@ pub(super) async fn plan_as(
         },
         strategy: Strategy {
             method,
-            clean: !target.empty,
+            // Aside, the restore goes into a new, empty database.
+            clean: !target.empty && swap.is_none(),
         },
         target,
         tools,
@@ -378,6 +397,7 @@ pub(super) async fn plan_as(
         warnings: fired.0,
         confirmation,
         safety_backup: safety_backup.is_some(),
+        swap,
         preview: None,
         held: Some(Held {
             conn,
@@ -396,7 +416,10 @@ fn choose_backup(
     opts: &RestoreOptions,
     fired: &mut Fired,
 ) -> Result<(PathBuf, String)> {
-    let target = opts.target.as_ref().ok().and_then(ConnInfo::dbname);
+    let target = opts
+        .target_db
+        .as_deref()
+        .or_else(|| opts.target.as_ref().ok().and_then(ConnInfo::dbname));
     let scope = catalog::Scope {
         database: opts.from_database.as_deref().or(target),
         now: ctx.now,
@@ -461,7 +484,10 @@ fn lock_folder(dir: &Path) -> Result<Option<FolderLock>> {
 /// The target's connection, or the reason the caller found none.
 fn connection(opts: &RestoreOptions) -> Result<ConnInfo> {
     match &opts.target {
-        Ok(conn) => Ok(conn.clone()),
+        Ok(conn) => Ok(match &opts.target_db {
+            Some(name) => conn.with_dbname(name),
+            None => conn.clone(),
+        }),
         Err(e) => {
             let again = Error::new(e.kind, e.message.clone());
             Err(match &e.hint {
@@ -495,6 +521,8 @@ struct Look<'a> {
     path: &'a Path,
     jobs: Option<u32>,
     mode: Mode,
+    /// The restore goes aside, into a new empty database (`--swap`).
+    swap: bool,
 }
 
 /// Connects to the target and runs the guards that depend on what it holds. From here on, the
@@ -510,14 +538,23 @@ async fn inspect_target(
     let tables = db.table_count().await?;
     let database = db.info.database.clone();
     let empty = db.is_empty().await?;
-    guards::clean_section(look.section, empty, opts.force, &database, look.path, fired)?;
+    let into_empty = empty || look.swap;
+    guards::clean_section(
+        look.section,
+        into_empty,
+        opts.force,
+        &database,
+        look.path,
+        fired,
+    )?;
     if look.mode == Mode::Restore {
         ctx.op.restore().begins(&database);
     }
     let others = db.other_sessions().await?;
     guards::other_sessions(&database, &others, fired);
     let terminate_sessions = opts.terminate_sessions && !others.is_empty();
-    guards::parallel_into_populated(tables, look.jobs, opts.force, &database)?;
+    let populated = if look.swap { 0 } else { tables };
+    guards::parallel_into_populated(populated, look.jobs, opts.force, &database)?;
     let target = Target {
         database,
         host: conn.host_display(),
@@ -526,8 +563,78 @@ async fn inspect_target(
         empty,
         other_sessions: others,
         terminate_sessions,
+        create: false,
     };
     Ok((db, target))
+}
+
+/// With `--target-db`: `None` when that database exists; when it does not, refuses unless
+/// `--create` was given, and then returns a connection to another database of the server
+/// (the restore creates it from there).
+async fn missing_target(
+    ctx: &Context,
+    opts: &RestoreOptions,
+    conn: &ConnInfo,
+) -> Result<Option<Db>> {
+    let Some(name) = &opts.target_db else {
+        return Ok(None);
+    };
+    let given = opts.target.as_ref().unwrap_or(conn);
+    let maintenance = maintenance_avoiding(ctx, given, Some(name)).await?;
+    if maintenance.database_exists(name).await? {
+        return Ok(None);
+    }
+    if opts.create {
+        return Ok(Some(maintenance));
+    }
+    Err(Error::usage(format!(
+        "database {name:?} does not exist on {}",
+        conn.host_display()
+    ))
+    .hint("check the name, or add --create to create it (the role needs CREATEDB)")
+    .into())
+}
+
+/// The target that `--create` will create: empty, nobody connected.
+fn new_target(ctx: &Context, maintenance: Db, conn: &ConnInfo, mode: Mode) -> (Db, Target) {
+    let database = conn.dbname().unwrap_or_default().to_string();
+    if mode == Mode::Restore {
+        ctx.op.restore().begins(&database);
+    }
+    tracing::info!("database {database:?} does not exist: the restore creates it (--create)");
+    let target = Target {
+        database,
+        host: conn.host_display(),
+        server_major: maintenance.info.major,
+        tables: 0,
+        empty: true,
+        other_sessions: Vec::new(),
+        terminate_sessions: false,
+        create: true,
+    };
+    (maintenance, target)
+}
+
+/// A connection to another database of `conn`'s server, for statements about whole databases:
+/// the database the connection itself names (unless that is `avoid`), else `postgres`, else
+/// `template1`.
+pub(super) async fn maintenance_avoiding(
+    ctx: &Context,
+    conn: &ConnInfo,
+    avoid: Option<&str>,
+) -> Result<Db> {
+    let own = conn.effective_dbname(&|k| ctx.var(k));
+    let mut last = None;
+    for name in [own.as_str(), "postgres", "template1"] {
+        if Some(name) == avoid {
+            continue;
+        }
+        match ctx.connect(&conn.with_dbname(name)).await {
+            Ok(db) => return Ok(db),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no database to connect to on the server")))
 }
 
 /// Finds the tools `method` runs, for the server's major version.
@@ -658,6 +765,9 @@ mod tests {
             confirmed: false,
             production_marker: None,
             keys: KeySource::default(),
+            target_db: None,
+            create: false,
+            swap: None,
             safety_backup: None,
         };
         let err = connection(&opts).unwrap_err();

@@ -83,9 +83,11 @@ fn failed(e: anyhow::Error, database: &str) -> anyhow::Error {
             summed.message
         ),
     );
-    err.hint = Some(summed.hint.unwrap_or_else(|| {
-        "fix the cause (the backup folder must be writable and have room), or restore without a safety backup (--no-safety-backup)".to_string()
-    }));
+    let skip = "or restore without a safety backup (--no-safety-backup)";
+    err.hint = Some(match summed.hint {
+        Some(h) => format!("{h}; {skip}"),
+        None => format!("the backup folder must be writable and have room, {skip}"),
+    });
     err.into()
 }
 

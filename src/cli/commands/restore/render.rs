@@ -23,22 +23,53 @@ pub(super) fn json(report: &RestoreReport, args: &RestoreArgs) -> Value {
             "path": s.path.display().to_string(),
             "undo": undo_command(&s.id, args),
         })),
+        "swap": report.swap,
     })
 }
 
 /// The lines a restore prints on stdout: its safety backup and how to undo it (nothing when
 /// it took none).
 pub(super) fn summary_text(report: &RestoreReport, args: &RestoreArgs) -> String {
-    let Some(s) = &report.safety_backup else {
-        return String::new();
+    let mut lines = Vec::new();
+    if let Some(s) = &report.swap {
+        lines.push(swap_text(&report.database, s));
+    }
+    if let Some(s) = &report.safety_backup {
+        lines.push(format!(
+            "safety backup of {:?} before the restore: {} ({})\nto undo this restore: {}",
+            sanitize(&s.database),
+            s.id,
+            s.path.display(),
+            undo_command(&s.id, args)
+        ));
+    }
+    lines.join("\n")
+}
+
+/// What a swap did, and how to drop the old database by hand.
+fn swap_text(database: &str, s: &crate::ops::restore::SwapReport) -> String {
+    let checked = match s.tables_checked {
+        Some(n) => format!(
+            "row counts of {} match the backup's",
+            count(n as u64, "table")
+        ),
+        None => "the backup recorded no row counts to compare".to_string(),
     };
-    format!(
-        "safety backup of {:?} before the restore: {} ({})\nto undo this restore: {}",
-        sanitize(&s.database),
-        s.id,
-        s.path.display(),
-        undo_command(&s.id, args)
-    )
+    let mut text = format!(
+        "swapped: database {:?} is now the restored copy ({checked})",
+        sanitize(database)
+    );
+    if s.old_dropped {
+        let _ = write!(text, "; the old database was dropped (--drop-old)");
+    } else {
+        let _ = write!(
+            text,
+            "\nthe old database is kept as {:?}; to drop it: psql -d postgres -c {}",
+            sanitize(&s.old),
+            shell_word(&format!("DROP DATABASE \"{}\"", s.old.replace('"', "\"\"")))
+        );
+    }
+    text
 }
 
 /// The command that restores the safety backup `id` into the same database.
@@ -68,6 +99,16 @@ pub(super) fn preview_text(plan: &RestorePlan, now: DateTime<Utc>) -> String {
     backup_lines(&mut out, plan, now);
     target_lines(&mut out, plan);
     guard_lines(&mut out, plan);
+    if let Some(s) = &plan.swap {
+        let _ = writeln!(
+            out,
+            "Swap: restored aside into the new database {:?} and checked, then {:?} is kept as {:?}{}",
+            sanitize(&s.aside),
+            sanitize(&plan.target.database),
+            sanitize(&s.old),
+            if s.drop_old { " and dropped (--drop-old)" } else { "" }
+        );
+    }
     if let Some(p) = &plan.preview {
         table_lines(&mut out, p);
     }
@@ -141,6 +182,12 @@ fn target_lines(out: &mut String, plan: &RestorePlan) {
         t.server_major,
         count(t.tables, "table")
     );
+    if t.create {
+        let _ = writeln!(
+            out,
+            "  it does not exist yet: the restore creates it (--create)"
+        );
+    }
     if t.other_sessions.is_empty() {
         let _ = writeln!(out, "  other sessions: none");
     } else {
@@ -274,11 +321,13 @@ pub(super) fn preview_json(plan: &RestorePlan, now: DateTime<Utc>) -> Value {
             "size_bytes": plan.preview.as_ref().map(|p| p.target_bytes),
             "other_sessions": serde_json::to_value(t).ok().map(|v| v["other_sessions"].clone()),
             "terminate_sessions": t.terminate_sessions,
+            "create": t.create,
         },
         "guards": plan.warnings,
         "confirmation": plan.confirmation,
         "strategy": plan.strategy,
         "plan": plan.preview,
+        "swap": plan.swap,
         "safety_backup": plan.safety_backup,
     })
 }
