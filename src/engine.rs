@@ -1,5 +1,5 @@
 //! The library's front door: an [`Engine`] is built from a connection and a backup folder, and
-//! runs the same operations as the command line (backup, list, verify, restore, prune), each with
+//! runs the same operations as the command line (backup, list, verify, restore, prune, validate), each with
 //! its own runtime context, returning typed reports and one [`Error`] type.
 
 use crate::archive::format::{Algorithm, Compression, DumpFormat};
@@ -9,6 +9,7 @@ use crate::ops::backup::{BackupOptions, BackupReport, EncryptionRequest};
 use crate::ops::list::{ListOptions, ListReport};
 use crate::ops::prune::{Databases, Report as PruneReport};
 use crate::ops::restore::{RestoreOptions, RestorePlan, RestoreReport};
+use crate::ops::validate::{ValidateOptions, ValidateReport};
 use crate::ops::verify::{VerifyOptions, VerifyReport};
 use crate::ops::{Context, Lookup};
 use crate::pg::conninfo::ConnInfo;
@@ -136,6 +137,7 @@ impl Engine {
             prune: None,
             suspect_ratio: crate::config::DEFAULT_SUSPECT_RATIO,
             globals: crate::ops::backup::Globals::Off,
+            validate: false,
         })
     }
 
@@ -179,8 +181,8 @@ impl Engine {
     }
 
     /// The defaults of `aos-backup restore BACKUP` into this engine's database: one transaction,
-    /// no confirmation given, no production marker, no keys, and a safety backup (the defaults
-    /// of [`Engine::backup_options`]) of a target that holds tables.
+    /// no confirmation given, no production marker, no keys, a safety backup (the defaults of
+    /// [`Engine::backup_options`]) of a target that holds tables, the consistency checks afterwards.
     ///
     /// # Errors
     /// The engine was built without a connection.
@@ -204,6 +206,7 @@ impl Engine {
             confirmed: false,
             production_marker: None,
             keys: crate::archive::crypto::KeySource::default(),
+            validate: true,
         })
     }
 
@@ -252,6 +255,35 @@ impl Engine {
                 plan.confirm();
             }
             crate::ops::restore::execute(&ctx, plan).await
+        }
+        .await;
+        finish(&ctx, result)
+    }
+
+    /// The defaults of `aos-backup validate` on this engine's database: the SQL checks, no
+    /// pg_amcheck, 5 examples per check.
+    ///
+    /// # Errors
+    /// The engine was built without a connection.
+    pub fn validate_options(&self) -> Result<ValidateOptions> {
+        Ok(ValidateOptions {
+            conn: self.conn()?,
+            deep: false,
+            examples: crate::ops::validate::DEFAULT_EXAMPLES,
+        })
+    }
+
+    /// Runs the consistency checks on the live database (read-only). Findings are in the
+    /// report ([`ValidateReport::findings`]), not an error; [`ValidateReport::verdict`] makes
+    /// them one ([`crate::Kind::Findings`]).
+    ///
+    /// # Errors
+    /// The database cannot be reached, or its catalog cannot be read.
+    pub async fn validate(&self, options: &ValidateOptions) -> Result<ValidateReport> {
+        let ctx = self.context();
+        let result = async {
+            let plan = crate::ops::validate::plan(&ctx, options)?;
+            crate::ops::validate::execute(&ctx, plan).await
         }
         .await;
         finish(&ctx, result)

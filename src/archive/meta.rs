@@ -91,6 +91,37 @@ pub struct Meta {
     /// older sidecars and where counting was not possible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_counts: Option<Vec<TableRows>>,
+    /// What `validate` found in the database just before the backup (`BACKUP_VALIDATE=true`);
+    /// absent when it did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSummary>,
+}
+
+/// The consistency checks run before a backup, in short: how many rows or objects failed each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationSummary {
+    /// When the checks ran.
+    pub checked_at: DateTime<Utc>,
+    /// Rows and objects failing any check (0: clean).
+    pub findings: u64,
+    /// Each check that ran.
+    pub checks: Vec<CheckCount>,
+}
+
+/// One check's count in a [`ValidationSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckCount {
+    /// The check's name (`orphans`, `sequences_behind`...).
+    pub check: String,
+    /// The rows or objects that fail it.
+    pub failing: u64,
+    /// The objects it could not check.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One table's exact row count at backup time.

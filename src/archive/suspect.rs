@@ -121,6 +121,7 @@ mod tests {
             recipients: vec![],
             globals: None,
             row_counts: None,
+            validation: None,
         }
     }
 

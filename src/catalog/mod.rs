@@ -547,6 +547,7 @@ mod tests {
             recipients: vec![],
             globals: None,
             row_counts: None,
+            validation: None,
         }
     }
 

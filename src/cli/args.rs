@@ -116,6 +116,9 @@ pub enum Command {
     List(ListArgs),
     /// Check backups against their checksums and read them through.
     Verify(VerifyArgs),
+    /// Check the live database for consistency problems (orphans, NOT VALID constraints,
+    /// invalid indexes, sequences behind their data...); exit 9 when any is found.
+    Validate(ValidateArgs),
     /// Delete old backups according to the retention policy.
     Prune(PruneArgs),
     /// Stay running and back up on the configured schedule (BACKUP_SCHEDULE); SIGTERM stops it.
@@ -278,6 +281,11 @@ pub struct RestoreArgs {
     #[arg(long, requires = "swap")]
     pub drop_old: bool,
 
+    /// Do not run validate's consistency checks on the restored database (they run by default;
+    /// their findings are warnings and do not change the exit code).
+    #[arg(long)]
+    pub no_validate: bool,
+
     #[command(flatten)]
     pub keys: KeyArgs,
 }
@@ -358,6 +366,14 @@ pub struct VerifyArgs {
 
     #[command(flatten)]
     pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also run pg_amcheck over the heaps and B-tree indexes (needs pg_amcheck and the amcheck
+    /// extension in the database; says so when either is missing).
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Args)]

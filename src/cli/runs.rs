@@ -233,6 +233,7 @@ pub fn backup_options(settings: &Settings, args: &BackupArgs, conn: ConnInfo) ->
         } else {
             Globals::Off
         },
+        validate: settings.validate_before_backup,
     }
 }
 

@@ -47,6 +47,7 @@ pub enum Key {
     DockerComposeService,
     DockerComposeFile,
     Globals,
+    Validate,
 }
 
 /// One configuration key's facts.
@@ -463,6 +464,15 @@ pub const KEYS: &[KeyDef] = &[
         flags: &["backup --globals"],
         default: Some("false"),
         help: "also store roles and tablespaces (pg_dumpall --globals-only) with each backup",
+    },
+    KeyDef {
+        key: Key::Validate,
+        name: "validate",
+        env: "BACKUP_VALIDATE",
+        toml: &["backup.validate"],
+        flags: &[],
+        default: Some("false"),
+        help: "run validate's checks before each backup and record the findings in its sidecar (never blocks the backup)",
     },
 ];
 

@@ -213,6 +213,7 @@ struct FileBackup {
     jobs: Option<u32>,
     suspect_ratio: Option<f64>,
     globals: Option<bool>,
+    validate: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -336,6 +337,8 @@ pub struct Settings {
     pub docker: Option<DockerTarget>,
     /// Store the roles and tablespaces with each backup.
     pub globals: bool,
+    /// Run the consistency checks before each backup (`BACKUP_VALIDATE`).
+    pub validate_before_backup: bool,
     /// Where each key's value came from.
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
@@ -459,7 +462,12 @@ impl Settings {
         sources.set(Key::SuspectRatio, suspect_ratio.source);
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
-        let safety_backup = safety_backup(&env, file.restore.safety_backup, &mut sources)?;
+        let safety_backup = switch(
+            &env,
+            Key::SafetyBackup,
+            file.restore.safety_backup,
+            &mut sources,
+        )?;
         let mut retention = retention;
         retention.safety_backup_keep = Some(safety_backup_keep(&env, &file, &mut sources)?);
         let schedule = schedule(&env, &file.schedule, &mut sources)?;
@@ -491,7 +499,10 @@ impl Settings {
         sources.set_from(Key::MetricsFile, metrics_file.as_ref());
         let docker = docker(over, &env, &file.docker, &mut sources)?;
         let globals = globals(over, &env, file.backup.globals, &mut sources)?;
+        let validate_before_backup =
+            switch(&env, Key::Validate, file.backup.validate, &mut sources)?;
         Ok(Settings {
+            validate_before_backup,
             schedule,
             databases,
             check,
@@ -613,21 +624,17 @@ fn globals(over: &Overrides, env: &Env, file: Option<bool>, sources: &mut Source
     Ok(value)
 }
 
-/// `BACKUP_SAFETY_BACKUP`, else `[restore] safety_backup`, else the default (on);
-/// `restore --no-safety-backup` turns it off for one restore.
-fn safety_backup(env: &Env, file: Option<bool>, sources: &mut Sources) -> Result<bool> {
-    let var = Key::SafetyBackup.env();
+/// A yes/no setting without a flag: the environment, else the config file, else the default.
+fn switch(env: &Env, key: Key, file: Option<bool>, sources: &mut Sources) -> Result<bool> {
+    let var = key.env();
     let (value, source) = if let Some((v, src)) = env.get(var) {
         (parse_switch(var, v)?, src)
     } else if let Some(b) = file {
         (b, Source::File)
     } else {
-        (
-            parse_switch(var, default_of(Key::SafetyBackup))?,
-            Source::Default,
-        )
+        (parse_switch(var, default_of(key))?, Source::Default)
     };
-    sources.set(Key::SafetyBackup, source);
+    sources.set(key, source);
     Ok(value)
 }
 
@@ -1397,7 +1404,7 @@ mod tests {
                     | Key::PassphraseFile
                     | Key::MetricsFile => "/x",
                     Key::DockerContainer => "db",
-                    Key::Globals | Key::SafetyBackup => "true",
+                    Key::Globals | Key::Validate | Key::SafetyBackup => "true",
                     _ => "4",
                 };
                 (d.env, v)

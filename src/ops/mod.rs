@@ -9,6 +9,7 @@ pub mod many;
 pub mod metrics;
 pub mod prune;
 pub mod restore;
+pub mod validate;
 pub mod verify;
 
 use crate::error::{Error, Kind};

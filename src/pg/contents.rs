@@ -5,11 +5,12 @@
 use crate::pg::db::{error_text, Db};
 use anyhow::Result;
 
-/// Plain and partitioned tables in user schemas, not counting those that belong to an extension.
+/// The tables whose rows a backup holds, as its row counts list them (see `pg::rowcount`):
+/// ordinary tables and partitions in user schemas, not temporary, not an extension's.
 const USER_TABLES_SQL: &str = "\
-SELECT n.nspname, c.relname, c.relkind = 'p' FROM pg_catalog.pg_class c \
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-WHERE c.relkind IN ('r', 'p') \
+WHERE c.relkind = 'r' AND c.relpersistence <> 't' \
   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
                   WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
@@ -37,8 +38,8 @@ pub struct TableCount {
 }
 
 impl Db {
-    /// Every user table with its exact row count now (`count(*)`, each table on its own rows:
-    /// a partitioned table counts 0, its partitions are listed themselves), by schema and name.
+    /// Every table a backup counts the rows of (see [`USER_TABLES_SQL`]) with its exact row
+    /// count now, by schema and name.
     /// With `lock_wait`, a table that stays locked longer is not counted (its `rows` is `None`).
     pub async fn table_rows(
         &self,
@@ -56,10 +57,7 @@ impl Db {
             .query(USER_TABLES_SQL, &[])
             .await
             .map_err(|e| anyhow::anyhow!("listing the tables: {}", error_text(&e)))?;
-        let tables: Vec<(String, String, bool)> = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+        let tables: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let mut counted = Vec::with_capacity(tables.len());
         for chunk in tables.chunks(TABLES_PER_QUERY) {
             counted.extend(self.count_or_skip(chunk).await?);
@@ -69,7 +67,7 @@ impl Db {
 
     /// Counts a chunk of tables in one query; when a lock wait ends it, one table at a time,
     /// leaving out those that stay locked.
-    async fn count_or_skip(&self, chunk: &[(String, String, bool)]) -> Result<Vec<TableCount>> {
+    async fn count_or_skip(&self, chunk: &[(String, String)]) -> Result<Vec<TableCount>> {
         match self.count_chunk(chunk).await {
             Ok(counts) => Ok(counted(chunk, counts.into_iter().map(Some))),
             Err(e) if is_lock_timeout(&e) => {
@@ -90,21 +88,17 @@ impl Db {
     /// Counts the rows of up to [`TABLES_PER_QUERY`] tables in one query.
     async fn count_chunk(
         &self,
-        tables: &[(String, String, bool)],
+        tables: &[(String, String)],
     ) -> std::result::Result<Vec<u64>, tokio_postgres::Error> {
         let parts: Vec<String> = tables
             .iter()
             .enumerate()
-            .map(|(i, (schema, table, partitioned))| {
-                if *partitioned {
-                    format!("SELECT {i}, 0::bigint")
-                } else {
-                    format!(
-                        "SELECT {i}, count(*) FROM ONLY {}.{}",
-                        quote_ident(schema),
-                        quote_ident(table)
-                    )
-                }
+            .map(|(i, (schema, table))| {
+                format!(
+                    "SELECT {i}, count(*) FROM {}.{}",
+                    quote_ident(schema),
+                    quote_ident(table)
+                )
             })
             .collect();
         let rows = self.client().query(&parts.join(" UNION ALL "), &[]).await?;
@@ -163,13 +157,13 @@ impl Db {
 
 /// The tables with their counts.
 fn counted(
-    tables: &[(String, String, bool)],
+    tables: &[(String, String)],
     counts: impl Iterator<Item = Option<u64>>,
 ) -> Vec<TableCount> {
     tables
         .iter()
         .zip(counts)
-        .map(|((schema, table, _), rows)| TableCount {
+        .map(|((schema, table), rows)| TableCount {
             schema: schema.clone(),
             table: table.clone(),
             rows,

@@ -160,8 +160,10 @@ impl Db {
         Ok(Db { client, info })
     }
 
-    /// The client, for the queries of the modules next to this one.
-    pub(crate) fn client(&self) -> &tokio_postgres::Client {
+    /// The tokio-postgres client under this connection, for the SQL of the layers that reuse it
+    /// (row counts, consistency checks).
+    #[must_use]
+    pub fn client(&self) -> &tokio_postgres::Client {
         &self.client
     }
 

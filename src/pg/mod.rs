@@ -2,10 +2,12 @@
 //! connection, other sessions, and finding the client tools.
 
 pub mod conninfo;
+pub mod consistency;
 pub mod contents;
 pub mod databases;
 pub mod db;
 pub mod pgpass;
+pub mod rowcount;
 pub mod runner;
 pub mod sessions;
 pub mod tls;

@@ -136,6 +136,7 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("docker.compose_service", ("default", Value::Null)),
         ("docker.compose_file", ("default", Value::Null)),
         ("globals", ("default", json!(false))),
+        ("validate", ("default", json!(false))),
     ]
     .into_iter()
     .collect();

@@ -390,3 +390,34 @@ fn sigkill_mid_backup_still_stops_pg_dump_inside_the_container() {
     let out = interrupt_a_blocked_backup(libc::SIGKILL);
     assert_eq!(out.signal, Some(libc::SIGKILL), "{out}");
 }
+
+#[test]
+fn a_backup_in_the_container_records_row_counts_on_the_snapshot_pg_dump_dumps() {
+    let db = filled_db("docker_rows");
+    let fake = FakeDocker::new();
+    let out = fake.cmd("hyper-db", &db).args(["backup", "--json"]).run();
+    out.assert_success();
+    let rows: Vec<(String, u64)> = out.json()["row_counts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no row counts: {out}"))
+        .iter()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap().into(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [("big", 20000), ("other", 1), ("small", 2)].map(|(t, n)| (t.to_string(), n));
+    assert_eq!(rows, expected);
+    let dumps = fake.calls();
+    let dump = dumps
+        .iter()
+        .find(|c| c.iter().any(|a| a.starts_with("--format=")))
+        .expect("a pg_dump call");
+    assert!(
+        dump.iter().any(|a| a.starts_with("--snapshot=")),
+        "{dump:?}"
+    );
+    assert_clean_argv(&fake);
+}

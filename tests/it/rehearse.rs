@@ -78,6 +78,10 @@ fn a_dry_run_changes_nothing_and_shows_each_table() {
     let small = table(&j["plan"]["replaced"], "public", "small");
     assert_eq!(small["rows_now"], 3, "{out}");
     assert_eq!(
+        small["rows_in_backup"], 2,
+        "the backup recorded its row counts:\n{out}"
+    );
+    assert_eq!(
         table(&j["plan"]["replaced"], "public", "big")["rows_now"],
         20000
     );
@@ -106,9 +110,9 @@ fn a_dry_run_changes_nothing_and_shows_each_table() {
     for needle in [
         "Dry run: nothing was changed",
         "checksum: verified",
-        "public.small: rows now 3, in the backup",
+        "public.small: rows now 3, in the backup 2",
         "Tables only in the target (they stay)",
-        "extra_schema.only_here: rows now 2, in the backup unknown",
+        "extra_schema.only_here: rows now 2\n",
         "Confirmation asked",
         "Safety backup: yes",
     ] {
@@ -793,4 +797,37 @@ fn a_swap_without_createdb_is_refused_before_anything_changes() {
             crate::harness::quote_ident(&db)
         ),
     );
+}
+
+#[test]
+fn a_swap_whose_copy_fails_validate_is_not_swapped_in_unless_forced() {
+    let db = filled_db("rehearse_swap_validate");
+    // A NOT VALID check that a row violates: the dump carries both, and validate finds it.
+    server().psql(
+        &db,
+        "SET ROLE app; ALTER TABLE small ADD CONSTRAINT small_a_below_2 CHECK (a < 2) NOT VALID;",
+    );
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    server().psql(&db, "SET ROLE app; INSERT INTO other VALUES ('since');");
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "--swap", "latest"])
+        .run();
+    out.assert_code(9);
+    assert!(
+        out.stderr.contains("not swapped in") && out.stderr.contains("is as it was"),
+        "{out}"
+    );
+    assert_eq!(value(&db, "SELECT count(*) FROM other"), "2");
+    assert_eq!(databases_like(&format!("{db}__aos_")), Vec::<String>::new(), "{out}");
+
+    let out = aos(&db, dir.path())
+        .args(["--json", "restore", "--yes", "--swap", "--force", "latest"])
+        .run();
+    out.assert_success();
+    assert_eq!(out.json()["validation"]["clean"], false, "{out}");
+    assert_eq!(value(&db, "SELECT count(*) FROM other"), "1");
+    for name in databases_like(&format!("{db}__aos_")) {
+        server().drop_db(&name);
+    }
 }

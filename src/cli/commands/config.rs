@@ -231,6 +231,7 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             ),
             false,
         ),
+        Key::Validate => (s.validate_before_backup.to_string(), false),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -371,6 +372,7 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::Globals => json!(s.globals),
         Key::SafetyBackup => json!(s.safety_backup),
         Key::SafetyBackupKeep => seconds(s.retention.safety_backup_keep.unwrap_or_default()),
+        Key::Validate => json!(s.validate_before_backup),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly

@@ -10,6 +10,7 @@ pub mod list;
 pub mod prune;
 pub mod restore;
 pub mod schedule;
+pub mod validate;
 pub mod verify;
 
 use crate::cli::args::{Cli, Command};
@@ -252,6 +253,7 @@ pub async fn dispatch(cli: Cli, ctx: Ctx) -> Result<Finish> {
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::List(a) => list::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Validate(a) => validate::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Daemon => daemon::run(&ctx, &mut crate::cli::Signals::new()).await,
         Command::Schedule(a) => schedule::run(&ctx, a),

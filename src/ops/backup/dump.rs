@@ -6,7 +6,7 @@ use super::BackupPlan;
 use crate::archive::crypto::Sealer;
 use crate::archive::dumpcheck::{self, StreamCheck, Verdict};
 use crate::archive::format::{DumpFormat, EncryptionKind};
-use crate::archive::meta::{FileEntry, Meta};
+use crate::archive::meta::{FileEntry, Meta, TableRows};
 use crate::archive::naming;
 use crate::archive::sink::{self, Sink, Written};
 use crate::error::{Error, Kind};
@@ -47,6 +47,8 @@ pub(super) struct Job {
     pub counter: Arc<AtomicU64>,
     pub locator: Locator,
     pub op: OpContext,
+    /// The exported snapshot pg_dump dumps (`--snapshot`), shared with the row counts.
+    pub snapshot: Option<String>,
 }
 
 /// A published backup, still without its sidecar.
@@ -59,6 +61,8 @@ pub(super) struct Outcome {
     /// The fingerprints of the recipients it is encrypted to.
     pub recipients: Vec<String>,
     pub checked: Completeness,
+    /// The rows of each table, counted on pg_dump's snapshot (set once the dump is done).
+    pub row_counts: Option<Vec<TableRows>>,
 }
 
 /// What pg_dump left in the `.partial`: its checksum and sizes, a directory's files, the
@@ -97,12 +101,16 @@ impl Job {
             encryption: sealer.map_or(EncryptionKind::None, Sealer::kind),
             recipients: sealer.map(Sealer::fingerprints).unwrap_or_default(),
             checked,
+            row_counts: None,
         })
     }
 
     fn command(&self, target: Option<&Path>) -> Command {
         let mut cmd = self.pg_dump.command(&self.env);
         cmd.args(self.plan.pg_dump_args(target));
+        if let Some(id) = &self.snapshot {
+            cmd.arg(format!("--snapshot={id}"));
+        }
         if !self.dbname.is_empty() {
             cmd.arg(format!("--dbname={}", self.dbname));
         }

@@ -4,7 +4,7 @@
 use super::dump::{Completeness, Outcome};
 use super::prepare::Source;
 use super::{AutoPrune, BackupPlan};
-use crate::archive::meta::{GlobalsFile, Meta, Suspect, META_FORMAT_VERSION};
+use crate::archive::meta::{GlobalsFile, Meta, Suspect, ValidationSummary, META_FORMAT_VERSION};
 use crate::ops::prune::{self, Databases};
 use crate::ops::Context;
 use crate::runtime::units::{count, human_bytes, human_duration};
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Logs `message` as a warning, and keeps it for the report.
-fn warn(warnings: &mut Vec<String>, message: String) {
+pub(super) fn warn(warnings: &mut Vec<String>, message: String) {
     tracing::warn!("{message}");
     warnings.push(message);
 }
@@ -30,6 +30,7 @@ pub(super) fn record(
     warnings: &mut Vec<String>,
 ) -> Result<Meta> {
     let mut meta = sidecar(ctx, plan, source, outcome, elapsed);
+    meta.validation = validation_of(ctx, source, warnings);
     meta.suspect = suspect_of(&plan.dir, &meta, plan.suspect_ratio, warnings);
     let (globals_path, globals) = globals.unzip();
     meta.globals = globals;
@@ -81,7 +82,41 @@ fn sidecar(
         suspect: None,
         recipients: outcome.recipients.clone(),
         globals: None,
-        row_counts: None,
+        row_counts: outcome.row_counts.clone(),
+        validation: None,
+    }
+}
+
+/// The summary of the checks run before the dump, each finding warned about; the backup went
+/// ahead whatever they found.
+fn validation_of(
+    ctx: &Context,
+    source: &Source,
+    warnings: &mut Vec<String>,
+) -> Option<ValidationSummary> {
+    match source.validation.as_ref()? {
+        Ok(report) => {
+            for line in report.warnings() {
+                warn(warnings, format!("validate before the backup: {line}"));
+            }
+            if !report.is_clean() {
+                warn(
+                    warnings,
+                    format!(
+                        "the backup went ahead; the findings of database {:?} are recorded in its sidecar (run `aos-backup validate` for the details)",
+                        report.database
+                    ),
+                );
+            }
+            Some(report.summary(ctx.now))
+        }
+        Err(e) => {
+            warn(
+                warnings,
+                format!("validate before the backup could not run: {e}; the backup went ahead"),
+            );
+            None
+        }
     }
 }
 

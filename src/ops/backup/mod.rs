@@ -8,6 +8,7 @@ mod finish;
 mod globals;
 mod plan;
 mod prepare;
+mod rows;
 
 pub use dump::Completeness;
 pub use plan::{BackupPlan, EncryptionPlan};
@@ -53,6 +54,9 @@ pub struct BackupOptions {
     pub suspect_ratio: f64,
     /// Whether to store the server's roles and tablespaces next to the backup.
     pub globals: Globals,
+    /// Run the consistency checks first (`BACKUP_VALIDATE`): findings are logged and recorded
+    /// in the sidecar, and never stop the backup.
+    pub validate: bool,
 }
 
 /// Whether a backup also stores the server's roles and tablespaces (`pg_dumpall
@@ -151,10 +155,18 @@ pub async fn execute_under(
         count(source.tables, "table")
     );
     let started = Instant::now();
-    let outcome = dump(ctx, &plan, &source, id, ext, sealer.clone()).await?;
+    let mut warnings = Vec::new();
+    let outcome = dump_and_count(
+        ctx,
+        &plan,
+        &source,
+        (id, ext),
+        sealer.clone(),
+        &mut warnings,
+    )
+    .await?;
     let globals = store_globals(ctx, &plan, &source, &outcome, sealer).await?;
     let elapsed = started.elapsed();
-    let mut warnings = Vec::new();
     let meta = finish::record(
         ctx,
         &plan,
@@ -176,14 +188,42 @@ pub async fn execute_under(
     })
 }
 
-/// Runs the blocking [`dump::Job`] on its own thread, with its progress shown.
+/// The dump, with the rows of each table counted beside it on the same snapshot.
+async fn dump_and_count(
+    ctx: &Context,
+    plan: &BackupPlan,
+    source: &prepare::Source,
+    names: (String, String),
+    sealer: Option<Arc<Sealer>>,
+    warnings: &mut Vec<String>,
+) -> Result<dump::Outcome> {
+    let counting = rows::Counting::start(ctx, plan, warnings).await;
+    let snapshot = counting.as_ref().map(rows::Counting::snapshot_id);
+    match dump(ctx, plan, source, names, sealer, snapshot).await {
+        Ok(mut outcome) => {
+            if let Some(counting) = counting {
+                outcome.row_counts = counting.finish(warnings).await;
+            }
+            Ok(outcome)
+        }
+        Err(e) => {
+            if let Some(counting) = counting {
+                counting.abandon();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs the blocking [`dump::Job`] on its own thread, with its progress shown; pg_dump dumps
+/// `snapshot` when given.
 async fn dump(
     ctx: &Context,
     plan: &BackupPlan,
     source: &prepare::Source,
-    id: String,
-    ext: String,
+    (id, ext): (String, String),
     sealer: Option<Arc<Sealer>>,
+    snapshot: Option<String>,
 ) -> Result<dump::Outcome> {
     let progress = ctx.op.progress("dumping", None);
     let job = dump::Job {
@@ -196,6 +236,7 @@ async fn dump(
         counter: progress.counter.clone(),
         locator: ctx.locator.clone(),
         op: ctx.op.clone(),
+        snapshot,
     };
     let outcome = tokio::task::spawn_blocking(move || job.run(sealer.as_deref()))
         .await

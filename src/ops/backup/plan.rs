@@ -46,6 +46,8 @@ pub struct BackupPlan {
     pub second_read: Option<KeySource>,
     /// Whether the roles and tablespaces are stored too.
     pub globals: Globals,
+    /// Whether the consistency checks run before the dump.
+    pub validate: bool,
 }
 
 impl BackupPlan {
@@ -77,6 +79,7 @@ impl BackupPlan {
             suspect_ratio: options.suspect_ratio,
             second_read,
             globals: options.globals,
+            validate: options.validate,
         })
     }
 

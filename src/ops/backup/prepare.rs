@@ -6,6 +6,7 @@ use crate::archive::naming;
 use crate::error::{Error, Kind};
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
+use crate::pg::consistency::{self, ValidationReport};
 use crate::pg::tools::Tool;
 use crate::runtime::fsutil;
 use anyhow::{Context as _, Result};
@@ -22,6 +23,9 @@ pub(super) struct Source {
     pub pg_dumpall: Option<Tool>,
     /// The connection pg_dump gets (with the session options that stop its backend with it).
     pub conn: ConnInfo,
+    /// What the consistency checks found before the dump, or why they could not run (`None`:
+    /// not asked).
+    pub validation: Option<Result<ValidationReport, String>>,
 }
 
 /// Creates the backup folder (private) when it is missing.
@@ -58,6 +62,11 @@ pub(super) async fn source(ctx: &Context, plan: &BackupPlan) -> Result<Source> {
     };
     let db = ctx.connect(&plan.conn).await?;
     let tables = db.table_count().await?;
+    let validation = if plan.validate {
+        Some(validate(&db).await)
+    } else {
+        None
+    };
     let pg_dump = match early {
         Some(tool) => tool,
         None => ctx.locator.find("pg_dump", Some(db.info.major))?,
@@ -87,7 +96,16 @@ pub(super) async fn source(ctx: &Context, plan: &BackupPlan) -> Result<Source> {
         pg_dump,
         pg_dumpall,
         conn,
+        validation,
     })
+}
+
+/// The consistency checks, before the dump; their failure is only reported.
+async fn validate(db: &crate::pg::db::Db) -> Result<ValidationReport, String> {
+    tracing::info!("validating the database before the backup (BACKUP_VALIDATE)");
+    consistency::validate(db.client(), &consistency::Options::default())
+        .await
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// The id of the new backup: `base`, or `base-2`, `base-3`... when a backup, a sidecar or a

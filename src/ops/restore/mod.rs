@@ -4,6 +4,7 @@
 //! [`RestoreReport`]. Nothing here prints or asks: a confirmation that the plan requires is the
 //! caller's to obtain ([`RestorePlan::confirmation_needed`], [`RestorePlan::confirm`]).
 
+mod aftercheck;
 mod feed;
 mod guards;
 mod plan;
@@ -21,6 +22,7 @@ use crate::archive::crypto::KeySource;
 use crate::error::{Error, Kind};
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
+use crate::pg::consistency::ValidationReport;
 use crate::pg::db::Db;
 use crate::pg::sessions::Session;
 use crate::runtime::restore_state::RestorePhase;
@@ -71,6 +73,8 @@ pub struct RestoreOptions {
     /// How to back the target up before it is replaced (the label is set to
     /// [`SAFETY_LABEL`], the connection to the target's); `None`: no safety backup.
     pub safety_backup: Option<crate::ops::backup::BackupOptions>,
+    /// Run the consistency checks on the target once it is restored (`--no-validate`: not).
+    pub validate: bool,
 }
 
 /// What a restore did.
@@ -94,6 +98,9 @@ pub struct RestoreReport {
     pub safety_backup: Option<SafetyBackup>,
     /// With `--swap`: the database restored aside and swapped in, and the old one.
     pub swap: Option<SwapReport>,
+    /// What the consistency checks found in the restored database; `None` when they were not
+    /// asked for or could not run (a warning says why). Findings do not fail the restore.
+    pub validation: Option<ValidationReport>,
 }
 
 /// Carries out `plan`: ends the other sessions when it says so, then restores (in place, or
@@ -144,8 +151,12 @@ pub async fn execute(ctx: &Context, mut plan: RestorePlan) -> Result<RestoreRepo
             return Err(e);
         }
     };
+    let validate = plan.validate;
     let mut report = completed(plan, duration, bytes);
     report.safety_backup = safety;
+    if validate {
+        report.validation = aftercheck::validate(ctx, &conn, &report.database).await;
+    }
     Ok(report)
 }
 
@@ -251,6 +262,7 @@ pub(super) fn completed(plan: RestorePlan, duration: Duration, bytes: u64) -> Re
         bytes,
         safety_backup: None,
         swap: None,
+        validation: None,
     }
 }
 

@@ -51,6 +51,10 @@ pub struct RestorePlan {
     /// What the restore would change, table by table: only in a preview ([`super::preview`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<super::preview::Preview>,
+    /// Whether the consistency checks run on the target after the restore.
+    pub validate: bool,
+    /// Guards and checks that refuse only what may be meant were overridden (`--force`).
+    pub force: bool,
     /// What the restore holds from planning on: the folder lock, the connection, the open
     /// backup. A preview holds nothing and cannot be carried out.
     #[serde(skip)]
@@ -398,6 +402,8 @@ pub(super) async fn plan_as(
         confirmation,
         safety_backup: safety_backup.is_some(),
         swap,
+        validate: opts.validate,
+        force: opts.force,
         preview: None,
         held: Some(Held {
             conn,
@@ -769,6 +775,7 @@ mod tests {
             create: false,
             swap: None,
             safety_backup: None,
+            validate: true,
         };
         let err = connection(&opts).unwrap_err();
         let typed = crate::error::find(&err).unwrap();

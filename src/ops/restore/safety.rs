@@ -39,6 +39,7 @@ pub(super) async fn take(
     options.label = Some(SAFETY_LABEL.to_string());
     options.conn = conn.clone();
     options.prune = None;
+    options.validate = false;
     tracing::info!(
         "taking a safety backup of database {:?} before it is replaced",
         target.database

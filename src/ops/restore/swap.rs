@@ -10,6 +10,7 @@ use crate::archive::meta::Meta;
 use crate::error::{Error, Kind};
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
+use crate::pg::consistency::{self, ValidationReport};
 use crate::pg::db::Db;
 use crate::pg::sessions::Session;
 use crate::runtime::units::count;
@@ -124,21 +125,24 @@ pub(super) async fn execute(ctx: &Context, plan: RestorePlan, held: Held) -> Res
         meta: plan.backup.meta.as_ref(),
         swap: &swap,
         conn: conn.with_dbname(&swap.aside),
+        validate: plan.validate,
+        force: plan.force,
     };
     let prepared = aside.prepare(input).await;
-    let (duration, bytes, tables_checked, sessions_ended) = match prepared {
+    let done = match prepared {
         Ok(done) => done,
         Err(e) => return Err(aside.abandon(e).await),
     };
     aside.rename(&target.database).await?;
     let old_dropped = drop_old(&maintenance, &swap).await;
-    let mut report = super::completed(plan, duration, bytes);
+    let mut report = super::completed(plan, done.duration, done.bytes);
     report.safety_backup = safety;
+    report.validation = done.validation;
     report.swap = Some(SwapReport {
         old: swap.old,
         old_dropped,
-        tables_checked,
-        sessions_ended,
+        tables_checked: done.checked,
+        sessions_ended: done.ended,
     });
     Ok(report)
 }
@@ -177,6 +181,17 @@ async fn remove_stale(maintenance: &Db, database: &str) {
     }
 }
 
+/// What was done aside before the renames.
+struct Prepared {
+    duration: Duration,
+    bytes: u64,
+    /// The tables whose row counts matched (none: the backup recorded none).
+    checked: Option<usize>,
+    /// The sessions ended on the target.
+    ended: usize,
+    validation: Option<ValidationReport>,
+}
+
 /// The new database next to the target, from its creation to the renames.
 struct Aside<'a> {
     ctx: &'a Context,
@@ -189,15 +204,15 @@ struct Aside<'a> {
     swap: &'a SwapPlan,
     /// Its connection.
     conn: ConnInfo,
+    /// Run `validate` on it.
+    validate: bool,
+    /// Swap it in despite validate's findings.
+    force: bool,
 }
 
 impl Aside<'_> {
     /// Creates it, restores into it, checks it, and clears the target of other sessions.
-    /// Returns the restore's time and bytes, the tables checked and the sessions ended.
-    async fn prepare(
-        &self,
-        input: Option<Box<dyn std::io::Read + Send>>,
-    ) -> Result<(Duration, u64, Option<usize>, usize)> {
+    async fn prepare(&self, input: Option<Box<dyn std::io::Read + Send>>) -> Result<Prepared> {
         let name = &self.swap.aside;
         self.maintenance.create_database(name).await?;
         tracing::info!("restoring aside into the new database {name:?}");
@@ -218,9 +233,19 @@ impl Aside<'_> {
         };
         let (duration, bytes) = run.run(input).await?;
         let checked = self.check_rows(self.meta).await?;
-        validate_aside(self.ctx, &self.conn).await?;
+        let validation = if self.validate {
+            validate_aside(self.ctx, &self.conn, self.force).await?
+        } else {
+            None
+        };
         let ended = self.clear_target().await?;
-        Ok((duration, bytes, checked, ended))
+        Ok(Prepared {
+            duration,
+            bytes,
+            checked,
+            ended,
+            validation,
+        })
     }
 
     /// Compares each table's rows with the counts recorded at backup time.
@@ -232,14 +257,14 @@ impl Aside<'_> {
             return Ok(None);
         };
         let db = self.ctx.connect(&self.conn).await?;
-        let now = db.table_rows(None).await?;
+        let now = crate::pg::rowcount::count_rows(db.client()).await?;
         let mismatches: Vec<String> = recorded
             .iter()
             .filter_map(|r| {
                 let found = now
                     .iter()
                     .find(|t| t.schema == r.schema && t.table == r.table)
-                    .and_then(|t| t.rows);
+                    .map(|t| t.rows);
                 let shown = format!(
                     "{}.{}",
                     crate::runtime::redact::sanitize(&r.schema),
@@ -336,13 +361,40 @@ impl Aside<'_> {
     }
 }
 
-/// Runs `validate` on the copy restored aside before it is swapped in.
-///
-/// Not wired yet: `validate` (crate::pg::consistency) comes with the consistency checks;
-/// this is the one place it is to be called from, and its findings are to stop the swap.
-async fn validate_aside(_ctx: &Context, _conn: &ConnInfo) -> Result<()> {
-    tracing::debug!("validate is not available in this build: the copy restored aside was checked by its row counts only");
-    Ok(())
+/// Runs `validate`'s checks on the copy restored aside, before it is swapped in: findings stop
+/// the swap (the target stays as it was) unless `force`. Checks that cannot run are a warning.
+async fn validate_aside(
+    ctx: &Context,
+    conn: &ConnInfo,
+    force: bool,
+) -> Result<Option<ValidationReport>> {
+    let checked = async {
+        let db = ctx.connect(conn).await?;
+        consistency::validate(db.client(), &consistency::Options::default()).await
+    }
+    .await;
+    let report = match checked {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::warn!("validate could not run on the copy restored aside: {e:#}");
+            return Ok(None);
+        }
+    };
+    for line in report.warnings() {
+        tracing::warn!("validate, on the copy restored aside: {line}");
+    }
+    if report.is_clean() || force {
+        return Ok(Some(report));
+    }
+    Err(Error::new(
+        Kind::Findings,
+        format!(
+            "validate found consistency problems in the copy restored aside ({}), so it was not swapped in",
+            report.headline()
+        ),
+    )
+    .hint("they came with the backup: run `aos-backup validate` on a restored copy for the details; --force swaps it in anyway")
+    .into())
 }
 
 /// Ends the other sessions on `database` and waits (up to 5 s) until they are gone.

@@ -4,6 +4,7 @@
 use crate::cli::args::RestoreArgs;
 use crate::cli::commands::human_bytes;
 use crate::ops::restore::{Checksum, Preview, RestorePlan, RestoreReport, TableChange};
+use crate::ops::validate::ValidationReport;
 use crate::runtime::redact::sanitize;
 use crate::runtime::units::{age_phrase, count};
 use chrono::{DateTime, Utc};
@@ -24,6 +25,17 @@ pub(super) fn json(report: &RestoreReport, args: &RestoreArgs) -> Value {
             "undo": undo_command(&s.id, args),
         })),
         "swap": report.swap,
+        "validation": report.validation.as_ref().map(validation_json),
+    })
+}
+
+/// The checks after the restore, as `--json` shows them: findings are warnings.
+fn validation_json(v: &ValidationReport) -> Value {
+    json!({
+        "clean": v.is_clean(),
+        "findings": v.findings(),
+        "checks": v.summary(chrono::Utc::now()).checks,
+        "warnings": v.warnings(),
     })
 }
 
@@ -280,16 +292,24 @@ fn section(out: &mut String, title: &str, tables: &[TableChange], now_unknown: &
         "  {title}: {}",
         if tables.is_empty() { "none" } else { "" }
     );
+    let in_backup = title != "Tables only in the target (they stay)";
     for t in tables {
-        let rows = |n: Option<u64>| n.map_or_else(|| "unknown".to_string(), |n| n.to_string());
+        let now = t
+            .rows_now
+            .map_or_else(|| now_unknown.to_string(), |n| n.to_string());
+        let then = if in_backup {
+            let n = t
+                .rows_in_backup
+                .map_or_else(|| "unknown".to_string(), |n| n.to_string());
+            format!(", in the backup {n}")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "    {}.{}: rows now {}, in the backup {}",
+            "    {}.{}: rows now {now}{then}",
             sanitize(&t.schema),
             sanitize(&t.table),
-            t.rows_now
-                .map_or_else(|| now_unknown.to_string(), |n| n.to_string()),
-            rows(t.rows_in_backup)
         );
     }
 }
