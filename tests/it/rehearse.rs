@@ -523,7 +523,13 @@ fn target_db_that_is_missing_is_refused_unless_created() {
         .args(["--target-db", &name, "--create", "latest"])
         .run();
     out.assert_success();
-    assert_eq!(out.json()["target"]["create"], true, "{out}");
+    let j = out.json();
+    assert_eq!(j["target"]["create"], true, "{out}");
+    assert_eq!(j["plan"]["replaced"], serde_json::json!([]), "{out}");
+    assert_eq!(
+        table(&j["plan"]["created"], "public", "big")["rows_in_backup"],
+        20000
+    );
     assert_eq!(exists(), "0");
 
     let out = aos(&source, dir.path())
@@ -819,7 +825,11 @@ fn a_swap_whose_copy_fails_validate_is_not_swapped_in_unless_forced() {
         "{out}"
     );
     assert_eq!(value(&db, "SELECT count(*) FROM other"), "2");
-    assert_eq!(databases_like(&format!("{db}__aos_")), Vec::<String>::new(), "{out}");
+    assert_eq!(
+        databases_like(&format!("{db}__aos_")),
+        Vec::<String>::new(),
+        "{out}"
+    );
 
     let out = aos(&db, dir.path())
         .args(["--json", "restore", "--yes", "--swap", "--force", "latest"])

@@ -75,12 +75,10 @@ pub async fn preview(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan
     let backup_objects = tokio::task::spawn_blocking(move || source.objects())
         .await
         .context("the listing thread failed")??;
-    let db = held.db;
-    let now = TargetNow {
-        tables: db.table_rows(Some(PREVIEW_LOCK_WAIT)).await?,
-        schemas: db.schemas().await?,
-        extensions: db.extensions().await?,
-        bytes: db.database_bytes().await?,
+    let now = if plan.target.create {
+        TargetNow::created()
+    } else {
+        TargetNow::read(&held.db).await?
     };
     plan.preview = Some(compare(
         &now,
@@ -97,6 +95,29 @@ struct TargetNow {
     schemas: Vec<String>,
     extensions: Vec<String>,
     bytes: u64,
+}
+
+impl TargetNow {
+    /// What the target holds now.
+    async fn read(db: &crate::pg::db::Db) -> Result<TargetNow> {
+        Ok(TargetNow {
+            tables: db.table_rows(Some(PREVIEW_LOCK_WAIT)).await?,
+            schemas: db.schemas().await?,
+            extensions: db.extensions().await?,
+            bytes: db.database_bytes().await?,
+        })
+    }
+
+    /// A database `--create` would make: what `CREATE DATABASE` copies from a pristine
+    /// `template1`.
+    fn created() -> TargetNow {
+        TargetNow {
+            tables: Vec::new(),
+            schemas: vec!["public".to_string()],
+            extensions: vec!["plpgsql".to_string()],
+            bytes: 0,
+        }
+    }
 }
 
 /// The backup and the target side by side.
