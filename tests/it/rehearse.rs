@@ -841,3 +841,34 @@ fn a_swap_whose_copy_fails_validate_is_not_swapped_in_unless_forced() {
         server().drop_db(&name);
     }
 }
+
+#[test]
+fn the_library_previews_a_restore_as_a_typed_plan() {
+    let db = filled_db("rehearse_library");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    server().psql(&db, "SET ROLE app; INSERT INTO small VALUES (5);");
+    let engine = aos_backup::Engine::new(&server().tcp_url(&db), dir.path())
+        .unwrap()
+        .with_pg_bin(crate::harness::pg_bin());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = engine.restore_options("latest").unwrap();
+    let plan = rt.block_on(engine.preview_restore(&options)).unwrap();
+    assert_eq!(
+        plan.backup.checksum,
+        aos_backup::ops::restore::Checksum::Verified
+    );
+    assert!(plan.safety_backup);
+    let preview = plan.preview.as_ref().expect("a preview");
+    let small = preview
+        .replaced
+        .iter()
+        .find(|t| t.table == "small")
+        .unwrap();
+    assert_eq!((small.rows_now, small.rows_in_backup), (Some(3), Some(2)));
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "3");
+}

@@ -1,7 +1,8 @@
 //! `aos-backup restore`: the restore operation planned (guards first: production, remote host, a
 //! populated target, a damaged file), confirmed on the terminal when the plan requires it, then
-//! carried out in one transaction, so a restore that fails half-way leaves the target exactly as
-//! it was.
+//! carried out in one transaction (after a safety backup of a target with tables), so a restore
+//! that fails half-way leaves the target exactly as it was; or, with `--swap`, restored aside and
+//! renamed in; or, with `--dry-run`, only shown.
 
 mod render;
 
