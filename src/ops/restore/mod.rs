@@ -268,7 +268,7 @@ pub(super) fn completed(plan: RestorePlan, duration: Duration, bytes: u64) -> Re
 
 /// Drops the database this restore created (`--create`) after the restore into it failed.
 async fn drop_created(db: &Db, database: &str) {
-    match db.drop_database(database, true).await {
+    match db.drop_database(database, false).await {
         Ok(()) => tracing::info!("dropped database {database:?}, which this restore had created"),
         Err(e) => tracing::warn!(
             "could not drop database {database:?}, which this restore had created: {e:#}"

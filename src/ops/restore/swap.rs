@@ -348,7 +348,9 @@ impl Aside<'_> {
     /// Drops the new database after a failure before the renames: the target is as it was.
     async fn abandon(&self, e: anyhow::Error) -> anyhow::Error {
         let name = &self.swap.aside;
-        if let Err(d) = self.maintenance.drop_database(name, true).await {
+        // Not WITH (FORCE): for a role that is not a superuser it fails on an autovacuum worker,
+        // which a plain DROP DATABASE waits for.
+        if let Err(d) = self.maintenance.drop_database(name, false).await {
             tracing::warn!("could not drop the database restored aside, {name:?}: {d:#}");
         }
         if self.ctx.op.cancelled().is_some() {
