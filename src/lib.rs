@@ -28,7 +28,9 @@ pub mod types {
     pub use crate::archive::crypto::{KeySource, Recipients};
     pub use crate::archive::format::{Algorithm, Compression, DumpFormat, EncryptionKind};
     pub use crate::archive::layers::Layer;
-    pub use crate::archive::meta::{FileEntry, Meta, Recorded, Suspect};
+    pub use crate::archive::meta::{
+        CheckCount, FileEntry, Meta, Recorded, Suspect, TableRows, ValidationSummary,
+    };
     pub use crate::catalog::retention::Policy;
     pub use crate::catalog::{Entry, Status};
     pub use crate::pg::conninfo::ConnInfo;

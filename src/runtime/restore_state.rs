@@ -22,6 +22,9 @@ pub enum RestorePhase {
     CommitSent = 3,
     /// The server answered the COMMIT with success.
     Committed = 4,
+    /// The restore is complete (committed, or every parallel step done); checks on the restored
+    /// database may follow.
+    Finished = 5,
 }
 
 /// One operation's restore: its target, its phase, and what is known of its COMMIT.
@@ -59,6 +62,7 @@ impl RestoreState {
             2 => RestorePhase::Parallel,
             3 => RestorePhase::CommitSent,
             4 => RestorePhase::Committed,
+            5 => RestorePhase::Finished,
             _ => RestorePhase::Untouched,
         }
     }
@@ -195,6 +199,13 @@ impl RestoreState {
                     "{what} while the server committed the restore; it answered that the COMMIT succeeded: database {db:?} is restored"
                 ),
             ),
+            RestorePhase::Finished => Error::new(
+                kind,
+                format!(
+                    "{what} after the restore was complete, during the checks that follow it: database {db:?} is restored"
+                ),
+            )
+            .hint("run `aos-backup validate` on it for the consistency checks that were cut short"),
         }
     }
 }
@@ -250,5 +261,10 @@ mod tests {
             .interrupted_error(libc::SIGINT, &[])
             .message
             .contains("is restored"));
+        s.set_phase(RestorePhase::Finished);
+        let after = s.interrupted_error(libc::SIGINT, &[]);
+        assert!(after
+            .message
+            .contains("during the checks that follow it: database \"shop\" is restored"));
     }
 }

@@ -57,6 +57,13 @@ fn a_backup_records_the_exact_rows_of_every_dumped_table() {
     assert_eq!(counts(&out.json()), expected, "{out}");
     let path = PathBuf::from(out.json()["path"].as_str().unwrap());
     assert_eq!(counts(&read_sidecar(&path)), expected);
+
+    // pg_dump's parallel workers share the snapshot too.
+    let parallel = backup(dir.path(), &db)
+        .args(["--format", "directory", "--jobs", "2"])
+        .run();
+    parallel.assert_success();
+    assert_eq!(counts(&parallel.json()), expected, "{parallel}");
     pg.drop_db(&db);
 }
 
@@ -155,4 +162,39 @@ fn a_server_that_exports_no_snapshot_still_backs_up_without_row_counts() {
     let path = PathBuf::from(out.json()["path"].as_str().unwrap());
     assert!(read_sidecar(&path).get("row_counts").is_none());
     pg.drop_db(&db);
+}
+
+#[test]
+fn a_pg_dump_that_cannot_import_the_snapshot_dumps_again_without_it() {
+    let pg = server();
+    let db = filled_db("rowcounts_elsewhere");
+    let elsewhere = filled_db("rowcounts_elsewhere_other");
+    // A pg_dump that reaches another database than our own connection (as a container's may).
+    let bin = tempdir();
+    let real = &pg.bindir;
+    let script = format!(
+        "#!/bin/sh\nexec '{}/pg_dump' \"$@\" '--dbname={}'\n",
+        real.display(),
+        pg.tcp_url(&elsewhere)
+    );
+    fs::write(bin.path().join("pg_dump"), script).unwrap();
+    fs::set_permissions(
+        bin.path().join("pg_dump"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for tool in ["pg_restore", "psql"] {
+        std::os::unix::fs::symlink(real.join(tool), bin.path().join(tool)).unwrap();
+    }
+    let dir = tempdir();
+    let out = backup(dir.path(), &db).env("PG_BIN", bin.path()).run();
+    out.assert_success();
+    assert!(out.json().get("row_counts").is_none(), "{out}");
+    assert!(
+        out.stderr.contains("pg_dump could not use the snapshot")
+            && out.stderr.contains("records no row counts"),
+        "{out}"
+    );
+    pg.drop_db(&db);
+    pg.drop_db(&elsewhere);
 }

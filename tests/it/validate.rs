@@ -295,6 +295,25 @@ fn a_materialized_view_created_with_no_data_is_reported() {
             r#"public."Never Filled" is not populated (REFRESH MATERIALIZED VIEW public."Never Filled")"#
         ]
     );
+    let text = Cmd::new()
+        .arg("validate")
+        .env("PG_BIN", &server().bindir)
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .run();
+    text.assert_code(9);
+    let lines: Vec<&str> = text.stdout.lines().collect();
+    assert!(lines.contains(&r#"        public."Never Filled" is not populated (REFRESH MATERIALIZED VIEW public."Never Filled")"#), "{text}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FAIL  unpopulated_matviews       1 objects")),
+        "{text}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"consistency problems: 1 object (materialized views not populated)"),
+        "{text}"
+    );
     pg.drop_db(&db);
 }
 
@@ -474,7 +493,7 @@ fn backup_validate_records_findings_in_the_sidecar_and_never_blocks_the_backup()
     assert_eq!(out.json()["validation"], *validation);
     assert!(
         out.stderr
-            .contains("validate before the backup: 1 objects (sequences behind")
+            .contains("validate before the backup: 1 object (sequences behind")
             && out.stderr.contains("the backup went ahead"),
         "{out}"
     );
@@ -526,7 +545,7 @@ fn a_restore_validates_its_target_and_reports_findings_as_warnings_with_exit_0()
     assert!(
         out.stderr.contains("the restore is complete, but database")
             && out.stderr.contains(
-                "validate after the restore: 1 objects (materialized views not populated)"
+                "validate after the restore: 1 object (materialized views not populated)"
             ),
         "{out}"
     );
@@ -539,4 +558,52 @@ fn a_restore_validates_its_target_and_reports_findings_as_warnings_with_exit_0()
     for d in [db, target, skipped] {
         pg.drop_db(&d);
     }
+}
+
+#[test]
+fn ctrl_c_during_the_checks_after_a_restore_says_the_database_is_restored() {
+    let pg = server();
+    let db = crate::support::filled_db("validate_after_cut");
+    let dir = tempdir();
+    let made = backup(&db, dir.path()).run();
+    made.assert_success();
+    let path = std::path::PathBuf::from(made.json()["path"].as_str().unwrap());
+    let target = pg.create_db("validate_after_cut_target");
+    pg.psql(
+        &target,
+        "SET ROLE app; CREATE TABLE extra (id int PRIMARY KEY, up int REFERENCES extra);",
+    );
+    // The restore does not touch `extra`; the checks after it wait for its lock.
+    let blocker = crate::support::Blocker::lock(&target, "extra");
+    let cmd = Cmd::new()
+        .args(["restore", "--yes"])
+        .consent_from_database_of(&path)
+        .arg(&path)
+        .env("BACKUP_DIR", dir.path())
+        .env("PG_BIN", &pg.bindir)
+        .env("DATABASE_URL", pg.tcp_url(&target));
+    let child = cmd.spawn();
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND wait_event_type = 'Lock' \
+         AND query LIKE '%extra%' AND usename = 'app'",
+        harness::quote_literal(&target)
+    );
+    crate::support::wait_until(
+        "the checks wait for the lock on extra",
+        std::time::Duration::from_secs(60),
+        Some(&child),
+        || pg.psql("postgres", &waiting) == "1",
+    );
+    crate::cmd::signal(&child, libc::SIGINT);
+    let out = cmd.wait(child);
+    drop(blocker);
+    out.assert_code(130);
+    assert!(
+        out.stderr.contains("during the checks that follow it")
+            && out.stderr.contains("is restored"),
+        "{out}"
+    );
+    assert_eq!(pg.psql(&target, "SELECT count(*) FROM big"), "20000");
+    pg.drop_db(&db);
+    pg.drop_db(&target);
 }

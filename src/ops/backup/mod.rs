@@ -188,7 +188,9 @@ pub async fn execute_under(
     })
 }
 
-/// The dump, with the rows of each table counted beside it on the same snapshot.
+/// The dump, with the rows of each table counted beside it on the same snapshot. A pg_dump that
+/// cannot import the snapshot (it reaches another server or database than our own connection,
+/// as a container's may) dumps again without it, and the backup records no row counts.
 async fn dump_and_count(
     ctx: &Context,
     plan: &BackupPlan,
@@ -197,20 +199,25 @@ async fn dump_and_count(
     sealer: Option<Arc<Sealer>>,
     warnings: &mut Vec<String>,
 ) -> Result<dump::Outcome> {
-    let counting = rows::Counting::start(ctx, plan, warnings).await;
-    let snapshot = counting.as_ref().map(rows::Counting::snapshot_id);
-    match dump(ctx, plan, source, names, sealer, snapshot).await {
+    let Some(counting) = rows::Counting::start(ctx, plan, warnings).await else {
+        return dump(ctx, plan, source, names, sealer, None).await;
+    };
+    let snapshot = Some(counting.snapshot_id());
+    match dump(ctx, plan, source, names.clone(), sealer.clone(), snapshot).await {
         Ok(mut outcome) => {
-            if let Some(counting) = counting {
-                outcome.row_counts = counting.finish(warnings).await;
-            }
+            outcome.row_counts = counting.finish(warnings).await;
             Ok(outcome)
         }
         Err(e) => {
-            if let Some(counting) = counting {
-                counting.abandon();
+            counting.abandon();
+            if !rows::snapshot_refused(&e) {
+                return Err(e);
             }
-            Err(e)
+            finish::warn(
+                warnings,
+                format!("pg_dump could not use the snapshot the row counts are taken on ({e:#}); dumping again without it, and the backup records no row counts"),
+            );
+            dump(ctx, plan, source, names, sealer, None).await
         }
     }
 }

@@ -71,3 +71,9 @@ impl Counting {
         self.task.abort();
     }
 }
+
+/// Whether pg_dump failed because it could not import the snapshot it was given.
+pub(super) fn snapshot_refused(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("pg_dump") && text.contains("snapshot")
+}

@@ -4,6 +4,7 @@
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
 use crate::pg::consistency::{self, ValidationReport};
+use crate::runtime::restore_state::RestorePhase;
 
 /// Runs the checks on the restored `database`; `None` (with a warning) when they cannot run.
 pub(super) async fn validate(
@@ -11,6 +12,7 @@ pub(super) async fn validate(
     conn: &ConnInfo,
     database: &str,
 ) -> Option<ValidationReport> {
+    ctx.op.restore().set_phase(RestorePhase::Finished);
     tracing::info!("validating the restored database {database:?}");
     let checked = async {
         let db = ctx.connect(conn).await?;

@@ -73,7 +73,7 @@ impl CheckKind {
     #[must_use]
     pub fn title(self) -> &'static str {
         match self {
-            CheckKind::Orphans => "rows whose foreign key points nowhere (orphans)",
+            CheckKind::Orphans => "rows whose foreign key finds no referenced row",
             CheckKind::NotValidChecks => "rows violating NOT VALID check constraints",
             CheckKind::InvalidIndexes => "invalid indexes",
             CheckKind::UniqueDuplicates => "duplicate rows under invalid unique indexes",
@@ -93,6 +93,12 @@ impl CheckKind {
             | CheckKind::UnpopulatedMatviews
             | CheckKind::Amcheck => "objects",
         }
+    }
+
+    /// `n` of what the check counts, in words: `1 row`, `3 objects`.
+    #[must_use]
+    pub fn counted(self, n: u64) -> String {
+        crate::runtime::units::count(n, self.unit().trim_end_matches('s'))
     }
 }
 
@@ -212,9 +218,8 @@ impl ValidationReport {
         for c in &self.checks {
             if c.failing > 0 {
                 lines.push(format!(
-                    "{} {} ({}), e.g. {}",
-                    c.failing,
-                    c.check.unit(),
+                    "{} ({}), e.g. {}",
+                    c.check.counted(c.failing),
                     c.check.title(),
                     c.examples.join("; ")
                 ));
@@ -233,7 +238,7 @@ impl ValidationReport {
     pub fn headline(&self) -> String {
         let failed: Vec<String> = self
             .failed()
-            .map(|c| format!("{} {} ({})", c.failing, c.check.unit(), c.check.title()))
+            .map(|c| format!("{} ({})", c.check.counted(c.failing), c.check.title()))
             .collect();
         if failed.is_empty() {
             "no consistency problems found".into()
