@@ -215,6 +215,9 @@ impl Aside<'_> {
     async fn prepare(&self, input: Option<Box<dyn std::io::Read + Send>>) -> Result<Prepared> {
         let name = &self.swap.aside;
         self.maintenance.create_database(name).await?;
+        // From here until the renames, an interruption is about the database aside: the
+        // target is untouched.
+        self.ctx.op.restore().begins(name);
         tracing::info!("restoring aside into the new database {name:?}");
         let target = Target {
             database: name.clone(),
