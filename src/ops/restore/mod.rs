@@ -154,7 +154,8 @@ pub async fn execute(ctx: &Context, mut plan: RestorePlan) -> Result<RestoreRepo
     let validate = plan.validate;
     let mut report = completed(plan, duration, bytes);
     report.safety_backup = safety;
-    if validate {
+    // A signal that came while the COMMIT waited for its answer ends the run now.
+    if validate && ctx.op.cancelled().is_none() {
         report.validation = aftercheck::validate(ctx, &conn, &report.database).await;
     }
     Ok(report)

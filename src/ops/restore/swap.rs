@@ -235,12 +235,14 @@ impl Aside<'_> {
             target: &target,
         };
         let (duration, bytes) = run.run(input).await?;
+        self.stop_if_cancelled()?;
         let checked = self.check_rows(self.meta).await?;
         let validation = if self.validate {
             validate_aside(self.ctx, &self.conn, self.force).await?
         } else {
             None
         };
+        self.stop_if_cancelled()?;
         let ended = self.clear_target().await?;
         Ok(Prepared {
             duration,
@@ -249,6 +251,15 @@ impl Aside<'_> {
             ended,
             validation,
         })
+    }
+
+    /// A signal (one that came while the COMMIT aside waited, say) stops the swap before the
+    /// renames.
+    fn stop_if_cancelled(&self) -> Result<()> {
+        match self.ctx.op.cancelled() {
+            Some(sig) => Err(self.ctx.op.interrupted_error(sig).into()),
+            None => Ok(()),
+        }
     }
 
     /// Compares each table's rows with the counts recorded at backup time.
