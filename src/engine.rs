@@ -182,12 +182,21 @@ impl Engine {
     }
 
     /// The defaults of `aos-backup restore BACKUP` into this engine's database: one transaction,
-    /// no confirmation given, no production marker, no keys, the consistency checks afterwards.
+    /// no confirmation given, no production marker, no keys, a safety backup (the defaults of
+    /// [`Engine::backup_options`]) of a target that holds tables, the consistency checks afterwards.
     ///
     /// # Errors
     /// The engine was built without a connection.
     pub fn restore_options(&self, backup: &str) -> Result<RestoreOptions> {
+        let safety_backup = BackupOptions {
+            label: Some(crate::ops::restore::SAFETY_LABEL.to_string()),
+            ..self.backup_options()?
+        };
         Ok(RestoreOptions {
+            safety_backup: Some(safety_backup),
+            target_db: None,
+            create: false,
+            swap: None,
             backup: backup.to_string(),
             from_database: None,
             target: Ok(self.conn()?),
@@ -210,6 +219,18 @@ impl Engine {
     pub async fn plan_restore(&self, options: &RestoreOptions) -> Result<RestorePlan> {
         let ctx = self.context();
         let result = crate::ops::restore::plan(&ctx, options).await;
+        finish(&ctx, result)
+    }
+
+    /// A preview of a restore with `options` (`restore --dry-run`): the plan, with
+    /// [`RestorePlan::preview`] saying what would change table by table. It takes no lock and
+    /// changes nothing; the plan returned cannot be carried out.
+    ///
+    /// # Errors
+    /// As [`Engine::plan_restore`], except that a failed checksum is reported in the plan.
+    pub async fn preview_restore(&self, options: &RestoreOptions) -> Result<RestorePlan> {
+        let ctx = self.context();
+        let result = crate::ops::restore::preview(&ctx, options).await;
         finish(&ctx, result)
     }
 

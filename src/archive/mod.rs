@@ -9,6 +9,7 @@ pub mod integrity;
 pub mod layers;
 pub mod meta;
 pub mod naming;
+pub mod objects;
 pub mod sink;
 pub mod sqlfeed;
 pub mod suspect;

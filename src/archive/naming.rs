@@ -3,6 +3,10 @@
 use crate::archive::format::{Algorithm, DumpFormat};
 use chrono::{DateTime, Utc};
 
+/// The label of a restore's safety backup, taken of the target before it is replaced: retention
+/// spares these for a while.
+pub const SAFETY_LABEL: &str = "pre-restore";
+
 /// Every backup file name starts with this.
 pub const PREFIX: &str = "aos-backup-";
 /// Suffix of files still being written.

@@ -202,6 +202,13 @@ fn read_meta(storage: &dyn Storage, name: &str) -> Result<Meta> {
 }
 
 impl Entry {
+    /// Whether it is a restore's safety backup (labelled
+    /// [`SAFETY_LABEL`](naming::SAFETY_LABEL)).
+    #[must_use]
+    pub fn is_safety_backup(&self) -> bool {
+        self.meta.as_ref().and_then(|m| m.label.as_deref()) == Some(naming::SAFETY_LABEL)
+    }
+
     /// The database this backup belongs to, as its sidecar records it; `None` for files without
     /// readable metadata (unmanaged, leftovers), which cannot be attributed to any.
     #[must_use]
@@ -431,17 +438,31 @@ fn find<'a>(
 
 /// `latest` within the scope; see [`resolve`].
 fn latest<'a>(entries: &'a [Entry], root: &str, scope: &Scope<'_>) -> Result<&'a Entry> {
-    let complete = entries
+    let in_scope: Vec<&Entry> = entries
         .iter()
-        .filter(|e| e.status == Status::Complete && scope.admits(e));
+        .filter(|e| e.status == Status::Complete && scope.admits(e))
+        .collect();
+    // A restore's safety backup is an undo point, named by its id: `latest` passes over it
+    // unless it is all there is.
+    let regular: Vec<&Entry> = in_scope
+        .iter()
+        .copied()
+        .filter(|e| !e.is_safety_backup())
+        .collect();
+    let complete = if regular.is_empty() {
+        in_scope
+    } else {
+        regular
+    };
     // Entries are sorted newest first.
-    let first = complete.clone().next();
+    let first = complete.first().copied();
     let current: Vec<&Entry> = complete
-        .clone()
+        .iter()
+        .copied()
         .filter(|e| !e.is_future(scope.now) && e.time_mismatch().is_none())
         .collect();
     if let Some(e) = prefer_trusted(&current) {
-        for m in complete.take_while(|m| m.name != e.name) {
+        for m in complete.iter().take_while(|m| m.name != e.name) {
             if let Some(named) = m.time_mismatch() {
                 tracing::warn!(
                     "latest: passing over {}: its metadata says it was taken {}, its name says {}; give its id to use it",

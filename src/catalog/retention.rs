@@ -50,7 +50,16 @@ pub struct Policy {
     pub keep_yearly: Option<u32>,
     /// Keep backups younger than this many days (BACKUP_RETENTION_DAYS).
     pub max_age_days: Option<u32>,
+    /// How long a restore's safety backups are kept whatever the rules say
+    /// (BACKUP_SAFETY_BACKUP_KEEP); `None`: [`DEFAULT_SAFETY_BACKUP_KEEP`]; zero: no longer than
+    /// any other backup. Not a rule: a policy with only this is still empty.
+    #[serde(skip)]
+    pub safety_backup_keep: Option<std::time::Duration>,
 }
+
+/// How long safety backups are spared when the policy does not say.
+pub const DEFAULT_SAFETY_BACKUP_KEEP: std::time::Duration =
+    std::time::Duration::from_secs(7 * 86_400);
 
 impl Policy {
     /// True when every rule is off (`None` or 0); such a policy keeps every backup.
@@ -82,6 +91,8 @@ pub enum Reason {
     Newest,
     /// Named as protected by the caller (the backup just written), so always kept.
     Protected,
+    /// A restore's safety backup, younger than the time safety backups are kept.
+    SafetyBackup,
     /// No retention rule is set, so everything is kept.
     NoPolicy,
     /// Among the `keep_last` newest backups.
@@ -110,6 +121,7 @@ impl fmt::Display for Reason {
         let text = match self {
             Reason::Newest => "newest backup",
             Reason::Protected => "protected",
+            Reason::SafetyBackup => "safety backup",
             Reason::NoPolicy => "no retention policy",
             Reason::Last => "keep-last",
             Reason::Daily => "daily",
@@ -299,6 +311,29 @@ pub fn plan_full(
         .collect()
 }
 
+/// Keeps the safety backups (ids in `safety`) younger than `keep`, whatever the rules decided
+/// ([`Reason::SafetyBackup`]); one dated after `now` is left to the rules (they keep it).
+pub fn spare_safety_backups(
+    decisions: &mut [Decision],
+    safety: &[&str],
+    keep: std::time::Duration,
+    now: DateTime<Utc>,
+) {
+    let Ok(keep) = TimeDelta::from_std(keep) else {
+        return;
+    };
+    for d in decisions.iter_mut() {
+        let age = now.signed_duration_since(d.time);
+        if !safety.contains(&d.id.as_str()) || age < TimeDelta::zero() || age >= keep {
+            continue;
+        }
+        d.reasons.retain(|r| *r != Reason::Unmatched);
+        d.reasons.push(Reason::SafetyBackup);
+        d.reasons.sort_by_key(|r| *r as u8);
+        d.keep = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,8 +342,8 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use Reason::{
-        Daily, Future, Last, Monthly, Newest, NoPolicy, Protected, TimeMismatch, Unmatched, Weekly,
-        WithinAge, Yearly,
+        Daily, Future, Last, Monthly, Newest, NoPolicy, Protected, SafetyBackup, TimeMismatch,
+        Unmatched, Weekly, WithinAge, Yearly,
     };
 
     /// [`plan_full`] with nothing protected and nothing untrusted.
@@ -500,6 +535,7 @@ mod tests {
                     keep_monthly: Some(0),
                     keep_yearly: Some(0),
                     max_age_days: Some(0),
+                    safety_backup_keep: None,
                 },
                 now: Q1_NOW,
                 kept: &["2024-03-29", "2024-03-30", "2024-03-31"],
@@ -986,6 +1022,7 @@ mod tests {
                     keep_monthly,
                     keep_yearly,
                     max_age_days,
+                    safety_backup_keep: None,
                 }
             },
         )
@@ -1297,5 +1334,41 @@ mod tests {
         assert!(plan_full(&c, &Policy::default(), now, &[], &["edited"])
             .iter()
             .all(|d| d.keep));
+    }
+
+    #[test]
+    fn safety_backups_are_spared_for_their_time() {
+        let candidates = vec![
+            cand("old", "2024-03-20T03:00:00Z"),
+            cand("safe-young", "2024-03-29T03:00:00Z"),
+            cand("safe-old", "2024-03-10T03:00:00Z"),
+            cand("new", "2024-03-31T03:00:00Z"),
+        ];
+        let mut decisions = plan(&candidates, &policy(|p| p.keep_last = Some(1)), at(Q1_NOW));
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        spare_safety_backups(
+            &mut decisions,
+            &["safe-young", "safe-old"],
+            week,
+            at(Q1_NOW),
+        );
+        let kept = kept_ids(&decisions);
+        assert_eq!(
+            kept,
+            ["new", "safe-young"]
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        );
+        let young = decisions.iter().find(|d| d.id == "safe-young").unwrap();
+        assert_eq!(young.reasons, [SafetyBackup]);
+        let mut none = plan(&candidates, &policy(|p| p.keep_last = Some(1)), at(Q1_NOW));
+        spare_safety_backups(
+            &mut none,
+            &["safe-young"],
+            std::time::Duration::ZERO,
+            at(Q1_NOW),
+        );
+        assert!(!kept_ids(&none).contains("safe-young"));
     }
 }

@@ -287,6 +287,32 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub terminate_sessions: bool,
 
+    /// Show what the restore would do (the backup, the target, the guards, each table) and
+    /// change nothing; takes no lock.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not back up the target before replacing it [env: BACKUP_SAFETY_BACKUP=false].
+    #[arg(long)]
+    pub no_safety_backup: bool,
+
+    /// Restore into database NAME on the same server (instead of DATABASE_URL's database).
+    #[arg(long, value_name = "NAME")]
+    pub target_db: Option<String>,
+
+    /// Create the --target-db database when it does not exist.
+    #[arg(long, requires = "target_db")]
+    pub create: bool,
+
+    /// Restore into a new database next to the target, check it, then swap it in by renaming
+    /// (the old one is kept under a dated name).
+    #[arg(long)]
+    pub swap: bool,
+
+    /// With --swap: drop the old database once the new one is in place.
+    #[arg(long, requires = "swap")]
+    pub drop_old: bool,
+
     /// Do not run validate's consistency checks on the restored database (they run by default;
     /// their findings are warnings and do not change the exit code).
     #[arg(long)]
@@ -482,6 +508,7 @@ impl PolicyArgs {
             keep_monthly: self.keep_monthly,
             keep_yearly: self.keep_yearly,
             max_age_days: self.max_age_days,
+            safety_backup_keep: None,
         }
     }
 }

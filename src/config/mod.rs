@@ -247,6 +247,8 @@ struct FileDocker {
 #[serde(deny_unknown_fields)]
 struct FileRestore {
     lock_timeout: Option<String>,
+    safety_backup: Option<bool>,
+    safety_backup_keep: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -364,6 +366,8 @@ pub struct Settings {
     pub env: Env,
     /// How long a restore waits for another session's lock; zero waits forever.
     pub lock_timeout: Sourced<std::time::Duration>,
+    /// Whether a restore backs up a target that holds tables first.
+    pub safety_backup: bool,
     /// When `daemon` runs what.
     pub schedule: ScheduleSettings,
     /// The preset whose defaults apply, if any.
@@ -513,6 +517,14 @@ impl Settings {
         sources.set(Key::SuspectRatio, suspect_ratio.source);
         let lock_timeout = resolve_lock_timeout(over, &env, &file)?;
         sources.set(Key::LockTimeout, lock_timeout.source);
+        let safety_backup = switch(
+            &env,
+            Key::SafetyBackup,
+            file.restore.safety_backup,
+            &mut sources,
+        )?;
+        let mut retention = retention;
+        retention.safety_backup_keep = Some(safety_backup_keep(&env, &file, &mut sources)?);
         let schedule = schedule(&env, &file.schedule, &mut sources)?;
         let databases = databases::entries(&file.databases)?;
         let verify_every = cadence(
@@ -558,6 +570,7 @@ impl Settings {
             docker,
             globals,
             lock_timeout,
+            safety_backup,
             preset: preset.map(|p| Sourced::new(p, sources.get(Key::Preset))),
             verify_every,
             drill_every,
@@ -754,6 +767,31 @@ fn remote(
     })
 }
 
+/// `BACKUP_SAFETY_BACKUP_KEEP`, else `[restore] safety_backup_keep`, else 7 days.
+fn safety_backup_keep(
+    env: &Env,
+    file: &FileConfig,
+    sources: &mut Sources,
+) -> Result<std::time::Duration> {
+    let (text, source, name) = if let Some((v, src)) = env.get(Key::SafetyBackupKeep.env()) {
+        (v.to_string(), src, Key::SafetyBackupKeep.env())
+    } else if let Some(v) = &file.restore.safety_backup_keep {
+        (v.clone(), Source::File, "restore.safety_backup_keep")
+    } else {
+        (
+            default_of(Key::SafetyBackupKeep).to_string(),
+            Source::Default,
+            "the default safety backup keep",
+        )
+    };
+    sources.set(Key::SafetyBackupKeep, source);
+    crate::runtime::units::parse_duration(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}"))
+            .hint("give a duration like 7d, 36h or 0 (safety backups are then spared no longer than any other)")
+            .into()
+    })
+}
+
 /// A yes/no setting.
 fn parse_switch(key: &str, v: &str) -> Result<bool> {
     match v.trim().to_ascii_lowercase().as_str() {
@@ -913,6 +951,7 @@ fn retention(
         keep_monthly: parse_env(env, Key::KeepMonthly.env())?,
         keep_yearly: parse_env(env, Key::KeepYearly.env())?,
         max_age_days: parse_env(env, Key::MaxAgeDays.env())?,
+        safety_backup_keep: None,
     };
     let in_file = &file.retention;
     for (key, in_file, in_preset) in [
@@ -1499,7 +1538,7 @@ mod tests {
                     | Key::PassphraseFile
                     | Key::MetricsFile => "/x",
                     Key::DockerContainer => "db",
-                    Key::Globals | Key::Validate => "true",
+                    Key::Globals | Key::Validate | Key::SafetyBackup => "true",
                     Key::Notify => "generic+https://hooks.example.com/h",
                     Key::NotifyOn => "always",
                     Key::Deliver => "telegram",

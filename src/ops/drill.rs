@@ -482,6 +482,10 @@ async fn restore_into(ctx: &Context, plan: &DrillPlan, target: &ConnInfo) -> Res
         production_marker: None,
         keys: plan.keys.clone(),
         validate: false,
+        target_db: None,
+        create: false,
+        swap: None,
+        safety_backup: None,
     };
     let restore_plan = restore::plan(&sub, &options).await?;
     let report = restore::execute(&sub, restore_plan).await?;

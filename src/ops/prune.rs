@@ -268,8 +268,18 @@ impl Run<'_> {
             .map(|e| e.name.as_str())
             .collect();
         let protected: Vec<&str> = self.protected.into_iter().collect();
-        let decisions =
+        let mut decisions =
             retention::plan_full(&candidates, self.policy, self.now, &protected, &untrusted);
+        let safety: Vec<&str> = complete
+            .iter()
+            .filter(|e| e.is_safety_backup())
+            .map(|e| e.name.as_str())
+            .collect();
+        let keep = self
+            .policy
+            .safety_backup_keep
+            .unwrap_or(retention::DEFAULT_SAFETY_BACKUP_KEEP);
+        retention::spare_safety_backups(&mut decisions, &safety, keep, self.now);
         if !candidates.is_empty() && decisions.iter().all(|d| !d.keep) {
             anyhow::bail!(
                 "internal error: the retention plan would delete every backup of {db:?}; nothing was deleted"

@@ -5,6 +5,8 @@ pub mod checks;
 pub mod cluster;
 pub mod conninfo;
 pub mod consistency;
+pub mod contents;
+pub mod databases;
 pub mod db;
 pub mod pgpass;
 pub mod rowcount;

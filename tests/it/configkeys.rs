@@ -109,6 +109,8 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("passphrase_file", ("environment", json!("/keys/pass"))),
         ("suspect_ratio", ("default", json!(0.5))),
         ("restore.lock_timeout", ("environment", json!(120))),
+        ("restore.safety_backup", ("default", json!(true))),
+        ("restore.safety_backup_keep", ("default", json!(604800))),
         ("retention.keep_last", ("config file", json!(4))),
         ("retention.keep_daily", ("environment", json!(8))),
         ("retention.keep_weekly", (".env", json!(6))),

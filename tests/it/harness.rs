@@ -115,7 +115,7 @@ pub fn pg_bin() -> PathBuf {
                 continue;
             };
             let bin = entry.path().join("bin");
-            if bin.join("initdb").is_file() && best.as_ref().map_or(true, |(v, _)| version > *v) {
+            if bin.join("initdb").is_file() && best.as_ref().is_none_or(|(v, _)| version > *v) {
                 best = Some((version, bin));
             }
         }

@@ -27,6 +27,7 @@ mod perdb;
 mod pgpass;
 mod pipeline;
 mod presets;
+mod rehearse;
 mod rowcounts;
 mod s3;
 mod scripts;

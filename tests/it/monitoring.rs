@@ -695,7 +695,11 @@ fn metrics_file_records_verify_prune_and_restore_per_database() {
     let backup = fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "zst"))
+        // Not the restore's safety backup (`...-pre-restore.dump.zst`).
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "zst")
+                && !p.to_string_lossy().contains("-pre-restore.")
+        })
         .unwrap();
     let mut bytes = fs::read(&backup).unwrap();
     let middle = bytes.len() / 2;

@@ -575,8 +575,9 @@ fn ctrl_c_during_the_checks_after_a_restore_says_the_database_is_restored() {
     );
     // The restore does not touch `extra`; the checks after it wait for its lock.
     let blocker = crate::support::Blocker::lock(&target, "extra");
+    // Without the safety backup, whose pg_dump would wait for that lock first.
     let cmd = Cmd::new()
-        .args(["restore", "--yes"])
+        .args(["restore", "--yes", "--no-safety-backup"])
         .consent_from_database_of(&path)
         .arg(&path)
         .env("BACKUP_DIR", dir.path())

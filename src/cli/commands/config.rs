@@ -239,6 +239,13 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             (docker_value(s, key).unwrap_or_else(|| "-".into()), false)
         }
         Key::Globals => (s.globals.to_string(), false),
+        Key::SafetyBackup => (s.safety_backup.to_string(), false),
+        Key::SafetyBackupKeep => (
+            crate::runtime::units::compact_duration(
+                s.retention.safety_backup_keep.unwrap_or_default().as_secs(),
+            ),
+            false,
+        ),
         Key::Validate => (s.validate_before_backup.to_string(), false),
         Key::Remote => (remote_text(s), true),
         Key::RemoteTimeout => (
@@ -452,6 +459,8 @@ fn json_value(s: &Settings, key: Key) -> Value {
             json!(docker_value(s, key))
         }
         Key::Globals => json!(s.globals),
+        Key::SafetyBackup => json!(s.safety_backup),
+        Key::SafetyBackupKeep => seconds(s.retention.safety_backup_keep.unwrap_or_default()),
         Key::Validate => json!(s.validate_before_backup),
         Key::Remote => json!(s
             .remote

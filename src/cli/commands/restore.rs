@@ -1,17 +1,19 @@
 //! `aos-backup restore`: the restore operation planned (guards first: production, remote host, a
 //! populated target, a damaged file), confirmed on the terminal when the plan requires it, then
-//! carried out in one transaction, so a restore that fails half-way leaves the target exactly as
-//! it was.
+//! carried out in one transaction (after a safety backup of a target with tables), so a restore
+//! that fails half-way leaves the target exactly as it was; or, with `--swap`, restored aside and
+//! renamed in; or, with `--dry-run`, only shown.
+
+mod render;
 
 use super::Ctx;
-use crate::cli::args::RestoreArgs;
-use crate::error::Error;
-use crate::ops::restore::{self, Confirmation, RestoreOptions, RestorePlan, RestoreReport};
-use crate::ops::validate::ValidationReport;
+use crate::cli::args::{BackupArgs, RestoreArgs};
+use crate::error::{Error, Kind};
+use crate::ops::restore::{self, Checksum, Confirmation, RestoreOptions, RestorePlan};
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Write};
 
-/// Runs a restore.
+/// Runs a restore, or with `--dry-run` shows what it would do.
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let result = restore_and_report(ctx, args).await;
     let nothing_done = result
@@ -34,7 +36,7 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
 /// Plans, confirms and runs the restore, and prints its report.
 async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let ops = ctx.ops();
-    let mut options = options(ctx, args);
+    let mut options = options(ctx, args)?;
     let _fetched = match &args.remote {
         Some(choice) => {
             let remote = ctx.remote_storage(choice)?;
@@ -48,6 +50,14 @@ async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         }
         None => None,
     };
+    if args.dry_run {
+        let plan = restore::preview(&ops, &options).await?;
+        ctx.emit(
+            &render::preview_text(&plan, ctx.now),
+            &render::preview_json(&plan, ctx.now),
+        );
+        return refused_by_checksum(&plan);
+    }
     let mut plan = restore::plan(&ops, &options).await?;
     if let Some(confirmation) = plan.confirmation_needed() {
         confirm(&plan, confirmation).await?;
@@ -55,19 +65,28 @@ async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     }
     let report = restore::execute(&ops, plan).await?;
     ctx.record.restore(&report);
-    ctx.emit("", &json(&report));
+    ctx.emit(
+        &render::summary_text(&report, args),
+        &render::json(&report, args),
+    );
     Ok(())
 }
 
 /// The operation's options: the flags over the settings.
-fn options(ctx: &Ctx, args: &RestoreArgs) -> RestoreOptions {
-    RestoreOptions {
+fn options(ctx: &Ctx, args: &RestoreArgs) -> Result<RestoreOptions> {
+    let target = ctx.conninfo().map_err(|e| {
+        e.downcast::<Error>()
+            .unwrap_or_else(|e| Error::from_chain(e, |_, _| None))
+    });
+    let wanted = ctx.settings.safety_backup && !args.no_safety_backup;
+    let safety_backup = match (&target, wanted) {
+        (Ok(conn), true) => Some(safety_options(ctx, conn.clone(), args.dry_run)?),
+        _ => None,
+    };
+    Ok(RestoreOptions {
         backup: args.target.clone(),
         from_database: args.from_database.clone(),
-        target: ctx.conninfo().map_err(|e| {
-            e.downcast::<Error>()
-                .unwrap_or_else(|e| Error::from_chain(e, |_, _| None))
-        }),
+        target,
         jobs: args.jobs,
         lock_timeout: Some(ctx.settings.lock_timeout.value).filter(|d| !d.is_zero()),
         terminate_sessions: args.terminate_sessions,
@@ -76,29 +95,48 @@ fn options(ctx: &Ctx, args: &RestoreArgs) -> RestoreOptions {
         production_marker: ctx.settings.env.production_marker(),
         keys: ctx.keys(&args.keys),
         validate: !args.no_validate,
+        target_db: args.target_db.clone(),
+        create: args.create,
+        swap: args.swap.then_some(restore::SwapOptions {
+            drop_old: args.drop_old,
+        }),
+        safety_backup,
+    })
+}
+
+/// The safety backup: a backup as `aos-backup backup` makes it (format, compression,
+/// encryption), labelled `pre-restore`, never pruning. A preview does not refuse what the preset
+/// would (it takes no backup).
+fn safety_options(
+    ctx: &Ctx,
+    conn: crate::pg::conninfo::ConnInfo,
+    dry_run: bool,
+) -> Result<crate::ops::backup::BackupOptions> {
+    let args = BackupArgs {
+        name: Some(restore::SAFETY_LABEL.to_string()),
+        no_prune: true,
+        ..BackupArgs::default()
+    };
+    if dry_run {
+        return Ok(crate::cli::runs::backup_options(&ctx.settings, &args, conn));
     }
+    crate::cli::runs::checked_options(&ctx.settings, &args, conn)
 }
 
-/// What `restore --json` prints.
-fn json(report: &RestoreReport) -> serde_json::Value {
-    serde_json::json!({
-        "restored": report.path.display().to_string(),
-        "database": report.database,
-        "host": report.host,
-        "duration_ms": u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
-        "parallel_jobs": report.strategy.method.jobs(),
-        "validation": report.validation.as_ref().map(validation_json),
-    })
-}
-
-/// The checks after the restore, as `--json` shows them: findings are warnings.
-fn validation_json(v: &ValidationReport) -> serde_json::Value {
-    serde_json::json!({
-        "clean": v.is_clean(),
-        "findings": v.findings(),
-        "checks": v.summary(chrono::Utc::now()).checks,
-        "warnings": v.warnings(),
-    })
+/// A preview whose backup failed its checksum ends as the restore would: refused (exit 4).
+fn refused_by_checksum(plan: &RestorePlan) -> Result<()> {
+    match &plan.backup.checksum {
+        Checksum::Failed { message } => Err(Error::new(
+            Kind::Integrity,
+            format!(
+                "a restore of {} would be refused: the backup failed its checksum: {message}",
+                plan.backup.path.display()
+            ),
+        )
+        .hint("use another backup (see `aos-backup list` and `aos-backup verify`)")
+        .into()),
+        Checksum::Verified | Checksum::NoSidecar => Ok(()),
+    }
 }
 
 /// Asks on the terminal; refuses at once when nobody can answer. Reads one line: only `y` or

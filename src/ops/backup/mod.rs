@@ -22,6 +22,7 @@ use crate::catalog::retention::Policy;
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
 use crate::runtime::units::count;
+use crate::storage::lock::FolderLock;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -124,9 +125,26 @@ pub fn plan(ctx: &Context, options: &BackupOptions) -> Result<BackupPlan> {
 
 /// Carries out `plan`: the folder lock is held from before pg_dump starts until the prune ends.
 pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
+    execute_under(ctx, plan, None).await
+}
+
+/// [`execute`] under `held`, the folder's lock that the caller already holds (a restore takes
+/// its safety backup under its own lock); `None`: the backup takes the lock itself.
+pub async fn execute_under(
+    ctx: &Context,
+    plan: BackupPlan,
+    held: Option<&FolderLock>,
+) -> Result<BackupReport> {
     let sealer = plan.sealer()?.map(Arc::new);
     prepare::create_folder(&plan.dir)?;
-    let lock = crate::storage::lock::acquire(&plan.dir, "backup")?;
+    let own;
+    let lock = match held {
+        Some(lock) => lock,
+        None => {
+            own = crate::storage::lock::acquire(&plan.dir, "backup")?;
+            &own
+        }
+    };
     let source = prepare::source(ctx, &plan).await?;
     let id = prepare::choose_id(&plan.dir, &naming::make_id(ctx.now, plan.label.as_deref()))?;
     let ext = naming::extension(plan.format, plan.compression.algorithm, sealer.is_some());
@@ -160,8 +178,7 @@ pub async fn execute(ctx: &Context, plan: BackupPlan) -> Result<BackupReport> {
         &mut warnings,
     )?;
     finish::log_complete(&meta, &outcome.path, elapsed, &mut warnings);
-    let prune = finish::auto_prune(ctx, &plan, &meta, &outcome, &lock, &mut warnings);
-    drop(lock);
+    let prune = finish::auto_prune(ctx, &plan, &meta, &outcome, lock, &mut warnings);
     Ok(BackupReport {
         path: outcome.path,
         meta,

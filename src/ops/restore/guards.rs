@@ -2,7 +2,7 @@
 //! saying why and what to do), lets the restore go on with a warning (logged as it fires, and
 //! kept in the plan), or requires a confirmation that the caller obtains.
 
-use super::plan::Target;
+use super::plan::{Checksum, Target};
 use crate::archive::format::DumpFormat;
 use crate::archive::meta::Meta;
 use crate::archive::sqlfeed::CleanSection;
@@ -151,7 +151,46 @@ pub(super) async fn checksum(
     ctx: &Context,
     path: &Path,
     fired: &mut Fired,
-) -> Result<Option<Meta>> {
+) -> Result<(Option<Meta>, Checksum)> {
+    let meta = verify(ctx, path).await?.map_err(|e| {
+        e.context(
+            "refusing to restore: the backup failed its checksum; the database was not touched",
+        )
+    })?;
+    if meta.is_some() {
+        tracing::info!("checksum verified: {}", path.display());
+        return Ok((meta, Checksum::Verified));
+    }
+    fired.warn(
+        Guard::NoChecksum,
+        format!(
+            "{} has no metadata: its checksum cannot be checked; restoring it as it is",
+            path.display()
+        ),
+    );
+    Ok((None, Checksum::NoSidecar))
+}
+
+/// For a preview: checks the stored bytes against the sidecar and says how that went, without
+/// refusing (the sidecar is still read when the bytes do not match it).
+pub(super) async fn checksum_status(
+    ctx: &Context,
+    path: &Path,
+) -> Result<(Option<Meta>, Checksum)> {
+    Ok(match verify(ctx, path).await? {
+        Ok(Some(meta)) => (Some(meta), Checksum::Verified),
+        Ok(None) => (None, Checksum::NoSidecar),
+        Err(e) => (
+            Meta::read(&Meta::path_for(path)).ok(),
+            Checksum::Failed {
+                message: format!("{e:#}"),
+            },
+        ),
+    })
+}
+
+/// Reads the backup through against its sidecar (with progress) on a blocking thread.
+async fn verify(ctx: &Context, path: &Path) -> Result<Result<Option<Meta>>> {
     let progress = if Meta::path_for(path).exists() {
         let size = std::fs::metadata(path)
             .ok()
@@ -163,27 +202,11 @@ pub(super) async fn checksum(
     };
     let counter = progress.counter.clone();
     let p2 = path.to_path_buf();
-    let meta = tokio::task::spawn_blocking(move || check_against_meta(&p2, &counter))
+    let checked = tokio::task::spawn_blocking(move || check_against_meta(&p2, &counter))
         .await
-        .context("the verify thread failed")?
-        .map_err(|e| {
-            e.context(
-                "refusing to restore: the backup failed its checksum; the database was not touched",
-            )
-        })?;
+        .context("the verify thread failed")?;
     drop(progress);
-    if meta.is_some() {
-        tracing::info!("checksum verified: {}", path.display());
-    } else {
-        fired.warn(
-            Guard::NoChecksum,
-            format!(
-                "{} has no metadata: its checksum cannot be checked; restoring it as it is",
-                path.display()
-            ),
-        );
-    }
-    Ok(meta)
+    Ok(checked)
 }
 
 /// The sidecar, if there is one, after checking the stored bytes against it.
@@ -335,6 +358,7 @@ mod tests {
             empty: tables == 0,
             other_sessions: (1..=others).map(|p| session(p as i32)).collect(),
             terminate_sessions: terminate,
+            create: false,
         }
     }
 

@@ -8,9 +8,15 @@ mod aftercheck;
 mod feed;
 mod guards;
 mod plan;
+mod preview;
+mod safety;
+mod swap;
 
 pub use guards::{Confirmation, Guard, GuardWarning};
-pub use plan::{plan, Backup, Method, RestorePlan, ScriptInput, Strategy, Target, Tools};
+pub use plan::{plan, Backup, Checksum, Method, RestorePlan, ScriptInput, Strategy, Target, Tools};
+pub use preview::{preview, Preview, TableChange};
+pub use safety::{SafetyBackup, SAFETY_LABEL};
+pub use swap::{SwapOptions, SwapPlan, SwapReport};
 
 use crate::archive::crypto::KeySource;
 use crate::error::{Error, Kind};
@@ -56,6 +62,17 @@ pub struct RestoreOptions {
     pub production_marker: Option<(String, String)>,
     /// The identities or passphrase that open encrypted backups.
     pub keys: KeySource,
+    /// Restore into this database of the same server instead of the one the connection names
+    /// (`--target-db`); the guards apply to it.
+    pub target_db: Option<String>,
+    /// Create `target_db` when it does not exist (`--create`).
+    pub create: bool,
+    /// Restore into a new database next to the target, check it, then swap it in by renaming
+    /// (`--swap`); `None`: restore in place.
+    pub swap: Option<SwapOptions>,
+    /// How to back the target up before it is replaced (the label is set to
+    /// [`SAFETY_LABEL`], the connection to the target's); `None`: no safety backup.
+    pub safety_backup: Option<crate::ops::backup::BackupOptions>,
     /// Run the consistency checks on the target once it is restored (`--no-validate`: not).
     pub validate: bool,
 }
@@ -77,68 +94,66 @@ pub struct RestoreReport {
     /// The bytes the progress counted: the dump's when we streamed it, else the SQL psql read,
     /// or the archive unpacked for `--jobs` (0 when pg_restore read the file itself).
     pub bytes: u64,
+    /// The backup of the target taken before it was replaced, if one was.
+    pub safety_backup: Option<SafetyBackup>,
+    /// With `--swap`: the database restored aside and swapped in, and the old one.
+    pub swap: Option<SwapReport>,
     /// What the consistency checks found in the restored database; `None` when they were not
     /// asked for or could not run (a warning says why). Findings do not fail the restore.
     pub validation: Option<ValidationReport>,
 }
 
-/// Carries out `plan`: ends the other sessions when it says so, then restores. A failure says
-/// what is known about the target (rolled back, partly restored, or unknown after COMMIT).
-pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> {
+/// Carries out `plan`: ends the other sessions when it says so, then restores (in place, or
+/// aside then swapped in with `--swap`). A failure says what is known about the target (rolled
+/// back, partly restored, or unknown after COMMIT).
+pub async fn execute(ctx: &Context, mut plan: RestorePlan) -> Result<RestoreReport> {
     refuse_unconfirmed(&plan)?;
-    let RestorePlan {
-        backup,
-        target,
-        strategy,
-        tools,
-        progress_total,
-        lock_timeout,
-        held,
-        validate,
-        ..
-    } = plan;
+    let held = plan
+        .held
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("a preview cannot be carried out: plan the restore"))?;
+    if plan.swap.is_some() {
+        return swap::execute(ctx, plan, held).await;
+    }
     let plan::Held {
         conn,
         db,
-        lock: _lock,
+        safety_backup,
+        lock,
         input,
     } = held;
+    let target = &plan.target;
+    if target.create {
+        db.create_database(&target.database).await?;
+        tracing::info!("created database {:?}", target.database);
+    }
+    let safety = match safety_backup {
+        Some(options) => Some(safety::take(ctx, options, &conn, target, lock.as_ref()).await?),
+        None => None,
+    };
     if target.terminate_sessions {
         end_sessions(&db, &target.other_sessions).await;
     }
-    drop(db);
-    log_start(&backup, &target, strategy);
-    let started = Instant::now();
-    let progress = ctx.op.progress("restoring", progress_total);
-    let tool_started = Arc::new(AtomicBool::new(false));
-    let job = feed::RestoreJob::new(feed::JobParts {
+    let created = target.create.then_some(db);
+    let run = Run {
         ctx,
         conn: &conn,
-        backup: &backup,
-        target: &target,
-        strategy,
-        tools,
-        lock_timeout,
-        counter: progress.counter.clone(),
-        tool_started: tool_started.clone(),
-    });
-    let result = tokio::task::spawn_blocking(move || job.run(input))
-        .await
-        .context("the restore thread failed")?;
-    let bytes = progress.counter.load(Ordering::Relaxed);
-    drop(progress);
-    if let Err(e) = result {
-        let failed = Failed {
-            ctx,
-            conn: &conn,
-            database: &target.database,
-            strategy,
-            lock_timeout,
-            tool_started: tool_started.load(Ordering::SeqCst),
-        };
-        return Err(failed.error(e).await);
-    }
-    let mut report = completed(backup, target, strategy, started.elapsed(), bytes);
+        plan: Planned::of(&plan),
+        target,
+    };
+    let (duration, bytes) = match run.run(input).await {
+        Ok(done) => done,
+        Err(e) => {
+            safety::note_after_failure(safety.as_ref());
+            if let Some(db) = created {
+                drop_created(&db, &target.database).await;
+            }
+            return Err(e);
+        }
+    };
+    let validate = plan.validate;
+    let mut report = completed(plan, duration, bytes);
+    report.safety_backup = safety;
     // A signal that came while the COMMIT waited for its answer ends the run now.
     if validate && ctx.op.cancelled().is_none() {
         report.validation = aftercheck::validate(ctx, &conn, &report.database).await;
@@ -146,14 +161,90 @@ pub async fn execute(ctx: &Context, plan: RestorePlan) -> Result<RestoreReport> 
     Ok(report)
 }
 
-/// The report of a restore that succeeded.
-fn completed(
-    backup: Backup,
-    target: Target,
+/// One run of the tools: `plan`'s backup into `target` (the plan's, or the database aside).
+pub(super) struct Run<'a> {
+    pub(super) ctx: &'a Context,
+    /// The connection of the database written to.
+    pub(super) conn: &'a ConnInfo,
+    pub(super) plan: Planned<'a>,
+    /// The database written to.
+    pub(super) target: &'a Target,
+}
+
+/// What a [`Run`] takes from the plan (not the plan itself, whose held parts are not `Sync`).
+#[derive(Clone, Copy)]
+pub(super) struct Planned<'a> {
+    backup: &'a Backup,
     strategy: Strategy,
-    duration: Duration,
-    bytes: u64,
-) -> RestoreReport {
+    tools: &'a Tools,
+    lock_timeout: Option<Duration>,
+    progress_total: Option<u64>,
+}
+
+impl<'a> Planned<'a> {
+    /// The parts of `plan` a run needs.
+    pub(super) fn of(plan: &'a RestorePlan) -> Planned<'a> {
+        Planned {
+            backup: &plan.backup,
+            strategy: plan.strategy,
+            tools: &plan.tools,
+            lock_timeout: plan.lock_timeout,
+            progress_total: plan.progress_total,
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Restores, returning how long it took and the bytes counted; a failure says what became
+    /// of the database written to.
+    pub(super) async fn run(
+        &self,
+        input: Option<Box<dyn std::io::Read + Send>>,
+    ) -> Result<(Duration, u64)> {
+        let (ctx, plan) = (self.ctx, self.plan);
+        log_start(plan.backup, self.target, plan.strategy);
+        let started = Instant::now();
+        let progress = ctx.op.progress("restoring", plan.progress_total);
+        let tool_started = Arc::new(AtomicBool::new(false));
+        let job = feed::RestoreJob::new(feed::JobParts {
+            ctx,
+            conn: self.conn,
+            backup: plan.backup,
+            target: self.target,
+            strategy: plan.strategy,
+            tools: plan.tools.clone(),
+            lock_timeout: plan.lock_timeout,
+            counter: progress.counter.clone(),
+            tool_started: tool_started.clone(),
+        });
+        let result = tokio::task::spawn_blocking(move || job.run(input))
+            .await
+            .context("the restore thread failed")?;
+        let bytes = progress.counter.load(Ordering::Relaxed);
+        drop(progress);
+        if let Err(e) = result {
+            let failed = Failed {
+                ctx,
+                conn: self.conn,
+                database: &self.target.database,
+                strategy: plan.strategy,
+                lock_timeout: plan.lock_timeout,
+                tool_started: tool_started.load(Ordering::SeqCst),
+            };
+            return Err(failed.error(e).await);
+        }
+        Ok((started.elapsed(), bytes))
+    }
+}
+
+/// The report of a restore that succeeded.
+pub(super) fn completed(plan: RestorePlan, duration: Duration, bytes: u64) -> RestoreReport {
+    let RestorePlan {
+        backup,
+        target,
+        strategy,
+        ..
+    } = plan;
     tracing::info!(
         file = %backup.path.display(),
         database = %target.database,
@@ -170,7 +261,19 @@ fn completed(
         duration,
         strategy,
         bytes,
+        safety_backup: None,
+        swap: None,
         validation: None,
+    }
+}
+
+/// Drops the database this restore created (`--create`) after the restore into it failed.
+async fn drop_created(db: &Db, database: &str) {
+    match db.drop_database(database, false).await {
+        Ok(()) => tracing::info!("dropped database {database:?}, which this restore had created"),
+        Err(e) => tracing::warn!(
+            "could not drop database {database:?}, which this restore had created: {e:#}"
+        ),
     }
 }
 

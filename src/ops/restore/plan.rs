@@ -43,11 +43,22 @@ pub struct RestorePlan {
     pub warnings: Vec<GuardWarning>,
     /// The confirmation the restore needs, if any.
     pub confirmation: Option<Confirmation>,
+    /// Whether the target is backed up first (labelled `pre-restore`): it holds tables and the
+    /// safety backup was not turned off.
+    pub safety_backup: bool,
+    /// With `--swap`: the database restored aside, and the name the target is kept under.
+    pub swap: Option<super::swap::SwapPlan>,
+    /// What the restore would change, table by table: only in a preview ([`super::preview`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<super::preview::Preview>,
     /// Whether the consistency checks run on the target after the restore.
     pub validate: bool,
-    /// What the restore holds from planning on: the folder lock, the connection, the open backup.
+    /// Guards and checks that refuse only what may be meant were overridden (`--force`).
+    pub force: bool,
+    /// What the restore holds from planning on: the folder lock, the connection, the open
+    /// backup. A preview holds nothing and cannot be carried out.
     #[serde(skip)]
-    pub(super) held: Held,
+    pub(super) held: Option<Held>,
 }
 
 impl RestorePlan {
@@ -79,6 +90,23 @@ pub struct Backup {
     /// The layers around the dump, outermost first.
     #[serde(serialize_with = "layer_names")]
     pub layers: Vec<Layer>,
+    /// Whether its stored bytes match its sidecar.
+    pub checksum: Checksum,
+}
+
+/// Whether a backup's stored bytes match its sidecar (size and SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Checksum {
+    /// They match.
+    Verified,
+    /// It has no sidecar: there is nothing to check against.
+    NoSidecar,
+    /// They do not (only a preview gets this far: a restore refuses).
+    Failed {
+        /// Why.
+        message: String,
+    },
 }
 
 impl Backup {
@@ -111,6 +139,8 @@ pub struct Target {
     pub other_sessions: Vec<Session>,
     /// They are ended before the restore (`--terminate-sessions`, and there are some).
     pub terminate_sessions: bool,
+    /// It does not exist yet: the restore creates it (`--target-db NAME --create`).
+    pub create: bool,
 }
 
 /// How the restore runs.
@@ -263,6 +293,8 @@ pub(super) struct Held {
     pub(super) conn: ConnInfo,
     /// Our own connection, for `--terminate-sessions`.
     pub(super) db: Db,
+    /// The safety backup's options, when one is taken.
+    pub(super) safety_backup: Option<crate::ops::backup::BackupOptions>,
     /// The backup folder's lock, held until the restore ends.
     pub(super) lock: Option<FolderLock>,
     /// The dump with every layer peeled off (none for a directory archive).
@@ -282,21 +314,55 @@ impl std::fmt::Debug for Held {
 /// connects to the target and inspects it, runs the guards and decides the strategy. Nothing is
 /// changed, but from the moment the target is known, an interruption names it.
 pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
+    plan_as(ctx, opts, Mode::Restore).await
+}
+
+/// What a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// A restore: the folder is locked, a failed checksum refuses, the target is named.
+    Restore,
+    /// A preview: no lock, a failed checksum is reported, nothing is named.
+    Preview,
+}
+
+/// [`plan`] for `mode`.
+pub(super) async fn plan_as(
+    ctx: &Context,
+    opts: &RestoreOptions,
+    mode: Mode,
+) -> Result<RestorePlan> {
     let mut fired = Fired::default();
     let (path, description) = choose_backup(ctx, opts, &mut fired)?;
-    let lock = lock_folder(&ctx.dir)?;
+    let lock = match mode {
+        Mode::Restore => lock_folder(&ctx.dir)?,
+        Mode::Preview => None,
+    };
     guards::production(opts.production_marker.as_ref(), opts.force, &mut fired)?;
     let conn = connection(opts)?;
     guards::remote_host(ctx, &conn, &mut fired);
-    let meta = guards::checksum(ctx, &path, &mut fired).await?;
+    let (meta, checksum) = match mode {
+        Mode::Restore => guards::checksum(ctx, &path, &mut fired).await?,
+        Mode::Preview => guards::checksum_status(ctx, &path).await?,
+    };
     let (mut opened, section) = open_backup(&path, &opts.keys)?;
     let jobs = guards::jobs(opened.format, opts.jobs, &mut fired);
     let look = Look {
         section,
         path: &path,
         jobs,
+        mode,
+        swap: opts.swap.is_some(),
     };
-    let (db, target) = inspect_target(ctx, opts, &conn, &look, &mut fired).await?;
+    let (db, target) = match missing_target(ctx, opts, &conn).await? {
+        Some(_) if look.swap => return Err(super::swap::refuse_missing(&conn)),
+        Some(maintenance) => new_target(ctx, maintenance, &conn, mode),
+        None => inspect_target(ctx, opts, &conn, &look, &mut fired).await?,
+    };
+    let swap = opts
+        .swap
+        .as_ref()
+        .map(|s| super::swap::SwapPlan::new(&target.database, ctx.now, s, opts.terminate_sessions));
     let confirmation = guards::confirmation(&target, &description, opts.confirmed);
     let method = match ctx.locator.container() {
         Some(place) => Method::choose_in_container(&opened, jobs, &path, &place)?,
@@ -308,6 +374,12 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
         .map(|m| m.dump_bytes)
         .filter(|n| *n > 0 && method.counts_dump_bytes());
     let input = opened.reader.take();
+    // A swap keeps the old database, unless it is to be dropped.
+    let replaces = swap.as_ref().is_none_or(|s| s.drop_old);
+    let safety_backup = opts
+        .safety_backup
+        .clone()
+        .filter(|_| target.tables > 0 && replaces);
     Ok(RestorePlan {
         backup: Backup {
             path,
@@ -315,10 +387,12 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
             description,
             format: opened.format,
             layers: opened.layers,
+            checksum,
         },
         strategy: Strategy {
             method,
-            clean: !target.empty,
+            // Aside, the restore goes into a new, empty database.
+            clean: !target.empty && swap.is_none(),
         },
         target,
         tools,
@@ -326,13 +400,18 @@ pub async fn plan(ctx: &Context, opts: &RestoreOptions) -> Result<RestorePlan> {
         lock_timeout: opts.lock_timeout,
         warnings: fired.0,
         confirmation,
+        safety_backup: safety_backup.is_some(),
+        swap,
         validate: opts.validate,
-        held: Held {
+        force: opts.force,
+        preview: None,
+        held: Some(Held {
             conn,
             db,
+            safety_backup,
             lock,
             input,
-        },
+        }),
     })
 }
 
@@ -343,7 +422,10 @@ fn choose_backup(
     opts: &RestoreOptions,
     fired: &mut Fired,
 ) -> Result<(PathBuf, String)> {
-    let target = opts.target.as_ref().ok().and_then(ConnInfo::dbname);
+    let target = opts
+        .target_db
+        .as_deref()
+        .or_else(|| opts.target.as_ref().ok().and_then(ConnInfo::dbname));
     let scope = catalog::Scope {
         database: opts.from_database.as_deref().or(target),
         now: ctx.now,
@@ -408,7 +490,10 @@ fn lock_folder(dir: &Path) -> Result<Option<FolderLock>> {
 /// The target's connection, or the reason the caller found none.
 fn connection(opts: &RestoreOptions) -> Result<ConnInfo> {
     match &opts.target {
-        Ok(conn) => Ok(conn.clone()),
+        Ok(conn) => Ok(match &opts.target_db {
+            Some(name) => conn.with_dbname(name),
+            None => conn.clone(),
+        }),
         Err(e) => {
             let again = Error::new(e.kind, e.message.clone());
             Err(match &e.hint {
@@ -441,6 +526,9 @@ struct Look<'a> {
     section: CleanSection,
     path: &'a Path,
     jobs: Option<u32>,
+    mode: Mode,
+    /// The restore goes aside, into a new empty database (`--swap`).
+    swap: bool,
 }
 
 /// Connects to the target and runs the guards that depend on what it holds. From here on, the
@@ -456,12 +544,23 @@ async fn inspect_target(
     let tables = db.table_count().await?;
     let database = db.info.database.clone();
     let empty = db.is_empty().await?;
-    guards::clean_section(look.section, empty, opts.force, &database, look.path, fired)?;
-    ctx.op.restore().begins(&database);
+    let into_empty = empty || look.swap;
+    guards::clean_section(
+        look.section,
+        into_empty,
+        opts.force,
+        &database,
+        look.path,
+        fired,
+    )?;
+    if look.mode == Mode::Restore {
+        ctx.op.restore().begins(&database);
+    }
     let others = db.other_sessions().await?;
     guards::other_sessions(&database, &others, fired);
     let terminate_sessions = opts.terminate_sessions && !others.is_empty();
-    guards::parallel_into_populated(tables, look.jobs, opts.force, &database)?;
+    let populated = if look.swap { 0 } else { tables };
+    guards::parallel_into_populated(populated, look.jobs, opts.force, &database)?;
     let target = Target {
         database,
         host: conn.host_display(),
@@ -470,8 +569,78 @@ async fn inspect_target(
         empty,
         other_sessions: others,
         terminate_sessions,
+        create: false,
     };
     Ok((db, target))
+}
+
+/// With `--target-db`: `None` when that database exists; when it does not, refuses unless
+/// `--create` was given, and then returns a connection to another database of the server
+/// (the restore creates it from there).
+async fn missing_target(
+    ctx: &Context,
+    opts: &RestoreOptions,
+    conn: &ConnInfo,
+) -> Result<Option<Db>> {
+    let Some(name) = &opts.target_db else {
+        return Ok(None);
+    };
+    let given = opts.target.as_ref().unwrap_or(conn);
+    let maintenance = maintenance_avoiding(ctx, given, Some(name)).await?;
+    if maintenance.database_exists(name).await? {
+        return Ok(None);
+    }
+    if opts.create {
+        return Ok(Some(maintenance));
+    }
+    Err(Error::usage(format!(
+        "database {name:?} does not exist on {}",
+        conn.host_display()
+    ))
+    .hint("check the name, or add --create to create it (the role needs CREATEDB)")
+    .into())
+}
+
+/// The target that `--create` will create: empty, nobody connected.
+fn new_target(ctx: &Context, maintenance: Db, conn: &ConnInfo, mode: Mode) -> (Db, Target) {
+    let database = conn.dbname().unwrap_or_default().to_string();
+    if mode == Mode::Restore {
+        ctx.op.restore().begins(&database);
+    }
+    tracing::info!("database {database:?} does not exist: the restore creates it (--create)");
+    let target = Target {
+        database,
+        host: conn.host_display(),
+        server_major: maintenance.info.major,
+        tables: 0,
+        empty: true,
+        other_sessions: Vec::new(),
+        terminate_sessions: false,
+        create: true,
+    };
+    (maintenance, target)
+}
+
+/// A connection to another database of `conn`'s server, for statements about whole databases:
+/// the database the connection itself names (unless that is `avoid`), else `postgres`, else
+/// `template1`.
+pub(super) async fn maintenance_avoiding(
+    ctx: &Context,
+    conn: &ConnInfo,
+    avoid: Option<&str>,
+) -> Result<Db> {
+    let own = conn.effective_dbname(&|k| ctx.var(k));
+    let mut last = None;
+    for name in [own.as_str(), "postgres", "template1"] {
+        if Some(name) == avoid {
+            continue;
+        }
+        match ctx.connect(&conn.with_dbname(name)).await {
+            Ok(db) => return Ok(db),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no database to connect to on the server")))
 }
 
 /// Finds the tools `method` runs, for the server's major version.
@@ -602,6 +771,10 @@ mod tests {
             confirmed: false,
             production_marker: None,
             keys: KeySource::default(),
+            target_db: None,
+            create: false,
+            swap: None,
+            safety_backup: None,
             validate: true,
         };
         let err = connection(&opts).unwrap_err();
@@ -632,6 +805,7 @@ mod tests {
             description: String::new(),
             format: DumpFormat::Custom,
             layers: vec![Layer::Age, Layer::Zstd],
+            checksum: Checksum::Verified,
         };
         assert_eq!(b.layers_note(), ", inside age+zstd");
     }
