@@ -8,38 +8,7 @@
 # Needs: hyperfine, /usr/bin/time (package `time`), zstd, gzip, age-keygen, PostgreSQL server
 # binaries (Debian: apt-get install postgresql hyperfine time zstd age).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-DATASET=${DATASET:-$ROOT/../shared/bench/realistic.sql}
-WORK=${BENCH_DIR:-/tmp/aos-bench}
-RUNS=${RUNS:-3}
-PORT=${BENCH_PORT:-55432}
-BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-OUT=$WORK/out
-mkdir -p "$WORK" "$OUT"
-
-cargo build --release --quiet
-AOS=$ROOT/target/release/aos-backup
-
-as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
-if [ ! -d "$WORK/data" ]; then
-  [ "$(id -u)" = 0 ] && chown postgres "$WORK"
-  as_pg "$BIN/initdb -D $WORK/data -U postgres -A trust -N >/dev/null"
-fi
-if ! "$BIN/pg_isready" -q -h "$WORK" -p "$PORT"; then
-  as_pg "$BIN/pg_ctl -D $WORK/data -l $WORK/server.log -w -o '-k $WORK -p $PORT -c listen_addresses= -c max_wal_size=4GB' start >/dev/null"
-fi
-PSQL="$BIN/psql -X -q -h $WORK -p $PORT -U postgres"
-if ! $PSQL -d bench -c 'select 1 from blobs limit 1' >/dev/null 2>&1; then
-  echo "loading $DATASET (takes a minute)..."
-  $PSQL -d postgres -c 'drop database if exists bench' -c 'create database bench'
-  $PSQL -d bench -f "$DATASET"
-fi
-export DATABASE_URL="postgresql://postgres@/bench?host=$WORK&port=$PORT"
-export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
-export PG_BIN=$BIN BACKUP_DIR=$OUT/aos
-age-keygen -o "$WORK/key.txt" 2>/dev/null || true
-RECIPIENT=$(grep -o 'age1[0-9a-z]*' "$WORK/key.txt")
+source "$(dirname "$0")/bench-env.sh"
 
 echo "== system: $(nproc) cores, $("$BIN/pg_dump" --version), $(hyperfine --version)"
 echo "== database size: $($PSQL -d bench -Atc "select pg_size_pretty(pg_database_size('bench'))")"

@@ -139,6 +139,7 @@ impl Engine {
             suspect_ratio: crate::config::DEFAULT_SUSPECT_RATIO,
             globals: crate::ops::backup::Globals::Off,
             validate: false,
+            row_counts: true,
         })
     }
 

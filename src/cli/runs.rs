@@ -288,6 +288,7 @@ pub fn backup_options(settings: &Settings, args: &BackupArgs, conn: ConnInfo) ->
             Globals::Off
         },
         validate: settings.validate_before_backup,
+        row_counts: settings.row_counts,
     }
 }
 

@@ -48,6 +48,7 @@ pub enum Key {
     DockerComposeFile,
     Globals,
     Validate,
+    RowCounts,
     Notify,
     NotifyOn,
     Deliver,
@@ -486,6 +487,15 @@ pub const KEYS: &[KeyDef] = &[
         flags: &[],
         default: Some("false"),
         help: "run validate's checks before each backup and record the findings in its sidecar (never blocks the backup)",
+    },
+    KeyDef {
+        key: Key::RowCounts,
+        name: "row_counts",
+        env: "BACKUP_ROW_COUNTS",
+        toml: &["backup.row_counts"],
+        flags: &[],
+        default: Some("true"),
+        help: "count every table's rows on the dump's snapshot and record them in the sidecar (drills compare them); false skips the extra scan",
     },
     KeyDef {
         key: Key::Notify,

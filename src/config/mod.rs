@@ -261,6 +261,7 @@ struct FileBackup {
     suspect_ratio: Option<f64>,
     globals: Option<bool>,
     validate: Option<bool>,
+    row_counts: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -388,6 +389,8 @@ pub struct Settings {
     pub globals: bool,
     /// Run the consistency checks before each backup (`BACKUP_VALIDATE`).
     pub validate_before_backup: bool,
+    /// Count the rows of every table at backup time (`BACKUP_ROW_COUNTS`).
+    pub row_counts: bool,
     /// Where each key's value came from.
     pub sources: Sources,
     /// The config file's `[[databases]]` list, in its order.
@@ -556,11 +559,13 @@ impl Settings {
         let globals = globals(over, &env, file.backup.globals, &mut sources)?;
         let validate_before_backup =
             switch(&env, Key::Validate, file.backup.validate, &mut sources)?;
+        let row_counts = switch(&env, Key::RowCounts, file.backup.row_counts, &mut sources)?;
         let (notify, telegram) = notify::resolve(&env, &file.notify, &file.telegram, &mut sources)?;
         let remote = remote(over, &env, &file, &mut sources)?;
         Ok(Settings {
             remote,
             validate_before_backup,
+            row_counts,
             notify,
             telegram,
             schedule,
@@ -1539,6 +1544,7 @@ mod tests {
                     | Key::MetricsFile => "/x",
                     Key::DockerContainer => "db",
                     Key::Globals | Key::Validate | Key::SafetyBackup => "true",
+                    Key::RowCounts => "false",
                     Key::Notify => "generic+https://hooks.example.com/h",
                     Key::NotifyOn => "always",
                     Key::Deliver => "telegram",

@@ -137,6 +137,7 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("docker.compose_file", ("default", Value::Null)),
         ("globals", ("default", json!(false))),
         ("validate", ("default", json!(false))),
+        ("row_counts", ("default", json!(true))),
         ("notify.urls", ("default", Value::Null)),
         ("notify.on", ("default", json!("failure"))),
         ("notify.deliver", ("default", Value::Null)),

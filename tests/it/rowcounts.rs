@@ -198,3 +198,29 @@ fn a_pg_dump_that_cannot_import_the_snapshot_dumps_again_without_it() {
     pg.drop_db(&db);
     pg.drop_db(&elsewhere);
 }
+
+#[test]
+fn row_counts_can_be_turned_off_and_a_drill_then_says_not_recorded() {
+    let db = filled_db("rowcounts_off");
+    let dir = tempdir();
+    let out = backup(dir.path(), &db)
+        .env("BACKUP_ROW_COUNTS", "false")
+        .run();
+    out.assert_success();
+    let path = PathBuf::from(out.json()["path"].as_str().unwrap());
+    assert_eq!(counts(&read_sidecar(&path)), Value::Null, "{out}");
+    assert!(!out.stderr.contains("row counts"), "{out}");
+    let drill = Cmd::new()
+        .args(["--json", "drill", "latest"])
+        .env("BACKUP_DIR", dir.path())
+        .env("PG_BIN", &server().bindir)
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .run();
+    drill.assert_success();
+    assert_eq!(drill.json()["row_counts"]["recorded"], false, "{drill}");
+    let bad = backup(dir.path(), &db)
+        .env("BACKUP_ROW_COUNTS", "maybe")
+        .run();
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("BACKUP_ROW_COUNTS"), "{bad}");
+}

@@ -247,6 +247,7 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             false,
         ),
         Key::Validate => (s.validate_before_backup.to_string(), false),
+        Key::RowCounts => (s.row_counts.to_string(), false),
         Key::Remote => (remote_text(s), true),
         Key::RemoteTimeout => (
             crate::runtime::units::compact_duration(s.remote.timeout.as_secs()),
@@ -462,6 +463,7 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::SafetyBackup => json!(s.safety_backup),
         Key::SafetyBackupKeep => seconds(s.retention.safety_backup_keep.unwrap_or_default()),
         Key::Validate => json!(s.validate_before_backup),
+        Key::RowCounts => json!(s.row_counts),
         Key::Remote => json!(s
             .remote
             .destinations

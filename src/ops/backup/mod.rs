@@ -58,6 +58,8 @@ pub struct BackupOptions {
     /// Run the consistency checks first (`BACKUP_VALIDATE`): findings are logged and recorded
     /// in the sidecar, and never stop the backup.
     pub validate: bool,
+    /// Count every table's rows on the dump's snapshot (`BACKUP_ROW_COUNTS`).
+    pub row_counts: bool,
 }
 
 /// Whether a backup also stores the server's roles and tablespaces (`pg_dumpall
@@ -204,7 +206,12 @@ async fn dump_and_count(
 ) -> Result<dump::Outcome> {
     let progress = ctx.op.progress("dumping", None);
     let written = progress.counter.clone();
-    let Some(counting) = rows::Counting::start(ctx, plan, written.clone(), warnings).await else {
+    let counting = if plan.row_counts {
+        rows::Counting::start(ctx, plan, written.clone(), warnings).await
+    } else {
+        None
+    };
+    let Some(counting) = counting else {
         return dump(ctx, plan, source, names, sealer, None, written).await;
     };
     let snapshot = Some(counting.snapshot_id());

@@ -48,6 +48,8 @@ pub struct BackupPlan {
     pub globals: Globals,
     /// Whether the consistency checks run before the dump.
     pub validate: bool,
+    /// Whether the rows are counted on the dump's snapshot.
+    pub row_counts: bool,
 }
 
 impl BackupPlan {
@@ -80,6 +82,7 @@ impl BackupPlan {
             second_read,
             globals: options.globals,
             validate: options.validate,
+            row_counts: options.row_counts,
         })
     }
 
