@@ -410,6 +410,11 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
+    /// Drill a backup of an off-site destination (the first configured one when DEST is left
+    /// out): it is downloaded into a private temporary folder and checked first.
+    #[arg(long, value_name = "DEST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub remote: Option<String>,
+
     /// A backup id (or a unique prefix of one), `latest`, or a path.
     #[arg(value_name = "ID|latest", default_value = "latest")]
     pub target: String,

@@ -652,3 +652,42 @@ fn each_daemon_run_copies_its_backup_off_site() {
     assert!(sidecars >= 1, "{out}");
     assert!(!out.stderr.contains(SECRET_KEY), "{out}");
 }
+
+#[test]
+fn a_remote_backup_can_be_drilled_and_its_record_lands_next_to_the_local_copy() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let pg_bin = server().bindir.clone();
+    run_in(dir.path(), &s3, "drill", &db, &["backup"])
+        .run()
+        .assert_success();
+    let drill = run_in(
+        dir.path(),
+        &s3,
+        "drill",
+        &db,
+        &["--json", "drill", "--remote", "latest"],
+    )
+    .env("PG_BIN", &pg_bin)
+    .run();
+    drill.assert_success();
+    assert_eq!(drill.json()["outcome"], "passed", "{drill}");
+    assert_eq!(drill.json()["row_counts"]["recorded"], true, "{drill}");
+    let list = run_in(dir.path(), &s3, "drill", &db, &["list"]).run();
+    assert!(list.stdout.contains("drill:passed"), "{list}");
+
+    // With no local copy, the drill still runs from the bucket alone.
+    let empty = tempdir();
+    let alone = run_in(
+        empty.path(),
+        &s3,
+        "drill",
+        &db,
+        &["drill", "--remote", "latest"],
+    )
+    .env("PG_BIN", &pg_bin)
+    .run();
+    alone.assert_success();
+    assert!(!alone.stderr.contains(SECRET_KEY), "{alone}");
+}

@@ -37,11 +37,59 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<()> {
     }
 }
 
-/// Plans and runs the drill.
+/// Plans and runs the drill; a backup of an off-site destination is downloaded first, and its
+/// drill record kept next to the local copy of the same backup when there is one.
 async fn drill_once(ctx: &Ctx, args: &DrillArgs) -> Result<DrillReport> {
     let ops = ctx.ops();
-    let plan = drill::plan(&ops, &options(ctx, args)?).await?;
-    drill::execute(&ops, plan).await
+    let mut options = options(ctx, args)?;
+    let fetched = match &args.remote {
+        Some(choice) => {
+            let remote = ctx.remote_storage(choice)?;
+            let database = args.database.clone().or_else(|| ctx.target_database());
+            let wanted = options.backup.clone();
+            let fetched = tokio::task::block_in_place(|| {
+                crate::ops::remote::fetch(&ops, &*remote, &wanted, database.as_deref())
+            })?;
+            options.backup = fetched.path.display().to_string();
+            Some(fetched)
+        }
+        None => None,
+    };
+    let plan = drill::plan(&ops, &options).await?;
+    let report = drill::execute(&ops, plan).await?;
+    if let Some(fetched) = fetched {
+        keep_record_locally(ctx, &fetched.path);
+    }
+    Ok(report)
+}
+
+/// Copies the drill record of a downloaded backup next to the local copy of the same backup,
+/// if the backup folder holds one (so that `list` shows it); else the record goes with the
+/// temporary folder, and the report is all there is.
+fn keep_record_locally(ctx: &Ctx, fetched: &std::path::Path) {
+    let Some(name) = fetched.file_name() else {
+        return;
+    };
+    let local = ctx.backup_dir().join(name);
+    if !crate::archive::meta::Meta::path_for(&local).is_file() {
+        return;
+    }
+    let record = crate::archive::drill::path_for(fetched);
+    let copied = std::fs::read(&record)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| {
+            crate::runtime::fsutil::replace_atomic(
+                &crate::archive::drill::path_for(&local),
+                &bytes,
+                0o600,
+            )
+        });
+    if let Err(e) = copied {
+        tracing::warn!(
+            "the drill record could not be kept next to {}: {e:#}",
+            local.display()
+        );
+    }
 }
 
 /// The operation's options: the flags over the settings.
