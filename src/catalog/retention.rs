@@ -311,6 +311,49 @@ pub fn plan_full(
         .collect()
 }
 
+/// The plan when some candidates (ids in `safety`) are a restore's safety backups: while other
+/// backups exist, a safety backup takes no rule's place (it is not the newest, nor one of the
+/// last N, nor a day's) and is decided by its own time only: kept while younger than `keep`,
+/// deleted after. When only safety backups exist, they are planned as any backups (the newest
+/// is kept), younger ones spared as well.
+#[must_use]
+pub fn plan_with_safety(
+    candidates: &[Candidate],
+    policy: &Policy,
+    now: DateTime<Utc>,
+    (protected, untrusted): (&[&str], &[&str]),
+    safety: &[&str],
+    keep: std::time::Duration,
+) -> Vec<Decision> {
+    let is_safety = |id: &str| safety.contains(&id);
+    if candidates.iter().all(|c| is_safety(&c.id)) {
+        let mut decisions = plan_full(candidates, policy, now, protected, untrusted);
+        spare_safety_backups(&mut decisions, safety, keep, now);
+        return decisions;
+    }
+    let aside: Vec<&str> = untrusted.iter().chain(safety).copied().collect();
+    let mut decisions = plan_full(candidates, policy, now, protected, &aside);
+    let keep = TimeDelta::from_std(keep).unwrap_or(TimeDelta::MAX);
+    for d in &mut decisions {
+        let id = d.id.as_str();
+        let age = now.signed_duration_since(d.time);
+        if !is_safety(id)
+            || untrusted.contains(&id)
+            || protected.contains(&id)
+            || age < TimeDelta::zero()
+        {
+            continue;
+        }
+        d.keep = age < keep;
+        d.reasons = vec![if d.keep {
+            Reason::SafetyBackup
+        } else {
+            Reason::Unmatched
+        }];
+    }
+    decisions
+}
+
 /// Keeps the safety backups (ids in `safety`) younger than `keep`, whatever the rules decided
 /// ([`Reason::SafetyBackup`]); one dated after `now` is left to the rules (they keep it).
 pub fn spare_safety_backups(
@@ -1334,6 +1377,33 @@ mod tests {
         assert!(plan_full(&c, &Policy::default(), now, &[], &["edited"])
             .iter()
             .all(|d| d.keep));
+    }
+
+    #[test]
+    fn a_safety_backup_takes_no_rules_place_and_goes_after_its_time() {
+        let now = at("2026-11-21T00:00:00Z");
+        let c = [
+            cand("pre-restore", "2026-11-20T12:00:00Z"),
+            cand("regular", "2026-11-20T00:00:00Z"),
+            cand("old-pre-restore", "2026-11-01T00:00:00Z"),
+            cand("older", "2026-11-19T00:00:00Z"),
+        ];
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let safety = ["pre-restore", "old-pre-restore"];
+        let d = plan_with_safety(&c, &policy, now, (&[], &[]), &safety, week);
+        let by = |id: &str| d.iter().find(|x| x.id == id).unwrap().clone();
+        assert_eq!(by("regular").reasons, [Newest, Last]);
+        assert_eq!(by("pre-restore").reasons, [SafetyBackup]);
+        assert!(by("pre-restore").keep);
+        assert!(!by("old-pre-restore").keep && !by("older").keep);
+        // Only safety backups: the newest is kept as any newest would be.
+        let only = [c[0].clone(), c[2].clone()];
+        let d = plan_with_safety(&only, &policy, now, (&[], &[]), &safety, week);
+        assert!(d.iter().find(|x| x.id == "pre-restore").unwrap().keep);
     }
 
     #[test]

@@ -203,6 +203,13 @@ pub fn checked_options(
         args.no_encrypt,
     )?;
     let remote = &settings.remote;
+    if let Some(dest) = remote
+        .destinations
+        .iter()
+        .find(|d| d.overlaps_folder(&settings.backup_dir.value))
+    {
+        return Err(crate::ops::push::overlap_error(dest));
+    }
     if remote.require_encryption && !remote.destinations.is_empty() && !enc.wanted {
         return Err(Error::usage(
             "off-site destinations are set and remote_require_encryption is on, but this backup would not be encrypted",

@@ -396,7 +396,15 @@ pub async fn execute(ctx: &Context, plan: DrillPlan) -> Result<DrillReport> {
     let target = server.with_dbname(&name);
     let ran = run_in(ctx, &plan, &target).await;
     let removed = remove(&admin, &name, cluster).await;
-    let found = ran?;
+    let found = match ran {
+        Ok(found) => found,
+        Err(e) if !removed => {
+            return Err(e.context(format!(
+                "the scratch database {name:?} could not be dropped and is left (the next drill drops it)"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     let report = report(ctx, &plan, &server, &name, found, removed, started);
     record(&plan.path, &report);
     Ok(report)

@@ -268,8 +268,6 @@ impl Run<'_> {
             .map(|e| e.name.as_str())
             .collect();
         let protected: Vec<&str> = self.protected.into_iter().collect();
-        let mut decisions =
-            retention::plan_full(&candidates, self.policy, self.now, &protected, &untrusted);
         let safety: Vec<&str> = complete
             .iter()
             .filter(|e| e.is_safety_backup())
@@ -279,7 +277,14 @@ impl Run<'_> {
             .policy
             .safety_backup_keep
             .unwrap_or(retention::DEFAULT_SAFETY_BACKUP_KEEP);
-        retention::spare_safety_backups(&mut decisions, &safety, keep, self.now);
+        let decisions = retention::plan_with_safety(
+            &candidates,
+            self.policy,
+            self.now,
+            (&protected, &untrusted),
+            &safety,
+            keep,
+        );
         if !candidates.is_empty() && decisions.iter().all(|d| !d.keep) {
             anyhow::bail!(
                 "internal error: the retention plan would delete every backup of {db:?}; nothing was deleted"

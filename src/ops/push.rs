@@ -129,6 +129,9 @@ pub fn open(
     folder: Option<&str>,
     timeout: Duration,
 ) -> Result<Box<dyn Storage>> {
+    if dest.overlaps_folder(&ctx.dir) {
+        return Err(overlap_error(dest));
+    }
     let var = |k: &str| ctx.var(k);
     let creds = dest.credentials(&var)?;
     for s in creds.secrets() {
@@ -212,4 +215,15 @@ fn io_cause(remote: &dyn Storage, e: std::io::Error) -> anyhow::Error {
         _ => e.to_string(),
     };
     anyhow::anyhow!("{}: {why}", remote.root_location())
+}
+
+/// The refusal of a `file://` destination that is, holds or lies in the backup folder.
+#[must_use]
+pub fn overlap_error(dest: &Destination) -> anyhow::Error {
+    Error::usage(format!(
+        "the off-site destination {} is the backup folder, or inside it, or holds it",
+        dest.shown()
+    ))
+    .hint("an off-site copy must live apart from the backups it copies: give another folder or an s3:// bucket")
+    .into()
 }

@@ -153,6 +153,10 @@ pub fn fetch(
         temp.path().display()
     );
     transfer::copy_backup(remote, &local, &entry.name, meta, &stop).map_err(|e| {
+        if let Some(sig) = ctx.op.cancelled() {
+            // A signal cut the download short: nothing is known of the copy at the destination.
+            return ctx.op.interrupted_error(sig);
+        }
         Error::integrity(format!("{}: {e}", remote.location(&entry.name)))
             .hint("the copy at this destination cannot be used; try another destination or the local backup")
     })?;

@@ -32,6 +32,20 @@ impl Db {
         Ok(row.get(0))
     }
 
+    /// Whether database `name` is a template or takes no connections (`template0`,
+    /// `template1`, or one marked so): never a restore's target.
+    pub async fn is_template_or_closed(&self, name: &str) -> Result<bool> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT datistemplate OR NOT datallowconn FROM pg_catalog.pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("looking for database {name:?}: {}", error_text(&e)))?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
     /// The databases whose name starts with `prefix`, by name.
     pub async fn databases_starting_with(&self, prefix: &str) -> Result<Vec<String>> {
         let rows = self
@@ -49,22 +63,25 @@ impl Db {
     /// `CREATE DATABASE name` (owned by our role, which needs CREATEDB).
     pub async fn create_database(&self, name: &str) -> Result<()> {
         self.ddl(
-            &format!("CREATE DATABASE {}", quote_ident(name)),
+            &format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name)),
             &format!("creating database {name:?}"),
         )
         .await
     }
 
-    /// `ALTER DATABASE from RENAME TO to` (needs ownership of `from` and CREATEDB, and no
-    /// session connected to it).
-    pub async fn rename_database(&self, from: &str, to: &str) -> Result<()> {
+    /// Renames `target` to `old` and `aside` to `target` in one transaction (a multi-statement
+    /// query is one implicit transaction): either both renames happen or neither, so no instant
+    /// exists at which no database has the target's name.
+    pub async fn swap_names(&self, target: &str, old: &str, aside: &str) -> Result<()> {
         self.ddl(
             &format!(
-                "ALTER DATABASE {} RENAME TO {}",
-                quote_ident(from),
-                quote_ident(to)
+                "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}",
+                quote_ident(target),
+                quote_ident(old),
+                quote_ident(aside),
+                quote_ident(target)
             ),
-            &format!("renaming database {from:?} to {to:?}"),
+            &format!("renaming database {target:?} to {old:?} and {aside:?} to {target:?}"),
         )
         .await
     }

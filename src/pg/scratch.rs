@@ -108,14 +108,25 @@ pub async fn create(db: &Db, name: &str, owner: &Owner) -> Result<()> {
     Ok(())
 }
 
-/// Drops the scratch database `name`, ending its sessions first (PostgreSQL 13+).
+/// Drops our own scratch database `name`: a plain `DROP DATABASE` first (it ends an autovacuum
+/// worker itself, which `WITH (FORCE)` may not do for a role that is not a superuser), then,
+/// if sessions still hold it, `WITH (FORCE)` (PostgreSQL 13+).
 pub async fn drop_database(db: &Db, name: &str) -> Result<()> {
-    let force = if db.info.major >= 13 {
-        " WITH (FORCE)"
-    } else {
-        ""
-    };
-    let sql = format!("DROP DATABASE IF EXISTS {}{force}", quote_ident(name));
+    let plain = drop_unforced(db, name).await;
+    if plain.is_ok() || db.info.major < 13 {
+        return plain;
+    }
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    db.client()
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| anyhow::anyhow!("dropping the scratch database {name:?}: {}", error_text(&e)))
+}
+
+/// `DROP DATABASE IF EXISTS name` without ending anyone's session: a database still in use (a
+/// drill that is running after all) fails to drop and stays.
+async fn drop_unforced(db: &Db, name: &str) -> Result<()> {
+    let sql = format!("DROP DATABASE IF EXISTS {}", quote_ident(name));
     db.client()
         .batch_execute(&sql)
         .await
@@ -151,7 +162,7 @@ pub async fn sweep(db: &Db) -> Result<Vec<String>> {
         if owner.liveness() == Liveness::Alive || name == db.info.database {
             continue;
         }
-        match drop_database(db, &name).await {
+        match drop_unforced(db, &name).await {
             Ok(()) => {
                 tracing::info!(
                     "dropped the scratch database {name:?} left by a drill that ended without cleaning up ({owner})"

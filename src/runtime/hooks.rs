@@ -90,7 +90,10 @@ pub fn environment<'a>(
 /// the operation knows (the password).
 #[must_use]
 pub fn withheld(name: &str, value: &str, secrets: &Secrets) -> bool {
-    name == "DATABASE_URL" || name.starts_with("PG") || secrets.scrub(value) != value
+    name == "DATABASE_URL"
+        || name.starts_with("PG")
+        || matches!(name, "AWS_SECRET_ACCESS_KEY" | "AWS_SESSION_TOKEN")
+        || secrets.scrub(value) != value
 }
 
 /// Runs `hook` with exactly the variables `env` and waits for it (this blocks: call it from a

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::runtime::fsutil;
 use anyhow::Result;
 use opendal::layers::{RetryLayer, TimeoutLayer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,16 +86,50 @@ impl Destination {
         }
     }
 
+    /// The URL as messages show it: anything before an `@` in its authority (credentials
+    /// someone put there by mistake) is masked.
+    #[must_use]
+    pub fn shown(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) => format!("{scheme}://***{}", &rest[at..]),
+            None => self.url.clone(),
+        }
+    }
+
+    /// Whether this is a `file://` destination that is the backup folder `dir`, lies inside
+    /// it, or holds it (links followed): copying there would copy the folder onto itself,
+    /// and `--remote-only` or a remote prune would delete the only copy.
+    #[must_use]
+    pub fn overlaps_folder(&self, dir: &Path) -> bool {
+        let Ok(Place::Folder(dest)) = self.place() else {
+            return false;
+        };
+        let (dest, dir) = (resolved(&dest), resolved(dir));
+        dest.starts_with(&dir) || dir.starts_with(&dest)
+    }
+
     /// Where the URL points.
     ///
     /// # Errors
     /// A URL that is not `s3://bucket[/prefix]` or `file:///absolute/path`.
     pub fn place(&self) -> Result<Place> {
         let bad = |why: &str| -> anyhow::Error {
-            Error::usage(format!("invalid remote destination {:?}: {why}", self.url))
-                .hint("use s3://bucket/prefix or file:///absolute/path")
-                .into()
+            Error::usage(format!(
+                "invalid remote destination {:?}: {why}",
+                self.shown()
+            ))
+            .hint("use s3://bucket/prefix or file:///absolute/path")
+            .into()
         };
+        if self.url.contains(['?', '#']) || self.url.split('/').any(|part| part == "..") {
+            return Err(bad(
+                "a query, a fragment or a `..` is not allowed in a destination",
+            ));
+        }
         if let Some(rest) = self.url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() || bucket.contains(['@', ':', '?', '#']) {
@@ -258,6 +292,27 @@ pub fn parse_list(text: &str) -> Vec<Destination> {
         .filter(|s| !s.trim().is_empty())
         .map(Destination::from_url)
         .collect()
+}
+
+/// `path` with its links resolved, as far as it exists (the rest appended as given).
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (
+            existing.file_name().map(ToOwned::to_owned),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 #[cfg(test)]

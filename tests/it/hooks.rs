@@ -227,11 +227,17 @@ fn a_hook_never_sees_the_connection_secrets() {
         .env("PGCONNECT_TIMEOUT", "10")
         .env("APP_DB_PASSWORD", APP_PASSWORD)
         .env("KEEP_ME", "inherited")
+        .env("AWS_SECRET_ACCESS_KEY", "HookMustNotSeeThisS3Key")
+        .env("AWS_SESSION_TOKEN", "HookMustNotSeeThisToken")
         .arg("backup")
         .run();
     out.assert_success();
     for hook in ["before", "after", "finally"] {
         let env = rec.env_of(hook);
+        assert!(
+            !env.contains("HookMustNotSee"),
+            "{hook} hook got the S3 secrets:\n{env}"
+        );
         for line in env.lines() {
             let name = line.split('=').next().unwrap();
             assert!(

@@ -691,3 +691,41 @@ fn a_remote_backup_can_be_drilled_and_its_record_lands_next_to_the_local_copy() 
     alone.assert_success();
     assert!(!alone.stderr.contains(SECRET_KEY), "{alone}");
 }
+
+#[test]
+fn a_destination_that_is_the_backup_folder_is_refused_before_anything_is_dumped() {
+    let db = small_db();
+    let dir = tempdir();
+    let inside = dir.path().join("copies");
+    for url in [
+        format!("file://{}", dir.path().display()),
+        format!("file://{}/", dir.path().display()),
+        format!("file://{}", inside.display()),
+    ] {
+        let out = Cmd::new()
+            .env("BACKUP_DIR", dir.path())
+            .env("DATABASE_URL", server().tcp_url(&db))
+            .env("BACKUP_REMOTE", &url)
+            .args(["backup", "--remote-only"])
+            .run();
+        out.assert_code(2);
+        assert!(out.stderr.contains("backup folder"), "{out}");
+        assert!(local_backups(dir.path()).is_empty(), "{out}");
+    }
+}
+
+#[test]
+fn credentials_put_in_a_destination_url_are_never_echoed() {
+    let out = Cmd::new()
+        .env("BACKUP_REMOTE", "s3://AKIAEXAMPLE:VerySecretKey42@bucket/p")
+        .arg("config")
+        .run();
+    out.assert_code(2);
+    assert!(!out.stderr.contains("VerySecretKey42"), "{out}");
+    assert!(!out.stdout.contains("VerySecretKey42"), "{out}");
+    let out = Cmd::new()
+        .env("BACKUP_REMOTE", "s3://bucket/p?x=1")
+        .arg("config")
+        .run();
+    out.assert_code(2);
+}

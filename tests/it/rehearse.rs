@@ -872,3 +872,80 @@ fn the_library_previews_a_restore_as_a_typed_plan() {
     assert_eq!((small.rows_now, small.rows_in_backup), (Some(3), Some(2)));
     assert_eq!(value(&db, "SELECT count(*) FROM small"), "3");
 }
+
+/// A safety backup newer than every regular backup does not push the regular one out of
+/// `--keep-last 1`: the backup just restored from survives the prune, and `latest` stays it.
+#[test]
+fn a_safety_backup_never_takes_the_newest_regular_backups_place() {
+    let db = filled_db("rehearse_newest");
+    let dir = tempdir();
+    let regular = backup(&db, dir.path(), &[]);
+    let out = aos(&db, dir.path())
+        .args(["restore", "--yes", "latest"])
+        .run();
+    out.assert_success();
+    let prune = aos(&db, dir.path())
+        .args(["--json", "prune", "--keep-last", "1"])
+        .run();
+    prune.assert_success();
+    assert!(regular.exists(), "the regular backup was pruned:\n{prune}");
+    let safety: Vec<String> = names_if_any(dir.path())
+        .into_iter()
+        .filter(|n| n.contains("pre-restore") && !n.ends_with(".meta.json"))
+        .collect();
+    assert_eq!(
+        safety.len(),
+        1,
+        "the young safety backup is kept: {safety:?}"
+    );
+    let dry = dry_run(&db, dir.path(), &[]);
+    assert!(
+        dry.stdout
+            .contains(regular.file_name().unwrap().to_str().unwrap()),
+        "latest is the regular backup:\n{dry}"
+    );
+}
+
+#[test]
+fn target_db_refuses_templates_and_impossible_names() {
+    let db = filled_db("rehearse_tmpl");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    for (name, code) in [("template1", 3), ("template0", 3), ("", 2)] {
+        let out = aos(&db, dir.path())
+            .args([
+                "restore",
+                "--yes",
+                "--no-safety-backup",
+                "--target-db",
+                name,
+                "latest",
+            ])
+            .args(["--from-database", &db])
+            .run();
+        out.assert_code(code);
+        assert!(out.stderr.contains("hint:"), "{out}");
+    }
+    let long = "x".repeat(64);
+    let out = aos(&db, dir.path())
+        .args([
+            "restore",
+            "--yes",
+            "--from-database",
+            &db,
+            "--target-db",
+            &long,
+            "--create",
+            "latest",
+        ])
+        .run();
+    out.assert_code(2);
+    assert_eq!(
+        value(
+            "template1",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0",
+        "template1 gained nothing"
+    );
+}

@@ -35,6 +35,10 @@ pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
 
 /// Plans, confirms and runs the restore, and prints its report.
 async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
+    if args.swap {
+        // A signal stops the swap before its renames; it then drops the copy made aside.
+        ctx.reports_when_cancelled.set();
+    }
     let ops = ctx.ops();
     let mut options = options(ctx, args)?;
     let _fetched = match &args.remote {

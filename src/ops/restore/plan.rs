@@ -585,8 +585,20 @@ async fn missing_target(
     let Some(name) = &opts.target_db else {
         return Ok(None);
     };
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(Error::usage(format!("invalid --target-db {name:?}"))
+            .hint("a database name is 1 to 63 bytes long")
+            .into());
+    }
     let given = opts.target.as_ref().unwrap_or(conn);
     let maintenance = maintenance_avoiding(ctx, given, Some(name)).await?;
+    if maintenance.is_template_or_closed(name).await? {
+        return Err(Error::refused(format!(
+            "database {name:?} is a template or takes no connections: a restore never goes there"
+        ))
+        .hint("give the name of an ordinary database, or a new one with --create")
+        .into());
+    }
     if maintenance.database_exists(name).await? {
         return Ok(None);
     }

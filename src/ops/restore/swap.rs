@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 const MAX_NAME_BYTES: usize = 63;
 /// What the new database's name adds to the target's.
 const ASIDE_MARK: &str = "__aos_swap_";
+/// The time stamp at the end of the names made aside, and its length.
+const STAMP_FORMAT: &str = "%Y%m%d%H%M%S";
+const STAMP_LEN: usize = 14;
 /// What the old database's name adds to the target's.
 pub const OLD_MARK: &str = "__aos_old_";
 
@@ -54,7 +57,7 @@ impl SwapPlan {
         options: &SwapOptions,
         terminate_sessions: bool,
     ) -> SwapPlan {
-        let stamp = now.format("%Y%m%d%H%M%S").to_string();
+        let stamp = now.format(STAMP_FORMAT).to_string();
         SwapPlan {
             aside: marked(target, ASIDE_MARK, &stamp),
             old: marked(target, OLD_MARK, &stamp),
@@ -62,6 +65,14 @@ impl SwapPlan {
             terminate_sessions,
         }
     }
+}
+
+/// What every name [`SwapPlan::new`] gives the copy aside of `target` starts with (the
+/// target's part shortened as there).
+fn aside_prefix(target: &str) -> String {
+    let mut full = marked(target, ASIDE_MARK, &"0".repeat(STAMP_LEN));
+    full.truncate(full.len() - STAMP_LEN);
+    full
 }
 
 /// `<target><mark><stamp>`, the target's part shortened (at a character boundary) to fit.
@@ -169,7 +180,7 @@ async fn check_privileges(maintenance: &Db, database: &str) -> Result<()> {
 /// Drops what a killed swap of `database` left aside (`<db>__aos_swap_*` with nobody connected;
 /// one in use by a running swap cannot be dropped and stays).
 async fn remove_stale(maintenance: &Db, database: &str) {
-    let prefix = marked(database, ASIDE_MARK, "");
+    let prefix = aside_prefix(database);
     let Ok(stale) = maintenance.databases_starting_with(&prefix).await else {
         return;
     };
@@ -339,16 +350,7 @@ impl Aside<'_> {
     /// Target -> old, aside -> target. If the second rename fails, the first is undone.
     async fn rename(&self, target: &str) -> Result<()> {
         let m = self.maintenance;
-        if let Err(e) = m.rename_database(target, &self.swap.old).await {
-            return Err(self.abandon(e).await);
-        }
-        if let Err(e) = m.rename_database(&self.swap.aside, target).await {
-            if let Err(back) = m.rename_database(&self.swap.old, target).await {
-                return Err(e.context(format!(
-                    "and renaming {:?} back to {target:?} failed too ({back:#}): the target is kept as {:?}",
-                    self.swap.old, self.swap.old
-                )));
-            }
+        if let Err(e) = m.swap_names(target, &self.swap.old, &self.swap.aside).await {
             return Err(self.abandon(e).await);
         }
         tracing::info!(
@@ -364,14 +366,15 @@ impl Aside<'_> {
         let name = &self.swap.aside;
         // Not WITH (FORCE): for a role that is not a superuser it fails on an autovacuum worker,
         // which a plain DROP DATABASE waits for.
-        if let Err(d) = self.maintenance.drop_database(name, false).await {
-            tracing::warn!("could not drop the database restored aside, {name:?}: {d:#}");
-        }
-        if self.ctx.op.cancelled().is_some() {
-            return e;
-        }
+        let dropped = match self.maintenance.drop_database(name, false).await {
+            Ok(()) => "the copy restored aside was dropped".to_string(),
+            Err(d) => {
+                tracing::warn!("could not drop the database restored aside, {name:?}: {d:#}");
+                format!("the copy restored aside is left as {name:?} (drop it by hand, or the next swap does)")
+            }
+        };
         e.context(format!(
-            "the swap stopped before its renames: database {:?} is as it was, and the copy restored aside was dropped",
+            "the swap stopped before its renames: database {:?} is as it was, and {dropped}",
             self.target.database
         ))
     }
@@ -462,6 +465,24 @@ async fn drop_old(maintenance: &Db, swap: &SwapPlan) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stale_copies_prefix_matches_the_names_given_even_for_long_targets() {
+        let now = chrono::Utc::now();
+        for target in [
+            "shop",
+            "customer_ledger_production_europe_west_primary",
+            &"é".repeat(31),
+        ] {
+            let plan = SwapPlan::new(target, now, &SwapOptions::default(), false);
+            assert!(
+                plan.aside.starts_with(&aside_prefix(target)),
+                "{target}: {}",
+                plan.aside
+            );
+            assert!(plan.aside.len() <= MAX_NAME_BYTES);
+        }
+    }
 
     #[test]
     fn names_are_dated_and_fit_postgresql() {
