@@ -26,7 +26,7 @@ pub struct Gap {
 pub fn largest_gap(entries: &[Entry], database: &str, now: DateTime<Utc>) -> Option<Gap> {
     let mut times: Vec<(DateTime<Utc>, String)> = entries
         .iter()
-        .filter(|e| e.status == Status::Complete && e.database() == Some(database))
+        .filter(|e| scheduled(e, database))
         .filter(|e| e.time <= now)
         .map(|e| (e.time, e.id.clone().unwrap_or_else(|| e.name.clone())))
         .collect();
@@ -43,13 +43,16 @@ pub fn largest_gap(entries: &[Entry], database: &str, now: DateTime<Utc>) -> Opt
         .max_by_key(|g| g.seconds)
 }
 
-/// How many complete backups of `database` the catalog holds.
+/// How many complete backups of `database` the catalog holds (safety backups not counted).
 #[must_use]
 pub fn complete_count(entries: &[Entry], database: &str) -> usize {
-    entries
-        .iter()
-        .filter(|e| e.status == Status::Complete && e.database() == Some(database))
-        .count()
+    entries.iter().filter(|e| scheduled(e, database)).count()
+}
+
+/// A complete backup of `database` that is not a restore's safety backup: those come from
+/// restores, not from the backup schedule whose gaps the RPO measures.
+fn scheduled(e: &Entry, database: &str) -> bool {
+    e.status == Status::Complete && e.database() == Some(database) && !e.is_safety_backup()
 }
 
 #[cfg(test)]
@@ -96,5 +99,22 @@ mod tests {
         assert_eq!(gap.seconds, 20 * 3600);
         assert_eq!(largest_gap(&entries, "blog", now), None);
         assert_eq!(complete_count(&entries, "shop"), 4);
+    }
+
+    #[test]
+    fn a_safety_backup_does_not_close_a_gap() {
+        let now = Utc.timestamp_opt(1_704_067_200 + 100 * 3600, 0).unwrap();
+        let mut safety = entry("s", "shop", 5, Status::Complete);
+        if let Some(m) = safety.meta.as_mut() {
+            m.label = Some(crate::archive::naming::SAFETY_LABEL.to_string());
+        }
+        let entries = vec![
+            entry("b", "shop", 10, Status::Complete),
+            safety,
+            entry("a", "shop", 0, Status::Complete),
+        ];
+        let gap = largest_gap(&entries, "shop", now).unwrap();
+        assert_eq!((gap.from_id.as_str(), gap.to_id.as_str()), ("a", "b"));
+        assert_eq!(complete_count(&entries, "shop"), 2);
     }
 }

@@ -210,6 +210,8 @@ pub fn check(ctx: &Context, options: &CheckOptions) -> Result<CheckReport> {
                 .iter()
                 .filter(|e| e.status == Status::Complete && belongs_to(e, &db, own.as_deref()))
                 .filter(|e| !e.is_future(ctx.now) && e.time_mismatch().is_none())
+                // A restore's safety backup does not stand in for the scheduled backups.
+                .filter(|e| !e.is_safety_backup())
                 .collect();
             check_database(db, &backups, options, ctx.now)
         })

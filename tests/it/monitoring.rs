@@ -939,3 +939,25 @@ fn the_metrics_file_never_replaces_a_file_that_is_not_one() {
     );
     assert_contains(&out, &out.stderr, &["not a metrics textfile"]);
 }
+
+/// A restore's safety backup is not a scheduled backup: a restore a day after the last backup
+/// does not make an overdue backup look fresh.
+#[test]
+fn a_restores_safety_backup_does_not_stand_in_for_the_scheduled_backup() {
+    let db = filled_db("check_safety");
+    let dir = tempdir();
+    backup_at(dir.path(), &db, T0);
+    aos(dir.path(), &db, &later(T0, 30))
+        .args(["restore", "--yes", "latest"])
+        .run()
+        .assert_success();
+    assert!(
+        crate::support::names_if_any(dir.path())
+            .iter()
+            .any(|n| n.contains("pre-restore")),
+        "the restore took a safety backup"
+    );
+    let out = check(dir.path(), &db, &later(T0, 31), &[]);
+    out.assert_code(1);
+    assert_eq!(status_line(&out).0, "WARNING", "{out}");
+}
