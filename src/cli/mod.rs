@@ -149,8 +149,9 @@ async fn supervise(
             }
             sig = signals.next() => {
                 // psql may have printed that it sends COMMIT a moment ago: give the thread
-                // that reads its stderr a moment to catch up (bounded) before deciding.
-                for _ in 0..50 {
+                // that reads its stderr a moment to catch up (bounded: 3 s, enough on a loaded
+                // 2-core machine) before deciding.
+                for _ in 0..300 {
                     if waited.is_some() || !op.restore().commit_handed_over() {
                         break;
                     }
