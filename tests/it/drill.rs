@@ -354,18 +354,9 @@ fn a_drill_killed_during_the_restore_leaves_nothing_the_next_drill_does_not_remo
     let id = id_of(&b);
     let cmd = aos(dir.path(), &db).arg("drill");
     let child = cmd.spawn();
-    wait_until(
-        "the drill created its scratch database",
-        Duration::from_secs(60),
-        Some(&child),
-        || !scratch_of(&id).is_empty(),
-    );
     let pid = child.id();
-    cmd::signal(&child, libc::SIGKILL);
-    let out = cmd.wait(child);
-    assert_eq!(out.signal, Some(libc::SIGKILL), "{out}");
     // Other tests' drills on the shared server may drill a backup with the same id (ids are
-    // times to the second): the killed drill's database is the one its marker names.
+    // times to the second): the killed drill's database is the one its owner marker names.
     let marker = |name: &str| {
         pg.psql(
             "postgres",
@@ -374,21 +365,27 @@ fn a_drill_killed_during_the_restore_leaves_nothing_the_next_drill_does_not_remo
             ),
         )
     };
-    let left: Vec<String> = scratch_of(&id)
-        .into_iter()
-        .filter(|name| marker(name).contains(&format!(" pid={pid} ")))
-        .collect();
-    assert_eq!(
-        left.len(),
-        1,
-        "killed: its scratch database stays until the next drill"
+    let ours = || {
+        scratch_of(&id)
+            .into_iter()
+            .find(|name| marker(name).contains(&format!(" pid={pid} ")))
+    };
+    wait_until(
+        "the drill created and marked its scratch database",
+        Duration::from_secs(60),
+        Some(&child),
+        || ours().is_some(),
     );
-    assert!(marker(&left[0]).starts_with("aos-backup-owner "));
+    let name = ours().unwrap();
+    assert!(marker(&name).starts_with("aos-backup-owner "));
+    cmd::signal(&child, libc::SIGKILL);
+    let out = cmd.wait(child);
+    assert_eq!(out.signal, Some(libc::SIGKILL), "{out}");
 
     // The next drill (this one, or another test's on the same server) drops it.
     let next = aos(dir.path(), &db).arg("drill").run();
     next.assert_success();
-    assert!(!scratch_of(&id).contains(&left[0]), "{next}");
+    assert!(!scratch_of(&id).contains(&name), "{next}");
 }
 
 #[test]
