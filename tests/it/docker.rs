@@ -18,7 +18,8 @@ use tempfile::TempDir;
 /// The stand-in. `@LOG@`, `@PIDS@`, `@FORBID@` and `@PATH@` are filled in by [`FakeDocker::new`].
 const FAKE_DOCKER: &str = r#"#!/bin/sh
 fail() { echo "fake docker: $*" >&2; exit 99; }
-{ for a in "$@"; do printf '%s\037' "$a"; done; printf '\036'; } >> '@LOG@'
+# One write per call, so that calls made at the same time (the stopper's) never interleave.
+rec=$(for a in "$@"; do printf '%s\037' "$a"; done; printf '\036'); printf '%s' "$rec" >> '@LOG@'
 for a in "$@"; do
   case "$a" in *'@FORBID@'*) fail "a password is in argv" ;; esac
   case "$a" in -t|--tty|-it|-ti) fail "a TTY was asked for ($a)" ;; esac
