@@ -44,12 +44,7 @@ async fn drill_once(ctx: &Ctx, args: &DrillArgs) -> Result<DrillReport> {
     let mut options = options(ctx, args)?;
     let fetched = match &args.remote {
         Some(choice) => {
-            let remote = ctx.remote_storage(choice)?;
-            let database = args.database.clone().or_else(|| ctx.target_database());
-            let wanted = options.backup.clone();
-            let fetched = tokio::task::block_in_place(|| {
-                crate::ops::remote::fetch(&ops, &*remote, &wanted, database.as_deref())
-            })?;
+            let fetched = ctx.fetch_remote(choice, &options.backup, args.database.clone())?;
             options.backup = fetched.path.display().to_string();
             Some(fetched)
         }

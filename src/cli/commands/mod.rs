@@ -218,6 +218,25 @@ impl Ctx {
         crate::ops::push::open(&self.ops(), &dest, None, self.settings.remote.timeout)
     }
 
+    /// Downloads the backup `wanted` of `database` (default: the target's) from the off-site
+    /// destination `choice` into a private temporary folder, checked on the way; the restore
+    /// and the drill then work on that local copy.
+    ///
+    /// # Errors
+    /// No such destination or backup, or a download that failed or differs from its sidecar.
+    pub fn fetch_remote(
+        &self,
+        choice: &str,
+        wanted: &str,
+        database: Option<String>,
+    ) -> Result<crate::ops::remote::Fetched> {
+        let remote = self.remote_storage(choice)?;
+        let database = database.or_else(|| self.target_database());
+        tokio::task::block_in_place(|| {
+            crate::ops::remote::fetch(&self.ops(), &*remote, wanted, database.as_deref())
+        })
+    }
+
     /// Prints a result on stdout: `text` normally, `json` with `--json`.
     pub fn emit(&self, text: &str, json: &serde_json::Value) {
         use std::io::Write;

@@ -43,12 +43,7 @@ async fn restore_and_report(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let mut options = options(ctx, args)?;
     let _fetched = match &args.remote {
         Some(choice) => {
-            let remote = ctx.remote_storage(choice)?;
-            let database = args.from_database.clone().or_else(|| ctx.target_database());
-            let wanted = options.backup.clone();
-            let fetched = tokio::task::block_in_place(|| {
-                crate::ops::remote::fetch(&ops, &*remote, &wanted, database.as_deref())
-            })?;
+            let fetched = ctx.fetch_remote(choice, &options.backup, args.from_database.clone())?;
             options.backup = fetched.path.display().to_string();
             Some(fetched)
         }
