@@ -16,8 +16,18 @@ pub const LOCK_FILE: &str = ".aos-backup.lock";
 /// Held while the value lives.
 #[derive(Debug)]
 pub struct FolderLock {
-    _file: File,
+    file: File,
     pub path: PathBuf,
+}
+
+impl Drop for FolderLock {
+    /// Unlocks explicitly rather than by closing: a child forked by another thread in that
+    /// instant holds a copy of the descriptor until it execs, and a close would leave the lock
+    /// held by that copy (an engine in a long-running program would see its own lock as busy).
+    fn drop(&mut self) {
+        // SAFETY: flock on a file descriptor we own.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
 }
 
 /// Takes the lock on `dir` for `what` (backup, prune, restore), or fails naming the holder.
@@ -62,7 +72,7 @@ pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
     );
     let _ = file.flush();
-    Ok(FolderLock { _file: file, path })
+    Ok(FolderLock { file, path })
 }
 
 /// Takes the lock on `dir` for a run that only reads the folder (restore). A folder we cannot
@@ -99,7 +109,7 @@ pub fn acquire_for_reading(dir: &Path, what: &str) -> Result<Option<FolderLock>>
                     dir.display(),
                     path.display()
                 );
-                return Ok(Some(FolderLock { _file: file, path }));
+                return Ok(Some(FolderLock { file, path }));
             }
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
@@ -207,6 +217,18 @@ mod tests {
         );
         drop(first);
         assert!(acquire(dir.path(), "prune").is_ok());
+    }
+
+    #[test]
+    fn a_copy_of_the_descriptor_does_not_keep_the_lock_after_drop() {
+        // What a child forked by another thread holds until it execs.
+        let dir = tempfile::tempdir().unwrap();
+        let first = acquire(dir.path(), "restore").unwrap();
+        let copy = first.file.try_clone().unwrap();
+        drop(first);
+        let again = acquire(dir.path(), "restore");
+        drop(copy);
+        assert!(again.is_ok(), "{:?}", again.err());
     }
 
     #[test]
