@@ -104,6 +104,22 @@ pub trait Storage: Send + Sync + Debug {
     /// cannot be locked by us (a read-only folder without a lock file), which is said once.
     fn lock_for_reading(&self, what: &str) -> anyhow::Result<Option<Lock>>;
 
+    /// The part size by which the store fingerprints a multipart object (an ETag that is the
+    /// MD5 of its parts' MD5s), when it reports such fingerprints; `None` when a copy can only
+    /// be checked by reading it back.
+    fn etag_part_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// The size and ETag the store reports for `name` (quotes removed), or `None` when it
+    /// reports none.
+    ///
+    /// # Errors
+    /// The store could not be asked.
+    fn etag(&self, _name: &str) -> io::Result<Option<(u64, String)>> {
+        Ok(None)
+    }
+
     /// The local folder behind this storage, for the callers that still need paths (tools that
     /// read a directory archive in place); `None` for any other storage.
     fn as_local(&self) -> Option<&LocalFolder> {

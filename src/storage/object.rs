@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 /// these whatever the backup's size.
 pub const CHUNK: usize = 8 * 1024 * 1024;
 
+/// How many parts of one upload may be on their way at once: the next part is read while the
+/// last one travels, and memory stays within a few parts.
+const UPLOADS: usize = 2;
+
 /// Runs futures to completion for synchronous callers, on a runtime of its own.
 #[derive(Debug)]
 pub struct Bridge {
@@ -291,7 +295,7 @@ impl Storage for ObjectStore {
         check_name(name)?;
         let writer = self
             .bridge
-            .wait(async { self.op.writer_with(name).chunk(CHUNK).concurrent(1).await })
+            .wait(async { self.op.writer_with(name).chunk(CHUNK).concurrent(UPLOADS).await })
             .map_err(io_error)?;
         Ok(Box::new(ObjectPartial {
             writer: Some(writer),
@@ -335,6 +339,20 @@ impl Storage for ObjectStore {
 
     fn free_space(&self) -> io::Result<Option<u64>> {
         Ok(None)
+    }
+
+    fn etag_part_size(&self) -> Option<usize> {
+        Some(CHUNK)
+    }
+
+    fn etag(&self, name: &str) -> io::Result<Option<(u64, String)>> {
+        check_name(name)?;
+        match self.bridge.wait(self.op.stat(name)) {
+            Ok(m) => Ok(m
+                .etag()
+                .map(|e| (m.content_length(), e.trim_matches('"').to_ascii_lowercase()))),
+            Err(e) => Err(io_error(e)),
+        }
     }
 
     fn lock(&self, what: &str) -> anyhow::Result<Lock> {

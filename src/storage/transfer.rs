@@ -1,11 +1,18 @@
 //! Copying one backup from a storage to another: its data objects first, its globals script,
-//! each verified by reading it back (size and SHA-256 against the sidecar), and its sidecar
-//! last, as the completion marker. Shared by the upload after a backup, `push`, and the
-//! download of a remote backup for verify and restore.
+//! each verified (size and SHA-256 against the sidecar), and its sidecar last, as the completion
+//! marker. Shared by the upload after a backup, `push`, and the download of a remote backup for
+//! verify and restore.
+//!
+//! How a copy is verified: the SHA-256 and size of the bytes sent must be the sidecar's; then
+//! the store must hold those bytes. A store that fingerprints what it keeps (S3's ETag: the MD5
+//! of the object, or of its parts' MD5s) proves it when its fingerprint is the one computed
+//! from the bytes sent; any other answer (another ETag scheme, encryption by the store, no
+//! ETag) falls back to reading the object back and hashing it.
 
 use super::{partial_name, Storage};
 use crate::archive::meta::Meta;
 use crate::archive::naming::META_SUFFIX;
+use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 
@@ -51,8 +58,14 @@ pub fn copy_backup(
     to.remove(&sidecar)?;
     let mut moved = 0;
     for (object, size, sha) in data_objects(name, meta) {
-        copy_object(from, to, &object, stop)?;
-        check_object(to, &object, size, &sha, stop)?;
+        let sent = copy_object(from, to, &object, stop)?;
+        if sent.size != size || sent.sha256 != sha {
+            let _ = to.remove(&object);
+            return Err(differs(&from.location(&object), sent.size, &sent.sha256, size, &sha));
+        }
+        if !sent.is_held_by(to, &object) {
+            check_object(to, &object, size, &sha, stop)?;
+        }
         moved += size;
     }
     let text = from.read_small(&sidecar)?;
@@ -80,7 +93,107 @@ pub fn remove_backup(storage: &dyn Storage, name: &str, meta: &Meta) -> io::Resu
     Ok(())
 }
 
-/// Copies one object, through a temporary object published when whole.
+/// What was sent of one object: its SHA-256 and size, and the fingerprints (ETags) a store
+/// that computes them by `part_size` parts would report for exactly these bytes.
+#[derive(Debug)]
+pub struct Sent {
+    /// Lowercase hex.
+    pub sha256: String,
+    pub size: u64,
+    /// The ETags that prove the store holds these bytes: the MD5 of the whole (one request),
+    /// and the MD5 of the parts' MD5s with their count (a multipart upload).
+    pub etags: Vec<String>,
+}
+
+impl Sent {
+    /// Whether `storage` says it holds exactly what was sent under `name`: same size, and a
+    /// fingerprint computed from these bytes. No (or an unknown) answer is a "no", never an
+    /// error: the caller then reads the object back.
+    #[must_use]
+    pub fn is_held_by(&self, storage: &dyn Storage, name: &str) -> bool {
+        match storage.etag(name) {
+            Ok(Some((size, etag))) if size == self.size && self.etags.contains(&etag) => {
+                tracing::debug!("{}: verified by the store's ETag", storage.location(name));
+                true
+            }
+            Ok(Some((_, etag))) if !self.etags.is_empty() => {
+                tracing::debug!(
+                    "{}: the store's ETag {etag} is not an MD5 of what was sent; reading it back",
+                    storage.location(name)
+                );
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Hashes the bytes of one object as they are sent.
+struct Hashes {
+    sha: Sha256,
+    size: u64,
+    /// The store's part size, when it fingerprints objects by ETag.
+    part_size: Option<usize>,
+    whole: Md5,
+    part: Md5,
+    in_part: usize,
+    parts: Vec<[u8; 16]>,
+}
+
+impl Hashes {
+    fn new(part_size: Option<usize>) -> Self {
+        Hashes {
+            sha: Sha256::new(),
+            size: 0,
+            part_size,
+            whole: Md5::new(),
+            part: Md5::new(),
+            in_part: 0,
+            parts: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        self.sha.update(data);
+        self.size += data.len() as u64;
+        let Some(part_size) = self.part_size else {
+            return;
+        };
+        self.whole.update(data);
+        while !data.is_empty() {
+            let n = data.len().min(part_size - self.in_part);
+            self.part.update(&data[..n]);
+            self.in_part += n;
+            data = &data[n..];
+            if self.in_part == part_size {
+                self.parts.push(std::mem::take(&mut self.part).finalize().into());
+                self.in_part = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Sent {
+        let mut etags = Vec::new();
+        if self.part_size.is_some() {
+            if self.in_part > 0 || self.parts.is_empty() {
+                self.parts.push(self.part.finalize().into());
+            }
+            etags.push(format!("{:x}", self.whole.finalize()));
+            let mut of_parts = Md5::new();
+            for p in &self.parts {
+                of_parts.update(p);
+            }
+            etags.push(format!("{:x}-{}", of_parts.finalize(), self.parts.len()));
+        }
+        Sent {
+            sha256: format!("{:x}", self.sha.finalize()),
+            size: self.size,
+            etags,
+        }
+    }
+}
+
+/// Copies one object, through a temporary object published when whole, hashing what it sends.
 ///
 /// # Errors
 /// A read or write failed, or `stop` said to stop.
@@ -89,11 +202,12 @@ pub fn copy_object(
     to: &dyn Storage,
     name: &str,
     stop: Stop<'_>,
-) -> io::Result<()> {
+) -> io::Result<Sent> {
     to.remove(name)?;
     let _ = to.remove(&partial_name(name));
     let mut reader = from.open(name)?;
     let mut partial = to.create_partial(name)?;
+    let mut hashes = Hashes::new(to.etag_part_size());
     let mut buf = vec![0u8; STEP];
     loop {
         if stop() {
@@ -103,10 +217,12 @@ pub fn copy_object(
         if n == 0 {
             break;
         }
+        hashes.update(&buf[..n]);
         partial.write_all(&buf[..n])?;
     }
     partial.finish()?;
-    to.publish(&partial_name(name), name)
+    to.publish(&partial_name(name), name)?;
+    Ok(hashes.finish())
 }
 
 /// Writes a small object whole.
@@ -137,15 +253,17 @@ pub fn check_object(
     if got_size == size && got_sha == sha {
         return Ok(());
     }
+    Err(differs(&storage.location(name), got_size, &got_sha, size, sha))
+}
+
+/// The error for bytes that are not what the sidecar describes.
+fn differs(location: &str, got_size: u64, got_sha: &str, size: u64, sha: &str) -> io::Error {
     let what = if got_size == size {
         format!("SHA-256 is {got_sha}, the sidecar says {sha}")
     } else {
         format!("{got_size} bytes, the sidecar says {size}")
     };
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("{}: {what}", storage.location(name)),
-    ))
+    io::Error::new(io::ErrorKind::InvalidData, format!("{location}: {what}"))
 }
 
 /// The SHA-256 (lowercase hex) and length of what `reader` yields.
@@ -207,5 +325,113 @@ mod tests {
             !to.path("x.dump").exists(),
             "nothing published when stopped"
         );
+    }
+
+    #[test]
+    fn what_was_sent_gives_the_etags_of_one_request_and_of_a_multipart_upload() {
+        let mut h = Hashes::new(Some(4));
+        h.update(b"hel");
+        h.update(b"lo world");
+        let sent = h.finish();
+        let md5 = |b: &[u8]| Md5::digest(b);
+        let mut parts = Vec::new();
+        for p in [&b"hell"[..], b"o wo", b"rld"] {
+            parts.extend_from_slice(&md5(p));
+        }
+        assert_eq!(
+            sent.etags,
+            vec![
+                format!("{:x}", md5(b"hello world")),
+                format!("{:x}-3", md5(&parts))
+            ]
+        );
+        assert_eq!(sent.size, 11);
+        assert_eq!(sent.sha256, hash(&mut &b"hello world"[..], &|| false).unwrap().0);
+        // A store without fingerprints gets no ETags computed.
+        assert!(Hashes::new(None).finish().etags.is_empty());
+    }
+
+    /// A local folder that reports ETags, honest (MD5 of what it holds, by parts of 4 bytes)
+    /// or of another scheme.
+    #[derive(Debug)]
+    struct Fingerprinting {
+        inner: LocalFolder,
+        honest: bool,
+    }
+
+    impl Storage for Fingerprinting {
+        fn root_location(&self) -> String {
+            self.inner.root_location()
+        }
+        fn location(&self, name: &str) -> String {
+            self.inner.location(name)
+        }
+        fn list(&self) -> io::Result<Vec<crate::storage::Listed>> {
+            self.inner.list()
+        }
+        fn open(&self, name: &str) -> io::Result<Box<dyn Read + Send>> {
+            self.inner.open(name)
+        }
+        fn read_small(&self, name: &str) -> io::Result<Vec<u8>> {
+            self.inner.read_small(name)
+        }
+        fn create_partial(&self, name: &str) -> io::Result<Box<dyn crate::storage::Partial>> {
+            self.inner.create_partial(name)
+        }
+        fn publish(&self, partial: &str, name: &str) -> io::Result<()> {
+            self.inner.publish(partial, name)
+        }
+        fn remove(&self, name: &str) -> io::Result<()> {
+            self.inner.remove(name)
+        }
+        fn free_space(&self) -> io::Result<Option<u64>> {
+            Ok(None)
+        }
+        fn lock(&self, what: &str) -> anyhow::Result<crate::storage::Lock> {
+            self.inner.lock(what)
+        }
+        fn lock_for_reading(&self, what: &str) -> anyhow::Result<Option<crate::storage::Lock>> {
+            self.inner.lock_for_reading(what)
+        }
+        fn etag_part_size(&self) -> Option<usize> {
+            Some(4)
+        }
+        fn etag(&self, name: &str) -> io::Result<Option<(u64, String)>> {
+            let held = std::fs::read(self.inner.path(name))?;
+            let mut h = Hashes::new(Some(4));
+            h.update(&held);
+            let tag = if self.honest {
+                h.finish().etags[1].clone()
+            } else {
+                "0123456789abcdef0123456789abcdef".to_string()
+            };
+            Ok(Some((held.len() as u64, tag)))
+        }
+    }
+
+    #[test]
+    fn a_store_fingerprint_proves_only_the_bytes_that_were_sent() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let from = LocalFolder::new(a.path());
+        std::fs::write(from.path("x.dump"), b"hello world").unwrap();
+        let honest = Fingerprinting {
+            inner: LocalFolder::new(b.path()),
+            honest: true,
+        };
+        let sent = copy_object(&from, &honest, "x.dump", &|| false).unwrap();
+        assert!(sent.is_held_by(&honest, "x.dump"));
+        // The store holds other bytes (damaged in transit or at rest): not proven.
+        std::fs::write(honest.inner.path("x.dump"), b"hello World").unwrap();
+        assert!(!sent.is_held_by(&honest, "x.dump"));
+        // A store whose ETags are not MD5s proves nothing: the copy is read back instead.
+        let other = Fingerprinting {
+            inner: LocalFolder::new(b.path()),
+            honest: false,
+        };
+        std::fs::write(other.inner.path("x.dump"), b"hello world").unwrap();
+        assert!(!sent.is_held_by(&other, "x.dump"));
+        // And a plain folder reports no fingerprint at all.
+        assert!(!sent.is_held_by(&LocalFolder::new(b.path()), "x.dump"));
     }
 }

@@ -89,11 +89,13 @@ fn a_backup_is_copied_off_site_and_push_is_idempotent() {
     let s3 = S3Server::start(BUCKET);
     let db = small_db();
     let dir = tempdir();
-    let out = run_in(dir.path(), &s3, "prod", &db, &["backup"]).run();
+    let out = run_in(dir.path(), &s3, "prod", &db, &["-vv", "backup"]).run();
     out.assert_success();
     assert_eq!(local_backups(dir.path()).len(), 1);
     assert_mirrored(&s3, "prod", dir.path());
     assert!(out.stderr.contains("unencrypted"), "{out}");
+    // One request: the store's ETag is the MD5 of the object.
+    assert!(out.stderr.contains("verified by the store's ETag"), "{out}");
     let again = run_in(dir.path(), &s3, "prod", &db, &["push"]).run();
     again.assert_success();
     assert!(
@@ -610,13 +612,16 @@ fn a_backup_bigger_than_one_part_goes_up_in_several_parts_and_back() {
         &s3,
         "big",
         &db,
-        &["backup", "--compression", "none"],
+        &["-vv", "backup", "--compression", "none"],
     )
     .run();
     out.assert_success();
     let size = fs::metadata(out.stdout_trimmed()).unwrap().len();
     assert!(size > 17 * 1024 * 1024, "more than two 8 MiB parts: {size}");
     assert_mirrored(&s3, "big", dir.path());
+    // The store's multipart ETag (MD5 of the parts' MD5s) proved the upload: no read-back.
+    assert!(out.stderr.contains("verified by the store's ETag"), "{out}");
+    assert!(!out.stderr.contains("reading it back"), "{out}");
     let empty = tempdir();
     run_in(empty.path(), &s3, "big", &db, &["verify", "--remote"])
         .run()
