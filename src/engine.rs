@@ -140,6 +140,7 @@ impl Engine {
             globals: crate::ops::backup::Globals::Off,
             validate: false,
             row_counts: true,
+            on_writing: None,
         })
     }
 

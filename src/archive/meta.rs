@@ -158,6 +158,44 @@ pub struct Suspect {
 }
 
 impl Meta {
+    /// A sidecar for tests: a custom-format zstd backup `file` of `size` bytes with SHA-256
+    /// `sha256`, made now.
+    #[cfg(test)]
+    #[must_use]
+    pub fn for_test(file: &str, size: u64, sha256: &str) -> Meta {
+        let now = Utc::now();
+        Meta {
+            format_version: META_FORMAT_VERSION,
+            id: "20240101-000000".into(),
+            label: None,
+            file: file.into(),
+            started_at: now,
+            finished_at: now,
+            duration_ms: 0,
+            database: "db".into(),
+            host: "localhost".into(),
+            port: Some(5432),
+            server_version: "15.1".into(),
+            pg_dump_version: "15.1".into(),
+            tool_version: "0".into(),
+            format: DumpFormat::Custom.into(),
+            compression: Algorithm::Zstd.into(),
+            compression_level: 1,
+            encryption: EncryptionKind::None.into(),
+            size_bytes: size,
+            dump_bytes: size,
+            sha256: sha256.into(),
+            tables: 1,
+            files: vec![],
+            archive_tables: None,
+            suspect: None,
+            recipients: vec![],
+            globals: None,
+            row_counts: None,
+            validation: None,
+        }
+    }
+
     /// The sidecar path for a backup at `path`.
     #[must_use]
     pub fn path_for(backup: &Path) -> PathBuf {

@@ -219,6 +219,7 @@ fn build_ctx(
         reports_when_cancelled,
         now,
         record: metrics::RunRecord::default(),
+        followers: std::sync::Arc::default(),
     })
 }
 

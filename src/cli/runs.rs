@@ -174,8 +174,35 @@ fn summed_up(e: Error) -> anyhow::Error {
 /// Runs a backup of DATABASE_URL's database (and its automatic prune) in `ctx`'s operation.
 async fn backup_one(ctx: &Ctx, args: &BackupArgs) -> Result<BackupReport> {
     let ops = ctx.ops();
-    let plan = plan_backup(ctx, &ops, args)?;
-    backup::execute(&ops, plan).await
+    let mut options = checked_options(&ctx.settings, args, ctx.conninfo()?)?;
+    options.on_writing = upload_while_writing(ctx, &ops);
+    let plan = backup::plan(&ops, &options)?;
+    let result = backup::execute(&ops, plan).await;
+    if result.is_err() {
+        ctx.followers.clear();
+    }
+    result
+}
+
+/// With off-site destinations, the backup file goes up while pg_dump writes it; the push after
+/// the backup completes those uploads ([`offsite`]).
+fn upload_while_writing(ctx: &Ctx, ops: &crate::ops::Context) -> Option<backup::OnWriting> {
+    if ctx.settings.remote.destinations.is_empty() {
+        return None;
+    }
+    let options = offsite_options(ctx);
+    let ops = ops.clone();
+    Some(backup::OnWriting(std::sync::Arc::new(move |partial| {
+        crate::ops::push::follow(&ops, &options, partial);
+    })))
+}
+
+/// The push after a backup: [`push_options`], with the uploads started during the backup.
+fn offsite_options(ctx: &Ctx) -> crate::ops::push::PushOptions {
+    crate::ops::push::PushOptions {
+        followers: Some(std::sync::Arc::clone(&ctx.followers)),
+        ..push_options(&ctx.settings)
+    }
 }
 
 /// Checks the backup that `args` over the settings asks for; changes nothing, connects nowhere.
@@ -226,7 +253,8 @@ pub fn checked_options(
 /// # Errors
 /// A destination still misses a backup ([`crate::error::Kind::Offsite`], naming it and why).
 pub async fn offsite(ctx: &Ctx) -> Result<crate::ops::push::PushReport> {
-    let report = crate::ops::push::execute(&ctx.ops(), push_options(&ctx.settings)).await;
+    let report = crate::ops::push::execute(&ctx.ops(), offsite_options(ctx)).await;
+    ctx.followers.clear();
     for r in &report.results {
         if !r.uploaded.is_empty() {
             tracing::info!(
@@ -251,6 +279,7 @@ pub fn push_options(settings: &Settings) -> crate::ops::push::PushOptions {
         destinations: settings.remote.destinations.clone(),
         timeout: settings.remote.timeout,
         require_encryption: settings.remote.require_encryption,
+        followers: None,
     }
 }
 
@@ -296,6 +325,7 @@ pub fn backup_options(settings: &Settings, args: &BackupArgs, conn: ConnInfo) ->
         },
         validate: settings.validate_before_backup,
         row_counts: settings.row_counts,
+        on_writing: None,
     }
 }
 

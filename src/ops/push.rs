@@ -7,9 +7,12 @@ use crate::archive::naming::META_SUFFIX;
 use crate::catalog::{self, Status};
 use crate::error::{Error, Kind};
 use crate::storage::destination::Destination;
+use crate::storage::follow::Following;
 use crate::storage::{transfer, LocalFolder, Storage};
 use anyhow::Result;
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What a push is asked to do.
@@ -21,6 +24,81 @@ pub struct PushOptions {
     pub timeout: Duration,
     /// Refuse to copy an unencrypted backup off-site.
     pub require_encryption: bool,
+    /// Uploads started while a backup was being written ([`follow`]): the push completes them
+    /// instead of copying those backups again.
+    pub followers: Option<Arc<Followers>>,
+}
+
+/// The uploads started during a run's backups, by destination, folder and file name.
+#[derive(Debug, Default)]
+pub struct Followers {
+    started: Mutex<Vec<(String, Option<String>, Following)>>,
+}
+
+impl Followers {
+    /// The upload of `name` in `folder` to the destination `url`, if one was started.
+    fn take(&self, url: &str, folder: Option<&str>, name: &str) -> Option<Following> {
+        let mut started = self.started.lock().expect("followers");
+        let at = started
+            .iter()
+            .position(|(u, f, s)| u == url && f.as_deref() == folder && s.name() == name)?;
+        Some(started.swap_remove(at).2)
+    }
+
+    /// Gives up every upload not completed (a failed backup's, or one no push took).
+    pub fn clear(&self) {
+        let all = std::mem::take(&mut *self.started.lock().expect("followers"));
+        drop(all);
+    }
+}
+
+/// Starts uploading the backup file being written at `partial` (a `.partial` in the backup
+/// folder or one of its database subfolders) to every destination, as pg_dump writes it: the
+/// push after the backup then only completes these uploads. A destination that cannot be
+/// opened is left to that push, which reports it.
+pub fn follow(ctx: &Context, options: &PushOptions, partial: &Path) {
+    let Some(followers) = &options.followers else {
+        return;
+    };
+    tracing::debug!("following {}", partial.display());
+    let Some(name) = partial
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".partial"))
+    else {
+        return;
+    };
+    let folder = match partial.parent() {
+        Some(p) if p == ctx.dir => None,
+        Some(p) if p.parent() == Some(&*ctx.dir) => match p.file_name().and_then(|n| n.to_str()) {
+            Some(f) => Some(f.to_string()),
+            None => return,
+        },
+        _ => return,
+    };
+    for dest in &options.destinations {
+        let started = open(ctx, dest, folder.as_deref(), options.timeout).and_then(|remote| {
+            let file = std::fs::File::open(partial)?;
+            let op = ctx.op.clone();
+            let cancelled = Box::new(move || op.cancelled().is_some());
+            Ok(Following::start(Arc::from(remote), file, name, cancelled)?)
+        });
+        match started {
+            Ok(following) => {
+                tracing::debug!("{}: uploading {name} while it is written", dest.shown());
+                let mut all = followers.started.lock().expect("followers");
+                // A dump started again (without its snapshot) rewrites the file: the newest
+                // upload of the name replaces the older one.
+                all.retain(|(u, f, s)| !(u == &dest.url && *f == folder && s.name() == name));
+                all.push((dest.url.clone(), folder.clone(), following));
+            }
+            Err(e) => tracing::debug!(
+                "{}: not uploading {name} during the dump ({}); it is copied after",
+                dest.shown(),
+                ctx.op.secrets().scrub(&format!("{e:#}"))
+            ),
+        }
+    }
 }
 
 /// What became of one destination.
@@ -172,8 +250,29 @@ fn push_folder(
             continue;
         }
         refuse_unencrypted(options, dest, &entry.name, meta.is_encrypted())?;
-        let moved = transfer::copy_backup(&local, &*remote, &entry.name, meta, &stop)
-            .map_err(|e| io_cause(&*remote, e))?;
+        let followed = options
+            .followers
+            .as_ref()
+            .and_then(|f| f.take(&dest.url, folder, &entry.name))
+            .and_then(|following| match following.complete(&local, meta, &stop) {
+                Ok(moved) => {
+                    tracing::debug!("{}: uploaded while it was written", entry.name);
+                    Some(moved)
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "the upload of {} made during the dump was given up ({}); copying it again",
+                        entry.name,
+                        ctx.op.secrets().scrub(&e.to_string())
+                    );
+                    None
+                }
+            });
+        let moved = match followed {
+            Some(moved) => moved,
+            None => transfer::copy_backup(&local, &*remote, &entry.name, meta, &stop)
+                .map_err(|e| io_cause(&*remote, e))?,
+        };
         result.bytes += moved;
         result.uploaded.push(match folder {
             Some(f) => format!("{f}/{}", entry.name),

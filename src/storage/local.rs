@@ -71,9 +71,19 @@ fn listed(name: String, path: &Path) -> Listed {
     }
 }
 
-/// A temp file being written in the folder.
+/// A temp file being written in the folder; removed when given up (dropped unfinished).
 struct LocalPartial {
     file: File,
+    path: PathBuf,
+    finished: bool,
+}
+
+impl Drop for LocalPartial {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Write for LocalPartial {
@@ -87,8 +97,10 @@ impl Write for LocalPartial {
 }
 
 impl Partial for LocalPartial {
-    fn finish(self: Box<Self>) -> io::Result<()> {
-        self.file.sync_all()
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.file.sync_all()?;
+        self.finished = true;
+        Ok(())
     }
 }
 
@@ -135,7 +147,11 @@ impl Storage for LocalFolder {
             }
         }
         let file = fsutil::create_private(&path)?;
-        Ok(Box::new(LocalPartial { file }))
+        Ok(Box::new(LocalPartial {
+            file,
+            path,
+            finished: false,
+        }))
     }
 
     fn publish(&self, partial: &str, name: &str) -> io::Result<()> {

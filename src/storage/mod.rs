@@ -3,6 +3,7 @@
 //! later are interchangeable. Names are relative to the storage's root, never local paths.
 
 pub mod destination;
+pub mod follow;
 pub mod local;
 pub mod lock;
 #[cfg(test)]

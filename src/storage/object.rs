@@ -16,7 +16,7 @@ pub const CHUNK: usize = 8 * 1024 * 1024;
 
 /// How many parts of one upload may be on their way at once: the next part is read while the
 /// last one travels, and memory stays within a few parts.
-const UPLOADS: usize = 2;
+const UPLOADS: usize = 1;
 
 /// Runs futures to completion for synchronous callers, on a runtime of its own.
 #[derive(Debug)]
@@ -191,35 +191,25 @@ impl Read for ObjectReader {
     }
 }
 
-/// An upload in progress: parts of [`CHUNK`] bytes go out as they fill; nothing is visible
-/// under the name until [`Storage::publish`] completes it.
+/// An upload in progress: the writer gathers [`CHUNK`] bytes a part and sends each part as
+/// the next one fills (so memory holds about two parts); nothing is visible under the name
+/// until [`Storage::publish`] completes it.
 struct ObjectPartial {
     writer: Option<Writer>,
-    buf: Vec<u8>,
     bridge: Arc<Bridge>,
     partial: String,
     name: String,
     pending: Pending,
 }
 
-impl ObjectPartial {
-    fn send(&mut self) -> io::Result<()> {
+impl Write for ObjectPartial {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(io::Error::other("the upload was already given up"));
         };
-        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.bridge.wait(writer.write(part)).map_err(io_error)
-    }
-}
-
-impl Write for ObjectPartial {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.send()?;
-        }
-        Ok(n)
+        let part = bytes::Bytes::copy_from_slice(data);
+        self.bridge.wait(writer.write(part)).map_err(io_error)?;
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -229,9 +219,6 @@ impl Write for ObjectPartial {
 
 impl Partial for ObjectPartial {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.send()?;
-        }
         let writer = self.writer.take().expect("a partial is finished once");
         let entry = (self.name.clone(), writer);
         self.pending
@@ -295,11 +282,16 @@ impl Storage for ObjectStore {
         check_name(name)?;
         let writer = self
             .bridge
-            .wait(async { self.op.writer_with(name).chunk(CHUNK).concurrent(UPLOADS).await })
+            .wait(async {
+                self.op
+                    .writer_with(name)
+                    .chunk(CHUNK)
+                    .concurrent(UPLOADS)
+                    .await
+            })
             .map_err(io_error)?;
         Ok(Box::new(ObjectPartial {
             writer: Some(writer),
-            buf: Vec::with_capacity(CHUNK),
             bridge: Arc::clone(&self.bridge),
             partial: super::partial_name(name),
             name: name.to_string(),

@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 pub type Stop<'a> = &'a dyn Fn() -> bool;
 
 /// How much one read moves at a time.
-const STEP: usize = 1024 * 1024;
+pub(super) const STEP: usize = 1024 * 1024;
 
 /// The objects that make up the backup `name` described by `meta`, with the size and SHA-256
 /// each must have: the file (or every file of a directory archive), then its globals script.
@@ -54,14 +54,40 @@ pub fn copy_backup(
     meta: &Meta,
     stop: Stop<'_>,
 ) -> io::Result<u64> {
+    to.remove(&format!("{name}{META_SUFFIX}"))?;
+    copy_rest(from, to, name, meta, stop, None)
+}
+
+/// [`copy_backup`] once its sidecar is known absent at `to`; `first`: the backup's file is
+/// already published there (by a [`super::follow::Following`]), and this is what was sent of
+/// it. Each object is verified, the sidecar comes last.
+///
+/// # Errors
+/// As [`copy_backup`].
+pub(super) fn copy_rest(
+    from: &dyn Storage,
+    to: &dyn Storage,
+    name: &str,
+    meta: &Meta,
+    stop: Stop<'_>,
+    mut first: Option<Sent>,
+) -> io::Result<u64> {
     let sidecar = format!("{name}{META_SUFFIX}");
-    to.remove(&sidecar)?;
     let mut moved = 0;
     for (object, size, sha) in data_objects(name, meta) {
-        let sent = copy_object(from, to, &object, stop)?;
+        let sent = match first.take().filter(|_| object == name) {
+            Some(sent) => sent,
+            None => copy_object(from, to, &object, stop)?,
+        };
         if sent.size != size || sent.sha256 != sha {
             let _ = to.remove(&object);
-            return Err(differs(&from.location(&object), sent.size, &sent.sha256, size, &sha));
+            return Err(differs(
+                &from.location(&object),
+                sent.size,
+                &sent.sha256,
+                size,
+                &sha,
+            ));
         }
         if !sent.is_held_by(to, &object) {
             check_object(to, &object, size, &sha, stop)?;
@@ -129,7 +155,7 @@ impl Sent {
 }
 
 /// Hashes the bytes of one object as they are sent.
-struct Hashes {
+pub(super) struct Hashes {
     sha: Sha256,
     size: u64,
     /// The store's part size, when it fingerprints objects by ETag.
@@ -141,7 +167,7 @@ struct Hashes {
 }
 
 impl Hashes {
-    fn new(part_size: Option<usize>) -> Self {
+    pub(super) fn new(part_size: Option<usize>) -> Self {
         Hashes {
             sha: Sha256::new(),
             size: 0,
@@ -153,7 +179,7 @@ impl Hashes {
         }
     }
 
-    fn update(&mut self, mut data: &[u8]) {
+    pub(super) fn update(&mut self, mut data: &[u8]) {
         self.sha.update(data);
         self.size += data.len() as u64;
         let Some(part_size) = self.part_size else {
@@ -166,13 +192,14 @@ impl Hashes {
             self.in_part += n;
             data = &data[n..];
             if self.in_part == part_size {
-                self.parts.push(std::mem::take(&mut self.part).finalize().into());
+                self.parts
+                    .push(std::mem::take(&mut self.part).finalize().into());
                 self.in_part = 0;
             }
         }
     }
 
-    fn finish(mut self) -> Sent {
+    pub(super) fn finish(mut self) -> Sent {
         let mut etags = Vec::new();
         if self.part_size.is_some() {
             if self.in_part > 0 || self.parts.is_empty() {
@@ -253,7 +280,13 @@ pub fn check_object(
     if got_size == size && got_sha == sha {
         return Ok(());
     }
-    Err(differs(&storage.location(name), got_size, &got_sha, size, sha))
+    Err(differs(
+        &storage.location(name),
+        got_size,
+        &got_sha,
+        size,
+        sha,
+    ))
 }
 
 /// The error for bytes that are not what the sidecar describes.
@@ -288,7 +321,7 @@ pub fn hash(reader: &mut dyn Read, stop: Stop<'_>) -> io::Result<(String, u64)> 
     Ok((format!("{:x}", h.finalize()), total))
 }
 
-fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match reader.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -297,7 +330,7 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-fn interrupted() -> io::Error {
+pub(super) fn interrupted() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "stopped by a signal")
 }
 
@@ -346,7 +379,10 @@ mod tests {
             ]
         );
         assert_eq!(sent.size, 11);
-        assert_eq!(sent.sha256, hash(&mut &b"hello world"[..], &|| false).unwrap().0);
+        assert_eq!(
+            sent.sha256,
+            hash(&mut &b"hello world"[..], &|| false).unwrap().0
+        );
         // A store without fingerprints gets no ETags computed.
         assert!(Hashes::new(None).finish().etags.is_empty());
     }

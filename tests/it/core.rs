@@ -181,7 +181,7 @@ fn table_count(db: &str) -> u64 {
 /// A folder to give as `PG_BIN`: the real `pg_dump`, `pg_restore` and `psql` (symlinks), except
 /// for the `(name, script)` pairs, written as executable shell scripts. In scripts, `@REAL@` is
 /// replaced by the folder of the real binaries.
-fn fake_pg_bin(scripts: &[(&str, &str)]) -> TempDir {
+pub fn fake_pg_bin(scripts: &[(&str, &str)]) -> TempDir {
     let dir = tempfile::Builder::new()
         .prefix("aos-backup-it-pgbin.")
         .tempdir()

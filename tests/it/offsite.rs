@@ -619,7 +619,12 @@ fn a_backup_bigger_than_one_part_goes_up_in_several_parts_and_back() {
     let size = fs::metadata(out.stdout_trimmed()).unwrap().len();
     assert!(size > 17 * 1024 * 1024, "more than two 8 MiB parts: {size}");
     assert_mirrored(&s3, "big", dir.path());
-    // The store's multipart ETag (MD5 of the parts' MD5s) proved the upload: no read-back.
+    // The file went up while pg_dump wrote it, and the store's multipart ETag (MD5 of the
+    // parts' MD5s) proved the upload: no read-back.
+    assert!(
+        out.stderr.contains("uploaded while it was written"),
+        "{out}"
+    );
     assert!(out.stderr.contains("verified by the store's ETag"), "{out}");
     assert!(!out.stderr.contains("reading it back"), "{out}");
     let empty = tempdir();
@@ -733,4 +738,57 @@ fn credentials_put_in_a_destination_url_are_never_echoed() {
         .arg("config")
         .run();
     out.assert_code(2);
+}
+
+/// Parts of the uploads the S3 server holds, not yet completed or aborted.
+fn upload_parts(s3: &S3Server) -> Vec<String> {
+    fs::read_dir(s3.root.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload_id-"))
+        .collect()
+}
+
+#[test]
+fn a_dump_that_fails_while_its_file_goes_up_leaves_nothing_at_the_destination() {
+    let s3 = S3Server::start(BUCKET);
+    let db = server().create_db("offsite_fail");
+    server().psql(
+        &db,
+        "SET ROLE app;
+         CREATE TABLE big (id int, v text);
+         INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) FROM generate_series(1, 500000) g;",
+    );
+    // pg_dump writes 27 MB (three 8 MiB parts and more: the first goes up meanwhile), waits,
+    // fails.
+    let bin = crate::core::fake_pg_bin(&[(
+        "pg_dump",
+        "#!/bin/sh\n[ \"$1\" = --version ] && exec @REAL@/pg_dump \"$@\"\n@REAL@/pg_dump \"$@\" | head -c 27000000\nsleep 4\nexit 1\n",
+    )]);
+    let dir = tempdir();
+    let cmd = run_in(
+        dir.path(),
+        &s3,
+        "fail",
+        &db,
+        &["-vv", "backup", "--compression", "none"],
+    )
+    .env("PG_BIN", bin.path());
+    let child = cmd.spawn();
+    crate::support::wait_until(
+        "a part goes up while pg_dump runs",
+        std::time::Duration::from_secs(30),
+        Some(&child),
+        || !upload_parts(&s3).is_empty(),
+    );
+    let out = cmd.wait(child);
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(local_backups(dir.path()).is_empty(), "{out}");
+    assert_eq!(remote_names(&s3, "fail"), Vec::<String>::new(), "{out}");
+    assert_eq!(
+        upload_parts(&s3),
+        Vec::<String>::new(),
+        "the upload started during the dump was aborted:\n{out}"
+    );
 }

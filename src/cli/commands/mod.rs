@@ -42,6 +42,8 @@ pub struct Ctx {
     pub now: DateTime<Utc>,
     /// What the command learnt about each database, for the metrics file.
     pub record: crate::cli::metrics::RunRecord,
+    /// The off-site uploads started while this run's backup was written.
+    pub followers: std::sync::Arc<crate::ops::push::Followers>,
 }
 
 /// How a command that did its work ends the process.
@@ -192,6 +194,7 @@ impl Ctx {
             reports_when_cancelled: self.reports_when_cancelled.clone(),
             now,
             record: crate::cli::metrics::RunRecord::default(),
+            followers: std::sync::Arc::default(),
         }
     }
 

@@ -127,6 +127,9 @@ impl Job {
         }
         let file = fsutil::create_private(tmp)
             .map_err(|e| fsutil::local_io_error("cannot create", tmp, &e))?;
+        if let Some(hook) = &self.plan.on_writing {
+            (hook.0)(tmp);
+        }
         let mut sink = Sink::new(file, self.plan.compression, sealer)?;
         let verdict = self.dump_stream(tmp, &mut sink)?;
         sink.finish()

@@ -60,6 +60,21 @@ pub struct BackupOptions {
     pub validate: bool,
     /// Count every table's rows on the dump's snapshot (`BACKUP_ROW_COUNTS`).
     pub row_counts: bool,
+    /// Told the path of the backup's `.partial` file as soon as it exists (a file backup, not
+    /// a directory archive), so that it can be followed while it grows: the off-site upload
+    /// during the dump.
+    pub on_writing: Option<OnWriting>,
+}
+
+/// A callback given the path of a backup file being written (see
+/// [`BackupOptions::on_writing`]). It runs on the dump's thread and must return at once.
+#[derive(Clone)]
+pub struct OnWriting(pub std::sync::Arc<dyn Fn(&std::path::Path) + Send + Sync>);
+
+impl std::fmt::Debug for OnWriting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnWriting")
+    }
 }
 
 /// Whether a backup also stores the server's roles and tablespaces (`pg_dumpall

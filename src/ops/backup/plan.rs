@@ -50,6 +50,8 @@ pub struct BackupPlan {
     pub validate: bool,
     /// Whether the rows are counted on the dump's snapshot.
     pub row_counts: bool,
+    /// See [`BackupOptions::on_writing`].
+    pub on_writing: Option<super::OnWriting>,
 }
 
 impl BackupPlan {
@@ -83,6 +85,7 @@ impl BackupPlan {
             globals: options.globals,
             validate: options.validate,
             row_counts: options.row_counts,
+            on_writing: options.on_writing.clone(),
         })
     }
 
