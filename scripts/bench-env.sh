@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts: builds the release binary, starts (once) a throwaway server
 # on a private socket, loads the dataset (once), and exports what the commands need.
-# Sets: ROOT WORK RUNS PORT BIN OUT AOS PSQL RECIPIENT DATABASE_URL PG* PG_BIN BACKUP_DIR.
+# Sets: ROOT WORK RUNS PORT BIN OUT AOS (or takes AOS_BIN) PSQL RECIPIENT DATABASE_URL PG* PG_BIN BACKUP_DIR.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 DATASET=${DATASET:-$ROOT/../shared/bench/realistic.sql}
@@ -11,8 +11,14 @@ BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 OUT=$WORK/out
 mkdir -p "$WORK" "$OUT"
 
-cargo build --release --quiet
-AOS=$ROOT/target/release/aos-backup
+# AOS_BIN: a release binary built already (e.g. a copy of target/release/aos-backup of the
+# commit being measured); without it, the current tree is built.
+if [ -n "${AOS_BIN:-}" ]; then
+  AOS=$AOS_BIN
+else
+  cargo build --release --quiet
+  AOS=$ROOT/target/release/aos-backup
+fi
 
 as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 if [ ! -d "$WORK/data" ]; then

@@ -15,21 +15,33 @@ S3S=${AOS_TEST_S3S_FS:-$HOME/.cache/aos-backup-test/bin/s3s-fs}
 echo "== system: $(nproc) cores, $("$BIN/pg_dump" --version), $(hyperfine --version)"
 
 O=$OUT/offsite
-rm -rf "$O"; mkdir -p "$O/s3/bench"
 S3PORT=${BENCH_S3_PORT:-55433}
-"$S3S" --host 127.0.0.1 --port "$S3PORT" --access-key bench-key --secret-key bench-secret-123 "$O/s3" >"$O/s3.log" 2>&1 &
-S3PID=$!
-trap 'kill $S3PID 2>/dev/null || true' EXIT
-sleep 1
 export AWS_ACCESS_KEY_ID=bench-key AWS_SECRET_ACCESS_KEY=bench-secret-123 AWS_ENDPOINT_URL=http://127.0.0.1:$S3PORT
 export BACKUP_DIR=$O/aos
-clean="rm -rf $O/aos $O/s3/bench/*"
+S3PID=
+trap 'kill $S3PID 2>/dev/null || true' EXIT
+# Starts s3s-fs with its objects in $1.
+s3_at() {
+  [ -n "$S3PID" ] && { kill "$S3PID"; wait "$S3PID" 2>/dev/null || true; }
+  rm -rf "$1"; mkdir -p "$1/bench"
+  "$S3S" --host 127.0.0.1 --port "$S3PORT" --access-key bench-key --secret-key bench-secret-123 "$1" >"$O.s3.log" 2>&1 &
+  S3PID=$!
+  sleep 1
+  S3ROOT=$1
+}
+rm -rf "$O"; mkdir -p "$O"
 
-echo
-echo "== backup with one destination against without (lower is better)"
-hyperfine --runs "$RUNS" --warmup 1 --prepare "$clean" --export-markdown "$WORK/offsite.md" \
-  -n 'backup (local only)' "$AOS -q backup --no-prune" \
-  -n 'backup + one s3:// destination (upload and read-back check)' "BACKUP_REMOTE=s3://bench/p $AOS -q backup --no-prune"
+# Twice: the store's objects on a tmpfs (a remote store does not write to this host's disk),
+# then on this host's disk (the store's writes then compete with the backup's own).
+for where in tmpfs disk; do
+  if [ $where = tmpfs ]; then s3_at "${BENCH_S3_TMPFS:-/dev/shm/aos-bench-s3}"; else s3_at "$O/s3"; fi
+  clean="rm -rf $O/aos $S3ROOT/bench/*"
+  echo
+  echo "== backup with one destination against without, store on $where (lower is better)"
+  hyperfine --runs "$RUNS" --warmup 1 --prepare "$clean" --export-markdown "$WORK/offsite-$where.md" \
+    -n 'backup (local only)' "$AOS -q backup --no-prune" \
+    -n "backup + one s3:// destination (store on $where)" "BACKUP_REMOTE=s3://bench/p $AOS -q backup --no-prune"
+done
 
 echo
 echo "== peak memory (max RSS of aos-backup, KiB)"
@@ -38,7 +50,7 @@ for c in "backup --no-prune" "backup --no-prune --remote-only"; do
   rss=$( { BACKUP_REMOTE=s3://bench/p /usr/bin/time -v "$AOS" -q $c >/dev/null; } 2>&1 | awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}')
   echo "aos-backup $c (one destination): $rss"
 done
-ls -l "$O"/s3/bench/p/ | awk '{print $5, $9}'
+ls -l "$S3ROOT"/bench/p/ | awk '{print $5, $9}'
 
 echo
 echo "== restore from the bucket against a local restore (into a fresh database each run)"
@@ -51,4 +63,5 @@ hyperfine --runs "$RUNS" --prepare "$reset" --export-markdown "$WORK/offsite-res
   -n 'restore --remote latest (from s3://)' "DATABASE_URL='$TARGET_URL' BACKUP_REMOTE=s3://bench/p $AOS -q restore --yes --no-safety-backup --no-validate --from-database bench --remote latest"
 
 echo
-echo "results: $WORK/offsite.md $WORK/offsite-restore.md"
+rm -rf "${BENCH_S3_TMPFS:-/dev/shm/aos-bench-s3}"
+echo "results: $WORK/offsite-tmpfs.md $WORK/offsite-disk.md $WORK/offsite-restore.md"

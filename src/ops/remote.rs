@@ -7,6 +7,7 @@ use super::Context;
 use crate::archive::crypto::KeySource;
 use crate::catalog::{self, Entry, Status};
 use crate::error::Error;
+use crate::runtime::owner;
 use crate::storage::{transfer, LocalFolder, Storage};
 use anyhow::Result;
 
@@ -59,9 +60,7 @@ async fn verify_one(
     entry: &Entry,
     keys: &KeySource,
 ) -> Result<BackupResult> {
-    let temp = tempfile::Builder::new()
-        .prefix("aos-backup-remote.")
-        .tempdir()?;
+    let temp = download_folder()?;
     ctx.op.register_temp(temp.path());
     let local = LocalFolder::new(temp.path());
     let stop = || ctx.op.cancelled().is_some();
@@ -141,9 +140,7 @@ pub fn fetch(
             entry.name
         ))
     })?;
-    let temp = tempfile::Builder::new()
-        .prefix("aos-backup-remote.")
-        .tempdir()?;
+    let temp = download_folder()?;
     ctx.op.register_temp(temp.path());
     let local = LocalFolder::new(temp.path());
     let stop = || ctx.op.cancelled().is_some();
@@ -164,4 +161,12 @@ pub fn fetch(
         path: local.path(&entry.name),
         _temp: temp,
     })
+}
+
+/// A private temp folder for a download, naming this process as its owner; the folders of
+/// downloads whose run was killed are removed first.
+fn download_folder() -> std::io::Result<tempfile::TempDir> {
+    const PREFIX: &str = "aos-backup-remote.";
+    owner::sweep_temp(PREFIX, "the download of a remote backup");
+    owner::owned_temp_dir(PREFIX)
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Kind};
 use crate::pg::conninfo::ConnInfo;
 use crate::pg::tools::Locator;
 use crate::runtime::context::OpContext;
-use crate::runtime::owner::{Liveness, Owner};
+use crate::runtime::owner;
 use crate::runtime::process::{self, Finished};
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 /// The folders' name prefix in the temp folder, which finds the ones killed runs left.
 const DIR_PREFIX: &str = "aos-backup-drill.";
 /// The file in the folder that names its owner.
-const OWNER_FILE: &str = "owner";
 /// The port number in the socket's name (no TCP port is opened).
 const PORT: u16 = 5432;
 /// The superuser initdb makes.
@@ -291,48 +290,15 @@ fn signal_group(pid: u32, sig: i32) {
 
 /// A private (0700) folder in the temp folder, naming its owner, handed to the cluster's user.
 fn make_folder(run_as: RunAs) -> Result<tempfile::TempDir> {
-    let folder = tempfile::Builder::new()
-        .prefix(DIR_PREFIX)
-        .tempdir()
-        .context("creating the ephemeral cluster's folder")?;
-    let owner = folder.path().join(OWNER_FILE);
-    std::fs::write(&owner, Owner::current().marker())
-        .with_context(|| format!("writing {}", owner.display()))?;
+    let folder =
+        owner::owned_temp_dir(DIR_PREFIX).context("creating the ephemeral cluster's folder")?;
     run_as.chown(folder.path())?;
     Ok(folder)
 }
 
 /// Removes the folders of ephemeral clusters whose owner is gone (a drill that was killed).
 pub fn sweep() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(DIR_PREFIX) {
-            continue;
-        }
-        let path = entry.path();
-        if left_over(&path) {
-            match std::fs::remove_dir_all(&path) {
-                Ok(()) => tracing::info!(
-                    "removed {}, the folder of an ephemeral cluster left by a drill that was killed",
-                    path.display()
-                ),
-                Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
-            }
-        }
-    }
-}
-
-/// Whether a cluster folder's owner is gone; an unmarked one counts once it is an hour old.
-fn left_over(path: &Path) -> bool {
-    match std::fs::read_to_string(path.join(OWNER_FILE)) {
-        Ok(text) => Owner::parse(&text).is_some_and(|o| o.liveness() == Liveness::Gone),
-        Err(_) => std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600)),
-    }
+    owner::sweep_temp(DIR_PREFIX, "the folder of an ephemeral cluster");
 }
 
 /// `initdb` into `root/data`: trust authentication (the socket is private), no fsync.
@@ -441,18 +407,5 @@ mod tests {
         assert_eq!(conn.host(), Some("/tmp/aos-backup-drill.a b"));
         assert_eq!(conn.port(), Some(PORT));
         assert_eq!(conn.user(), Some(SUPERUSER));
-    }
-
-    #[test]
-    fn a_folder_whose_owner_is_gone_is_left_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut gone = Owner::current();
-        gone.start += 1;
-        std::fs::write(dir.path().join(OWNER_FILE), gone.marker()).unwrap();
-        assert!(left_over(dir.path()));
-        std::fs::write(dir.path().join(OWNER_FILE), Owner::current().marker()).unwrap();
-        assert!(!left_over(dir.path()));
-        std::fs::remove_file(dir.path().join(OWNER_FILE)).unwrap();
-        assert!(!left_over(dir.path()), "a fresh unmarked folder is kept");
     }
 }

@@ -3,6 +3,56 @@
 //! a later run can tell whether its owner is gone and the resource is a leftover to remove.
 
 use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// The file naming its owner inside a temp folder made by [`owned_temp_dir`].
+pub const OWNER_FILE: &str = "owner";
+
+/// A private (0700) folder in the temp folder (`TMPDIR`), named `<prefix>XXXXXX`, that names this
+/// process as its owner: removed when the value is dropped, and by [`sweep_temp`] of a later
+/// run when this process was killed first.
+///
+/// # Errors
+/// The folder or its marker could not be written.
+pub fn owned_temp_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let folder = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    std::fs::write(folder.path().join(OWNER_FILE), Owner::current().marker())?;
+    Ok(folder)
+}
+
+/// Removes the folders of the temp folder named `<prefix>...` whose owner is gone (a run that
+/// was killed); `what` says in the log what they held.
+pub fn sweep_temp(prefix: &str, what: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let path = entry.path();
+        if left_over(&path) {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!(
+                    "removed {}, {what} left by a run that was killed",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+/// Whether a temp folder's owner is gone; an unmarked one counts once it is an hour old.
+fn left_over(path: &Path) -> bool {
+    match std::fs::read_to_string(path.join(OWNER_FILE)) {
+        Ok(text) => Owner::parse(&text).is_some_and(|o| o.liveness() == Liveness::Gone),
+        Err(_) => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600)),
+    }
+}
 
 /// The process that made a throwaway resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +181,19 @@ fn running(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_whose_owner_is_gone_is_left_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gone = Owner::current();
+        gone.start += 1;
+        std::fs::write(dir.path().join(OWNER_FILE), gone.marker()).unwrap();
+        assert!(left_over(dir.path()));
+        std::fs::write(dir.path().join(OWNER_FILE), Owner::current().marker()).unwrap();
+        assert!(!left_over(dir.path()));
+        std::fs::remove_file(dir.path().join(OWNER_FILE)).unwrap();
+        assert!(!left_over(dir.path()), "a fresh unmarked folder is kept");
+    }
 
     #[test]
     fn a_marker_reads_back_and_this_process_is_alive() {

@@ -792,3 +792,48 @@ fn a_dump_that_fails_while_its_file_goes_up_leaves_nothing_at_the_destination() 
         "the upload started during the dump was aborted:\n{out}"
     );
 }
+
+/// An owner marker (as `runtime::owner` writes it) of a process of this machine that is gone.
+fn dead_owner_marker() -> String {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let read = |p: &str| fs::read_to_string(p).unwrap().trim().to_string();
+    format!(
+        "aos-backup-owner host={} boot={} pid={pid} start=1",
+        read("/proc/sys/kernel/hostname"),
+        read("/proc/sys/kernel/random/boot_id")
+    )
+}
+
+#[test]
+fn a_download_left_by_a_killed_run_is_removed_by_the_next_one() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    run_in(dir.path(), &s3, "sweep", &db, &["backup"])
+        .run()
+        .assert_success();
+    let tmp = tempdir();
+    let killed = tmp.path().join("aos-backup-remote.killed");
+    fs::create_dir(&killed).unwrap();
+    fs::write(killed.join("aos-backup-20240101-000000.dump.zst"), b"data").unwrap();
+    fs::write(killed.join("owner"), dead_owner_marker()).unwrap();
+    // Another run's download, just started (not yet marked): left alone.
+    let running = tmp.path().join("aos-backup-remote.running");
+    fs::create_dir(&running).unwrap();
+    let out = run_in(dir.path(), &s3, "sweep", &db, &["verify", "--remote"])
+        .env("TMPDIR", tmp.path())
+        .run();
+    out.assert_success();
+    assert!(!killed.exists(), "{out}");
+    assert!(
+        out.stderr.contains("left by a run that was killed"),
+        "{out}"
+    );
+    assert_eq!(
+        crate::support::names(tmp.path()),
+        vec!["aos-backup-remote.running".to_string()],
+        "the run's own download is gone too:\n{out}"
+    );
+}
