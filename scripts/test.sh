@@ -17,7 +17,17 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
 # The notification tests run a real SMTP server: aiosmtpd (Debian's python3-aiosmtpd).
 { /usr/bin/python3 -c 'import aiosmtpd' || python3 -c 'import aiosmtpd'; } >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+# The Azure tests run the Azurite emulator, from npm.
+AZURITE_ROOT="${HOME}/.cache/aos-backup-test/npm"
+if [ -z "${AOS_TEST_AZURITE:-}" ] && [ ! -x "$AZURITE_ROOT/node_modules/.bin/azurite-blob" ]; then
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 install_missing "${need[@]}"
+if [ -z "${AOS_TEST_AZURITE:-}" ] && [ ! -x "$AZURITE_ROOT/node_modules/.bin/azurite-blob" ]; then
+  say "installing the Azure test server: npm install --prefix $AZURITE_ROOT azurite@3.35.0"
+  npm install --prefix "$AZURITE_ROOT" --no-audit --no-fund --loglevel=error azurite@3.35.0
+fi
 
 # The off-site tests start their own S3 server, s3s-fs (crates.io), which checks request
 # signatures. Built once into a cache folder (a few minutes), reused afterwards.

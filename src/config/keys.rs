@@ -594,7 +594,7 @@ pub const KEYS: &[KeyDef] = &[
         toml: &["remote.url"],
         flags: &["backup --remote"],
         default: None,
-        help: "off-site destinations every backup is copied to: s3://bucket/prefix or file:///path, separated by spaces or commas",
+        help: "off-site destinations every backup is copied to: s3://bucket/prefix, azblob://container/prefix or file:///path, separated by spaces or commas",
     },
     KeyDef {
         key: Key::RemoteTimeout,

@@ -460,8 +460,11 @@ async fn run_in(ctx: &Context, plan: &DrillPlan, target: &ConnInfo) -> Result<Fo
         Err(e) => return restore_failed(ctx, e),
     };
     let db = ctx.connect(target).await?;
-    let rows = compare_rows(&db, &plan.meta).await?;
-    let validation = validate(ctx, plan, target).await?;
+    // Nothing else writes to the scratch database: the row counts and the consistency checks
+    // read it side by side, on two connections.
+    let (rows, validation) =
+        tokio::join!(compare_rows(&db, &plan.meta), validate(ctx, plan, target));
+    let (rows, validation) = (rows?, validation?);
     let checks = crate::pg::checks::run_queries(&db, &plan.queries).await;
     Ok(Found {
         rto: Some(rto),

@@ -92,7 +92,14 @@ pub fn environment<'a>(
 pub fn withheld(name: &str, value: &str, secrets: &Secrets) -> bool {
     name == "DATABASE_URL"
         || name.starts_with("PG")
-        || matches!(name, "AWS_SECRET_ACCESS_KEY" | "AWS_SESSION_TOKEN")
+        || matches!(
+            name,
+            "AWS_SECRET_ACCESS_KEY"
+                | "AWS_SESSION_TOKEN"
+                | "AZURE_STORAGE_KEY"
+                | "AZURE_STORAGE_SAS_TOKEN"
+                | "AZURE_STORAGE_CONNECTION_STRING"
+        )
         || secrets.scrub(value) != value
 }
 

@@ -1,6 +1,7 @@
-//! Off-site destinations as URLs (`s3://bucket/prefix`, `file:///mnt/nas/backups`) with their
-//! options, and opening one as a [`Storage`]: the S3 credentials come from a secret file, the
-//! `AWS_*` variables, or `AWS_PROFILE` and the shared files, and are never shown.
+//! Off-site destinations as URLs (`s3://bucket/prefix`, `azblob://container/prefix`,
+//! `file:///mnt/nas/backups`) with their options, and opening one as a [`Storage`]: the S3
+//! credentials come from a secret file, the `AWS_*` variables, or `AWS_PROFILE` and the shared
+//! files; Azure's from a secret file or the `AZURE_STORAGE_*` variables. None is ever shown.
 
 use super::object::{Bridge, ObjectStore};
 use super::{LocalFolder, Storage};
@@ -36,11 +37,14 @@ pub struct Destination {
 pub enum Place {
     /// A bucket and a prefix inside it (without slashes at either end; empty for the bucket's top).
     S3 { bucket: String, prefix: String },
+    /// An Azure Blob Storage container and a prefix inside it (the `azblob` feature).
+    Azblob { container: String, prefix: String },
     /// A folder on a mounted file system.
     Folder(PathBuf),
 }
 
-/// The S3 credentials found for a destination.
+/// The credentials found for a destination: for S3 the access key, secret and session token;
+/// for Azure the account name, account key and SAS token, in the same places.
 #[derive(Clone, Default)]
 pub struct Credentials {
     pub access_key_id: Option<String>,
@@ -122,7 +126,7 @@ impl Destination {
                 "invalid remote destination {:?}: {why}",
                 self.shown()
             ))
-            .hint("use s3://bucket/prefix or file:///absolute/path")
+            .hint("use s3://bucket/prefix, azblob://container/prefix or file:///absolute/path")
             .into()
         };
         if self.url.contains(['?', '#']) || self.url.split('/').any(|part| part == "..") {
@@ -137,6 +141,16 @@ impl Destination {
             }
             return Ok(Place::S3 {
                 bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if let Some(rest) = self.url.strip_prefix("azblob://") {
+            let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if container.is_empty() || container.contains(['@', ':', '?', '#']) {
+                return Err(bad("no container name (credentials never go into the URL)"));
+            }
+            return Ok(Place::Azblob {
+                container: container.to_string(),
                 prefix: prefix.trim_matches('/').to_string(),
             });
         }
@@ -156,8 +170,16 @@ impl Destination {
     /// # Errors
     /// An unsafe or unreadable credentials file, or one without both keys.
     pub fn credentials(&self, var: &dyn Fn(&str) -> Option<String>) -> Result<Credentials> {
+        let azure = self.url.starts_with("azblob://");
         if let Some(path) = &self.credentials_file {
-            return read_credentials_file(path);
+            return read_credentials_file(path, azure);
+        }
+        if azure {
+            return Ok(Credentials {
+                access_key_id: var("AZURE_STORAGE_ACCOUNT").filter(|v| !v.is_empty()),
+                secret_access_key: var("AZURE_STORAGE_KEY").filter(|v| !v.is_empty()),
+                session_token: var("AZURE_STORAGE_SAS_TOKEN").filter(|v| !v.is_empty()),
+            });
         }
         Ok(Credentials {
             access_key_id: var("AWS_ACCESS_KEY_ID").filter(|v| !v.is_empty()),
@@ -182,23 +204,103 @@ impl Destination {
             Place::Folder(dir) => Ok(Box::new(LocalFolder::new(dir))),
             Place::S3 { bucket, prefix } => {
                 let op = self.s3_operator(&bucket, &prefix, credentials, var)?;
-                let op = op
-                    .layer(
-                        TimeoutLayer::new()
-                            .with_timeout(timeout)
-                            .with_io_timeout(timeout),
-                    )
-                    .layer(
-                        RetryLayer::new()
-                            .with_max_times(4)
-                            .with_min_delay(Duration::from_millis(200))
-                            .with_max_delay(Duration::from_secs(5))
-                            .with_jitter(),
-                    );
-                let bridge = Arc::new(Bridge::new()?);
-                Ok(Box::new(ObjectStore::new(op, self.url.clone(), bridge)))
+                Ok(Box::new(self.object_store(op, timeout, true)?))
+            }
+            Place::Azblob { container, prefix } => {
+                let op = self.azblob_operator(&container, &prefix, credentials, var)?;
+                // Azure's ETags are not MD5s: each copy is read back.
+                Ok(Box::new(self.object_store(op, timeout, false)?))
             }
         }
+    }
+
+    /// `op` with the timeout on every step and the retries with backoff.
+    fn object_store(
+        &self,
+        op: opendal::Operator,
+        timeout: Duration,
+        md5_etags: bool,
+    ) -> Result<ObjectStore> {
+        let op = op
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(timeout)
+                    .with_io_timeout(timeout),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(4)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter(),
+            );
+        let bridge = Arc::new(Bridge::new()?);
+        Ok(ObjectStore::new(op, self.url.clone(), bridge).with_md5_etags(md5_etags))
+    }
+
+    #[cfg(feature = "azblob")]
+    fn azblob_operator(
+        &self,
+        container: &str,
+        prefix: &str,
+        creds: &Credentials,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<opendal::Operator> {
+        let Some(account) = &creds.access_key_id else {
+            return Err(Error::usage(format!(
+                "remote destination {}: no Azure storage account",
+                self.shown()
+            ))
+            .hint("set AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY (or AZURE_STORAGE_SAS_TOKEN), or a credentials_file with azure_storage_account and azure_storage_key")
+            .into());
+        };
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| var("AZURE_STORAGE_ENDPOINT"))
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+        let mut b = opendal::services::Azblob::default()
+            .container(container)
+            .root(&format!("/{prefix}"))
+            .endpoint(&endpoint)
+            .account_name(account);
+        if let Some(key) = &creds.secret_access_key {
+            b = b.account_key(key);
+        }
+        if let Some(sas) = &creds.session_token {
+            b = b.sas_token(sas);
+        }
+        self.finish_operator(b)
+    }
+
+    #[cfg(not(feature = "azblob"))]
+    fn azblob_operator(
+        &self,
+        _container: &str,
+        _prefix: &str,
+        _creds: &Credentials,
+        _var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<opendal::Operator> {
+        Err(Error::usage(format!(
+            "remote destination {}: this aos-backup was built without Azure support",
+            self.shown()
+        ))
+        .hint("build it with the azblob feature (on by default): cargo install --features azblob")
+        .into())
+    }
+
+    /// The operator of the service `b` configures, or a usage error naming the destination.
+    fn finish_operator(&self, b: impl opendal::Builder) -> Result<opendal::Operator> {
+        Ok(opendal::Operator::new(b)
+            .map_err(|e| {
+                Error::usage(format!(
+                    "remote destination {}: {}",
+                    self.url,
+                    super::object::io_error(e)
+                ))
+            })?
+            .finish())
     }
 
     fn s3_operator(
@@ -240,22 +342,16 @@ impl Destination {
                 b = b.session_token(token);
             }
         }
-        Ok(opendal::Operator::new(b)
-            .map_err(|e| {
-                Error::usage(format!(
-                    "remote destination {}: {}",
-                    self.url,
-                    super::object::io_error(e)
-                ))
-            })?
-            .finish())
+        self.finish_operator(b)
     }
 }
 
 /// Reads a credentials file: `aws_access_key_id = ...`, `aws_secret_access_key = ...`
-/// (optionally `aws_session_token`), `#` comments and `[profile]` headers ignored.
-fn read_credentials_file(path: &std::path::Path) -> Result<Credentials> {
-    fsutil::check_secret_file(path, "S3 credentials file")?;
+/// (optionally `aws_session_token`), or for Azure `azure_storage_account = ...`,
+/// `azure_storage_key = ...` (or `azure_storage_sas_token`); `#` comments and `[profile]`
+/// headers ignored.
+fn read_credentials_file(path: &std::path::Path, azure: bool) -> Result<Credentials> {
+    fsutil::check_secret_file(path, "credentials file")?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::usage(format!(
             "cannot read the S3 credentials file {}: {e}",
@@ -269,13 +365,26 @@ fn read_credentials_file(path: &std::path::Path) -> Result<Credentials> {
         };
         let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
         match key.trim().to_ascii_lowercase().as_str() {
-            "aws_access_key_id" => creds.access_key_id = value,
-            "aws_secret_access_key" => creds.secret_access_key = value,
-            "aws_session_token" => creds.session_token = value,
+            "aws_access_key_id" if !azure => creds.access_key_id = value,
+            "aws_secret_access_key" if !azure => creds.secret_access_key = value,
+            "aws_session_token" if !azure => creds.session_token = value,
+            "azure_storage_account" if azure => creds.access_key_id = value,
+            "azure_storage_key" if azure => creds.secret_access_key = value,
+            "azure_storage_sas_token" if azure => creds.session_token = value,
             _ => {}
         }
     }
-    if creds.access_key_id.is_none() || creds.secret_access_key.is_none() {
+    if azure
+        && (creds.access_key_id.is_none()
+            || (creds.secret_access_key.is_none() && creds.session_token.is_none()))
+    {
+        return Err(Error::usage(format!(
+            "the credentials file {} lacks azure_storage_account, or both azure_storage_key and azure_storage_sas_token",
+            path.display()
+        ))
+        .into());
+    }
+    if !azure && (creds.access_key_id.is_none() || creds.secret_access_key.is_none()) {
         return Err(Error::usage(format!(
             "the S3 credentials file {} lacks aws_access_key_id or aws_secret_access_key",
             path.display()
@@ -329,9 +438,24 @@ mod tests {
                 prefix: "a/b".into()
             }
         );
+        let d = Destination::from_url("azblob://backups/prod/");
+        assert_eq!(
+            d.place().unwrap(),
+            Place::Azblob {
+                container: "backups".into(),
+                prefix: "prod".into()
+            }
+        );
         let d = Destination::from_url("file:///mnt/nas");
         assert_eq!(d.place().unwrap(), Place::Folder("/mnt/nas".into()));
-        for bad in ["s3://", "s3://key:secret@bkt/x", "file://rel", "ftp://x"] {
+        for bad in [
+            "s3://",
+            "s3://key:secret@bkt/x",
+            "azblob://",
+            "azblob://acct:key@c/x",
+            "file://rel",
+            "ftp://x",
+        ] {
             assert!(Destination::from_url(bad).place().is_err(), "{bad}");
         }
     }

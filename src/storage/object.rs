@@ -1,5 +1,5 @@
-//! An S3 bucket (or any S3-compatible store) as a [`Storage`], through opendal: multipart uploads
-//! that stay invisible until completed, ranged reads in bounded chunks, retries with backoff and
+//! An object store (an S3 bucket or S3-compatible store, an Azure container) as a [`Storage`],
+//! through opendal: multipart (or block) uploads that stay invisible until completed, ranged reads in bounded chunks, retries with backoff and
 //! a timeout on every transfer step. The trait is synchronous; each call is carried out on this
 //! storage's own small runtime, so it works from plain threads and from async tasks alike.
 
@@ -77,6 +77,8 @@ pub struct ObjectStore {
     url: String,
     bridge: Arc<Bridge>,
     pending: Pending,
+    /// Whether the store's ETags are MD5s (S3's); else copies are checked by reading back.
+    md5_etags: bool,
 }
 
 impl std::fmt::Debug for ObjectStore {
@@ -123,7 +125,15 @@ impl ObjectStore {
             url,
             bridge,
             pending: Arc::default(),
+            md5_etags: true,
         }
+    }
+
+    /// Says whether the store's ETags are MD5s of what it holds (see [`Storage::etag`]).
+    #[must_use]
+    pub fn with_md5_etags(mut self, md5: bool) -> Self {
+        self.md5_etags = md5;
+        self
     }
 
     fn entry(&self, item: &opendal::Entry) -> Option<Listed> {
@@ -334,7 +344,7 @@ impl Storage for ObjectStore {
     }
 
     fn etag_part_size(&self) -> Option<usize> {
-        Some(CHUNK)
+        self.md5_etags.then_some(CHUNK)
     }
 
     fn etag(&self, name: &str) -> io::Result<Option<(u64, String)>> {

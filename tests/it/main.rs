@@ -1,6 +1,8 @@
 //! The single integration-test binary of aos-backup: a real PostgreSQL server (`harness`), a builder
 //! that runs the real `aos-backup` binary (`cmd`), and the test modules that use them.
 
+mod azure;
+mod azurite;
 mod catalog;
 mod catcher;
 mod cleanphase;
