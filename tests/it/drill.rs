@@ -22,8 +22,14 @@ fn aos(dir: &Path, db: &str) -> Cmd {
 }
 
 /// A backup of `db` in `dir`; its path.
+/// A backup of `db`, labelled with the database's (unique) name unless `args` name it: drills of
+/// parallel tests never share an id, so `scratch_of` sees only this test's scratch databases.
 fn backup(dir: &Path, db: &str, args: &[&str]) -> PathBuf {
-    let out = aos(dir, db).arg("backup").args(args).run();
+    let mut cmd = aos(dir, db).arg("backup").args(args);
+    if !args.contains(&"--name") {
+        cmd = cmd.args(["--name", db]);
+    }
+    let out = cmd.run();
     out.assert_success();
     PathBuf::from(out.stdout_trimmed())
 }
