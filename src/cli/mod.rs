@@ -76,10 +76,12 @@ pub fn run() -> i32 {
             return (r.map(|()| commands::Finish::Success), None);
         }
         let metrics = metrics::Pending::start(&cli.command, &ctx);
-        (
-            supervise(commands::dispatch(cli, ctx), &op, &reports).await,
-            metrics,
-        )
+        let followers = std::sync::Arc::clone(&ctx.followers);
+        let result = supervise(commands::dispatch(cli, ctx), &op, &reports).await;
+        // Uploads started while a backup was written that nothing completed (a signal cut the
+        // run short): abort them before the process ends, rather than leave their parts.
+        followers.clear();
+        (result, metrics)
     });
     op.cleanup_temps();
     // Blocking threads (a pipeline that was interrupted) must not hold up the exit.

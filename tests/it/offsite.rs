@@ -750,10 +750,11 @@ fn upload_parts(s3: &S3Server) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_dump_that_fails_while_its_file_goes_up_leaves_nothing_at_the_destination() {
+/// A backup whose file has started going up (a part is at the server) and then ends by
+/// `how`: its pg_dump fails, or the run gets SIGINT. Nothing may be left at the destination.
+fn cut_while_going_up(how: &str) {
     let s3 = S3Server::start(BUCKET);
-    let db = server().create_db("offsite_fail");
+    let db = server().create_db("offsite_cut");
     server().psql(
         &db,
         "SET ROLE app;
@@ -770,7 +771,7 @@ fn a_dump_that_fails_while_its_file_goes_up_leaves_nothing_at_the_destination() 
     let cmd = run_in(
         dir.path(),
         &s3,
-        "fail",
+        "cut",
         &db,
         &["-vv", "backup", "--compression", "none"],
     )
@@ -782,15 +783,29 @@ fn a_dump_that_fails_while_its_file_goes_up_leaves_nothing_at_the_destination() 
         Some(&child),
         || !upload_parts(&s3).is_empty(),
     );
+    if how == "sigint" {
+        crate::cmd::signal(&child, libc::SIGINT);
+    }
     let out = cmd.wait(child);
-    assert_ne!(out.code, Some(0), "{out}");
+    let code = if how == "sigint" { Some(130) } else { Some(1) };
+    assert_eq!(out.code, code, "{out}");
     assert!(local_backups(dir.path()).is_empty(), "{out}");
-    assert_eq!(remote_names(&s3, "fail"), Vec::<String>::new(), "{out}");
+    assert_eq!(remote_names(&s3, "cut"), Vec::<String>::new(), "{out}");
     assert_eq!(
         upload_parts(&s3),
         Vec::<String>::new(),
         "the upload started during the dump was aborted:\n{out}"
     );
+}
+
+#[test]
+fn a_dump_that_fails_while_its_file_goes_up_leaves_nothing_at_the_destination() {
+    cut_while_going_up("fails");
+}
+
+#[test]
+fn ctrl_c_while_the_file_goes_up_leaves_nothing_at_the_destination() {
+    cut_while_going_up("sigint");
 }
 
 /// An owner marker (as `runtime::owner` writes it) of a process of this machine that is gone.
