@@ -65,10 +65,17 @@ pub async fn backup_ended(ctx: &Ctx, notifier: &Notifier, started: Instant, resu
                 }),
             })
             .collect(),
-        Err(e) => vec![Event::backup_failed(
-            ctx.target_database().as_deref(),
-            &summed(e),
-        )],
+        Err(e) => {
+            // A run a signal cut short says so, whatever its last step made of it.
+            let failure = match ctx.op.cancelled() {
+                Some(sig) => ctx.op.interrupted_error(sig),
+                None => summed(e),
+            };
+            vec![Event::backup_failed(
+                ctx.target_database().as_deref(),
+                &failure,
+            )]
+        }
     };
     let destinations: Vec<String> = ctx
         .settings

@@ -59,6 +59,11 @@ impl Made {
 /// the one backup failed. What a made run ends with is [`Made::into_result`].
 pub async fn backup(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> Result<Made> {
     let notifier = crate::cli::notify::notifier(ctx);
+    if !notifier.is_empty() {
+        // A signal then lets the run end by itself (stopped children, bounded wait), so that
+        // its failure is still sent and the healthchecks ping ends with `/fail`.
+        ctx.reports_when_cancelled.set();
+    }
     let started = std::time::Instant::now();
     crate::cli::notify::backup_started(&notifier).await;
     let result = backup_between_hooks(ctx, args, show).await;

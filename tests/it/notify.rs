@@ -819,3 +819,46 @@ fn smtps_is_tls_from_the_first_byte() {
     );
     assert!(mail[0].contains("Exit code: 7"), "{}", mail[0]);
 }
+
+#[test]
+fn a_backup_cut_short_by_ctrl_c_is_sent_as_failed_and_its_ping_ends_with_fail() {
+    let db = server().create_db("notify_int");
+    server().psql(&db, "SET ROLE app; CREATE TABLE t (id int);");
+    let c = Catcher::start();
+    // A pg_dump that hangs: the signal comes while the backup runs.
+    let bin = crate::core::fake_pg_bin(&[(
+        "pg_dump",
+        "#!/bin/sh\n[ \"$1\" = --version ] && exec @REAL@/pg_dump \"$@\"\nexec sleep 30\n",
+    )]);
+    let notify = format!("generic+{0}/hook hc+{0}/ping/7d1e0c2a-9f4b", c.url());
+    let cmd = backup_cmd(&server().tcp_url(&db), &notify, &c.url()).env("PG_BIN", bin.path());
+    let child = cmd.spawn();
+    crate::support::wait_until(
+        "the start ping",
+        Duration::from_secs(30),
+        Some(&child),
+        || !c.to("/ping/7d1e0c2a-9f4b/start").is_empty(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    crate::cmd::signal(&child, libc::SIGINT);
+    let out = cmd.wait(child);
+    out.assert_code(130);
+    let hooks = c.to("/hook");
+    assert_eq!(hooks.len(), 1, "{out}");
+    let j = hooks[0].json();
+    assert_eq!(j["event"], "backup.failed", "{out}");
+    assert!(
+        j["error"].as_str().unwrap().contains("interrupted"),
+        "{j}\n{out}"
+    );
+    let pings: Vec<String> = c
+        .to("/ping/7d1e0c2a-9f4b")
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(
+        pings,
+        ["/ping/7d1e0c2a-9f4b/start", "/ping/7d1e0c2a-9f4b/fail"],
+        "{out}"
+    );
+}
