@@ -232,8 +232,8 @@ pub struct BackupArgs {
     /// Like --globals, with the roles' password hashes (needs a superuser).
     #[arg(long)]
     pub globals_with_passwords: bool,
-    /// Keep no local copy: once every destination holds the new backup, read back and
-    /// checked, the local one is removed (it is kept when a destination fails: exit 8).
+    /// Keep no local copy: once every destination holds the new backup, checked, the local one
+    /// is removed (it is kept when a destination fails: exit 8) [env: BACKUP_REMOTE_ONLY].
     #[arg(long)]
     pub remote_only: bool,
     /// Copy the backup to this off-site destination (s3://bucket/prefix or file:///path) instead

@@ -222,6 +222,7 @@ fn build_ctx(
         now,
         record: metrics::RunRecord::default(),
         followers: std::sync::Arc::default(),
+        made: std::sync::Arc::default(),
     })
 }
 

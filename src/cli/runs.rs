@@ -33,6 +33,15 @@ pub enum Made {
 }
 
 impl Made {
+    /// The backups made: one, or each database's that succeeded.
+    #[must_use]
+    pub fn reports(&self) -> Vec<&BackupReport> {
+        match self {
+            Made::One(report) => vec![report],
+            Made::Many(many) => many.results.iter().filter_map(|r| r.report()).collect(),
+        }
+    }
+
     /// How the run ends: the failed prune after one backup, or the worst result of several
     /// (its message the summary's counts).
     ///
@@ -90,6 +99,11 @@ async fn backup_in_scope(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> 
         Made::One(report) => ctx.record.backup(report),
         Made::Many(report) => ctx.record.many(report),
     }
+    ctx.made.lock().expect("made").extend(
+        made.reports()
+            .into_iter()
+            .map(|r| (r.path.clone(), r.meta.clone())),
+    );
     show(&made);
     if let Made::Many(report) = &made {
         summary::log(report);
@@ -275,6 +289,25 @@ pub async fn offsite(ctx: &Ctx) -> Result<crate::ops::push::PushReport> {
         return Err(e);
     }
     Ok(report)
+}
+
+/// `remote_only`: removes the local copy of each backup this run made (sidecar first), once
+/// every destination holds it ([`offsite`] succeeded).
+///
+/// # Errors
+/// A removal failed.
+pub fn drop_local_copies(ctx: &Ctx) -> Result<()> {
+    let made = std::mem::take(&mut *ctx.made.lock().expect("made"));
+    for (path, meta) in made {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let folder = crate::storage::LocalFolder::new(dir);
+        let name = name.to_string_lossy();
+        crate::storage::transfer::remove_backup(&folder, &name, &meta)?;
+        tracing::info!("remote only: removed the local copy of {name}");
+    }
+    Ok(())
 }
 
 /// The off-site settings as the push operation takes them.

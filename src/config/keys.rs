@@ -62,6 +62,7 @@ pub enum Key {
     Remote,
     RemoteTimeout,
     RemoteRequireEncryption,
+    RemoteOnly,
 }
 
 /// One configuration key's facts.
@@ -613,6 +614,15 @@ pub const KEYS: &[KeyDef] = &[
         flags: &[],
         default: Some("false"),
         help: "refuse to back up (or copy off-site) without encryption while destinations are set",
+    },
+    KeyDef {
+        key: Key::RemoteOnly,
+        name: "remote_only",
+        env: "BACKUP_REMOTE_ONLY",
+        toml: &["remote_only"],
+        flags: &["backup --remote-only"],
+        default: Some("false"),
+        help: "keep no local copy of a new backup once every off-site destination holds it (backup and daemon runs; needs a destination)",
     },
 ];
 

@@ -163,6 +163,7 @@ struct FileConfig {
     remote: Vec<FileRemote>,
     remote_timeout: Option<String>,
     remote_require_encryption: Option<bool>,
+    remote_only: Option<bool>,
 }
 
 /// One `[[remote]]` table: a destination and its options.
@@ -199,6 +200,8 @@ pub struct RemoteSettings {
     pub timeout: std::time::Duration,
     /// Refuse unencrypted backups while destinations are set.
     pub require_encryption: bool,
+    /// Keep no local copy of a new backup once every destination holds it.
+    pub only: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -765,10 +768,20 @@ fn remote(
         },
     };
     sources.set(Key::RemoteRequireEncryption, source);
+    let var = Key::RemoteOnly.env();
+    let (only, source) = match env.get(var) {
+        Some((v, src)) => (parse_switch(var, v)?, src),
+        None => match file.remote_only {
+            Some(b) => (b, Source::File),
+            None => (false, Source::Default),
+        },
+    };
+    sources.set(Key::RemoteOnly, source);
     Ok(RemoteSettings {
         destinations,
         timeout,
         require_encryption,
+        only,
     })
 }
 
@@ -1553,7 +1566,7 @@ mod tests {
                     Key::TelegramToken => "123:abc",
                     Key::Remote => "s3://bucket/prefix",
                     Key::RemoteTimeout => "30s",
-                    Key::RemoteRequireEncryption => "true",
+                    Key::RemoteRequireEncryption | Key::RemoteOnly => "true",
                     _ => "4",
                 };
                 (d.env, v)

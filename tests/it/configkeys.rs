@@ -154,6 +154,7 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("remote", ("default", json!([]))),
         ("remote_timeout", ("default", json!(60))),
         ("remote_require_encryption", ("default", json!(false))),
+        ("remote_only", ("default", json!(false))),
     ]
     .into_iter()
     .collect();

@@ -852,3 +852,55 @@ fn a_download_left_by_a_killed_run_is_removed_by_the_next_one() {
         "the run's own download is gone too:\n{out}"
     );
 }
+
+#[test]
+fn remote_only_as_a_setting_serves_backup_and_the_daemon() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    let out = run_in(dir.path(), &s3, "ro", &db, &["backup"])
+        .env("BACKUP_REMOTE_ONLY", "true")
+        .run();
+    out.assert_success();
+    assert!(local_backups(dir.path()).is_empty(), "{out}");
+    assert_eq!(
+        remote_names(&s3, "ro")
+            .iter()
+            .filter(|n| n.ends_with(".meta.json"))
+            .count(),
+        1,
+        "{out}"
+    );
+
+    // The daemon: each run's backup ends up at the destination only.
+    let cmd = run_in(dir.path(), &s3, "ro-daemon", &db, &["daemon"])
+        .env("BACKUP_REMOTE_ONLY", "true")
+        .env("BACKUP_SCHEDULE", "*/2 * * * * *")
+        .timeout(std::time::Duration::from_secs(60));
+    let child = cmd.spawn();
+    crate::support::wait_until(
+        "a scheduled backup is off-site and not kept locally",
+        std::time::Duration::from_secs(40),
+        Some(&child),
+        || {
+            remote_names(&s3, "ro-daemon")
+                .iter()
+                .any(|n| n.ends_with(".meta.json"))
+                && !has_local_sidecar(dir.path())
+        },
+    );
+    crate::cmd::signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    out.assert_success();
+    assert!(!has_local_sidecar(dir.path()), "{out}");
+
+    // Without a destination, the setting is refused before anything runs.
+    let out = Cmd::new()
+        .args(["daemon"])
+        .env("BACKUP_DIR", dir.path())
+        .env("DATABASE_URL", server().tcp_url(&db))
+        .env("BACKUP_REMOTE_ONLY", "true")
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("BACKUP_REMOTE_ONLY"), "{out}");
+}

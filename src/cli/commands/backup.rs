@@ -14,12 +14,13 @@ use anyhow::Result;
 /// Runs the backup and prints what it made, then copies it off-site when destinations are set;
 /// fails as the run ends (a missing off-site copy after a good run: exit 8).
 pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
-    if args.remote_only && ctx.settings.remote.destinations.is_empty() {
-        return Err(
-            crate::error::Error::usage("--remote-only needs an off-site destination")
-                .hint("set BACKUP_REMOTE=s3://bucket/prefix, or pass --remote URL")
-                .into(),
-        );
+    let remote_only = args.remote_only || ctx.settings.remote.only;
+    if remote_only && ctx.settings.remote.destinations.is_empty() {
+        return Err(crate::error::Error::usage(
+            "--remote-only (or BACKUP_REMOTE_ONLY) needs an off-site destination",
+        )
+        .hint("set BACKUP_REMOTE=s3://bucket/prefix, or pass --remote URL")
+        .into());
     }
     let made = runs::backup(ctx, args, &|made| render(ctx, made)).await?;
     let offsite = if ctx.settings.remote.destinations.is_empty() {
@@ -27,30 +28,11 @@ pub async fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     } else {
         runs::offsite(ctx).await.map(drop)
     };
-    if args.remote_only && offsite.is_ok() {
-        drop_local_copies(&made)?;
+    if remote_only && offsite.is_ok() {
+        runs::drop_local_copies(ctx)?;
     }
     made.into_result()?;
     offsite
-}
-
-/// `--remote-only`: removes the local copy of each backup the run made, now that every
-/// destination holds it.
-fn drop_local_copies(made: &Made) -> Result<()> {
-    let reports: Vec<&BackupReport> = match made {
-        Made::One(report) => vec![report],
-        Made::Many(many) => many.results.iter().filter_map(|r| r.report()).collect(),
-    };
-    for report in reports {
-        let (Some(dir), Some(name)) = (report.path.parent(), report.path.file_name()) else {
-            continue;
-        };
-        let folder = crate::storage::LocalFolder::new(dir);
-        let name = name.to_string_lossy();
-        crate::storage::transfer::remove_backup(&folder, &name, &report.meta)?;
-        tracing::info!("--remote-only: removed the local copy of {name}");
-    }
-    Ok(())
 }
 
 /// What the run made, on stdout.

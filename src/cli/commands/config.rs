@@ -254,6 +254,7 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             true,
         ),
         Key::RemoteRequireEncryption => (s.remote.require_encryption.to_string(), true),
+        Key::RemoteOnly => (s.remote.only.to_string(), true),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly
@@ -472,6 +473,7 @@ fn json_value(s: &Settings, key: Key) -> Value {
             .collect::<Vec<_>>()),
         Key::RemoteTimeout => seconds(s.remote.timeout),
         Key::RemoteRequireEncryption => json!(s.remote.require_encryption),
+        Key::RemoteOnly => json!(s.remote.only),
         Key::KeepLast
         | Key::KeepDaily
         | Key::KeepWeekly

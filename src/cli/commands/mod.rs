@@ -44,6 +44,9 @@ pub struct Ctx {
     pub record: crate::cli::metrics::RunRecord,
     /// The off-site uploads started while this run's backup was written.
     pub followers: std::sync::Arc<crate::ops::push::Followers>,
+    /// The backups this run made (path and sidecar), for `remote_only`.
+    pub made:
+        std::sync::Arc<std::sync::Mutex<Vec<(std::path::PathBuf, crate::archive::meta::Meta)>>>,
 }
 
 /// How a command that did its work ends the process.
@@ -195,6 +198,7 @@ impl Ctx {
             now,
             record: crate::cli::metrics::RunRecord::default(),
             followers: std::sync::Arc::default(),
+            made: std::sync::Arc::default(),
         }
     }
 

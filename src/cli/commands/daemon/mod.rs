@@ -42,6 +42,13 @@ const LATE_SECS: i64 = 5;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(ctx: &Ctx, signals: &mut Signals) -> Result<()> {
+    if ctx.settings.remote.only && ctx.settings.remote.destinations.is_empty() {
+        return Err(
+            Error::usage("BACKUP_REMOTE_ONLY is on, but no off-site destination is set")
+                .hint("set BACKUP_REMOTE=s3://bucket/prefix, or turn BACKUP_REMOTE_ONLY off")
+                .into(),
+        );
+    }
     let mut daemon = Daemon::start(ctx)?;
     loop {
         let slot = next_slot(&daemon.schedule, daemon.state.backup.handled_until)?;
@@ -358,7 +365,13 @@ impl AfterRun for Offsite {
         ctx: &'a Ctx,
         _outcome: &'a Outcome,
     ) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>> {
-        Box::pin(async move { runs::offsite(ctx).await.map(drop) })
+        Box::pin(async move {
+            runs::offsite(ctx).await?;
+            if ctx.settings.remote.only {
+                runs::drop_local_copies(ctx)?;
+            }
+            Ok(())
+        })
     }
 }
 
