@@ -210,6 +210,7 @@ impl Engine {
             production_marker: None,
             keys: crate::archive::crypto::KeySource::default(),
             validate: true,
+            scratch_target: false,
         })
     }
 

@@ -493,6 +493,7 @@ async fn restore_into(ctx: &Context, plan: &DrillPlan, target: &ConnInfo) -> Res
         production_marker: None,
         keys: plan.keys.clone(),
         validate: false,
+        scratch_target: true,
         target_db: None,
         create: false,
         swap: None,

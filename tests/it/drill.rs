@@ -72,6 +72,7 @@ fn a_drill_passes_reports_rto_and_rpo_and_list_shows_it() {
     out.assert_success();
     let r = out.json();
     assert_eq!(r["outcome"], "passed", "{out}");
+    assert!(!out.stderr.contains("--from-database"), "no warning: {out}");
     assert!(r["rto_ms"].as_u64().is_some(), "{out}");
     assert!(r["rpo"]["backup_age_seconds"].as_i64().is_some(), "{out}");
     assert_eq!(r["rpo"]["complete_backups"], 2, "{out}");

@@ -94,6 +94,7 @@ fn options(ctx: &Ctx, args: &RestoreArgs) -> Result<RestoreOptions> {
         production_marker: ctx.settings.env.production_marker(),
         keys: ctx.keys(&args.keys),
         validate: !args.no_validate,
+        scratch_target: false,
         target_db: args.target_db.clone(),
         create: args.create,
         swap: args.swap.then_some(restore::SwapOptions {

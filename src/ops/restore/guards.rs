@@ -75,6 +75,7 @@ pub(super) fn database_of_backup(
     backup_db: &str,
     target: &str,
     from: Option<&str>,
+    scratch: bool,
     path: &Path,
     fired: &mut Fired,
 ) -> Result<()> {
@@ -96,7 +97,7 @@ pub(super) fn database_of_backup(
             "to restore {backup_db:?}'s backup into {target:?}, add --from-database {shown}"
         ))
         .into()),
-        Some(_) if backup_db != target => {
+        Some(_) if backup_db != target && !scratch => {
             fired.warn(
                 Guard::OtherDatabase,
                 format!("restoring a backup of database {backup_db:?} into database {target:?} (--from-database)"),
@@ -366,13 +367,19 @@ mod tests {
     fn a_backup_of_another_database_needs_from_database() {
         let path = Path::new("b.dump");
         let mut fired = Fired::default();
-        assert!(database_of_backup("shop", "shop", None, path, &mut fired).is_ok());
-        let err = database_of_backup("shop", "shop2", None, path, &mut fired).unwrap_err();
+        let check = |target, from, scratch, fired: &mut Fired| {
+            database_of_backup("shop", target, from, scratch, path, fired)
+        };
+        assert!(check("shop", None, false, &mut fired).is_ok());
+        let err = check("shop2", None, false, &mut fired).unwrap_err();
         assert!(format!("{err}").contains("and the target is database \"shop2\""));
-        let err = database_of_backup("shop", "shop2", Some("x"), path, &mut fired).unwrap_err();
+        let err = check("shop2", Some("x"), false, &mut fired).unwrap_err();
         assert!(format!("{err}").contains("not of \"x\" as --from-database says"));
         assert!(fired.0.is_empty());
-        assert!(database_of_backup("shop", "shop2", Some("shop"), path, &mut fired).is_ok());
+        // A drill's scratch database: allowed, and no warning.
+        assert!(check("aos_drill_x", Some("shop"), true, &mut fired).is_ok());
+        assert!(fired.0.is_empty());
+        assert!(check("shop2", Some("shop"), false, &mut fired).is_ok());
         assert_eq!(fired.0[0].guard, Guard::OtherDatabase);
     }
 

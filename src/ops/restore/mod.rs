@@ -75,6 +75,9 @@ pub struct RestoreOptions {
     pub safety_backup: Option<crate::ops::backup::BackupOptions>,
     /// Run the consistency checks on the target once it is restored (`--no-validate`: not).
     pub validate: bool,
+    /// The target is a throwaway database made for this restore (a drill's scratch database):
+    /// restoring another database's backup into it is the point, not worth a warning.
+    pub scratch_target: bool,
 }
 
 /// What a restore did.

@@ -436,7 +436,8 @@ fn choose_backup(
     let about = describe_backup(meta.as_ref(), &path, ctx.now);
     if let (Some(meta), Some(target)) = (&meta, target) {
         let from = opts.from_database.as_deref();
-        guards::database_of_backup(&meta.database, target, from, &path, fired)?;
+        let scratch = opts.scratch_target;
+        guards::database_of_backup(&meta.database, target, from, scratch, &path, fired)?;
     }
     tracing::info!("restoring the {about}");
     Ok((path, about))
@@ -788,6 +789,7 @@ mod tests {
             swap: None,
             safety_backup: None,
             validate: true,
+            scratch_target: false,
         };
         let err = connection(&opts).unwrap_err();
         let typed = crate::error::find(&err).unwrap();
