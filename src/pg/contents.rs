@@ -5,17 +5,6 @@
 use crate::pg::db::{error_text, Db};
 use anyhow::Result;
 
-/// The tables whose rows a backup holds, as its row counts list them (see `pg::rowcount`):
-/// ordinary tables and partitions in user schemas, not temporary, not an extension's.
-const USER_TABLES_SQL: &str = "\
-SELECT n.nspname, c.relname FROM pg_catalog.pg_class c \
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-WHERE c.relkind = 'r' AND c.relpersistence <> 't' \
-  AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%' \
-  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
-                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
-ORDER BY n.nspname COLLATE \"C\", c.relname COLLATE \"C\"";
-
 /// How many tables one counting query covers.
 const TABLES_PER_QUERY: usize = 100;
 
@@ -38,7 +27,7 @@ pub struct TableCount {
 }
 
 impl Db {
-    /// Every table a backup counts the rows of (see [`USER_TABLES_SQL`]) with its exact row
+    /// Every table a backup counts the rows of (see `pg::rowcount`: ordinary tables and partitions in user schemas, not temporary, not an extension's) with its exact row
     /// count now, by schema and name.
     /// With `lock_wait`, a table that stays locked longer is not counted (its `rows` is `None`).
     pub async fn table_rows(
@@ -54,7 +43,7 @@ impl Db {
         }
         let rows = self
             .client()
-            .query(USER_TABLES_SQL, &[])
+            .query(crate::pg::rowcount::TABLES_SQL, &[])
             .await
             .map_err(|e| anyhow::anyhow!("listing the tables: {}", error_text(&e)))?;
         let tables: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -90,26 +79,7 @@ impl Db {
         &self,
         tables: &[(String, String)],
     ) -> std::result::Result<Vec<u64>, tokio_postgres::Error> {
-        let parts: Vec<String> = tables
-            .iter()
-            .enumerate()
-            .map(|(i, (schema, table))| {
-                format!(
-                    "SELECT {i}, count(*) FROM {}.{}",
-                    quote_ident(schema),
-                    quote_ident(table)
-                )
-            })
-            .collect();
-        let rows = self.client().query(&parts.join(" UNION ALL "), &[]).await?;
-        let mut counts = vec![0u64; tables.len()];
-        for r in rows {
-            let (i, n): (i32, i64) = (r.get(0), r.get(1));
-            if let Some(slot) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
-                *slot = u64::try_from(n).unwrap_or(0);
-            }
-        }
-        Ok(counts)
+        crate::pg::rowcount::count_tables(self.client(), tables).await
     }
 
     /// The user schemas (not `pg_*`, not `information_schema`), by name.

@@ -9,8 +9,8 @@ use tokio_postgres::Client;
 /// The tables pg_dump dumps the rows of: ordinary tables and partitions (relkind `r`) in user
 /// schemas, not those of an extension; each with its name quoted for SQL, in (schema, name)
 /// byte order.
-const TABLES_SQL: &str = "\
-SELECT n.nspname::text, c.relname::text, format('%I.%I', n.nspname, c.relname) \
+pub(crate) const TABLES_SQL: &str = "\
+SELECT n.nspname::text, c.relname::text \
 FROM pg_catalog.pg_class c \
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
 WHERE c.relkind = 'r' AND c.relpersistence <> 't' \
@@ -112,10 +112,7 @@ async fn count_in_transaction(client: &Client) -> Result<Vec<TableRows>> {
         .query(TABLES_SQL, &[])
         .await
         .map_err(|e| anyhow::anyhow!("listing the tables: {}", error_text(&e)))?;
-    let tables: Vec<(String, String, String)> = tables
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let tables: Vec<(String, String)> = tables.iter().map(|r| (r.get(0), r.get(1))).collect();
     let mut counted = Vec::with_capacity(tables.len());
     for batch in tables.chunks(TABLES_PER_STATEMENT) {
         let rows = count_batch(client, batch).await?;
@@ -123,7 +120,7 @@ async fn count_in_transaction(client: &Client) -> Result<Vec<TableRows>> {
             batch
                 .iter()
                 .zip(rows)
-                .map(|((schema, table, _), rows)| TableRows {
+                .map(|((schema, table), rows)| TableRows {
                     schema: schema.clone(),
                     table: table.clone(),
                     rows,
@@ -133,15 +130,31 @@ async fn count_in_transaction(client: &Client) -> Result<Vec<TableRows>> {
     Ok(counted)
 }
 
-/// The counts of `batch` (schema, name, quoted name), in its order.
-async fn count_batch(client: &Client, batch: &[(String, String, String)]) -> Result<Vec<u64>> {
-    let sql = batch_sql(batch.iter().map(|(_, _, quoted)| quoted.as_str()));
-    let rows = client
-        .query(&sql, &[])
+/// The counts of `batch` (schema, name), in its order.
+async fn count_batch(client: &Client, batch: &[(String, String)]) -> Result<Vec<u64>> {
+    count_tables(client, batch)
         .await
         .map_err(|e| anyhow::anyhow!("counting rows: {}", error_text(&e)))
-        .with_context(|| format!("in {} tables from {}", batch.len(), batch[0].2))?;
-    let mut counts = vec![0; batch.len()];
+        .with_context(|| {
+            let (schema, table) = &batch[0];
+            format!("in {} tables from {}", batch.len(), qualified(schema, table))
+        })
+}
+
+/// The exact row counts of `tables` (schema, name), in their order, in one statement (also
+/// the restore preview's, which counts outside any snapshot and skips locked tables).
+///
+/// # Errors
+/// The statement failed (a lock wait that ran out among them).
+pub(crate) async fn count_tables(
+    client: &Client,
+    tables: &[(String, String)],
+) -> std::result::Result<Vec<u64>, tokio_postgres::Error> {
+    let quoted: Vec<String> = tables.iter().map(|(s, t)| qualified(s, t)).collect();
+    let rows = client
+        .query(&batch_sql(quoted.iter().map(String::as_str)), &[])
+        .await?;
+    let mut counts = vec![0; tables.len()];
     for r in rows {
         let (i, n): (i32, i64) = (r.get(0), r.get(1));
         if let Some(slot) = usize::try_from(i).ok().and_then(|i| counts.get_mut(i)) {
@@ -158,6 +171,15 @@ fn batch_sql<'a>(quoted: impl Iterator<Item = &'a str>) -> String {
         .map(|(i, q)| format!("SELECT {i}::int4, count(*) FROM {q}"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
+}
+
+/// `schema.table`, each quoted.
+fn qualified(schema: &str, table: &str) -> String {
+    format!(
+        "{}.{}",
+        crate::pg::contents::quote_ident(schema),
+        crate::pg::contents::quote_ident(table)
+    )
 }
 
 /// `text` as an SQL string literal.
