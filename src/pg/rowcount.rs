@@ -137,7 +137,11 @@ async fn count_batch(client: &Client, batch: &[(String, String)]) -> Result<Vec<
         .map_err(|e| anyhow::anyhow!("counting rows: {}", error_text(&e)))
         .with_context(|| {
             let (schema, table) = &batch[0];
-            format!("in {} tables from {}", batch.len(), qualified(schema, table))
+            format!(
+                "in {} tables from {}",
+                batch.len(),
+                qualified(schema, table)
+            )
         })
 }
 
