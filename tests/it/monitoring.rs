@@ -698,7 +698,7 @@ fn metrics_file_records_verify_prune_and_restore_per_database() {
         // Not the restore's safety backup (`...-pre-restore.dump.zst`).
         .find(|p| {
             p.extension().is_some_and(|e| e == "zst")
-                && !p.to_string_lossy().contains("-pre-restore.")
+                && !p.to_string_lossy().contains("-pre-restore")
         })
         .unwrap();
     let mut bytes = fs::read(&backup).unwrap();
