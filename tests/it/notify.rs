@@ -862,3 +862,49 @@ fn a_backup_cut_short_by_ctrl_c_is_sent_as_failed_and_its_ping_ends_with_fail() 
         "{out}"
     );
 }
+
+#[test]
+fn each_database_of_a_many_database_run_gets_its_own_event() {
+    let db = server().create_db("notify_many");
+    server().psql(&db, "SET ROLE app; CREATE TABLE t (id int);");
+    let c = Catcher::start();
+    let work = tempdir();
+    let cfg = work.path().join("aos.toml");
+    fs::write(
+        &cfg,
+        "[[databases]]\nname = \"shop\"\nurl_env = \"SHOP_URL\"\n\n\
+         [[databases]]\nname = \"blog\"\nurl_env = \"BLOG_URL\"\n",
+    )
+    .unwrap();
+    let out = Cmd::new()
+        .env_remove("DATABASE_URL")
+        .env("AOS_BACKUP_CONFIG", &cfg)
+        .env("SHOP_URL", server().tcp_url(&db))
+        .env("BLOG_URL", down_database())
+        .env(
+            "BACKUP_NOTIFY",
+            format!("generic+{}/hook?on=always", c.url()),
+        )
+        .args(["backup"])
+        .run();
+    assert_ne!(out.code, Some(0), "one database failed: {out}");
+    let events: Vec<(String, String)> = c
+        .to("/hook")
+        .iter()
+        .map(|r| {
+            let j = r.json();
+            (
+                j["event"].as_str().unwrap().to_string(),
+                j["database"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("backup.succeeded".to_string(), db.clone()),
+            ("backup.failed".to_string(), "blog".to_string()),
+        ],
+        "{out}"
+    );
+}
