@@ -948,3 +948,36 @@ fn target_db_refuses_templates_and_impossible_names() {
         "template1 gained nothing"
     );
 }
+
+#[test]
+fn two_swaps_in_the_same_second_keep_both_old_databases() {
+    let db = filled_db("rehearse_swap2");
+    let dir = tempdir();
+    backup(&db, dir.path(), &[]);
+    let now = "2026-11-29T10:15:00Z";
+    let mut olds = Vec::new();
+    for _ in 0..2 {
+        let out = aos(&db, dir.path())
+            .env("AOS_BACKUP_NOW", now)
+            .args([
+                "--json",
+                "restore",
+                "--yes",
+                "--swap",
+                "--no-safety-backup",
+                "latest",
+            ])
+            .run();
+        out.assert_success();
+        olds.push(out.json()["swap"]["old"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        olds,
+        [
+            format!("{db}__aos_old_20261129101500"),
+            format!("{db}__aos_old_20261129101500_2")
+        ]
+    );
+    assert_eq!(databases_like(&format!("{db}__aos_old_")), olds);
+    assert_eq!(value(&db, "SELECT count(*) FROM small"), "2");
+}

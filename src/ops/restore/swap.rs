@@ -119,11 +119,14 @@ pub(super) async fn execute(ctx: &Context, plan: RestorePlan, held: Held) -> Res
     } = held;
     // A rename needs no session on the target: ours goes first.
     drop(db);
-    let swap = plan.swap.clone().context("not a swap")?;
+    let mut swap = plan.swap.clone().context("not a swap")?;
     let target = plan.target.clone();
     let maintenance = plan::maintenance_avoiding(ctx, &conn, Some(&target.database)).await?;
     check_privileges(&maintenance, &target.database).await?;
     remove_stale(&maintenance, &target.database).await;
+    // A swap of the same second before (its old database kept) has these names already.
+    swap.old = free_name(&maintenance, &target.database, OLD_MARK, &swap.old).await?;
+    swap.aside = free_name(&maintenance, &target.database, ASIDE_MARK, &swap.aside).await?;
     let safety = match safety_backup {
         Some(options) => Some(safety::take(ctx, options, &conn, &target, lock.as_ref()).await?),
         None => None,
@@ -156,6 +159,26 @@ pub(super) async fn execute(ctx: &Context, plan: RestorePlan, held: Held) -> Res
         sessions_ended: done.ended,
     });
     Ok(report)
+}
+
+/// `name` (`<target><mark><stamp>`) when no database has it; else the first free
+/// `<target><mark><stamp>_<n>`.
+async fn free_name(maintenance: &Db, target: &str, mark: &str, name: &str) -> Result<String> {
+    if !maintenance.database_exists(name).await? {
+        return Ok(name.to_string());
+    }
+    let stamp = name.rsplit_once(mark).map_or(name, |(_, stamp)| stamp);
+    for n in 2..100 {
+        let candidate = marked(target, mark, &format!("{stamp}_{n}"));
+        if !maintenance.database_exists(&candidate).await? {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::refused(format!(
+        "refusing to swap: databases {name:?} to {name:?}_99 all exist"
+    ))
+    .hint("drop the old copies kept by earlier swaps")
+    .into())
 }
 
 /// Refuses a swap the role cannot finish, before anything is restored.
