@@ -511,8 +511,6 @@ fn latest<'a>(entries: &'a [Entry], root: &str, scope: &Scope<'_>) -> Result<&'a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
-    use crate::archive::meta::META_FORMAT_VERSION;
     use chrono::TimeZone;
 
     /// 2024-01-01 00:00:00 UTC: ids of that day agree with their sidecar's time.
@@ -521,34 +519,10 @@ mod tests {
     fn meta(id: &str, file: &str, secs: i64) -> Meta {
         let t = Utc.timestamp_opt(BASE + secs, 0).unwrap();
         Meta {
-            format_version: META_FORMAT_VERSION,
             id: id.into(),
-            label: None,
-            file: file.into(),
             started_at: t,
             finished_at: t,
-            duration_ms: 0,
-            database: "db".into(),
-            host: "localhost".into(),
-            port: Some(5432),
-            server_version: "15.1".into(),
-            pg_dump_version: "15.1".into(),
-            tool_version: "0".into(),
-            format: DumpFormat::Custom.into(),
-            compression: Algorithm::Zstd.into(),
-            compression_level: 1,
-            encryption: EncryptionKind::None.into(),
-            size_bytes: 3,
-            dump_bytes: 3,
-            sha256: String::new(),
-            tables: 1,
-            files: vec![],
-            archive_tables: None,
-            suspect: None,
-            recipients: vec![],
-            globals: None,
-            row_counts: None,
-            validation: None,
+            ..Meta::for_test(file, 3, "")
         }
     }
 

@@ -175,6 +175,21 @@ pub async fn prune_ended(ctx: &Ctx, report: &crate::ops::prune::Report) {
     }
 }
 
+/// Whether `result` is a refusal before anything was done (bad usage, a guard): not worth a
+/// notification.
+pub fn nothing_was_done<T>(result: &Result<T>) -> bool {
+    result
+        .as_ref()
+        .err()
+        .and_then(crate::error::find)
+        .is_some_and(|e| {
+            matches!(
+                e.kind,
+                crate::error::Kind::Usage | crate::error::Kind::Refused
+            )
+        })
+}
+
 /// Sends how a restore of `database` ended.
 pub async fn restore_ended(ctx: &Ctx, database: Option<&str>, result: &Result<()>) {
     let notifier = notifier(ctx);

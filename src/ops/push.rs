@@ -60,7 +60,6 @@ pub fn follow(ctx: &Context, options: &PushOptions, partial: &Path) {
     let Some(followers) = &options.followers else {
         return;
     };
-    tracing::debug!("following {}", partial.display());
     let Some(name) = partial
         .file_name()
         .and_then(|n| n.to_str())

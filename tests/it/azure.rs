@@ -53,13 +53,7 @@ fn a_backup_goes_to_azure_blob_storage_and_comes_back() {
     let empty = tempdir();
     let list = run_in(empty.path(), &az, &db, &["--json", "list", "--remote"]).run();
     list.assert_success();
-    let complete = list
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["status"] == "complete")
-        .count();
+    let complete = crate::support::complete_backups(&list);
     assert_eq!(complete, 1, "{list}");
     run_in(empty.path(), &az, &db, &["verify", "--remote"])
         .run()

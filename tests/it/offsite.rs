@@ -504,13 +504,7 @@ fn interrupted_upload(s3: &S3Server, dir: &Path, db: &str, prefix: &str, sig: li
     );
     let list = run_in(dir, s3, prefix, db, &["--json", "list", "--remote"]).run();
     list.assert_success();
-    let complete = list
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["status"] == "complete")
-        .count();
+    let complete = crate::support::complete_backups(&list);
     assert_eq!(complete, 0, "{list}");
 }
 

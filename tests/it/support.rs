@@ -343,3 +343,13 @@ pub fn hold_folder_lock(dir: &Path) -> std::fs::File {
     assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
     file
 }
+
+/// How many entries of a `--json list` output are complete backups.
+pub fn complete_backups(list: &crate::cmd::Output) -> usize {
+    list.json()
+        .as_array()
+        .expect("list --json is an array")
+        .iter()
+        .filter(|e| e["status"] == "complete")
+        .count()
+}

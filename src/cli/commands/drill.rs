@@ -16,17 +16,7 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<()> {
     // A signal stops the restore; the drill then still drops its scratch database.
     ctx.reports_when_cancelled.set();
     let result = drill_once(ctx, args).await;
-    let refused = result
-        .as_ref()
-        .err()
-        .and_then(crate::error::find)
-        .is_some_and(|e| {
-            matches!(
-                e.kind,
-                crate::error::Kind::Usage | crate::error::Kind::Refused
-            )
-        });
-    if !refused {
+    if !crate::cli::notify::nothing_was_done(&result) {
         crate::cli::notify::drill_ended(ctx, &result).await;
     }
     let report = result?;

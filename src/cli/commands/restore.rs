@@ -16,17 +16,7 @@ use std::io::{IsTerminal, Write};
 /// Runs a restore, or with `--dry-run` shows what it would do.
 pub async fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let result = restore_and_report(ctx, args).await;
-    let nothing_done = result
-        .as_ref()
-        .err()
-        .and_then(crate::error::find)
-        .is_some_and(|e| {
-            matches!(
-                e.kind,
-                crate::error::Kind::Usage | crate::error::Kind::Refused
-            )
-        });
-    if !nothing_done {
+    if !crate::cli::notify::nothing_was_done(&result) {
         let database = ctx.target_database();
         crate::cli::notify::restore_ended(ctx, database.as_deref(), &result).await;
     }
