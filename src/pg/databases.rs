@@ -9,14 +9,16 @@ use crate::pg::sessions::Session;
 use anyhow::Result;
 
 /// The client sessions connected to database `$1` (other than ours).
-const SESSIONS_ON_SQL: &str = "\
+const SESSIONS_ON_SQL: &str = concat!(
+    "\
 SELECT a.pid, coalesce(a.usename, '')::text, coalesce(a.application_name, '')::text, \
        a.state::text, \
        extract(epoch FROM now() - coalesce(a.state_change, a.backend_start))::float8 \
 FROM pg_catalog.pg_stat_activity a \
-WHERE a.datname = $1 AND a.pid <> pg_catalog.pg_backend_pid() \
-  AND coalesce(a.backend_type, 'client backend') = 'client backend' \
-ORDER BY a.pid";
+WHERE a.datname = $1 AND a.pid <> pg_catalog.pg_backend_pid() AND ",
+    crate::pg::sessions::client_sessions!(),
+    " ORDER BY a.pid"
+);
 
 impl Db {
     /// Whether database `name` exists on the server.

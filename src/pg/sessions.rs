@@ -10,10 +10,23 @@ use std::time::Duration;
 /// waits for a lock (`client_connection_check_interval`, PostgreSQL 14+).
 pub const CHECK_INTERVAL: &str = "1s";
 
+/// The `pg_stat_activity a` rows that are client sessions: a client backend, or, where our role
+/// may not see the type (another role's session without `pg_read_all_stats`), a row with a role.
+/// Autovacuum workers have none; the server ends them itself when a database is renamed or
+/// dropped, and they give way to a restore's locks, so they are never sessions to wait for.
+macro_rules! client_sessions {
+    () => {
+        "(a.backend_type = 'client backend' \
+          OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL))"
+    };
+}
+pub(crate) use client_sessions;
+
 /// The other client sessions of the current database, with what they are doing and whether they
 /// hold a lock on one of its tables (the sessions a restore would wait for). A role without
 /// `pg_read_all_stats` sees other roles' sessions without their state or type (NULL).
-pub const OTHER_SESSIONS_SQL: &str = "\
+pub const OTHER_SESSIONS_SQL: &str = concat!(
+    "\
 SELECT a.pid, coalesce(a.usename, '')::text, coalesce(a.application_name, '')::text, \
        a.state::text, \
        extract(epoch FROM now() - coalesce(a.state_change, a.backend_start))::float8, \
@@ -21,9 +34,10 @@ SELECT a.pid, coalesce(a.usename, '')::text, coalesce(a.application_name, '')::t
                WHERE l.pid = a.pid AND l.granted AND l.locktype = 'relation' \
                  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
 FROM pg_catalog.pg_stat_activity a \
-WHERE a.datname = current_database() AND a.pid <> pg_catalog.pg_backend_pid() \
-  AND coalesce(a.backend_type, 'client backend') = 'client backend' \
-ORDER BY a.pid";
+WHERE a.datname = current_database() AND a.pid <> pg_catalog.pg_backend_pid() AND ",
+    client_sessions!(),
+    " ORDER BY a.pid"
+);
 
 /// Another session connected to the target.
 #[derive(Debug, Clone, PartialEq)]

@@ -75,11 +75,12 @@ pub struct PgServer {
 
 static SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 static OWN_SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
+static BUSY_SERVER: OnceLock<Result<PgServer, String>> = OnceLock::new();
 
 /// The server of this test process, started on the first call. Panics when it cannot start (with the
 /// reason and the server log), and again in every later test.
 pub fn server() -> &'static PgServer {
-    match SERVER.get_or_init(start) {
+    match SERVER.get_or_init(|| start(&[])) {
         Ok(server) => server,
         Err(message) => panic!("the test PostgreSQL server did not start: {message}"),
     }
@@ -89,9 +90,19 @@ pub fn server() -> &'static PgServer {
 /// server): no other test makes databases there. Started on the first call, stopped at exit like
 /// [`server`]; the same roles.
 pub fn own_server() -> &'static PgServer {
-    match OWN_SERVER.get_or_init(start) {
+    match OWN_SERVER.get_or_init(|| start(&[])) {
         Ok(server) => server,
         Err(message) => panic!("the second test PostgreSQL server did not start: {message}"),
+    }
+}
+
+/// A third server whose autovacuum visits every database each second (`autovacuum_naptime=1`),
+/// for the tests that need an autovacuum worker connected to a database. Started on the first
+/// call, stopped at exit like [`server`]; the same roles.
+pub fn busy_autovacuum_server() -> &'static PgServer {
+    match BUSY_SERVER.get_or_init(|| start(&["autovacuum_naptime=1"])) {
+        Ok(server) => server,
+        Err(message) => panic!("the autovacuum test PostgreSQL server did not start: {message}"),
     }
 }
 
@@ -553,8 +564,9 @@ CREATE UNIQUE INDEX monthly_revenue_month_idx ON billing.monthly_revenue (month)
 RESET ROLE;
 "#;
 
-/// Starts the server once per process; the error carries the reason and, if the server ran, its log.
-fn start() -> Result<PgServer, String> {
+/// Makes and starts a server, with `settings` as extra `name=value` server settings; the error
+/// carries the reason and, if the server ran, its log.
+fn start(settings: &[&str]) -> Result<PgServer, String> {
     let began = Instant::now();
     let bindir = pg_bin();
     for tool in [
@@ -603,15 +615,13 @@ fn start() -> Result<PgServer, String> {
     let mut failures = Vec::new();
     for _ in 0..LAUNCH_ATTEMPTS {
         let port = free_port()?;
-        match launch(
-            &bindir,
-            run_as,
-            &root,
-            &data_dir,
-            &socket_dir,
-            &log_file,
-            port,
-        ) {
+        let folders = Folders {
+            root: &root,
+            data_dir: &data_dir,
+            socket_dir: &socket_dir,
+            log_file: &log_file,
+        };
+        match launch(&bindir, run_as, &folders, port, settings) {
             Ok(postmaster) => {
                 register_cleanup(postmaster, root.clone());
                 let server = PgServer {
@@ -864,16 +874,28 @@ impl From<String> for LaunchError {
     }
 }
 
+/// The folders and files of one server.
+struct Folders<'a> {
+    root: &'a Path,
+    data_dir: &'a Path,
+    socket_dir: &'a Path,
+    log_file: &'a Path,
+}
+
 /// Starts the postmaster and waits until it accepts connections.
 fn launch(
     bindir: &Path,
     run_as: RunAs,
-    root: &Path,
-    data_dir: &Path,
-    socket_dir: &Path,
-    log_file: &Path,
+    folders: &Folders<'_>,
     port: u16,
+    settings: &[&str],
 ) -> Result<Postmaster, LaunchError> {
+    let Folders {
+        root,
+        data_dir,
+        socket_dir,
+        log_file,
+    } = *folders;
     let log = fs::File::create(log_file)
         .map_err(|e| format!("cannot create {}: {e}", log_file.display()))?;
     let log_err = log
@@ -891,8 +913,11 @@ fn launch(
         .args(["-c", "synchronous_commit=off"])
         .args(["-c", "full_page_writes=off"])
         .args(["-c", "max_connections=200"])
-        .args(["-c", "max_prepared_transactions=10"])
-        .current_dir(root)
+        .args(["-c", "max_prepared_transactions=10"]);
+    for setting in settings {
+        cmd.args(["-c", setting]);
+    }
+    cmd.current_dir(root)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

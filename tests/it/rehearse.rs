@@ -650,6 +650,60 @@ fn swap_restores_aside_checks_and_keeps_the_old_database() {
     }
 }
 
+/// Autovacuum visits a freshly restored database within seconds, and a role without
+/// `pg_read_all_stats` sees its worker as a session without user, type or state. The server ends
+/// autovacuum workers itself for a rename, so a swap must not count them as sessions (a swap right
+/// after a restore failed so in CI).
+#[test]
+fn an_autovacuum_worker_on_the_target_does_not_stop_a_swap() {
+    let pg = crate::harness::busy_autovacuum_server();
+    let db = pg.create_db("rehearse_swap_autovacuum");
+    // Vacuum of this table is throttled to a crawl, so the worker stays on the database.
+    pg.psql(
+        &db,
+        "SET ROLE app;
+         CREATE TABLE slow (id int, t text) WITH (
+             autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1,
+             autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0,
+             autovacuum_analyze_threshold = 0, autovacuum_analyze_scale_factor = 0);
+         INSERT INTO slow SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;",
+    );
+    let dir = tempdir();
+    let aos = || {
+        Cmd::new()
+            .env("DATABASE_URL", pg.tcp_url(&db))
+            .env("BACKUP_DIR", dir.path())
+    };
+    aos().arg("backup").run().assert_success();
+    pg.psql(&db, "SET ROLE app; DELETE FROM slow WHERE id % 2 = 0;");
+    let workers = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
+         AND backend_type = 'autovacuum worker'",
+        crate::harness::quote_literal(&db)
+    );
+    let began = std::time::Instant::now();
+    while pg.psql("postgres", &workers).trim() == "0" {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(60),
+            "no autovacuum worker came to {db} within a minute (autovacuum_naptime=1)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = aos()
+        .args(["--json", "restore", "--yes", "--swap", "latest"])
+        .run();
+    out.assert_success();
+    let old = out.json()["swap"]["old"].as_str().unwrap().to_string();
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM slow").trim(),
+        "20000",
+        "{out}"
+    );
+    for name in [old, db] {
+        pg.drop_db(&name);
+    }
+}
+
 #[test]
 fn a_swap_that_fails_before_the_rename_leaves_the_target_as_it_was() {
     let db = filled_db("rehearse_swap_fail");
