@@ -13,3 +13,4 @@ pub mod objects;
 pub mod sink;
 pub mod sqlfeed;
 pub mod suspect;
+pub mod swaps;

@@ -6,6 +6,7 @@ use super::Context;
 use crate::archive::drill::Summary as DrillSummary;
 use crate::archive::format::{Algorithm, DumpFormat, EncryptionKind};
 use crate::archive::meta::{GlobalsFile, Recorded, Suspect};
+use crate::archive::swaps::SwapRecord;
 use crate::catalog::{self, Entry, Status};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -57,6 +58,16 @@ pub struct ListEntry {
     pub globals: Option<GlobalsFile>,
     /// Its last drill (`aos-backup drill`): when, and how it ended.
     pub drill: Option<DrillSummary>,
+    /// The swaps it was restored by (`restore --swap`), oldest first, with the old databases
+    /// they kept.
+    pub swaps: Vec<SwapRecord>,
+}
+
+impl ListEntry {
+    /// The old databases its swaps kept (not dropped at the swap), as the swaps recorded them.
+    pub fn kept_databases(&self) -> impl Iterator<Item = &SwapRecord> {
+        self.swaps.iter().filter(|s| !s.old_dropped)
+    }
 }
 
 impl ListEntry {
@@ -173,5 +184,10 @@ fn list_entry(e: &Entry, now: DateTime<Utc>) -> ListEntry {
         drill: (e.status == Status::Complete)
             .then(|| crate::archive::drill::read_summary(&e.path))
             .flatten(),
+        swaps: if e.status == Status::Complete {
+            crate::archive::swaps::read(&e.path)
+        } else {
+            Vec::new()
+        },
     }
 }

@@ -314,14 +314,16 @@ impl Run<'_> {
         })
     }
 
-    /// Deletes a backup, then its globals script and its last drill's result, then its sidecar.
+    /// Deletes a backup, then its globals script, its last drill's result and its swaps, then
+    /// its sidecar.
     fn delete(&self, entry: &catalog::Entry, d: &Decision) -> Result<()> {
         let sidecar = format!("{}{META_SUFFIX}", entry.name);
         let globals = globals_of(entry);
         let drill = format!("{}{}", entry.name, crate::archive::drill::DRILL_SUFFIX);
+        let swaps = format!("{}{}", entry.name, crate::archive::swaps::SWAPS_SUFFIX);
         let parts = std::iter::once(entry.name.as_str())
             .chain(globals.as_deref())
-            .chain([drill.as_str(), sidecar.as_str()]);
+            .chain([drill.as_str(), swaps.as_str(), sidecar.as_str()]);
         for name in parts {
             self.storage
                 .remove(name)

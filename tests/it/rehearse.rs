@@ -624,6 +624,22 @@ fn swap_restores_aside_checks_and_keeps_the_old_database() {
         databases_like(&format!("{db}__aos_swap_")),
         Vec::<String>::new()
     );
+    // list names it next to the backup that replaced it, and how to drop it.
+    let listed = aos(&db, dir.path()).args(["--json", "list"]).run();
+    listed.assert_success();
+    let entry = &listed.json()[0];
+    assert_eq!(entry["swaps"][0]["old"], old.as_str(), "{listed}");
+    assert_eq!(entry["swaps"][0]["database"], db.as_str(), "{listed}");
+    assert_eq!(entry["swaps"][0]["old_dropped"], false, "{listed}");
+    let listed = aos(&db, dir.path()).arg("list").run();
+    assert!(
+        listed.stdout.contains(&format!("kept:{old}")),
+        "the table names the kept database: {listed}"
+    );
+    assert!(
+        listed.stderr.contains(&format!("DROP DATABASE \"{old}\"")),
+        "{listed}"
+    );
 
     // The text names it and says how to drop it; --drop-old drops it.
     let out = aos(&db, dir.path())
@@ -637,6 +653,20 @@ fn swap_restores_aside_checks_and_keeps_the_old_database() {
         vec![old.clone()],
         "{out}"
     );
+    // The dropped one is recorded as such, and no longer shown as kept.
+    let listed = aos(&db, dir.path()).args(["--json", "list"]).run();
+    let swaps = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == file.display().to_string())
+        .unwrap()["swaps"]
+        .clone();
+    assert_eq!(swaps.as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(swaps[1]["old_dropped"], true, "{listed}");
+    let listed = aos(&db, dir.path()).arg("list").run();
+    assert_eq!(listed.stdout.matches("kept:").count(), 1, "{listed}");
     let out = aos(&db, dir.path())
         .args(["restore", "--yes", "--swap", "latest"])
         .run();

@@ -34,6 +34,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         .collect();
     ctx.emit(&table(&report), &serde_json::Value::Array(json));
     log_doubts(&report);
+    log_kept(&report, "");
     log_summary(&report);
     Ok(())
 }
@@ -53,11 +54,7 @@ fn run_all(ctx: &Ctx, options: &ListOptions) -> Result<()> {
     let mut rows = vec![header()];
     let mut json = Vec::new();
     for l in &listings {
-        let prefix = l
-            .folder
-            .as_ref()
-            .map(|f| format!("{f}/"))
-            .unwrap_or_default();
+        let prefix = folder_prefix(l);
         for e in &l.report.entries {
             rows.push(row(e, &l.report, &prefix));
             let mut j = json_entry(e, &l.report);
@@ -68,8 +65,19 @@ fn run_all(ctx: &Ctx, options: &ListOptions) -> Result<()> {
     ctx.emit(&rows.join("\n"), &serde_json::Value::Array(json));
     for l in &listings {
         log_doubts(&l.report);
+        let prefix = folder_prefix(l);
+        log_kept(&l.report, &prefix);
     }
     Ok(())
+}
+
+/// What an entry's id is shown after: its database subfolder and a slash, or nothing.
+fn folder_prefix(listing: &list::FolderListing) -> String {
+    listing
+        .folder
+        .as_ref()
+        .map(|f| format!("{f}/"))
+        .unwrap_or_default()
 }
 
 fn header() -> String {
@@ -136,6 +144,7 @@ fn json_entry(e: &ListEntry, report: &ListReport) -> serde_json::Value {
         "suspect": e.suspect,
         "globals": e.globals,
         "drill": e.drill,
+        "swaps": e.swaps,
     })
 }
 
@@ -203,7 +212,8 @@ fn log_summary(report: &ListReport) {
 
 /// The STATUS column: a complete backup that shrank sharply is marked `suspect`; one stored
 /// with its roles and tablespaces, `+globals`; one that was drilled, its last drill's outcome
-/// and date (`drill:passed 2026-11-29`).
+/// and date (`drill:passed 2026-11-29`); one whose swaps kept old databases, their names
+/// (`kept:shop__aos_old_20261129101500`).
 fn status_text(e: &ListEntry) -> String {
     let status = match &e.suspect {
         Some(_) if e.status == Status::Complete => "complete,suspect",
@@ -213,12 +223,35 @@ fn status_text(e: &ListEntry) -> String {
         Some(_) => format!("{status} +globals"),
         None => status.to_string(),
     };
-    match &e.drill {
+    let mut status = match &e.drill {
         Some(d) => format!(
             "{status} drill:{} {}",
             d.outcome.as_str(),
             d.drilled_at.format("%Y-%m-%d")
         ),
         None => status,
+    };
+    for kept in e.kept_databases() {
+        status.push_str(" kept:");
+        status.push_str(&sanitize(&kept.old));
+    }
+    status
+}
+
+/// For each old database a swap kept: its name and how to drop it (the swap's record cannot
+/// know whether it was dropped by hand since).
+fn log_kept(report: &ListReport, prefix: &str) {
+    for e in &report.entries {
+        for kept in e.kept_databases() {
+            tracing::info!(
+                "{prefix}{}: its swap into {:?} on {} ({}) kept the old database as {:?}; unless dropped since, it still takes its space: {}",
+                sanitize(e.name()),
+                sanitize(&kept.database),
+                sanitize(&kept.server),
+                kept.swapped_at.format("%Y-%m-%d %H:%M UTC"),
+                sanitize(&kept.old),
+                super::drop_database_command(&kept.old)
+            );
+        }
     }
 }

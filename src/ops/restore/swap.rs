@@ -7,6 +7,7 @@
 use super::plan::{self, Held, RestorePlan, Target};
 use super::{safety, Planned, RestoreReport, Run};
 use crate::archive::meta::Meta;
+use crate::archive::swaps::SwapRecord;
 use crate::error::{Error, Kind};
 use crate::ops::Context;
 use crate::pg::conninfo::ConnInfo;
@@ -149,6 +150,17 @@ pub(super) async fn execute(ctx: &Context, plan: RestorePlan, held: Held) -> Res
     };
     aside.rename(&target.database).await?;
     let old_dropped = drop_old(&maintenance, &swap).await;
+    record(
+        ctx,
+        &plan.backup.path,
+        SwapRecord {
+            swapped_at: Utc::now(),
+            server: target.host.clone(),
+            database: target.database.clone(),
+            old: swap.old.clone(),
+            old_dropped,
+        },
+    );
     let mut report = super::completed(plan, done.duration, done.bytes);
     report.safety_backup = safety;
     report.validation = done.validation;
@@ -159,6 +171,28 @@ pub(super) async fn execute(ctx: &Context, plan: RestorePlan, held: Held) -> Res
         sessions_ended: done.ended,
     });
     Ok(report)
+}
+
+/// Records the swap next to the backup (and next to the backup folder's copy of a backup
+/// fetched from elsewhere), so that `list` names the old database it kept. The swap is done
+/// whatever happens here: a record that cannot be written is a warning.
+fn record(ctx: &Context, backup: &std::path::Path, swap: SwapRecord) {
+    let mut places = vec![backup.to_path_buf()];
+    if let Some(name) = backup.file_name() {
+        let local = ctx.dir.join(name);
+        if local != backup && Meta::path_for(&local).is_file() {
+            places.push(local);
+        }
+    }
+    for place in places {
+        if let Err(e) = crate::archive::swaps::append(&place, swap.clone()) {
+            tracing::warn!(
+                "the swap could not be recorded next to {} (so `list` will not name {:?}): {e:#}",
+                place.display(),
+                swap.old
+            );
+        }
+    }
 }
 
 /// `name` (`<target><mark><stamp>`) when no database has it; else the first free

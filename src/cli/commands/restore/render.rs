@@ -2,7 +2,7 @@
 //! restore (its safety backup and the command that undoes it).
 
 use crate::cli::args::RestoreArgs;
-use crate::cli::commands::human_bytes;
+use crate::cli::commands::{drop_database_command, human_bytes, shell_word};
 use crate::ops::restore::{Checksum, Preview, RestorePlan, RestoreReport, TableChange};
 use crate::ops::validate::ValidationReport;
 use crate::runtime::redact::sanitize;
@@ -76,9 +76,9 @@ fn swap_text(database: &str, s: &crate::ops::restore::SwapReport) -> String {
     } else {
         let _ = write!(
             text,
-            "\nthe old database is kept as {:?}; to drop it: psql -d postgres -c {}",
+            "\nthe old database is kept as {:?}; to drop it: {}",
             sanitize(&s.old),
-            shell_word(&format!("DROP DATABASE \"{}\"", s.old.replace('"', "\"\"")))
+            drop_database_command(&s.old)
         );
     }
     text
@@ -89,19 +89,6 @@ fn undo_command(id: &str, args: &RestoreArgs) -> String {
     match &args.target_db {
         Some(db) => format!("aos-backup restore {id} --target-db {}", shell_word(db)),
         None => format!("aos-backup restore {id}"),
-    }
-}
-
-/// `word`, quoted for a POSIX shell when it needs to be.
-pub(super) fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
@@ -350,16 +337,4 @@ pub(super) fn preview_json(plan: &RestorePlan, now: DateTime<Utc>) -> Value {
         "swap": plan.swap,
         "safety_backup": plan.safety_backup,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_are_quoted_for_the_shell_when_needed() {
-        assert_eq!(shell_word("shop"), "shop");
-        assert_eq!(shell_word("my db"), "'my db'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-    }
 }
