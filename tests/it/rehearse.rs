@@ -675,6 +675,15 @@ fn swap_restores_aside_checks_and_keeps_the_old_database() {
         out.stdout.contains("the old database is kept as") && out.stdout.contains("DROP DATABASE"),
         "{out}"
     );
+    // prune deletes the record of the swaps with its backup.
+    let record = PathBuf::from(format!("{}.swaps.json", file.display()));
+    assert!(record.is_file());
+    backup(&db, dir.path(), &[]);
+    aos(&db, dir.path())
+        .args(["prune", "--keep-last", "1"])
+        .run()
+        .assert_success();
+    assert!(!file.exists() && !record.exists(), "{}", record.display());
     for name in databases_like(&format!("{db}__aos_")) {
         server().drop_db(&name);
     }
