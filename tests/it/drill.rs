@@ -599,3 +599,68 @@ fn the_daemon_drills_the_newest_backup_on_its_drill_schedule() {
     let state = read_json(&dir.path().join(".aos-backup.daemon.json"));
     assert!(state["drill"]["last_run"].is_string(), "{state}");
 }
+
+#[test]
+fn without_database_url_the_daemon_drills_each_configured_database_in_its_folder() {
+    let pg = server();
+    let (shop, blog) = (
+        filled_db("drill_daemon_shop"),
+        filled_db("drill_daemon_blog"),
+    );
+    let work = tempdir();
+    let dir = work.path().join("backups");
+    let cfg = work.path().join("aos.toml");
+    fs::write(
+        &cfg,
+        "[[databases]]\nname = \"shop\"\nurl_env = \"SHOP_URL\"\n\n\
+         [[databases]]\nname = \"blog\"\nurl_env = \"BLOG_URL\"\n\n\
+         [[databases]]\nname = \"gone\"\nurl_env = \"GONE_URL\"\n",
+    )
+    .unwrap();
+    // `gone` does not exist: its backups and drills fail alone.
+    let cmd = Cmd::new()
+        .env("BACKUP_DIR", &dir)
+        .env("AOS_BACKUP_CONFIG", &cfg)
+        .env("SHOP_URL", pg.tcp_url(&shop))
+        .env("BLOG_URL", pg.tcp_url(&blog))
+        .env("GONE_URL", pg.tcp_url("drill_daemon_no_such_database"))
+        .env("PG_BIN", &pg.bindir)
+        .args(["--log-format", "json", "daemon"])
+        .env("BACKUP_SCHEDULE", "*/2 * * * * *")
+        .env("BACKUP_DRILL_SCHEDULE", "*/3 * * * * *");
+    let child = cmd.spawn();
+    let drilled = |folder: &str| {
+        fs::read_dir(dir.join(folder))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".drill.json"))
+    };
+    wait_until(
+        "the daemon recorded a drill in each database's folder",
+        Duration::from_secs(90),
+        Some(&child),
+        || drilled("shop").is_some() && drilled("blog").is_some(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    cmd::signal(&child, libc::SIGTERM);
+    let out = cmd.wait(child);
+    assert!(matches!(out.code, Some(0 | 143)), "{out}");
+    for (folder, db) in [("shop", &shop), ("blog", &blog)] {
+        let record = read_json(&drilled(folder).unwrap());
+        assert_eq!(record["outcome"], "passed", "{folder}: {record}");
+        assert_eq!(record["backup"]["database"], db.as_str(), "{record}");
+        let logged = out.stderr.lines().any(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_default();
+            v["job"] == "drill" && v["outcome"] == "passed" && v["database"] == folder
+        });
+        assert!(logged, "no passed drill of {folder} in the log:\n{out}");
+    }
+    let failed = out.stderr.lines().any(|l| {
+        let v: Value = serde_json::from_str(l).unwrap_or_default();
+        v["job"] == "drill" && v["database"] == "gone" && v["outcome"] == "failed"
+    });
+    assert!(failed, "no failed drill of gone in the log:\n{out}");
+    let state = read_json(&dir.join(".aos-backup.daemon.json"));
+    assert_eq!(state["drill"]["last_outcome"], "failed", "{state}");
+}

@@ -1,8 +1,10 @@
 //! The daemon's drill job: at each slot of the drill schedule (`BACKUP_DRILL_SCHEDULE`) it drills
 //! the newest backup as `aos-backup drill latest` does (a scratch database beside DATABASE_URL's,
-//! or an ephemeral cluster), records the result next to the backup, and logs the RTO, the RPO and
-//! the outcome. A failed drill is logged and the daemon goes on; a signal cancels it (its scratch
-//! database is dropped), then stops the daemon.
+//! or an ephemeral cluster); without DATABASE_URL, the newest backup of each database of the
+//! config file's list (in its subfolder, its scratch database beside that database). It records
+//! each result next to its backup and logs the RTO, the RPO and the outcome. A failed drill is
+//! logged and the daemon goes on; a signal cancels it (its scratch database is dropped), then
+//! stops the daemon.
 
 use super::{shown, signal_name, Ctx, UNWIND};
 use crate::cli::Signals;
@@ -29,10 +31,16 @@ pub(super) async fn run(
 ) -> Ended {
     let op = OpContext::new(std::sync::Arc::new(crate::runtime::progress::Silent));
     let run_ctx = ctx.for_run(op, now);
-    let work = drill_latest(&run_ctx);
+    let work = drill_each(&run_ctx);
     tokio::pin!(work);
     let sig = tokio::select! {
-        result = &mut work => return Ended::Finished(log(slot, result)),
+        results = &mut work => {
+            let words: Vec<&'static str> = results
+                .into_iter()
+                .map(|(database, result)| log(slot, database.as_deref(), result))
+                .collect();
+            return Ended::Finished(worst(&words));
+        }
         sig = signals.next() => sig,
     };
     tracing::warn!(
@@ -48,12 +56,71 @@ pub(super) async fn run(
     Ended::Cancelled(run_ctx.op.interrupted_error(sig))
 }
 
-/// The drill of the newest backup, with the settings' connection and keys.
-async fn drill_latest(ctx: &Ctx) -> anyhow::Result<DrillReport> {
-    let live = match ctx.settings.database_url {
-        Some(_) => Some(ctx.conninfo()?),
-        None => None,
+/// The word for the state file of a slot whose drills ended with `words`: `passed` when each
+/// passed, else the first other word.
+fn worst(words: &[&'static str]) -> &'static str {
+    words
+        .iter()
+        .copied()
+        .find(|w| *w != "passed")
+        .unwrap_or("passed")
+}
+
+/// The drills of one slot, each with the database it is for (when known), one after the other;
+/// a signal stops them.
+async fn drill_each(ctx: &Ctx) -> Vec<(Option<String>, anyhow::Result<DrillReport>)> {
+    if ctx.settings.database_url.is_some() || ctx.settings.databases.is_empty() {
+        let live = match ctx.settings.database_url {
+            Some(_) => ctx.conninfo().map(Some),
+            None => Ok(None),
+        };
+        let result = match live {
+            Ok(live) => drill_latest(ctx, ctx.ops(), live).await,
+            Err(e) => Err(e),
+        };
+        return vec![(ctx.target_database(), result)];
+    }
+    let mut results = Vec::new();
+    for entry in &ctx.settings.databases {
+        if ctx.op.cancelled().is_some() {
+            break;
+        }
+        let result = match configured(ctx, entry) {
+            Ok((ops, live)) => drill_latest(ctx, ops, Some(live)).await,
+            Err(e) => Err(e),
+        };
+        results.push((Some(entry.name.clone()), result));
+    }
+    results
+}
+
+/// The operation context of a configured database (its subfolder) and its connection.
+fn configured(
+    ctx: &Ctx,
+    entry: &crate::config::DatabaseEntry,
+) -> anyhow::Result<(crate::ops::Context, crate::pg::conninfo::ConnInfo)> {
+    let live = ctx.database_conninfo(entry)?;
+    let folder = crate::archive::naming::database_folder(&entry.name).ok_or_else(|| {
+        Error::usage(format!(
+            "database {:?} of the config file has no backup folder name",
+            entry.name
+        ))
+    })?;
+    let ops = ctx.ops();
+    let ops = crate::ops::Context {
+        dir: ops.dir.join(folder),
+        ..ops
     };
+    Ok((ops, live))
+}
+
+/// The drill of the newest backup in `ops`'s folder, scratch beside `live`, with the settings'
+/// keys.
+async fn drill_latest(
+    ctx: &Ctx,
+    ops: crate::ops::Context,
+    live: Option<crate::pg::conninfo::ConnInfo>,
+) -> anyhow::Result<DrillReport> {
     let options = DrillOptions {
         backup: "latest".into(),
         database: None,
@@ -66,7 +133,6 @@ async fn drill_latest(ctx: &Ctx) -> anyhow::Result<DrillReport> {
             passphrase_file: ctx.settings.encryption.passphrase_file.clone(),
         },
     };
-    let ops = ctx.ops();
     let plan = drill::plan(&ops, &options).await?;
     let result = drill::execute(&ops, plan).await;
     ops.op.cleanup_temps();
@@ -74,21 +140,31 @@ async fn drill_latest(ctx: &Ctx) -> anyhow::Result<DrillReport> {
     result
 }
 
-/// Logs how the drill of `slot` ended; returns the word for the state file.
-fn log(slot: DateTime<Utc>, result: anyhow::Result<DrillReport>) -> &'static str {
+/// Logs how the drill of `slot` (of `database`, when known) ended; returns the word for the
+/// state file.
+fn log(
+    slot: DateTime<Utc>,
+    database: Option<&str>,
+    result: anyhow::Result<DrillReport>,
+) -> &'static str {
     let slot_text = slot.to_rfc3339();
+    let of = database
+        .map(|d| format!(" of {:?}", crate::runtime::redact::sanitize(d)))
+        .unwrap_or_default();
+    let database = database.unwrap_or_default();
     match result {
         Ok(report) => match report.error() {
             None => {
                 tracing::info!(
                     job = "drill",
                     slot = %slot_text,
+                    database,
                     outcome = "passed",
                     backup = %report.backup.id,
                     rto_ms = report.rto_ms,
                     backup_age_seconds = report.rpo.backup_age_seconds,
                     largest_gap_seconds = report.rpo.largest_gap.as_ref().map(|g| g.seconds),
-                    "scheduled drill passed: backup {} restored in {} ms (RTO)",
+                    "scheduled drill{of} passed: backup {} restored in {} ms (RTO)",
                     report.backup.id,
                     report.rto_ms.unwrap_or(0)
                 );
@@ -98,10 +174,11 @@ fn log(slot: DateTime<Utc>, result: anyhow::Result<DrillReport>) -> &'static str
                 tracing::error!(
                     job = "drill",
                     slot = %slot_text,
+                    database,
                     outcome = report.outcome.as_str(),
                     backup = %report.backup.id,
                     exit_code = e.kind.exit_code().code(),
-                    "scheduled drill failed: {}: {}; the daemon goes on",
+                    "scheduled drill{of} failed: {}: {}; the daemon goes on",
                     e.message,
                     report.mismatches().join("; ")
                 );
@@ -113,10 +190,11 @@ fn log(slot: DateTime<Utc>, result: anyhow::Result<DrillReport>) -> &'static str
             tracing::error!(
                 job = "drill",
                 slot = %slot_text,
+                database,
                 outcome = "failed",
                 exit_code = e.kind.exit_code().code(),
                 hint = e.hint.as_deref().unwrap_or(""),
-                "scheduled drill could not run: {}; the daemon goes on",
+                "scheduled drill{of} could not run: {}; the daemon goes on",
                 e.message
             );
             "failed"
