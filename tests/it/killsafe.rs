@@ -129,13 +129,15 @@ fn fingerprint(db: &str) -> String {
     format!("{}\n{data}", pg.dump_schema(db))
 }
 
-/// How many backends are connected to `db` (asked from another database).
+/// How many client backends are connected to `db` (asked from another database; autovacuum
+/// workers come and go on their own).
 fn backends(db: &str) -> u32 {
     server()
         .psql(
             "postgres",
             &format!(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = {}",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = {} \
+                 AND backend_type = 'client backend'",
                 harness::quote_literal(db)
             ),
         )
@@ -421,12 +423,15 @@ impl Drop for CommitsWait<'_> {
     }
 }
 
-/// Whether the restore's COMMIT waits for the standby.
+/// Whether the restore's COMMIT waits for the standby. Client backends only: an autovacuum
+/// worker's ANALYZE of the target also waits (the database's `synchronous_commit = on` reaches
+/// it after its own override was decided on the server's `local`).
 fn commit_waits(db: &str) -> bool {
     server().psql(
         "postgres",
         &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND wait_event = 'SyncRep'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND wait_event = 'SyncRep' \
+             AND backend_type = 'client backend'",
             harness::quote_literal(db)
         ),
     ) != "0"
