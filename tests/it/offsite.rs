@@ -898,3 +898,27 @@ fn remote_only_as_a_setting_serves_backup_and_the_daemon() {
     out.assert_code(2);
     assert!(out.stderr.contains("BACKUP_REMOTE_ONLY"), "{out}");
 }
+
+#[test]
+fn a_swap_from_the_bucket_is_recorded_next_to_the_local_copy_for_list() {
+    let s3 = S3Server::start(BUCKET);
+    let db = small_db();
+    let dir = tempdir();
+    run_in(dir.path(), &s3, "swap", &db, &["backup"])
+        .run()
+        .assert_success();
+    let out = run_in(
+        dir.path(),
+        &s3,
+        "swap",
+        &db,
+        &["--json", "restore", "--yes", "--swap", "--remote", "latest"],
+    )
+    .run();
+    out.assert_success();
+    let old = out.json()["swap"]["old"].as_str().unwrap().to_string();
+    let list = run_in(dir.path(), &s3, "swap", &db, &["list"]).run();
+    list.assert_success();
+    assert!(list.stdout.contains(&format!("kept:{old}")), "{list}");
+    server().drop_db(&old);
+}
