@@ -244,11 +244,11 @@ fn log_kept(report: &ListReport, prefix: &str) {
     for e in &report.entries {
         for kept in e.kept_databases() {
             tracing::info!(
-                "{prefix}{}: its swap into {:?} on {} ({}) kept the old database as {:?}; unless dropped since, it still takes its space: {}",
+                "{prefix}{}: its swap of {} into {:?} on {} kept the old database as {:?}; unless dropped since, it still takes its space: {}",
                 sanitize(e.name()),
+                kept.swapped_at.format("%Y-%m-%d %H:%M UTC"),
                 sanitize(&kept.database),
                 sanitize(&kept.server),
-                kept.swapped_at.format("%Y-%m-%d %H:%M UTC"),
                 sanitize(&kept.old),
                 super::drop_database_command(&kept.old)
             );
