@@ -1,10 +1,10 @@
 //! Check: whether each database in the backup folder (or in its database subfolders) could be
 //! restored from a backup today (its newest trusted backup recent enough, its last backup big
-//! enough and not suspect), as a list of findings per database with Nagios-style statuses. The
-//! operation behind `aos-backup check`; drills and off-site copies add their own findings when
-//! those features exist.
+//! enough and not suspect, its last drill not failed), as a list of findings per database with
+//! Nagios-style statuses. The operation behind `aos-backup check`.
 
 use super::Context;
+use crate::archive::drill::{Outcome as DrillOutcome, Summary as DrillSummary};
 use crate::archive::naming;
 use crate::catalog::{self, Entry, Status};
 use crate::runtime::units::{compact_duration, human_bytes};
@@ -60,8 +60,8 @@ impl CheckStatus {
     pub fn meaning(self) -> &'static str {
         match self {
             CheckStatus::Ok => "OK: every database checked has a complete backup younger than --max-age, and its last backup is neither suspect nor below --min-size",
-            CheckStatus::Warning => "WARNING: a database's last complete backup is --max-age old or older, or its last backup is suspect",
-            CheckStatus::Critical => "CRITICAL: a database has no complete backup, or its last one is --crit-age old or older (default: twice --max-age), or its last backup is smaller than --min-size; or the folder holds no backup at all",
+            CheckStatus::Warning => "WARNING: a database's last complete backup is --max-age old or older, or its last backup is suspect, or its last drill restored the backup but failed a check",
+            CheckStatus::Critical => "CRITICAL: a database has no complete backup, or its last one is --crit-age old or older (default: twice --max-age), or its last backup is smaller than --min-size, or its last drill could not restore its backup; or the folder holds no backup at all",
             CheckStatus::Unknown => "UNKNOWN: the check could not run (the backup folder cannot be read, a bad option or configuration, an interruption)",
         }
     }
@@ -87,8 +87,7 @@ pub struct CheckOptions {
     pub min_size: u64,
 }
 
-/// What a finding is about. Each is one line of the details; drills (their age and result) and
-/// off-site copies (one at every destination) will be probes of their own.
+/// What a finding is about. Each is one line of the details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Probe {
@@ -98,16 +97,19 @@ pub enum Probe {
     Size,
     /// Whether the last complete backup is suspect (it shrank sharply).
     Suspect,
+    /// How the database's most recent drill ended (only when one was recorded).
+    Drill,
 }
 
 impl Probe {
-    /// Its name in the details and in JSON: `age`, `size`, `suspect`.
+    /// Its name in the details and in JSON: `age`, `size`, `suspect`, `drill`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Probe::Age => "age",
             Probe::Size => "size",
             Probe::Suspect => "suspect",
+            Probe::Drill => "drill",
         }
     }
 }
@@ -261,6 +263,13 @@ fn check_database(
             findings.push(size_finding(last, options.min_size));
         }
     }
+    let drills = backups.iter().filter_map(|e| {
+        let summary = crate::archive::drill::read_summary(&e.path)?;
+        Some((e.id.clone().unwrap_or_else(|| e.name.clone()), summary))
+    });
+    if let Some((id, drill)) = drills.max_by_key(|(_, d)| d.drilled_at) {
+        findings.push(drill_finding(&id, &drill, now));
+    }
     DatabaseCheck {
         database,
         last,
@@ -344,6 +353,34 @@ fn suspect_finding(last: &BackupSeen) -> Finding {
         probe: Probe::Suspect,
         status,
         message,
+    }
+}
+
+/// How the database's most recent drill (of backup `id`) ended: a backup that did not restore is
+/// critical, a restore that failed a check is a warning.
+fn drill_finding(id: &str, drill: &DrillSummary, now: DateTime<Utc>) -> Finding {
+    let ago = compact_duration(u64::try_from((now - drill.drilled_at).num_seconds()).unwrap_or(0));
+    let (status, how) = match drill.outcome {
+        DrillOutcome::Passed => (
+            CheckStatus::Ok,
+            match drill.rto_ms {
+                Some(ms) => format!(
+                    "passed (RTO {})",
+                    crate::runtime::units::human_duration(Duration::from_millis(ms))
+                ),
+                None => "passed".to_string(),
+            },
+        ),
+        DrillOutcome::CheckFailed => (
+            CheckStatus::Warning,
+            "restored it but failed a check (row counts, validate or --check-sql)".to_string(),
+        ),
+        DrillOutcome::RestoreFailed => (CheckStatus::Critical, "could not restore it".to_string()),
+    };
+    Finding {
+        probe: Probe::Drill,
+        status,
+        message: format!("last drill, {ago} ago, of backup {id}: {how}"),
     }
 }
 
@@ -436,6 +473,30 @@ mod tests {
         assert_eq!(
             suspect_finding(&backup(1, 1, false)).status,
             CheckStatus::Ok
+        );
+    }
+
+    #[test]
+    fn a_drill_that_did_not_restore_is_critical_and_a_failed_check_a_warning() {
+        let now = Utc::now();
+        let drill = |outcome| DrillSummary {
+            drilled_at: now - chrono::Duration::hours(3),
+            outcome,
+            rto_ms: Some(90_000),
+        };
+        let f = drill_finding("b1", &drill(DrillOutcome::Passed), now);
+        assert_eq!(f.status, CheckStatus::Ok);
+        assert_eq!(
+            f.message,
+            "last drill, 3h ago, of backup b1: passed (RTO 1m30s)"
+        );
+        assert_eq!(
+            drill_finding("b1", &drill(DrillOutcome::CheckFailed), now).status,
+            CheckStatus::Warning
+        );
+        assert_eq!(
+            drill_finding("b1", &drill(DrillOutcome::RestoreFailed), now).status,
+            CheckStatus::Critical
         );
     }
 

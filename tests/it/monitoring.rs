@@ -961,3 +961,71 @@ fn a_restores_safety_backup_does_not_stand_in_for_the_scheduled_backup() {
     out.assert_code(1);
     assert_eq!(status_line(&out).0, "WARNING", "{out}");
 }
+
+/// The `(probe, status)` pairs of the first database of a `check --json`.
+fn probes(out: &Output) -> Vec<(String, String)> {
+    out.json()["databases"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["probe"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn check_reports_the_last_drill_passed_failed_or_unrestorable() {
+    let db = filled_db("check_drill");
+    let dir = tempdir();
+    let backup = backup_at(dir.path(), &db, T0);
+    let now = later(T0, 1);
+    let drill_finding = |code: i32| {
+        let out = check(dir.path(), &db, &now, &["--json"]);
+        out.assert_code(code);
+        let found = probes(&out);
+        assert_eq!(found.len(), 3, "{out}");
+        assert_eq!(found[2].0, "drill", "{out}");
+        (found[2].1.clone(), out)
+    };
+
+    // Never drilled: no drill finding.
+    let out = check(dir.path(), &db, &now, &["--json"]);
+    out.assert_code(0);
+    assert!(probes(&out).iter().all(|(p, _)| p != "drill"), "{out}");
+
+    // A drill that passed.
+    aos(dir.path(), &db, &now)
+        .arg("drill")
+        .run()
+        .assert_success();
+    let (status, out) = drill_finding(0);
+    assert_eq!(status, "OK", "{out}");
+    assert!(out.stdout.contains("passed (RTO "), "{out}");
+
+    // One whose row counts do not match the backup's: a warning.
+    let meta_path = sidecar(&backup);
+    let mut meta = read_sidecar(&backup);
+    meta["row_counts"][0]["rows"] = json!(123_456_789);
+    write_json(&meta_path, &meta);
+    aos(dir.path(), &db, &now)
+        .arg("drill")
+        .run()
+        .assert_code(11);
+    let (status, out) = drill_finding(1);
+    assert_eq!(status, "WARNING", "{out}");
+
+    // One that could not restore the backup: critical.
+    let record = PathBuf::from(format!("{}.drill.json", backup.display()));
+    let mut drilled = crate::support::read_json(&record);
+    drilled["outcome"] = json!("restore-failed");
+    drilled["drilled_at"] = json!((chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339());
+    write_json(&record, &drilled);
+    let (status, out) = drill_finding(2);
+    assert_eq!(status, "CRITICAL", "{out}");
+    let text = check(dir.path(), &db, &now, &[]);
+    assert!(text.stdout.contains("could not restore it"), "{text}");
+}
