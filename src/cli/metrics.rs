@@ -96,6 +96,11 @@ impl RunRecord {
         self.note(&report.database, Operation::Restore, true, None);
     }
 
+    /// A drill of a backup of `database` ran to its end: it passed or it did not.
+    pub fn drill(&self, database: &str, passed: bool) {
+        self.note(database, Operation::Drill, passed, None);
+    }
+
     fn note(&self, database: &str, operation: Operation, ok: bool, size_bytes: Option<u64>) {
         let mut notes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let note = notes
@@ -127,7 +132,7 @@ pub struct Pending {
 
 impl Pending {
     /// Starts timing `command`; `None` when no metrics file is set or the command is not a
-    /// backup, prune (other than a dry run), verify or restore.
+    /// backup, prune (other than a dry run), verify, restore or drill.
     #[must_use]
     pub fn start(command: &Command, ctx: &Ctx) -> Option<Pending> {
         let (operation, fallback) = match command {
@@ -135,6 +140,14 @@ impl Pending {
             Command::Restore(_) => (
                 Operation::Restore,
                 ctx.target_database().into_iter().collect(),
+            ),
+            Command::Drill(a) => (
+                Operation::Drill,
+                a.database
+                    .clone()
+                    .or_else(|| ctx.target_database())
+                    .into_iter()
+                    .collect(),
             ),
             Command::Verify(a) => (
                 Operation::Verify,
@@ -166,6 +179,13 @@ impl Pending {
         let databases =
             crate::cli::runs::databases_named(ctx, &crate::cli::args::BackupArgs::default());
         Pending::new(ctx, Operation::Backup, databases)
+    }
+
+    /// Starts timing the drills of one slot of the daemon, whose `ctx` is the slot's own;
+    /// `databases` are the ones it drills. `None` when no metrics file is set.
+    #[must_use]
+    pub fn scheduled_drill(ctx: &Ctx, databases: Vec<String>) -> Option<Pending> {
+        Pending::new(ctx, Operation::Drill, databases)
     }
 
     fn new(ctx: &Ctx, operation: Operation, fallback: Vec<String>) -> Option<Pending> {

@@ -20,6 +20,8 @@ pub enum Operation {
     Verify,
     /// `restore`.
     Restore,
+    /// `drill`, or the daemon's scheduled drill.
+    Drill,
 }
 
 impl Operation {
@@ -31,6 +33,7 @@ impl Operation {
             Operation::Prune => "prune",
             Operation::Verify => "verify",
             Operation::Restore => "restore",
+            Operation::Drill => "drill",
         }
     }
 }
@@ -87,8 +90,7 @@ const LAST_DRILLED: Family = Family {
     help: "When a restore drill of this database last passed (Unix time).",
 };
 
-/// Every family, in the order the file lists them. A family without samples is left out (the
-/// drill family until drills exist).
+/// Every family, in the order the file lists them. A family without samples is left out.
 const FAMILIES: [Family; 7] = [
     LAST_SUCCESS,
     LAST_ATTEMPT,
@@ -198,7 +200,7 @@ fn is_metric_name(name: &str) -> bool {
 }
 
 /// What `o` changes: the attempt, duration and status always; the success time, the size and
-/// the verified time when they apply.
+/// the verified or drilled time when they apply.
 fn apply(samples: &mut Samples, o: &Observation) {
     let by_operation = vec![
         ("database".to_string(), o.database.clone()),
@@ -218,8 +220,10 @@ fn apply(samples: &mut Samples, o: &Observation) {
     set(&LAST_STATUS, &by_operation, if o.ok { 1.0 } else { 0.0 });
     if o.ok {
         set(&LAST_SUCCESS, &by_operation, ended.round());
-        if o.operation == Operation::Verify {
-            set(&LAST_VERIFIED, &by_database, ended.round());
+        match o.operation {
+            Operation::Verify => set(&LAST_VERIFIED, &by_database, ended.round()),
+            Operation::Drill => set(&LAST_DRILLED, &by_database, ended.round()),
+            Operation::Backup | Operation::Prune | Operation::Restore => {}
         }
     }
     if let (Some(size), Operation::Backup) = (o.size_bytes, o.operation) {

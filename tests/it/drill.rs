@@ -624,6 +624,7 @@ fn without_database_url_the_daemon_drills_each_configured_database_in_its_folder
         .env("SHOP_URL", pg.tcp_url(&shop))
         .env("BLOG_URL", pg.tcp_url(&blog))
         .env("GONE_URL", pg.tcp_url("drill_daemon_no_such_database"))
+        .env("BACKUP_METRICS_FILE", work.path().join("aos.prom"))
         .env("PG_BIN", &pg.bindir)
         .args(["--log-format", "json", "daemon"])
         .env("BACKUP_SCHEDULE", "*/2 * * * * *")
@@ -640,7 +641,14 @@ fn without_database_url_the_daemon_drills_each_configured_database_in_its_folder
         "the daemon recorded a drill in each database's folder",
         Duration::from_secs(90),
         Some(&child),
-        || drilled("shop").is_some() && drilled("blog").is_some(),
+        || {
+            drilled("shop").is_some()
+                && drilled("blog").is_some()
+                && fs::read_to_string(work.path().join("aos.prom")).is_ok_and(|p| {
+                    p.contains("{database=\"blog\",operation=\"drill\"} 1")
+                        && p.contains("{database=\"shop\",operation=\"drill\"} 1")
+                })
+        },
     );
     std::thread::sleep(Duration::from_millis(300));
     cmd::signal(&child, libc::SIGTERM);
@@ -663,4 +671,15 @@ fn without_database_url_the_daemon_drills_each_configured_database_in_its_folder
     assert!(failed, "no failed drill of gone in the log:\n{out}");
     let state = read_json(&dir.join(".aos-backup.daemon.json"));
     assert_eq!(state["drill"]["last_outcome"], "failed", "{state}");
+    // The metrics file has each database's drill, under the list's names.
+    let prom = fs::read_to_string(work.path().join("aos.prom")).unwrap();
+    for (db, status) in [("shop", 1), ("blog", 1), ("gone", 0)] {
+        let line =
+            format!("aos_backup_last_status{{database=\"{db}\",operation=\"drill\"}} {status}\n");
+        assert!(prom.contains(&line), "{line:?} not in\n{prom}");
+    }
+    assert!(
+        prom.contains("aos_backup_last_drilled_timestamp_seconds{database=\"shop\"}"),
+        "{prom}"
+    );
 }

@@ -1029,3 +1029,48 @@ fn check_reports_the_last_drill_passed_failed_or_unrestorable() {
     let text = check(dir.path(), &db, &now, &[]);
     assert!(text.stdout.contains("could not restore it"), "{text}");
 }
+
+#[test]
+fn metrics_file_records_a_passed_drill_then_a_failed_one() {
+    let db = filled_db("metrics_drill");
+    let dir = tempdir();
+    let prom_dir = tempdir();
+    let prom = prom_dir.path().join("aos.prom");
+    let backup = backup_at(dir.path(), &db, T0);
+    let now = later(T0, 1);
+    let drill = || {
+        aos(dir.path(), &db, &now)
+            .args(["--metrics-file"])
+            .arg(&prom)
+            .arg("drill")
+            .run()
+    };
+    drill().assert_success();
+    let m = metrics(&prom);
+    let drilled = labels(&db, Some("drill"));
+    assert_eq!(value(&m, "aos_backup_last_status", &drilled), Some(1.0));
+    let passed_at = value(
+        &m,
+        "aos_backup_last_drilled_timestamp_seconds",
+        &labels(&db, None),
+    )
+    .expect("a passed drill sets the drilled time");
+    assert!(passed_at >= at(&now).timestamp() as f64, "{passed_at}");
+
+    // Row counts that no longer match: the drill fails (exit 11), status 0, the time of the
+    // last passed drill kept.
+    let mut meta = read_sidecar(&backup);
+    meta["row_counts"][0]["rows"] = json!(123_456_789);
+    write_json(&sidecar(&backup), &meta);
+    drill().assert_code(11);
+    let m = metrics(&prom);
+    assert_eq!(value(&m, "aos_backup_last_status", &drilled), Some(0.0));
+    assert_eq!(
+        value(
+            &m,
+            "aos_backup_last_drilled_timestamp_seconds",
+            &labels(&db, None)
+        ),
+        Some(passed_at)
+    );
+}

@@ -20,6 +20,8 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<()> {
         crate::cli::notify::drill_ended(ctx, &result).await;
     }
     let report = result?;
+    ctx.record
+        .drill(&report.backup.database, report.error().is_none());
     ctx.emit(&text(&report), &serde_json::to_value(&report)?);
     match report.error() {
         Some(e) => Err(e.into()),

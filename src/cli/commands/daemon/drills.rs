@@ -31,15 +31,26 @@ pub(super) async fn run(
 ) -> Ended {
     let op = OpContext::new(std::sync::Arc::new(crate::runtime::progress::Silent));
     let run_ctx = ctx.for_run(op, now);
+    let metrics = crate::cli::metrics::Pending::scheduled_drill(&run_ctx, drilled(&run_ctx));
     let work = drill_each(&run_ctx);
     tokio::pin!(work);
     let sig = tokio::select! {
         results = &mut work => {
             let words: Vec<&'static str> = results
                 .into_iter()
-                .map(|(database, result)| log(slot, database.as_deref(), result))
+                .map(|(database, result)| {
+                    if let Some(db) = &database {
+                        let passed = matches!(&result, Ok(r) if r.error().is_none());
+                        run_ctx.record.drill(db, passed);
+                    }
+                    log(slot, database.as_deref(), result)
+                })
                 .collect();
-            return Ended::Finished(worst(&words));
+            let word = worst(&words);
+            if let Some(m) = metrics {
+                m.finish(word == "passed");
+            }
+            return Ended::Finished(word);
         }
         sig = signals.next() => sig,
     };
@@ -66,10 +77,29 @@ fn worst(words: &[&'static str]) -> &'static str {
         .unwrap_or("passed")
 }
 
+/// Whether a slot drills each database of the config file's list (there is one, and no
+/// DATABASE_URL), as the daemon's backups cover them.
+fn each_configured(ctx: &Ctx) -> bool {
+    ctx.settings.database_url.is_none() && !ctx.settings.databases.is_empty()
+}
+
+/// The databases a slot drills, by the names the metrics file records them under: DATABASE_URL's,
+/// else the config file's list.
+fn drilled(ctx: &Ctx) -> Vec<String> {
+    if !each_configured(ctx) {
+        return ctx.target_database().into_iter().collect();
+    }
+    ctx.settings
+        .databases
+        .iter()
+        .map(|e| e.name.clone())
+        .collect()
+}
+
 /// The drills of one slot, each with the database it is for (when known), one after the other;
 /// a signal stops them.
 async fn drill_each(ctx: &Ctx) -> Vec<(Option<String>, anyhow::Result<DrillReport>)> {
-    if ctx.settings.database_url.is_some() || ctx.settings.databases.is_empty() {
+    if !each_configured(ctx) {
         let live = match ctx.settings.database_url {
             Some(_) => ctx.conninfo().map(Some),
             None => Ok(None),
