@@ -159,11 +159,38 @@ impl Catcher {
     }
 }
 
-/// A URL where nothing listens.
+/// A TCP port of 127.0.0.1 that was free a moment ago, for a server of a test to listen on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A URL where nothing listens, for the rest of the test process: its port is held by a socket
+/// that is bound but never listens, so a connection is refused and no server of a parallel test
+/// can be given the port (a port freed again could be, and then answered).
 pub fn down_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    // SAFETY: plain socket calls on a socket of our own, with a zeroed sockaddr_in of the right
+    // size; the descriptor is deliberately never closed.
+    let port = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let bound = libc::bind(fd, std::ptr::addr_of!(addr).cast(), len);
+        assert!(bound == 0, "bind: {}", std::io::Error::last_os_error());
+        let mut len = len;
+        let named = libc::getsockname(fd, std::ptr::addr_of_mut!(addr).cast(), &mut len);
+        assert!(
+            named == 0,
+            "getsockname: {}",
+            std::io::Error::last_os_error()
+        );
+        u16::from_be(addr.sin_port)
+    };
     format!("http://127.0.0.1:{port}")
 }
 

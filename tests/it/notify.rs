@@ -428,7 +428,7 @@ impl Smtp {
                     .is_ok_and(|s| s.success())
             })
             .expect("aiosmtpd is missing: apt-get install python3-aiosmtpd (or pip install aiosmtpd); scripts/test.sh installs it");
-        let port: u16 = down_url().rsplit(':').next().unwrap().parse().unwrap();
+        let port = crate::catcher::free_port();
         let mail = dir.join(format!("mail-{port}"));
         fs::create_dir_all(&mail).unwrap();
         let script = dir.join("smtp.py");

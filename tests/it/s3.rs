@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,13 +52,6 @@ fn which_on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl S3Server {
     /// Starts a server with the bucket `bucket`.
     pub fn start(bucket: &str) -> S3Server {
@@ -66,7 +59,7 @@ impl S3Server {
             .prefix("aos-backup-it-s3.")
             .tempdir()
             .expect("a folder for the S3 server");
-        let port = free_port();
+        let port = crate::catcher::free_port();
         let mut server = S3Server {
             root,
             endpoint: format!("http://127.0.0.1:{port}"),
