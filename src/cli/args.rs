@@ -356,6 +356,11 @@ pub struct CheckArgs {
     /// [env: BACKUP_CHECK_MIN_SIZE] [default: 0].
     #[arg(long, value_name = "SIZE")]
     pub min_size: Option<String>,
+
+    /// WARNING when a database's most recent drill is this old or older, or it has none
+    /// (35d, 1w) [default: off: a drill's result is checked, not its age].
+    #[arg(long, value_name = "AGE")]
+    pub max_drill_age: Option<String>,
 }
 
 #[derive(Debug, Args, Default)]

@@ -85,6 +85,9 @@ pub struct CheckOptions {
     pub crit_age: Duration,
     /// A last backup smaller than this many bytes is critical; 0 turns the check off.
     pub min_size: u64,
+    /// A most recent drill this old or older, or none, is a warning; `None`: drills' ages are
+    /// not checked.
+    pub max_drill_age: Option<Duration>,
 }
 
 /// What a finding is about. Each is one line of the details.
@@ -267,8 +270,20 @@ fn check_database(
         let summary = crate::archive::drill::read_summary(&e.path)?;
         Some((e.id.clone().unwrap_or_else(|| e.name.clone()), summary))
     });
-    if let Some((id, drill)) = drills.max_by_key(|(_, d)| d.drilled_at) {
-        findings.push(drill_finding(&id, &drill, now));
+    match (
+        drills.max_by_key(|(_, d)| d.drilled_at),
+        options.max_drill_age,
+    ) {
+        (Some((id, drill)), max_age) => findings.push(drill_finding(&id, &drill, now, max_age)),
+        (None, Some(max_age)) => findings.push(Finding {
+            probe: Probe::Drill,
+            status: CheckStatus::Warning,
+            message: format!(
+                "no drill recorded (warning after {})",
+                compact_duration(max_age.as_secs())
+            ),
+        }),
+        (None, None) => {}
     }
     DatabaseCheck {
         database,
@@ -357,9 +372,16 @@ fn suspect_finding(last: &BackupSeen) -> Finding {
 }
 
 /// How the database's most recent drill (of backup `id`) ended: a backup that did not restore is
-/// critical, a restore that failed a check is a warning.
-fn drill_finding(id: &str, drill: &DrillSummary, now: DateTime<Utc>) -> Finding {
-    let ago = compact_duration(u64::try_from((now - drill.drilled_at).num_seconds()).unwrap_or(0));
+/// critical, a restore that failed a check is a warning, and so is a drill `max_age` old or
+/// older.
+fn drill_finding(
+    id: &str,
+    drill: &DrillSummary,
+    now: DateTime<Utc>,
+    max_age: Option<Duration>,
+) -> Finding {
+    let age = u64::try_from((now - drill.drilled_at).num_seconds()).unwrap_or(0);
+    let ago = compact_duration(age);
     let (status, how) = match drill.outcome {
         DrillOutcome::Passed => (
             CheckStatus::Ok,
@@ -377,10 +399,21 @@ fn drill_finding(id: &str, drill: &DrillSummary, now: DateTime<Utc>) -> Finding 
         ),
         DrillOutcome::RestoreFailed => (CheckStatus::Critical, "could not restore it".to_string()),
     };
+    let mut message = format!("last drill, {ago} ago, of backup {id}: {how}");
+    let mut status = status;
+    if let Some(max) = max_age {
+        let limit = compact_duration(max.as_secs());
+        if age >= max.as_secs() {
+            status = status.max(CheckStatus::Warning);
+            message.push_str(&format!("; older than {limit}"));
+        } else {
+            message.push_str(&format!(" (warning after {limit})"));
+        }
+    }
     Finding {
         probe: Probe::Drill,
         status,
-        message: format!("last drill, {ago} ago, of backup {id}: {how}"),
+        message,
     }
 }
 
@@ -418,6 +451,7 @@ mod tests {
             warn_age: Duration::from_secs(26 * 3600),
             crit_age: Duration::from_secs(52 * 3600),
             min_size: 0,
+            max_drill_age: None,
         }
     }
 
@@ -484,18 +518,29 @@ mod tests {
             outcome,
             rto_ms: Some(90_000),
         };
-        let f = drill_finding("b1", &drill(DrillOutcome::Passed), now);
+        let f = drill_finding("b1", &drill(DrillOutcome::Passed), now, None);
         assert_eq!(f.status, CheckStatus::Ok);
         assert_eq!(
             f.message,
             "last drill, 3h ago, of backup b1: passed (RTO 1m30s)"
         );
         assert_eq!(
-            drill_finding("b1", &drill(DrillOutcome::CheckFailed), now).status,
+            drill_finding("b1", &drill(DrillOutcome::CheckFailed), now, None).status,
             CheckStatus::Warning
         );
         assert_eq!(
-            drill_finding("b1", &drill(DrillOutcome::RestoreFailed), now).status,
+            drill_finding("b1", &drill(DrillOutcome::RestoreFailed), now, None).status,
+            CheckStatus::Critical
+        );
+        // With a maximum age: a passed drill that old is a warning, a failed one stays as bad.
+        let hours = |h: u64| Some(Duration::from_secs(h * 3600));
+        let f = drill_finding("b1", &drill(DrillOutcome::Passed), now, hours(4));
+        assert_eq!(f.status, CheckStatus::Ok, "{}", f.message);
+        let f = drill_finding("b1", &drill(DrillOutcome::Passed), now, hours(3));
+        assert_eq!(f.status, CheckStatus::Warning);
+        assert!(f.message.ends_with("; older than 3h"), "{}", f.message);
+        assert_eq!(
+            drill_finding("b1", &drill(DrillOutcome::RestoreFailed), now, hours(1)).status,
             CheckStatus::Critical
         );
     }

@@ -324,7 +324,7 @@ fn check_json_has_the_status_the_thresholds_and_each_databases_findings() {
     assert_eq!(v["exit_code"], 1);
     assert_eq!(
         v["thresholds"],
-        json!({"warn_age_seconds": 93600, "crit_age_seconds": 187_200, "min_size_bytes": 1000})
+        json!({"warn_age_seconds": 93600, "crit_age_seconds": 187_200, "min_size_bytes": 1000, "max_drill_age_seconds": null})
     );
     assert_eq!(v["dir"], dir.path().display().to_string());
     let dbs = v["databases"].as_array().unwrap();
@@ -992,10 +992,20 @@ fn check_reports_the_last_drill_passed_failed_or_unrestorable() {
         (found[2].1.clone(), out)
     };
 
-    // Never drilled: no drill finding.
+    // Never drilled: no drill finding, unless drills are required to be recent.
     let out = check(dir.path(), &db, &now, &["--json"]);
     out.assert_code(0);
     assert!(probes(&out).iter().all(|(p, _)| p != "drill"), "{out}");
+    let out = check(dir.path(), &db, &now, &["--max-drill-age", "35d"]);
+    out.assert_code(1);
+    assert!(
+        out.stdout
+            .contains("WARNING   drill: no drill recorded (warning after 35d)"),
+        "{out}"
+    );
+    let out = check(dir.path(), &db, &now, &["--max-drill-age", "soon"]);
+    out.assert_code(3);
+    assert!(out.stderr.contains("invalid --max-drill-age"), "{out}");
 
     // A drill that passed.
     aos(dir.path(), &db, &now)
@@ -1005,6 +1015,7 @@ fn check_reports_the_last_drill_passed_failed_or_unrestorable() {
     let (status, out) = drill_finding(0);
     assert_eq!(status, "OK", "{out}");
     assert!(out.stdout.contains("passed (RTO "), "{out}");
+    check(dir.path(), &db, &now, &["--max-drill-age", "35d"]).assert_code(0);
 
     // One whose row counts do not match the backup's: a warning.
     let meta_path = sidecar(&backup);

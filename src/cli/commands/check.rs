@@ -45,11 +45,18 @@ fn options(ctx: &Ctx, args: &CheckArgs) -> Result<CheckOptions> {
         (None, true) => None,
         (None, false) => ctx.target_database(),
     };
+    let max_drill_age = match &args.max_drill_age {
+        None => None,
+        Some(text) => Some(crate::runtime::units::parse_span(text).map_err(|e| {
+            Error::usage(format!("invalid --max-drill-age: {e}")).hint("give an age like 35d or 1w")
+        })?),
+    };
     Ok(CheckOptions {
         database,
         warn_age,
         crit_age,
         min_size: ctx.settings.check.min_size.value,
+        max_drill_age,
     })
 }
 
@@ -231,6 +238,7 @@ fn json(report: &CheckReport) -> serde_json::Value {
             "warn_age_seconds": o.warn_age.as_secs(),
             "crit_age_seconds": o.crit_age.as_secs(),
             "min_size_bytes": o.min_size,
+            "max_drill_age_seconds": o.max_drill_age.map(|d| d.as_secs()),
         },
         "databases": report.databases.iter().map(|db| json!({
             "database": db.database,
@@ -258,6 +266,7 @@ mod tests {
                 warn_age: Duration::from_secs(93600),
                 crit_age: Duration::from_secs(187_200),
                 min_size: 1000,
+                max_drill_age: None,
             },
             databases,
         }
