@@ -1,6 +1,8 @@
 //! The result of a backup's last drill, kept next to it as `<backup file>.drill.json` (replaced by
 //! the next drill, deleted with the backup): the whole report, of which `list` reads the
-//! summary.
+//! summary. Each database's most recent drill is also kept in its folder as
+//! `.aos-backup.drill.<database>.json`, which prune leaves alone, so that `check` still knows it
+//! once the drilled backup is gone.
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -43,6 +45,41 @@ pub struct Summary {
     pub outcome: Outcome,
     /// The measured restore time, in milliseconds (none when the restore failed).
     pub rto_ms: Option<u64>,
+}
+
+/// A database's most recent drill: which backup, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastDrill {
+    /// The id of the backup it drilled.
+    pub backup: String,
+    /// When, and how it ended.
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Where the most recent drill of `database` is kept in `folder`; `None` for a name that has
+/// no folder name.
+#[must_use]
+pub fn last_path(folder: &Path, database: &str) -> Option<PathBuf> {
+    let name = crate::archive::naming::database_folder(database)?;
+    Some(folder.join(format!(".aos-backup.drill.{name}.json")))
+}
+
+/// Keeps `last` as the most recent drill of `database` in `folder`, atomically.
+pub fn write_last(folder: &Path, database: &str, last: &LastDrill) -> Result<()> {
+    let path = last_path(folder, database)
+        .ok_or_else(|| anyhow::anyhow!("database {database:?} has no folder name"))?;
+    let mut bytes = serde_json::to_vec_pretty(last)?;
+    bytes.push(b'\n');
+    crate::runtime::fsutil::replace_atomic(&path, &bytes, 0o600)
+}
+
+/// The most recent drill of `database` kept in `folder`; `None` when there is none or it is
+/// unreadable.
+#[must_use]
+pub fn read_last(folder: &Path, database: &str) -> Option<LastDrill> {
+    let text = std::fs::read(last_path(folder, database)?).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 /// The drill result's path for the backup at `backup`.
@@ -89,5 +126,25 @@ mod tests {
         assert!(!crate::archive::naming::looks_like_backup(
             &path_for(&backup).file_name().unwrap().to_string_lossy()
         ));
+    }
+
+    #[test]
+    fn a_databases_last_drill_is_kept_in_its_folder_under_a_safe_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_last(dir.path(), "shop"), None);
+        let last = LastDrill {
+            backup: "20260101-000000".into(),
+            summary: Summary {
+                drilled_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+                outcome: Outcome::Passed,
+                rto_ms: Some(5),
+            },
+        };
+        write_last(dir.path(), "../shop", &last).unwrap();
+        assert_eq!(read_last(dir.path(), "../shop"), Some(last));
+        assert_eq!(read_last(dir.path(), "shop"), None);
+        let name = last_path(dir.path(), "../shop").unwrap();
+        assert_eq!(name.parent(), Some(dir.path()));
+        assert!(name.file_name().unwrap().to_string_lossy().starts_with('.'));
     }
 }

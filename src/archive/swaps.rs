@@ -40,18 +40,35 @@ pub fn path_for(backup: &Path) -> PathBuf {
 /// its record is unreadable.
 #[must_use]
 pub fn read(backup: &Path) -> Vec<SwapRecord> {
-    std::fs::read(path_for(backup))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
+    read_strict(backup).unwrap_or_default()
 }
 
-/// Adds `swap` to the record of the backup at `backup` (replaced atomically).
+/// The swaps recorded for the backup at `backup`; none when it has no record, an error when its
+/// record cannot be read or parsed.
+fn read_strict(backup: &Path) -> Result<Vec<SwapRecord>> {
+    let path = path_for(backup);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a swap record ({e}); it was left as it is",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Adds `swap` to the record of the backup at `backup` (replaced atomically). A record that
+/// cannot be read is never replaced. Past [`MAX_KEPT`] swaps, those whose old database was
+/// dropped go first, then the oldest.
 pub fn append(backup: &Path, swap: SwapRecord) -> Result<()> {
-    let mut swaps = read(backup);
+    let mut swaps = read_strict(backup)?;
     swaps.push(swap);
-    let drop = swaps.len().saturating_sub(MAX_KEPT);
-    swaps.drain(..drop);
+    while swaps.len() > MAX_KEPT {
+        let first_dropped = swaps.iter().position(|s| s.old_dropped).unwrap_or(0);
+        swaps.remove(first_dropped);
+    }
     let mut bytes = serde_json::to_vec_pretty(&swaps)?;
     bytes.push(b'\n');
     crate::runtime::fsutil::replace_atomic(&path_for(backup), &bytes, 0o600)
@@ -91,17 +108,33 @@ mod tests {
     }
 
     #[test]
-    fn the_record_keeps_the_newest_swaps_and_an_unreadable_one_starts_again() {
+    fn a_full_record_forgets_dropped_databases_first_then_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = dir.path().join("aos-backup-20261129-101500.dump");
+        append(&backup, swap("kept_first", false)).unwrap();
+        append(&backup, swap("dropped", true)).unwrap();
+        for n in 2..MAX_KEPT {
+            append(&backup, swap(&format!("old_{n}"), false)).unwrap();
+        }
+        append(&backup, swap("newest", false)).unwrap();
+        let swaps = read(&backup);
+        assert_eq!(swaps.len(), MAX_KEPT);
+        assert_eq!(swaps[0].old, "kept_first", "the dropped one went first");
+        assert!(swaps.iter().all(|s| !s.old_dropped));
+        append(&backup, swap("newer", false)).unwrap();
+        let swaps = read(&backup);
+        assert_eq!(swaps[0].old, "old_2");
+        assert_eq!(swaps[MAX_KEPT - 1].old, "newer");
+    }
+
+    #[test]
+    fn an_unreadable_record_is_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let backup = dir.path().join("aos-backup-20261129-101500.dump");
         std::fs::write(path_for(&backup), "{not json").unwrap();
         assert_eq!(read(&backup), Vec::new());
-        for n in 0..=MAX_KEPT {
-            append(&backup, swap(&format!("old_{n}"), false)).unwrap();
-        }
-        let swaps = read(&backup);
-        assert_eq!(swaps.len(), MAX_KEPT);
-        assert_eq!(swaps[0].old, "old_1");
-        assert_eq!(swaps[MAX_KEPT - 1].old, format!("old_{MAX_KEPT}"));
+        let e = append(&backup, swap("old", false)).unwrap_err();
+        assert!(e.to_string().contains("left as it is"), "{e}");
+        assert_eq!(std::fs::read(path_for(&backup)).unwrap(), b"{not json");
     }
 }

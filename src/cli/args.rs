@@ -64,7 +64,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Prometheus textfile to update after every backup, prune, verify and restore
+    /// Prometheus textfile to update after every backup, prune, verify, restore and drill
     /// [env: BACKUP_METRICS_FILE].
     #[arg(long, value_name = "FILE", global = true)]
     pub metrics_file: Option<PathBuf>,

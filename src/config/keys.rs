@@ -442,7 +442,7 @@ pub const KEYS: &[KeyDef] = &[
         toml: &["metrics_file"],
         flags: &["--metrics-file"],
         default: None,
-        help: "Prometheus textfile updated after every backup, prune, verify and restore",
+        help: "Prometheus textfile updated after every backup, prune, verify, restore and drill",
     },
     KeyDef {
         key: Key::DockerContainer,

@@ -4,7 +4,7 @@
 //! Nagios-style statuses. The operation behind `aos-backup check`.
 
 use super::Context;
-use crate::archive::drill::{Outcome as DrillOutcome, Summary as DrillSummary};
+use crate::archive::drill::{LastDrill, Outcome as DrillOutcome, Summary as DrillSummary};
 use crate::archive::naming;
 use crate::catalog::{self, Entry, Status};
 use crate::runtime::units::{compact_duration, human_bytes};
@@ -218,7 +218,12 @@ pub fn check(ctx: &Context, options: &CheckOptions) -> Result<CheckReport> {
                 // A restore's safety backup does not stand in for the scheduled backups.
                 .filter(|e| !e.is_safety_backup())
                 .collect();
-            check_database(db, &backups, options, ctx.now)
+            // The most recent drill, also when prune has deleted the backup it drilled.
+            let kept: Vec<LastDrill> = std::iter::once(ctx.dir.as_path())
+                .chain(own.as_deref())
+                .filter_map(|folder| crate::archive::drill::read_last(folder, &db))
+                .collect();
+            check_database(db, &backups, &kept, options, ctx.now)
         })
         .collect();
     Ok(CheckReport {
@@ -247,10 +252,12 @@ fn belongs_to(e: &Entry, database: &str, own: Option<&Path>) -> bool {
     e.database() == Some(database) || (own.is_some() && e.path.parent() == own)
 }
 
-/// The findings for one database, from its complete backups (newest first, trusted dates only).
+/// The findings for one database, from its complete backups (newest first, trusted dates only)
+/// and the most recent drills its folders keep.
 fn check_database(
     database: String,
     backups: &[&Entry],
+    kept: &[LastDrill],
     options: &CheckOptions,
     now: DateTime<Utc>,
 ) -> DatabaseCheck {
@@ -266,10 +273,13 @@ fn check_database(
             findings.push(size_finding(last, options.min_size));
         }
     }
-    let drills = backups.iter().filter_map(|e| {
-        let summary = crate::archive::drill::read_summary(&e.path)?;
-        Some((e.id.clone().unwrap_or_else(|| e.name.clone()), summary))
-    });
+    let drills = backups
+        .iter()
+        .filter_map(|e| {
+            let summary = crate::archive::drill::read_summary(&e.path)?;
+            Some((e.id.clone().unwrap_or_else(|| e.name.clone()), summary))
+        })
+        .chain(kept.iter().map(|k| (k.backup.clone(), k.summary.clone())));
     match (
         drills.max_by_key(|(_, d)| d.drilled_at),
         options.max_drill_age,
@@ -380,6 +390,8 @@ fn drill_finding(
     now: DateTime<Utc>,
     max_age: Option<Duration>,
 ) -> Finding {
+    // A few minutes ahead is clock noise between hosts; more is a clock to look at.
+    let future = drill.drilled_at > now + chrono::Duration::minutes(5);
     let age = u64::try_from((now - drill.drilled_at).num_seconds()).unwrap_or(0);
     let ago = compact_duration(age);
     let (status, how) = match drill.outcome {
@@ -401,7 +413,13 @@ fn drill_finding(
     };
     let mut message = format!("last drill, {ago} ago, of backup {id}: {how}");
     let mut status = status;
-    if let Some(max) = max_age {
+    if future {
+        status = status.max(CheckStatus::Warning);
+        message = format!(
+            "last drill, dated {} (in the future: check the clocks), of backup {id}: {how}",
+            drill.drilled_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    } else if let Some(max) = max_age {
         let limit = compact_duration(max.as_secs());
         if age >= max.as_secs() {
             status = status.max(CheckStatus::Warning);
@@ -518,6 +536,7 @@ mod tests {
             outcome,
             rto_ms: Some(90_000),
         };
+        let hours = |h: u64| Some(Duration::from_secs(h * 3600));
         let f = drill_finding("b1", &drill(DrillOutcome::Passed), now, None);
         assert_eq!(f.status, CheckStatus::Ok);
         assert_eq!(
@@ -532,8 +551,16 @@ mod tests {
             drill_finding("b1", &drill(DrillOutcome::RestoreFailed), now, None).status,
             CheckStatus::Critical
         );
+        // Dated in the future: a warning, whatever its age limit.
+        let ahead = DrillSummary {
+            drilled_at: now + chrono::Duration::hours(1),
+            outcome: DrillOutcome::Passed,
+            rto_ms: None,
+        };
+        let f = drill_finding("b1", &ahead, now, hours(1));
+        assert_eq!(f.status, CheckStatus::Warning);
+        assert!(f.message.contains("in the future"), "{}", f.message);
         // With a maximum age: a passed drill that old is a warning, a failed one stays as bad.
-        let hours = |h: u64| Some(Duration::from_secs(h * 3600));
         let f = drill_finding("b1", &drill(DrillOutcome::Passed), now, hours(4));
         assert_eq!(f.status, CheckStatus::Ok, "{}", f.message);
         let f = drill_finding("b1", &drill(DrillOutcome::Passed), now, hours(3));

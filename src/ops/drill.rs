@@ -406,7 +406,7 @@ pub async fn execute(ctx: &Context, plan: DrillPlan) -> Result<DrillReport> {
         Err(e) => return Err(e),
     };
     let report = report(ctx, &plan, &server, &name, found, removed, started);
-    record(&plan.path, &report);
+    record(&ctx.dir, &plan.path, &report);
     Ok(report)
 }
 
@@ -635,17 +635,33 @@ fn rpo(ctx: &Context, plan: &DrillPlan) -> Rpo {
     }
 }
 
-/// Writes the report next to the backup; a drill that could not record its result still
-/// reports it.
-fn record(backup: &Path, report: &DrillReport) {
-    if !backup.exists() {
+/// Writes the report next to the backup, and its summary as the database's most recent drill
+/// in the folder `dir`; a drill that could not record its result still reports it.
+fn record(dir: &Path, backup: &Path, report: &DrillReport) {
+    if backup.exists() {
+        let written = serde_json::to_value(report)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| crate::archive::drill::write(backup, &v));
+        if let Err(e) = written {
+            tracing::warn!("cannot record the drill's result next to the backup: {e:#}");
+        }
+    }
+    if !dir.is_dir() {
         return;
     }
-    let written = serde_json::to_value(report)
-        .map_err(anyhow::Error::from)
-        .and_then(|v| crate::archive::drill::write(backup, &v));
-    if let Err(e) = written {
-        tracing::warn!("cannot record the drill's result next to the backup: {e:#}");
+    let last = crate::archive::drill::LastDrill {
+        backup: report.backup.id.clone(),
+        summary: crate::archive::drill::Summary {
+            drilled_at: report.drilled_at,
+            outcome: report.outcome,
+            rto_ms: report.rto_ms,
+        },
+    };
+    if let Err(e) = crate::archive::drill::write_last(dir, &report.backup.database, &last) {
+        tracing::warn!(
+            "cannot record the drill as the database's most recent in {}: {e:#}",
+            dir.display()
+        );
     }
 }
 

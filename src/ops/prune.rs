@@ -321,6 +321,16 @@ impl Run<'_> {
         let globals = globals_of(entry);
         let drill = format!("{}{}", entry.name, crate::archive::drill::DRILL_SUFFIX);
         let swaps = format!("{}{}", entry.name, crate::archive::swaps::SWAPS_SUFFIX);
+        // Read before the record goes: the old databases it names stay on the server.
+        let kept_by_swaps: Vec<crate::archive::swaps::SwapRecord> = self
+            .storage
+            .read_small(&swaps)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Vec<_>>(&bytes).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s: &crate::archive::swaps::SwapRecord| !s.old_dropped)
+            .collect();
         let parts = std::iter::once(entry.name.as_str())
             .chain(globals.as_deref())
             .chain([drill.as_str(), swaps.as_str(), sidecar.as_str()]);
@@ -328,6 +338,17 @@ impl Run<'_> {
             self.storage
                 .remove(name)
                 .with_context(|| format!("deleting {}", self.storage.location(name)))?;
+        }
+        for kept in kept_by_swaps {
+            tracing::warn!(
+                "{}: its swap of {} into {:?} on {} kept the old database {:?}, which stays on the server and which `list` no longer names now that the backup is deleted; unless dropped since: {}",
+                sanitize(&entry.name),
+                kept.swapped_at.format("%Y-%m-%d %H:%M UTC"),
+                sanitize(&kept.database),
+                sanitize(&kept.server),
+                sanitize(&kept.old),
+                crate::runtime::shell::drop_database_command(&kept.old)
+            );
         }
         let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
         tracing::info!(

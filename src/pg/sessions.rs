@@ -13,7 +13,8 @@ pub const CHECK_INTERVAL: &str = "1s";
 /// The `pg_stat_activity a` rows that are client sessions: a client backend, or, where our role
 /// may not see the type (another role's session without `pg_read_all_stats`), a row with a role.
 /// Autovacuum workers have none; the server ends them itself when a database is renamed or
-/// dropped, and they give way to a restore's locks, so they are never sessions to wait for.
+/// dropped, and (but for an anti-wraparound vacuum) they cancel themselves when they block a
+/// lock, so they are not sessions a user could stop.
 macro_rules! client_sessions {
     () => {
         "(a.backend_type = 'client backend' \

@@ -11,5 +11,6 @@ pub mod progress;
 pub mod redact;
 pub mod restore_state;
 pub mod schedule;
+pub mod shell;
 pub mod signal;
 pub mod units;

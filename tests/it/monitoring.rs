@@ -1033,12 +1033,35 @@ fn check_reports_the_last_drill_passed_failed_or_unrestorable() {
     let record = PathBuf::from(format!("{}.drill.json", backup.display()));
     let mut drilled = crate::support::read_json(&record);
     drilled["outcome"] = json!("restore-failed");
-    drilled["drilled_at"] = json!((chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339());
+    drilled["drilled_at"] = json!((at(&now) + chrono::Duration::minutes(1)).to_rfc3339());
     write_json(&record, &drilled);
     let (status, out) = drill_finding(2);
     assert_eq!(status, "CRITICAL", "{out}");
     let text = check(dir.path(), &db, &now, &[]);
     assert!(text.stdout.contains("could not restore it"), "{text}");
+
+    // Once prune has deleted the drilled backup, its folder still knows the database's most
+    // recent real drill (the one that failed a check).
+    let newer = later(T0, 2);
+    backup_at(dir.path(), &db, &newer);
+    aos(dir.path(), &db, &newer)
+        .args(["prune", "--keep-last", "1"])
+        .run()
+        .assert_success();
+    assert!(!record.exists() && !backup.exists());
+    let out = check(
+        dir.path(),
+        &db,
+        &newer,
+        &["--json", "--max-drill-age", "35d"],
+    );
+    out.assert_code(1);
+    assert_eq!(
+        probes(&out)[2],
+        ("drill".to_string(), "WARNING".to_string()),
+        "{out}"
+    );
+    assert!(out.stdout.contains("failed a check"), "{out}");
 }
 
 #[test]

@@ -679,11 +679,19 @@ fn swap_restores_aside_checks_and_keeps_the_old_database() {
     let record = PathBuf::from(format!("{}.swaps.json", file.display()));
     assert!(record.is_file());
     backup(&db, dir.path(), &[]);
-    aos(&db, dir.path())
+    let pruned = aos(&db, dir.path())
         .args(["prune", "--keep-last", "1"])
-        .run()
-        .assert_success();
+        .run();
+    pruned.assert_success();
     assert!(!file.exists() && !record.exists(), "{}", record.display());
+    // ...and says that the old database the record named stays on the server.
+    assert!(
+        pruned
+            .stderr
+            .contains(&format!("kept the old database \"{old}\""))
+            && pruned.stderr.contains("stays on the server"),
+        "{pruned}"
+    );
     for name in databases_like(&format!("{db}__aos_")) {
         server().drop_db(&name);
     }

@@ -21,11 +21,29 @@ pub async fn run(ctx: &Ctx, args: &DrillArgs) -> Result<()> {
     }
     let report = result?;
     ctx.record
-        .drill(&report.backup.database, report.error().is_none());
+        .drill(&metrics_name(ctx, &report), report.error().is_none());
     ctx.emit(&text(&report), &serde_json::to_value(&report)?);
     match report.error() {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+/// The name the metrics file knows the drilled database by, as its backups' metrics do: the
+/// config file's name for a backup in the subfolder of a database of its list, else the
+/// database's own.
+fn metrics_name(ctx: &Ctx, report: &DrillReport) -> String {
+    let folder = report
+        .backup
+        .path
+        .parent()
+        .filter(|p| p.parent() == Some(ctx.backup_dir().as_path()))
+        .and_then(|p| p.file_name())
+        .and_then(|f| f.to_str())
+        .and_then(crate::archive::naming::database_of_folder);
+    match folder {
+        Some(name) if ctx.settings.databases.iter().any(|e| e.name == name) => name,
+        _ => report.backup.database.clone(),
     }
 }
 

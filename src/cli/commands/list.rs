@@ -250,7 +250,7 @@ fn log_kept(report: &ListReport, prefix: &str) {
                 sanitize(&kept.database),
                 sanitize(&kept.server),
                 sanitize(&kept.old),
-                super::drop_database_command(&kept.old)
+                crate::runtime::shell::drop_database_command(&kept.old)
             );
         }
     }

@@ -338,49 +338,10 @@ pub fn human_age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-/// `word`, quoted for a POSIX shell when it needs to be.
-#[must_use]
-pub fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
-/// The command that drops database `name` (kept by a swap), for a person to run.
-#[must_use]
-pub fn drop_database_command(name: &str) -> String {
-    let sql = format!("DROP DATABASE {}", crate::pg::contents::quote_ident(name));
-    format!(
-        "psql -d postgres -c {}",
-        shell_word(&crate::runtime::redact::sanitize(&sql))
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::units::{age_phrase, count};
-
-    #[test]
-    fn shell_words_and_the_drop_command() {
-        assert_eq!(shell_word("shop"), "shop");
-        assert_eq!(shell_word("my db"), "'my db'");
-        assert_eq!(shell_word("it's"), "'it'\\''s'");
-        assert_eq!(
-            drop_database_command("shop__aos_old_1"),
-            r#"psql -d postgres -c 'DROP DATABASE "shop__aos_old_1"'"#
-        );
-        assert_eq!(
-            drop_database_command("a\"b"),
-            r#"psql -d postgres -c 'DROP DATABASE "a""b"'"#
-        );
-    }
 
     #[test]
     fn humanized_numbers() {

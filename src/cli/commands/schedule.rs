@@ -256,10 +256,10 @@ fn cron(setup: &Setup, schedule: &Schedule) -> Result<String> {
     let fields = cron_fields(schedule)?;
     let mut command = vec![
         "cd".to_string(),
-        shell_quote(&setup.cwd.display().to_string()),
+        crate::runtime::shell::word(&setup.cwd.display().to_string()),
         "&&".to_string(),
     ];
-    command.extend(setup.command.iter().map(|a| shell_quote(a)));
+    command.extend(setup.command.iter().map(|a| crate::runtime::shell::word(a)));
     command.push("backup".to_string());
     // In a crontab line, % ends the command.
     let command = command.join(" ").replace('%', "\\%");
@@ -387,19 +387,6 @@ fn systemd_quote(s: &str) -> String {
     }
 }
 
-/// One word for `sh`: as it is when it is plain, else in single quotes.
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '=' | ',')
-        });
-    if plain {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,10 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn words_are_quoted_for_the_shell_and_for_systemd() {
-        assert_eq!(shell_quote("/usr/bin/aos-backup"), "/usr/bin/aos-backup");
-        assert_eq!(shell_quote("/srv/my app"), "'/srv/my app'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    fn words_are_quoted_for_systemd() {
         assert_eq!(systemd_quote("/srv/my app"), "\"/srv/my app\"");
         assert_eq!(systemd_quote("/srv/100%"), "/srv/100%%");
     }

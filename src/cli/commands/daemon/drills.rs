@@ -39,7 +39,11 @@ pub(super) async fn run(
             let words: Vec<&'static str> = results
                 .into_iter()
                 .map(|(database, result)| {
-                    if let Some(db) = &database {
+                    // Without DATABASE_URL or a list, the backup's own database.
+                    let named = database
+                        .clone()
+                        .or_else(|| result.as_ref().ok().map(|r| r.backup.database.clone()));
+                    if let Some(db) = &named {
                         let passed = matches!(&result, Ok(r) if r.error().is_none());
                         run_ctx.record.drill(db, passed);
                     }
@@ -64,6 +68,10 @@ pub(super) async fn run(
         _ = signals.next() => {}
     }
     run_ctx.op.cleanup_temps();
+    // A slot cut short is a failed one, as a scheduled backup cut short is.
+    if let Some(m) = metrics {
+        m.finish(false);
+    }
     Ended::Cancelled(run_ctx.op.interrupted_error(sig))
 }
 

@@ -2,10 +2,11 @@
 //! restore (its safety backup and the command that undoes it).
 
 use crate::cli::args::RestoreArgs;
-use crate::cli::commands::{drop_database_command, human_bytes, shell_word};
+use crate::cli::commands::human_bytes;
 use crate::ops::restore::{Checksum, Preview, RestorePlan, RestoreReport, TableChange};
 use crate::ops::validate::ValidationReport;
 use crate::runtime::redact::sanitize;
+use crate::runtime::shell::{drop_database_command, word as shell_word};
 use crate::runtime::units::{age_phrase, count};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
