@@ -682,4 +682,36 @@ fn without_database_url_the_daemon_drills_each_configured_database_in_its_folder
         prom.contains("aos_backup_last_drilled_timestamp_seconds{database=\"shop\"}"),
         "{prom}"
     );
+
+    // A drill by hand of a backup in shop's subfolder is recorded under the list's name too,
+    // not under the server's name for the database.
+    let shop_backup = drilled("shop")
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches(".drill.json")
+        .to_string();
+    let hand = work.path().join("hand.prom");
+    let out = Cmd::new()
+        .env("BACKUP_DIR", &dir)
+        .env("AOS_BACKUP_CONFIG", &cfg)
+        .env("SHOP_URL", pg.tcp_url(&shop))
+        .env("BLOG_URL", pg.tcp_url(&blog))
+        .env("GONE_URL", pg.tcp_url("drill_daemon_no_such_database"))
+        .env("PG_BIN", &pg.bindir)
+        .arg("--metrics-file")
+        .arg(&hand)
+        .args([
+            "drill",
+            &shop_backup,
+            "--scratch-url",
+            &pg.tcp_url("postgres"),
+        ])
+        .run();
+    out.assert_success();
+    let prom = fs::read_to_string(&hand).unwrap();
+    assert!(
+        prom.contains("aos_backup_last_status{database=\"shop\",operation=\"drill\"} 1"),
+        "{prom}\n{out}"
+    );
+    assert!(!prom.contains(shop.as_str()), "{prom}");
 }
