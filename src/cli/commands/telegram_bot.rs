@@ -262,25 +262,40 @@ fn status(ctx: &Ctx) -> String {
             }
         ),
     ];
-    if let Some((meta, drill)) = last_drill(ctx, &metas) {
+    if let Some(drill) = last_drill(ctx, &metas) {
         lines.push(format!(
             "Last drill: {} (backup {})",
-            drill,
-            crate::runtime::redact::sanitize(&meta.id)
+            drill.summary.outcome.as_str(),
+            crate::runtime::redact::sanitize(&drill.backup)
         ));
     }
     lines.join("\n")
 }
 
-/// The newest backup with a drill record (`<backup>.drill.json`), and how that drill ended.
-fn last_drill<'a>(
+/// The most recent drill: of the drill records next to the backups (`<backup>.drill.json`) and
+/// of each database's most recent drill kept in the folder (there also once prune has deleted
+/// the drilled backup).
+fn last_drill(
     ctx: &Ctx,
-    metas: &'a [crate::archive::meta::Meta],
-) -> Option<(&'a crate::archive::meta::Meta, String)> {
-    metas.iter().find_map(|m| {
-        let summary = crate::archive::drill::read_summary(&ctx.backup_dir().join(&m.file))?;
-        Some((m, summary.outcome.as_str().to_string()))
-    })
+    metas: &[crate::archive::meta::Meta],
+) -> Option<crate::archive::drill::LastDrill> {
+    let dir = ctx.backup_dir();
+    let next_to_backups = metas.iter().filter_map(|m| {
+        let summary = crate::archive::drill::read_summary(&dir.join(&m.file))?;
+        Some(crate::archive::drill::LastDrill {
+            backup: m.id.clone(),
+            summary,
+        })
+    });
+    let mut databases: Vec<&str> = metas.iter().map(|m| m.database.as_str()).collect();
+    databases.sort_unstable();
+    databases.dedup();
+    let kept = databases
+        .into_iter()
+        .filter_map(|db| crate::archive::drill::read_last(&dir, db));
+    next_to_backups
+        .chain(kept)
+        .max_by_key(|d| d.summary.drilled_at)
 }
 
 /// `/list`: the recent backups.
