@@ -96,6 +96,10 @@ impl Cli {
                 Command::Check(a) => a.min_size.clone(),
                 _ => None,
             },
+            check_max_drill_age: match &self.command {
+                Command::Check(a) => a.max_drill_age.clone(),
+                _ => None,
+            },
             metrics_file: self.metrics_file.clone(),
             docker_container: self.docker_container.clone(),
             globals: match &self.command {
@@ -358,7 +362,7 @@ pub struct CheckArgs {
     pub min_size: Option<String>,
 
     /// WARNING when a database's most recent drill is this old or older, or it has none
-    /// (35d, 1w) [default: off: a drill's result is checked, not its age].
+    /// (35d, 1w; 0 is off) [env: BACKUP_CHECK_MAX_DRILL_AGE] [default: 0].
     #[arg(long, value_name = "AGE")]
     pub max_drill_age: Option<String>,
 }

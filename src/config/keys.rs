@@ -42,6 +42,7 @@ pub enum Key {
     HookTimeout,
     CheckMaxAge,
     CheckMinSize,
+    CheckMaxDrillAge,
     MetricsFile,
     DockerContainer,
     DockerComposeService,
@@ -434,6 +435,15 @@ pub const KEYS: &[KeyDef] = &[
         flags: &["check --min-size"],
         default: Some("0"),
         help: "check is critical when a database's last backup is smaller (1MB, 500KiB); 0 is off",
+    },
+    KeyDef {
+        key: Key::CheckMaxDrillAge,
+        name: "check.max_drill_age",
+        env: "BACKUP_CHECK_MAX_DRILL_AGE",
+        toml: &["check.max_drill_age"],
+        flags: &["check --max-drill-age"],
+        default: Some("0"),
+        help: "check warns when a database's most recent drill is older, or it has none (35d); 0 is off",
     },
     KeyDef {
         key: Key::MetricsFile,

@@ -228,6 +228,7 @@ struct FileHooks {
 struct FileCheck {
     max_age: Option<String>,
     min_size: Option<FileSize>,
+    max_drill_age: Option<String>,
 }
 
 /// A size in the config file: a number of bytes, or text such as `"1MB"`.
@@ -342,6 +343,8 @@ pub struct Overrides {
     pub check_max_age: Option<String>,
     /// `check --min-size`, as typed (parsed during resolution).
     pub check_min_size: Option<String>,
+    /// `check --max-drill-age`, as typed (parsed during resolution).
+    pub check_max_drill_age: Option<String>,
     /// `--metrics-file`.
     pub metrics_file: Option<PathBuf>,
     /// `--docker-container`.
@@ -428,6 +431,9 @@ pub struct CheckSettings {
     pub max_age: Sourced<std::time::Duration>,
     /// A database whose last backup is smaller than this many bytes is critical; 0 is off.
     pub min_size: Sourced<u64>,
+    /// A database whose most recent drill is this old or older, or that has none, is a
+    /// warning; 0 is off.
+    pub max_drill_age: Sourced<std::time::Duration>,
 }
 
 /// The default of [`Settings::suspect_ratio`]: a drop of more than half.
@@ -551,6 +557,7 @@ impl Settings {
         let check = check_settings(over, &env, &file)?;
         sources.set(Key::CheckMaxAge, check.max_age.source);
         sources.set(Key::CheckMinSize, check.min_size.source);
+        sources.set(Key::CheckMaxDrillAge, check.max_drill_age.source);
         let metrics_file = pick_path(
             over.metrics_file.clone(),
             &env,
@@ -1236,7 +1243,8 @@ fn resolve_lock_timeout(
     Ok(Sourced::new(d, source))
 }
 
-/// `check --max-age` and `--min-size`, else their variables, else `[check]`, else the defaults.
+/// `check --max-age`, `--min-size` and `--max-drill-age`, else their variables, else `[check]`,
+/// else the defaults.
 fn check_settings(over: &Overrides, env: &Env, file: &FileConfig) -> Result<CheckSettings> {
     let (text, source, name) = layered_text(
         over.check_max_age.as_deref(),
@@ -1271,9 +1279,21 @@ fn check_settings(over: &Overrides, env: &Env, file: &FileConfig) -> Result<Chec
         Error::usage(format!("invalid {name}: {e}"))
             .hint("give a size like 1MB, 500KiB or 4096 (bytes); 0 turns the check off")
     })?;
+    let (text, drill_source, name) = layered_text(
+        over.check_max_drill_age.as_deref(),
+        "--max-drill-age",
+        env,
+        Key::CheckMaxDrillAge,
+        file.check.max_drill_age.clone(),
+    );
+    let max_drill_age = crate::runtime::units::parse_span(&text).map_err(|e| {
+        Error::usage(format!("invalid {name}: {e}"))
+            .hint("give an age like 35d or 1w; 0 turns the check off")
+    })?;
     Ok(CheckSettings {
         max_age: Sourced::new(max_age, source),
         min_size: Sourced::new(min_size, min_source),
+        max_drill_age: Sourced::new(max_drill_age, drill_source),
     })
 }
 
@@ -1477,6 +1497,7 @@ mod tests {
             "BACKUP_HOOK_TIMEOUT",
             "BACKUP_LOCK_TIMEOUT",
             "BACKUP_CHECK_MAX_AGE",
+            "BACKUP_CHECK_MAX_DRILL_AGE",
             "BACKUP_VERIFY_EVERY",
         ];
         for k in keys {
@@ -1485,6 +1506,7 @@ mod tests {
                 "BACKUP_HOOK_TIMEOUT" => s.hooks.timeout,
                 "BACKUP_LOCK_TIMEOUT" => Some(s.lock_timeout.value),
                 "BACKUP_CHECK_MAX_AGE" => Some(s.check.max_age.value),
+                "BACKUP_CHECK_MAX_DRILL_AGE" => Some(s.check.max_drill_age.value),
                 _ => s.verify_every.map(|v| v.value),
             };
             assert_eq!(got, Some(day * 3 / 2), "{k}");
@@ -1549,6 +1571,7 @@ mod tests {
                     Key::LockTimeout => "5s",
                     Key::CheckMaxAge => "2d",
                     Key::CheckMinSize => "1MB",
+                    Key::CheckMaxDrillAge => "35d",
                     Key::AgeRecipients => "age1abc",
                     Key::BackupDir
                     | Key::PgBin

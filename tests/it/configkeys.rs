@@ -131,6 +131,7 @@ fn config_shows_every_keys_source_from_each_layer() {
         ("hooks.timeout", ("default", json!(300))),
         ("check.max_age", ("default", json!(93600))),
         ("check.min_size", ("default", json!(0))),
+        ("check.max_drill_age", ("default", json!(0))),
         ("metrics_file", ("default", Value::Null)),
         ("docker.container", ("default", Value::Null)),
         ("docker.compose_service", ("default", Value::Null)),

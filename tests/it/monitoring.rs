@@ -1003,6 +1003,12 @@ fn check_reports_the_last_drill_passed_failed_or_unrestorable() {
             .contains("WARNING   drill: no drill recorded (warning after 35d)"),
         "{out}"
     );
+    let out = aos(dir.path(), &db, &now)
+        .env("BACKUP_CHECK_MAX_DRILL_AGE", "35d")
+        .arg("check")
+        .run();
+    out.assert_code(1);
+    assert!(out.stdout.contains("no drill recorded"), "{out}");
     let out = check(dir.path(), &db, &now, &["--max-drill-age", "soon"]);
     out.assert_code(3);
     assert!(out.stderr.contains("invalid --max-drill-age"), "{out}");

@@ -45,12 +45,7 @@ fn options(ctx: &Ctx, args: &CheckArgs) -> Result<CheckOptions> {
         (None, true) => None,
         (None, false) => ctx.target_database(),
     };
-    let max_drill_age = match &args.max_drill_age {
-        None => None,
-        Some(text) => Some(crate::runtime::units::parse_span(text).map_err(|e| {
-            Error::usage(format!("invalid --max-drill-age: {e}")).hint("give an age like 35d or 1w")
-        })?),
-    };
+    let max_drill_age = Some(ctx.settings.check.max_drill_age.value).filter(|d| !d.is_zero());
     Ok(CheckOptions {
         database,
         warn_age,

@@ -301,6 +301,13 @@ fn text_value(s: &Settings, key: Key) -> (String, bool) {
             crate::runtime::units::compact_duration(s.check.max_age.value.as_secs()),
             true,
         ),
+        Key::CheckMaxDrillAge => (
+            match s.check.max_drill_age.value.as_secs() {
+                0 => "0 (off)".to_string(),
+                n => crate::runtime::units::compact_duration(n),
+            },
+            true,
+        ),
         Key::CheckMinSize => (
             match s.check.min_size.value {
                 0 => "0 (off)".to_string(),
@@ -498,6 +505,7 @@ fn json_value(s: &Settings, key: Key) -> Value {
         Key::HookTimeout => s.hooks.timeout.map_or(json!(0), seconds),
         Key::CheckMaxAge => json!(s.check.max_age.value.as_secs()),
         Key::CheckMinSize => json!(s.check.min_size.value),
+        Key::CheckMaxDrillAge => json!(s.check.max_drill_age.value.as_secs()),
         Key::MetricsFile => path(s.metrics_file.as_ref().map(|p| &p.value)),
         Key::Notify
         | Key::NotifyOn
