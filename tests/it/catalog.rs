@@ -59,14 +59,6 @@ struct Template {
     contents_b: String,
 }
 
-static TEMPLATE_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-extern "C" fn remove_template_dir() {
-    if let Some(dir) = TEMPLATE_DIR.get() {
-        let _ = fs::remove_dir_all(dir);
-    }
-}
-
 /// Made on first use: a database filled with [`SOURCE_SQL`], backup A at [`A_TIME`], one more row,
 /// backup B at [`B_TIME`] (both over TCP with the password, default settings).
 fn template() -> &'static Template {
@@ -75,14 +67,7 @@ fn template() -> &'static Template {
         let pg = server();
         let db = pg.create_db("catalog_template");
         pg.psql(&db, SOURCE_SQL);
-        let dir = tempfile::Builder::new()
-            .prefix("aos-backup-it-catalog.")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let _ = TEMPLATE_DIR.set(dir.clone());
-        // SAFETY: registers a plain extern "C" function without arguments.
-        unsafe { libc::atexit(remove_template_dir) };
+        let dir = crate::support::shared_tempdir("aos-backup-it-catalog.");
 
         let contents_a = pg.table_contents(&db);
         let a = backup_at(&dir, &db, A_TIME);

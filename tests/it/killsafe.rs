@@ -18,8 +18,6 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
-
 use crate::cmd::{self, Cmd, Output};
 use crate::harness::{self, server};
 use crate::support::{self, age_keygen, alive, tempdir as work_dir, wait_until};
@@ -48,7 +46,6 @@ INSERT INTO events (item_id, payload) VALUES (1, 'kept');
 
 /// The big source and its three backups, made once.
 struct Big {
-    _work: TempDir,
     identity: PathBuf,
     custom_zst: PathBuf,
     plain_gz: PathBuf,
@@ -61,17 +58,17 @@ fn big() -> &'static Big {
         let pg = server();
         let db = pg.create_db("killsafe_big");
         pg.psql(&db, &BIG_SQL.replace("ROWS", &BIG_ROWS.to_string()));
-        let work = work_dir();
+        let work = support::shared_tempdir("aos-backup-it-killsafe.");
         let support::AgeKey {
             identity,
             recipient,
             ..
-        } = age_keygen(work.path(), "id.txt");
+        } = age_keygen(&work, "id.txt");
         let backup = |sub: &str, envs: &[(&str, &str)]| {
             let mut cmd = Cmd::new()
                 .arg("backup")
                 .env("DATABASE_URL", pg.tcp_url(&db))
-                .env("BACKUP_DIR", work.path().join(sub));
+                .env("BACKUP_DIR", work.join(sub));
             for (k, v) in envs {
                 cmd = cmd.env(k, v);
             }
@@ -100,7 +97,6 @@ fn big() -> &'static Big {
         }
         pg.drop_db(&db);
         Big {
-            _work: work,
             identity,
             custom_zst,
             plain_gz,

@@ -14,6 +14,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -24,6 +25,30 @@ pub fn tempdir() -> TempDir {
         .prefix("aos-backup-it.")
         .tempdir()
         .expect("create a temporary folder")
+}
+
+/// A temporary folder for a fixture shared by the tests of this process (held in a `static`,
+/// which is never dropped): removed when the process exits.
+pub fn shared_tempdir(prefix: &str) -> PathBuf {
+    static FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    extern "C" fn remove_shared_folders() {
+        let folders = FOLDERS.lock().unwrap_or_else(PoisonError::into_inner);
+        for folder in folders.iter() {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create a temporary folder")
+        .keep();
+    let mut folders = FOLDERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if folders.is_empty() {
+        // SAFETY: registers a plain extern "C" function without arguments that does not unwind.
+        unsafe { libc::atexit(remove_shared_folders) };
+    }
+    folders.push(dir.clone());
+    dir
 }
 
 /// Lower-case hex SHA-256, as the sidecar records it.
