@@ -99,11 +99,14 @@ async fn backup_in_scope(ctx: &Ctx, args: &BackupArgs, show: &dyn Fn(&Made)) -> 
         Made::One(report) => ctx.record.backup(report),
         Made::Many(report) => ctx.record.many(report),
     }
-    ctx.made.lock().expect("made").extend(
-        made.reports()
-            .into_iter()
-            .map(|r| (r.path.clone(), r.meta.clone())),
-    );
+    ctx.made
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(
+            made.reports()
+                .into_iter()
+                .map(|r| (r.path.clone(), r.meta.clone())),
+        );
     show(&made);
     if let Made::Many(report) = &made {
         summary::log(report);
@@ -297,7 +300,12 @@ pub async fn offsite(ctx: &Ctx) -> Result<crate::ops::push::PushReport> {
 /// # Errors
 /// A removal failed.
 pub fn drop_local_copies(ctx: &Ctx) -> Result<()> {
-    let made = std::mem::take(&mut *ctx.made.lock().expect("made"));
+    let made = std::mem::take(
+        &mut *ctx
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     for (path, meta) in made {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
             continue;

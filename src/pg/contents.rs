@@ -27,8 +27,9 @@ pub struct TableCount {
 }
 
 impl Db {
-    /// Every table a backup counts the rows of (see `pg::rowcount`: ordinary tables and partitions in user schemas, not temporary, not an extension's) with its exact row
-    /// count now, by schema and name.
+    /// Every table a backup counts the rows of (see `pg::rowcount`: ordinary tables and
+    /// partitions in user schemas, not temporary, not an extension's) with its exact row count
+    /// now, by schema and name.
     /// With `lock_wait`, a table that stays locked longer is not counted (its `rows` is `None`).
     pub async fn table_rows(
         &self,

@@ -354,7 +354,7 @@ fn read_credentials_file(path: &std::path::Path, azure: bool) -> Result<Credenti
     fsutil::check_secret_file(path, "credentials file")?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::usage(format!(
-            "cannot read the S3 credentials file {}: {e}",
+            "cannot read the credentials file {}: {e}",
             path.display()
         ))
     })?;

@@ -1,6 +1,6 @@
 //! An object store (an S3 bucket or S3-compatible store, an Azure container) as a [`Storage`],
-//! through opendal: multipart (or block) uploads that stay invisible until completed, ranged reads in bounded chunks, retries with backoff and
-//! a timeout on every transfer step. The trait is synchronous; each call is carried out on this
+//! through opendal: multipart (or block) uploads that stay invisible until completed, ranged
+//! reads in bounded chunks, retries with backoff and a timeout on every transfer step. The trait is synchronous; each call is carried out on this
 //! storage's own small runtime, so it works from plain threads and from async tasks alike.
 
 use super::{check_name, Kind, Listed, Lock, Partial, Storage};
